@@ -1,0 +1,139 @@
+//! The response future.
+
+use crate::service::Shared;
+use bulwark_core::{BoxError, Classify};
+use pin_project_lite::pin_project;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+
+/// The right to report one call's outcome. A dropped, unfinished probe gives its slot back.
+pub(crate) struct Permit<C> {
+    shared: Arc<Shared<C>>,
+    gen: u32,
+    probe: bool,
+    armed: bool,
+}
+
+impl<C> Permit<C> {
+    pub(crate) fn new(shared: Arc<Shared<C>>, gen: u32, probe: bool) -> Self {
+        Permit {
+            shared,
+            gen,
+            probe,
+            armed: true,
+        }
+    }
+
+    fn complete<Res, E>(&mut self, result: &Result<Res, E>, start: Option<u64>)
+    where
+        C: Classify<Res, E>,
+    {
+        self.armed = false;
+        let shared = &*self.shared;
+        let outcome = shared.classifier.classify(result);
+        let mut end = None;
+        let slow = match (start, shared.core.slow_threshold()) {
+            (Some(start), Some(threshold)) => {
+                let t = shared.now();
+                end = Some(t);
+                t.saturating_sub(start) > threshold
+            }
+            _ => false,
+        };
+        shared.core.record(self.gen, self.probe, outcome, slow, || {
+            end.unwrap_or_else(|| shared.now())
+        });
+    }
+}
+
+impl<C> Drop for Permit<C> {
+    fn drop(&mut self) {
+        if self.armed && self.probe {
+            self.shared.core.release_probe(self.gen);
+        }
+    }
+}
+
+pin_project! {
+    /// The future of a [`CircuitBreaker`](crate::CircuitBreaker) call: the inner future, whose
+    /// outcome is recorded when it ends, or an immediate refusal.
+    pub struct ResponseFuture<F, C> {
+        #[pin]
+        state: State<F, C>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F, C> {
+        Called {
+            #[pin]
+            future: F,
+            permit: Permit<C>,
+            start: Option<u64>,
+        },
+        Failed {
+            error: Option<BoxError>,
+        },
+    }
+}
+
+impl<F, C> ResponseFuture<F, C> {
+    pub(crate) fn called(future: F, permit: Permit<C>, start: Option<u64>) -> Self {
+        ResponseFuture {
+            state: State::Called {
+                future,
+                permit,
+                start,
+            },
+        }
+    }
+
+    pub(crate) fn failed(error: BoxError) -> Self {
+        ResponseFuture {
+            state: State::Failed { error: Some(error) },
+        }
+    }
+}
+
+impl<F, C> fmt::Debug for ResponseFuture<F, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match &self.state {
+            State::Called { .. } => "called",
+            State::Failed { .. } => "refused",
+        };
+        f.debug_struct("ResponseFuture")
+            .field("state", &state)
+            .finish()
+    }
+}
+
+impl<F, C, Res, E> Future for ResponseFuture<F, C>
+where
+    F: Future<Output = Result<Res, E>>,
+    E: Into<BoxError>,
+    C: Classify<Res, E>,
+{
+    type Output = Result<Res, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().state.project() {
+            StateProj::Called {
+                future,
+                permit,
+                start,
+            } => {
+                let result = ready!(future.poll(cx));
+                permit.complete(&result, *start);
+                Poll::Ready(result.map_err(Into::into))
+            }
+            StateProj::Failed { error } => match error.take() {
+                Some(e) => Poll::Ready(Err(e)),
+                None => Poll::Ready(Err(Box::new(crate::service::NotReady))),
+            },
+        }
+    }
+}

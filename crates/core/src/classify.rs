@@ -1,0 +1,391 @@
+//! Classification: was a call a success, a failure, or neither?
+//!
+//! Every layer asks the same question of a finished call, and must get the same answer: a
+//! circuit breaker that counts a 404 as a failure while the retry layer treats it as an answer
+//! will open on a healthy backend. [`Classify`] looks at the whole `Result<Response, Error>`,
+//! so a classifier can treat an `Ok` response with a 503 status as a failure, or an error that
+//! means "the caller gave up" as neither.
+//!
+//! Pick:
+//! * [`DefaultClassifier`] for plain services: every `Err` is a failure, every `Ok` a success.
+//! * `HttpClassifier` (feature `http`) for `http::Response`s: errors and 5xx statuses are
+//!   failures (configurable with a [`StatusSet`]), everything else, 404 included, is a success.
+//! * A closure `Fn(&Result<Res, E>) -> Outcome`, or your own type, for anything else.
+
+/// What a finished call tells a resilience layer about the service that answered it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// The service did its job (a 404 for a missing book is a success: the store answered).
+    Success,
+    /// The service failed: counted against it by breakers and ejection, retried by retries.
+    Failure,
+    /// Says nothing about the service's health (a caller's cancellation, a rejected bad
+    /// request): not counted in any window, never retried.
+    Ignored,
+}
+
+impl Outcome {
+    /// The lowercase name used in metric labels and logs: `success`, `failure` or `ignored`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Success => "success",
+            Outcome::Failure => "failure",
+            Outcome::Ignored => "ignored",
+        }
+    }
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Decides the [`Outcome`] of a call from its whole result.
+///
+/// Implemented for [`DefaultClassifier`], `HttpClassifier` (feature `http`) and every closure
+/// `Fn(&Result<Res, E>) -> Outcome`.
+///
+/// ```
+/// use bulwark_core::{Classify, Outcome};
+///
+/// /// Timeouts are failures; a "bad request" error is the caller's fault, so it is ignored.
+/// #[derive(Clone)]
+/// struct MyClassifier;
+///
+/// impl Classify<String, std::io::Error> for MyClassifier {
+///     fn classify(&self, result: &Result<String, std::io::Error>) -> Outcome {
+///         match result {
+///             Ok(_) => Outcome::Success,
+///             Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => Outcome::Ignored,
+///             Err(_) => Outcome::Failure,
+///         }
+///     }
+/// }
+///
+/// let bad = Err(std::io::Error::from(std::io::ErrorKind::InvalidInput));
+/// assert_eq!(MyClassifier.classify(&bad), Outcome::Ignored);
+/// ```
+pub trait Classify<Res, E> {
+    /// Classifies one finished call.
+    fn classify(&self, result: &Result<Res, E>) -> Outcome;
+}
+
+impl<F, Res, E> Classify<Res, E> for F
+where
+    F: Fn(&Result<Res, E>) -> Outcome,
+{
+    fn classify(&self, result: &Result<Res, E>) -> Outcome {
+        self(result)
+    }
+}
+
+/// The classifier for plain services: `Err` is a failure, `Ok` is a success.
+///
+/// ```
+/// use bulwark_core::{Classify, DefaultClassifier, Outcome};
+/// assert_eq!(DefaultClassifier.classify(&Ok::<_, ()>(())), Outcome::Success);
+/// assert_eq!(DefaultClassifier.classify(&Err::<(), _>(())), Outcome::Failure);
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DefaultClassifier;
+
+impl<Res, E> Classify<Res, E> for DefaultClassifier {
+    fn classify(&self, result: &Result<Res, E>) -> Outcome {
+        match result {
+            Ok(_) => Outcome::Success,
+            Err(_) => Outcome::Failure,
+        }
+    }
+}
+
+#[cfg(feature = "http")]
+mod http_impl {
+    use super::{Classify, Outcome};
+    use std::fmt;
+    use std::ops::RangeInclusive;
+
+    const WORDS: usize = 16; // 1024 bits: every valid status code 100..=999
+
+    /// A set of HTTP status codes, stored as a fixed bitset: `contains` is one shift and one
+    /// mask, and the set never allocates.
+    ///
+    /// ```
+    /// use bulwark_core::StatusSet;
+    ///
+    /// let set = StatusSet::server_errors().with(429).without(501);
+    /// assert!(set.contains(503) && set.contains(429));
+    /// assert!(!set.contains(501) && !set.contains(404));
+    /// let codes: StatusSet = [502, 503, 504].into_iter().collect();
+    /// assert_eq!(codes.iter().collect::<Vec<_>>(), vec![502, 503, 504]);
+    /// ```
+    #[derive(Clone, Copy, PartialEq, Eq, Hash)]
+    pub struct StatusSet {
+        bits: [u64; WORDS],
+    }
+
+    impl StatusSet {
+        /// The empty set.
+        pub const fn empty() -> Self {
+            StatusSet { bits: [0; WORDS] }
+        }
+
+        /// Every 5xx status: 500..=599.
+        pub fn server_errors() -> Self {
+            Self::empty().with_range(500..=599)
+        }
+
+        /// This set with `code` added. Codes outside 100..=999 are not HTTP statuses and are
+        /// left out (use [`StatusSet::try_insert`] to be told).
+        pub fn with(mut self, code: u16) -> Self {
+            let _ = self.try_insert(code);
+            self
+        }
+
+        /// This set without `code`.
+        pub fn without(mut self, code: u16) -> Self {
+            self.remove(code);
+            self
+        }
+
+        /// This set with every code of `range` that is a valid status added.
+        pub fn with_range(mut self, range: RangeInclusive<u16>) -> Self {
+            for code in range {
+                let _ = self.try_insert(code);
+            }
+            self
+        }
+
+        /// Adds `code`; an error names a code outside 100..=999.
+        pub fn try_insert(&mut self, code: u16) -> Result<(), InvalidStatus> {
+            if !(100..=999).contains(&code) {
+                return Err(InvalidStatus(code));
+            }
+            self.bits[usize::from(code / 64)] |= 1 << (code % 64);
+            Ok(())
+        }
+
+        /// Removes `code` (a no-op when absent).
+        pub fn remove(&mut self, code: u16) {
+            if code < 1024 {
+                self.bits[usize::from(code / 64)] &= !(1 << (code % 64));
+            }
+        }
+
+        /// Whether `code` is in the set.
+        #[inline]
+        pub fn contains(&self, code: u16) -> bool {
+            code < 1024 && self.bits[usize::from(code / 64)] & (1 << (code % 64)) != 0
+        }
+
+        /// Whether the set is empty.
+        pub fn is_empty(&self) -> bool {
+            self.bits.iter().all(|w| *w == 0)
+        }
+
+        /// The codes in the set, in ascending order.
+        pub fn iter(&self) -> impl Iterator<Item = u16> + '_ {
+            (100u16..=999).filter(move |c| self.contains(*c))
+        }
+    }
+
+    impl Default for StatusSet {
+        /// The default set is [`StatusSet::server_errors`].
+        fn default() -> Self {
+            Self::server_errors()
+        }
+    }
+
+    impl fmt::Debug for StatusSet {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.debug_set().entries(self.iter()).finish()
+        }
+    }
+
+    impl FromIterator<u16> for StatusSet {
+        /// Collects codes; invalid ones (outside 100..=999) are left out. Use
+        /// [`StatusSet::try_from`] on a slice to reject them instead.
+        fn from_iter<I: IntoIterator<Item = u16>>(iter: I) -> Self {
+            let mut set = Self::empty();
+            for code in iter {
+                let _ = set.try_insert(code);
+            }
+            set
+        }
+    }
+
+    impl TryFrom<&[u16]> for StatusSet {
+        type Error = InvalidStatus;
+
+        fn try_from(codes: &[u16]) -> Result<Self, Self::Error> {
+            let mut set = Self::empty();
+            for code in codes {
+                set.try_insert(*code)?;
+            }
+            Ok(set)
+        }
+    }
+
+    #[cfg(feature = "serde")]
+    impl<'de> serde::Deserialize<'de> for StatusSet {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            let codes = <Vec<u16> as serde::Deserialize>::deserialize(d)?;
+            StatusSet::try_from(codes.as_slice()).map_err(serde::de::Error::custom)
+        }
+    }
+
+    /// A number that is not an HTTP status code (outside 100..=999).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct InvalidStatus(pub u16);
+
+    impl fmt::Display for InvalidStatus {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(f, "{} is not an HTTP status code (100..=999)", self.0)
+        }
+    }
+
+    impl std::error::Error for InvalidStatus {}
+
+    /// Classifies `http::Response`s by status: an `Err` is a failure; a status in the failure
+    /// set (5xx by default) is a failure; a status in the ignored set (empty by default) is
+    /// ignored; everything else, 404 included, is a success.
+    ///
+    /// ```
+    /// use bulwark_core::{Classify, HttpClassifier, Outcome, StatusSet};
+    ///
+    /// let resp = |code: u16| -> Result<http::Response<()>, std::io::Error> {
+    ///     Ok(http::Response::builder().status(code).body(()).unwrap())
+    /// };
+    /// let c = HttpClassifier::new();
+    /// assert_eq!(c.classify(&resp(503)), Outcome::Failure);
+    /// assert_eq!(c.classify(&resp(404)), Outcome::Success);
+    ///
+    /// // 429 means "slow down", not "broken": don't count it either way.
+    /// let c = HttpClassifier::new().ignore(StatusSet::empty().with(429));
+    /// assert_eq!(c.classify(&resp(429)), Outcome::Ignored);
+    /// ```
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct HttpClassifier {
+        failures: StatusSet,
+        ignored: StatusSet,
+    }
+
+    impl HttpClassifier {
+        /// Errors and 5xx are failures, nothing is ignored.
+        pub fn new() -> Self {
+            HttpClassifier {
+                failures: StatusSet::server_errors(),
+                ignored: StatusSet::empty(),
+            }
+        }
+
+        /// Replaces the set of statuses counted as failures.
+        pub fn failures(mut self, statuses: StatusSet) -> Self {
+            self.failures = statuses;
+            self
+        }
+
+        /// Replaces the set of statuses that are neither success nor failure. A status in both
+        /// sets is ignored.
+        pub fn ignore(mut self, statuses: StatusSet) -> Self {
+            self.ignored = statuses;
+            self
+        }
+
+        /// The failure statuses.
+        pub fn failure_statuses(&self) -> &StatusSet {
+            &self.failures
+        }
+
+        /// The ignored statuses.
+        pub fn ignored_statuses(&self) -> &StatusSet {
+            &self.ignored
+        }
+
+        /// Classifies a status code alone.
+        #[inline]
+        pub fn classify_status(&self, status: http::StatusCode) -> Outcome {
+            let code = status.as_u16();
+            if self.ignored.contains(code) {
+                Outcome::Ignored
+            } else if self.failures.contains(code) {
+                Outcome::Failure
+            } else {
+                Outcome::Success
+            }
+        }
+    }
+
+    impl Default for HttpClassifier {
+        fn default() -> Self {
+            Self::new()
+        }
+    }
+
+    impl<B, E> Classify<http::Response<B>, E> for HttpClassifier {
+        #[inline]
+        fn classify(&self, result: &Result<http::Response<B>, E>) -> Outcome {
+            match result {
+                Ok(resp) => self.classify_status(resp.status()),
+                Err(_) => Outcome::Failure,
+            }
+        }
+    }
+}
+
+#[cfg(feature = "http")]
+pub use http_impl::{HttpClassifier, InvalidStatus, StatusSet};
+
+#[cfg(all(test, feature = "http"))]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn resp(code: u16) -> Result<http::Response<()>, ()> {
+        Ok(http::Response::builder().status(code).body(()).unwrap())
+    }
+
+    #[test]
+    fn http_defaults_5xx_fail_404_succeeds() {
+        let c = HttpClassifier::new();
+        for code in [500, 502, 503, 504, 599] {
+            assert_eq!(c.classify(&resp(code)), Outcome::Failure, "{code}");
+        }
+        for code in [200, 201, 204, 301, 400, 404, 409, 429] {
+            assert_eq!(c.classify(&resp(code)), Outcome::Success, "{code}");
+        }
+        assert_eq!(
+            c.classify(&Err::<http::Response<()>, _>(())),
+            Outcome::Failure
+        );
+    }
+
+    #[test]
+    fn http_configurable_sets() {
+        let c = HttpClassifier::new()
+            .failures(StatusSet::empty().with_range(502..=504).with(429))
+            .ignore(StatusSet::empty().with(503));
+        assert_eq!(c.classify(&resp(500)), Outcome::Success);
+        assert_eq!(c.classify(&resp(429)), Outcome::Failure);
+        assert_eq!(c.classify(&resp(503)), Outcome::Ignored);
+    }
+
+    #[test]
+    fn invalid_codes_are_rejected() {
+        assert_eq!(
+            StatusSet::try_from(&[200, 1000][..]),
+            Err(InvalidStatus(1000))
+        );
+        assert_eq!(StatusSet::try_from(&[99][..]), Err(InvalidStatus(99)));
+        assert!(StatusSet::empty().with(5000).is_empty());
+    }
+
+    proptest! {
+        #[test]
+        fn status_set_matches_a_plain_set(codes in proptest::collection::vec(0u16..1200, 0..50), probe in 0u16..1200) {
+            let set: StatusSet = codes.iter().copied().collect();
+            let expect = codes.contains(&probe) && (100..=999).contains(&probe);
+            prop_assert_eq!(set.contains(probe), expect);
+        }
+    }
+}

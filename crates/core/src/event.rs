@@ -1,0 +1,228 @@
+//! Events and the listener hook.
+//!
+//! Every layer reports what it does as an [`Event`]: a circuit breaker's state changes,
+//! rejections and recorded outcomes today; retries, failovers and ejections as those layers
+//! land. One [`Listener`] can be given to every layer, so an application wires its alerting
+//! or audit log once. Events borrow their data (the layer's name among it), so emitting one
+//! allocates nothing.
+//!
+//! Listeners run inline on the request path: they must be quick and must not block. Push to a
+//! channel with `try_send` if you need to do real work.
+//!
+//! ```
+//! use bulwark_core::{CircuitState, Event, Listener};
+//! use std::sync::atomic::{AtomicUsize, Ordering};
+//! use std::sync::Arc;
+//!
+//! let opened = Arc::new(AtomicUsize::new(0));
+//! let counter = opened.clone();
+//! let listener = move |event: &Event<'_>| {
+//!     if let Event::StateTransition { to: CircuitState::Open, .. } = event {
+//!         counter.fetch_add(1, Ordering::Relaxed);
+//!     }
+//! };
+//! listener.on_event(&Event::StateTransition {
+//!     name: "store-1",
+//!     from: CircuitState::Closed,
+//!     to: CircuitState::Open,
+//! });
+//! assert_eq!(opened.load(Ordering::Relaxed), 1);
+//! ```
+
+use crate::classify::Outcome;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The state of a circuit breaker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum CircuitState {
+    /// Calls flow and their outcomes are recorded; the breaker trips when the window says so.
+    Closed,
+    /// Calls are refused until the open period ends.
+    Open,
+    /// A limited number of probe calls decide between closing and opening again.
+    HalfOpen,
+    /// Held open by an operator through the handle: every call is refused until released.
+    ForcedOpen,
+    /// Switched off by an operator: every call passes, nothing is recorded.
+    Disabled,
+    /// Every call passes and outcomes are recorded, but the breaker never trips.
+    MetricsOnly,
+}
+
+impl CircuitState {
+    /// The snake_case name used in logs, metric labels and JSON: `closed`, `open`,
+    /// `half_open`, `forced_open`, `disabled`, `metrics_only`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            CircuitState::Closed => "closed",
+            CircuitState::Open => "open",
+            CircuitState::HalfOpen => "half_open",
+            CircuitState::ForcedOpen => "forced_open",
+            CircuitState::Disabled => "disabled",
+            CircuitState::MetricsOnly => "metrics_only",
+        }
+    }
+
+    /// Whether calls are refused in this state (open or forced open). A half-open breaker
+    /// admits its probes.
+    pub const fn is_refusing(self) -> bool {
+        matches!(self, CircuitState::Open | CircuitState::ForcedOpen)
+    }
+}
+
+impl fmt::Display for CircuitState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a circuit breaker tripped (moved from closed to open).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum TripReason {
+    /// The failure rate over the window reached the threshold.
+    FailureRate,
+    /// The slow-call rate over the window reached the threshold.
+    SlowCallRate,
+    /// The configured number of consecutive failures was reached.
+    ConsecutiveFailures,
+    /// A half-open probe failed.
+    ProbeFailed,
+    /// The half-open state lasted longer than its maximum wait.
+    HalfOpenTimeout,
+}
+
+impl TripReason {
+    /// The snake_case name used in logs and metric labels.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            TripReason::FailureRate => "failure_rate",
+            TripReason::SlowCallRate => "slow_call_rate",
+            TripReason::ConsecutiveFailures => "consecutive_failures",
+            TripReason::ProbeFailed => "probe_failed",
+            TripReason::HalfOpenTimeout => "half_open_timeout",
+        }
+    }
+}
+
+impl fmt::Display for TripReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Something a layer did. `name` is the name the layer instance was given (for example the
+/// backend a breaker guards).
+///
+/// New variants are added as layers land, so match with a wildcard arm.
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
+pub enum Event<'a> {
+    /// A circuit breaker changed state.
+    StateTransition {
+        /// The breaker's name.
+        name: &'a str,
+        /// The state it left.
+        from: CircuitState,
+        /// The state it entered.
+        to: CircuitState,
+    },
+    /// A circuit breaker tripped to open; sent just before the matching `StateTransition`.
+    Tripped {
+        /// The breaker's name.
+        name: &'a str,
+        /// What made it trip.
+        reason: TripReason,
+        /// How long it stays open before admitting a probe.
+        open_for: Duration,
+    },
+    /// A circuit breaker refused a call without sending it.
+    CallRejected {
+        /// The breaker's name.
+        name: &'a str,
+        /// The state that refused it.
+        state: CircuitState,
+        /// How long until the breaker admits a probe, where known.
+        retry_after: Option<Duration>,
+    },
+    /// A circuit breaker recorded the outcome of a call it let through.
+    OutcomeRecorded {
+        /// The breaker's name.
+        name: &'a str,
+        /// The classification of the call.
+        outcome: Outcome,
+        /// Whether the call took longer than the slow-call threshold.
+        slow: bool,
+        /// False when the call was admitted before the latest state change: it is reported,
+        /// but it did not count towards the current window or state.
+        counted: bool,
+    },
+}
+
+impl Event<'_> {
+    /// The name of the layer instance that emitted the event.
+    pub fn name(&self) -> &str {
+        match self {
+            Event::StateTransition { name, .. }
+            | Event::Tripped { name, .. }
+            | Event::CallRejected { name, .. }
+            | Event::OutcomeRecorded { name, .. } => name,
+        }
+    }
+}
+
+/// Receives [`Event`]s. Called inline, from whichever task or thread caused the event: keep it
+/// quick and never block. Implemented for every `Fn(&Event<'_>) + Send + Sync + 'static`.
+pub trait Listener: Send + Sync + 'static {
+    /// Called once per event.
+    fn on_event(&self, event: &Event<'_>);
+}
+
+impl<F> Listener for F
+where
+    F: Fn(&Event<'_>) + Send + Sync + 'static,
+{
+    fn on_event(&self, event: &Event<'_>) {
+        self(event)
+    }
+}
+
+/// The default listener: ignores every event.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoopListener;
+
+impl Listener for NoopListener {
+    fn on_event(&self, _: &Event<'_>) {}
+}
+
+/// A listener shared by the layers it was given to.
+#[derive(Clone)]
+pub struct SharedListener(Arc<dyn Listener>);
+
+impl SharedListener {
+    /// Wraps a listener so several layers can share it.
+    pub fn new(listener: impl Listener) -> Self {
+        SharedListener(Arc::new(listener))
+    }
+
+    /// Delivers one event.
+    #[inline]
+    pub fn emit(&self, event: &Event<'_>) {
+        self.0.on_event(event)
+    }
+}
+
+impl fmt::Debug for SharedListener {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SharedListener(..)")
+    }
+}
+
+impl<L: Listener> From<Arc<L>> for SharedListener {
+    fn from(listener: Arc<L>) -> Self {
+        SharedListener(listener)
+    }
+}

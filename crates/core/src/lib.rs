@@ -1,0 +1,51 @@
+//! What every tower-bulwark layer shares, and nothing else.
+//!
+//! * [`classify`]: one idea of what a call's outcome was ([`Outcome::Success`],
+//!   [`Outcome::Failure`] or [`Outcome::Ignored`]), decided from the whole
+//!   `Result<Response, Error>`. The same classifier decides what a circuit breaker records, what
+//!   a retry retries, what a failover fails over on and what a balancer ejects, so a 404 from a
+//!   healthy backend is an answer everywhere, never a failure in one layer and a success in the
+//!   next.
+//! * [`event`]: the [`Event`] every layer reports (state changes, rejections, recorded outcomes)
+//!   and the [`Listener`] hook that receives them. Listeners are synchronous and must not block;
+//!   the default listens to nothing.
+//! * [`random`]: an injectable, thread-safe [`RandomSource`] so jitter can be seeded in tests.
+//!
+//! # Feature flags
+//!
+//! * `http`: [`HttpClassifier`] and [`StatusSet`], classifying `http::Response`s by status.
+//! * `serde`: deserialize a [`StatusSet`] from a list of codes.
+//!
+//! # Example
+//!
+//! ```
+//! use bulwark_core::{Classify, DefaultClassifier, Outcome};
+//!
+//! let ok: Result<u32, &str> = Ok(7);
+//! let err: Result<u32, &str> = Err("connection refused");
+//! assert_eq!(DefaultClassifier.classify(&ok), Outcome::Success);
+//! assert_eq!(DefaultClassifier.classify(&err), Outcome::Failure);
+//!
+//! // Any closure over the whole result is a classifier too.
+//! let even_is_ok = |r: &Result<u32, &str>| match r {
+//!     Ok(n) if n % 2 == 0 => Outcome::Success,
+//!     Ok(_) => Outcome::Failure,
+//!     Err(_) => Outcome::Ignored,
+//! };
+//! assert_eq!(even_is_ok.classify(&ok), Outcome::Failure);
+//! ```
+
+pub mod classify;
+pub mod event;
+pub mod random;
+
+pub use classify::{Classify, DefaultClassifier, Outcome};
+#[cfg(feature = "http")]
+pub use classify::{HttpClassifier, StatusSet};
+pub use event::{CircuitState, Event, Listener, NoopListener, SharedListener, TripReason};
+pub use random::{RandomSource, SplitMix64};
+
+/// The error type every tower-bulwark service returns: the inner service's error, or one of the
+/// layers' own small leaf errors, boxed. Test which one with `err.is::<T>()` or
+/// `err.downcast_ref::<T>()`.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
