@@ -4,7 +4,7 @@
 //! # What it does
 //!
 //! * **Closed**: calls flow; each outcome, classified by a
-//!   [`Classify`](bulwark_core::Classify) (errors are failures by default; for HTTP, 5xx), goes
+//!   [`Classify`] (errors are failures by default; for HTTP, 5xx), goes
 //!   into a sliding window: the last N calls ([`Window::Count`]) or the last N seconds in
 //!   buckets ([`Window::Time`]). Once the window holds `min_calls` calls, a failure rate at or
 //!   above the threshold trips the breaker; so can K failures in a row, or the share of slow
@@ -71,7 +71,7 @@
 //!   `bulwark-core`.
 //! * `serde`: [`CircuitBreakerConfig`] deserializes, durations in human form (`"10s"`).
 //! * `metrics`: counters and a state gauge through the `metrics` facade; names in
-//!   [`metrics`](crate::metrics).
+//!   [`metrics`].
 
 mod config;
 mod error;
