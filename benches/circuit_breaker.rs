@@ -4,6 +4,12 @@
 //! Run with `cargo bench --bench circuit_breaker`. Before the criterion groups run, the
 //! allocations per call of every stack are counted with `stats_alloc` and printed.
 //!
+//! The counting allocator stays installed for the whole run, so a stack that allocates pays
+//! its counters (SeqCst read-modify-writes on shared words) in the timings too. To time without
+//! it, build with `--cfg bulwark_bench_uncounted` (the allocation report is then skipped), in a
+//! separate target directory so the shared one is not rebuilt:
+//! `CARGO_TARGET_DIR=target/uncounted RUSTFLAGS="--cfg bulwark_bench_uncounted" cargo bench --bench circuit_breaker`.
+//!
 //! One call is `poll_ready` + `call` + polling the response future to completion, driven by
 //! hand with a `Context` whose waker unparks the calling thread (no async runtime): every
 //! stack's future completes on its first poll unless a lock is contended, in which case the
@@ -12,6 +18,8 @@
 // The `std::time::Instant` ban in clippy.toml is for library code (tokio's paused clock must
 // govern tests); `iter_custom` needs real wall time from std.
 #![allow(clippy::disallowed_types)]
+// `bulwark_bench_uncounted` is this file's own opt-out switch (see above), not a crate cfg.
+#![allow(unexpected_cfgs)]
 
 use criterion::measurement::WallTime;
 use criterion::{criterion_group, BenchmarkGroup, BenchmarkId, Criterion, Throughput};
@@ -26,6 +34,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 use tower::Service;
 
+#[cfg(not(bulwark_bench_uncounted))]
 #[global_allocator]
 static GLOBAL: &stats_alloc::StatsAlloc<std::alloc::System> = &stats_alloc::INSTRUMENTED_SYSTEM;
 
@@ -187,9 +196,12 @@ where
 // Allocations per call, counted before criterion runs.
 // ---------------------------------------------------------------------------------------------
 
+#[cfg(not(bulwark_bench_uncounted))]
 const ALLOC_WARMUP: u64 = 1_000;
+#[cfg(not(bulwark_bench_uncounted))]
 const ALLOC_CALLS: u64 = 10_000;
 
+#[cfg(not(bulwark_bench_uncounted))]
 fn report_allocs<S>(name: &str, mut svc: S)
 where
     S: Service<u64, Response = u64>,
@@ -212,6 +224,12 @@ where
     );
 }
 
+#[cfg(bulwark_bench_uncounted)]
+fn alloc_report() {
+    println!("-- allocation counting disabled (--cfg bulwark_bench_uncounted) --");
+}
+
+#[cfg(not(bulwark_bench_uncounted))]
 fn alloc_report() {
     println!("-- allocations per ready+call+await, one thread, closed breaker --");
     report_allocs("bare", bare());
@@ -253,18 +271,19 @@ fn ready_call_await(c: &mut Criterion) {
     g.finish();
 }
 
-/// `iters` calls in total, split across `threads` threads, each with its own clone of `svc`
-/// (so all share one breaker). Returns the wall time from the common start to the last join.
-fn run_threads<S>(svc: &S, threads: u64, iters: u64) -> Duration
+/// `iters` calls in total, split across `threads` threads, each with its own service from
+/// `make` (a clone of one service, so all share one breaker, except in the control). Returns
+/// the wall time from the common start to the last join.
+fn run_threads<S>(make: &dyn Fn() -> S, threads: u64, iters: u64) -> Duration
 where
-    S: Service<u64, Response = u64> + Clone + Send,
+    S: Service<u64, Response = u64> + Send,
     S::Error: Debug,
 {
     let start_line = Barrier::new(threads as usize + 1);
     thread::scope(|s| {
         let handles: Vec<_> = (0..threads)
             .map(|t| {
-                let mut svc = svc.clone();
+                let mut svc = make();
                 let start_line = &start_line;
                 let n = iters / threads + u64::from(t < iters % threads);
                 s.spawn(move || {
@@ -291,7 +310,7 @@ where
 {
     for threads in [1u64, 2] {
         g.bench_with_input(BenchmarkId::new(name, threads), &threads, |b, &threads| {
-            b.iter_custom(|iters| run_threads(&svc, threads, iters))
+            b.iter_custom(|iters| run_threads(&|| svc.clone(), threads, iters))
         });
     }
 }
@@ -308,6 +327,13 @@ fn shared_breaker(c: &mut Criterion) {
     bench_shared(&mut g, "bulwark", bulwark());
     bench_shared(&mut g, "tower-resilience", resilience());
     bench_shared(&mut g, "failsafe", failsafe());
+    // Control: two threads, each with its own bulwark breaker (nothing shared), to tell the
+    // cost of sharing one breaker from what two threads get on this machine at all.
+    g.bench_with_input(
+        BenchmarkId::new("bulwark-unshared-control", 2),
+        &2u64,
+        |b, &threads| b.iter_custom(|iters| run_threads(&bulwark, threads, iters)),
+    );
     g.finish();
 }
 
