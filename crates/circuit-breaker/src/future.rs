@@ -9,34 +9,51 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
+/// A reference to the shared breaker, as the response futures hold it.
+///
+/// Every call's future must keep the breaker alive until it reports its outcome. If every
+/// future counted references on the one `Arc<Shared>`, threads sharing a breaker would fight
+/// over that count's cache line on every call. So futures count references on a `Local`
+/// instead: the service built by the layer has its own; a clone starts out sharing its
+/// parent's, and makes its own (one allocation, aligned to its own cache lines) on its second
+/// call. Long-lived clones, one per thread or task, then never touch another clone's count;
+/// a clone made for a single call (as tower's retry or axum's router make them) allocates
+/// nothing.
+#[repr(align(128))]
+pub(crate) struct Local<C> {
+    pub(crate) shared: Arc<Shared<C>>,
+}
+
 /// The right to report one call's outcome. A dropped, unfinished probe gives its slot back.
 pub(crate) struct Permit<C> {
-    shared: Arc<Shared<C>>,
+    local: Arc<Local<C>>,
     gen: u32,
     probe: bool,
     armed: bool,
 }
 
 impl<C> Permit<C> {
-    pub(crate) fn new(shared: Arc<Shared<C>>, gen: u32, probe: bool) -> Self {
+    #[inline]
+    pub(crate) fn new(local: Arc<Local<C>>, gen: u32, probe: bool) -> Self {
         Permit {
-            shared,
+            local,
             gen,
             probe,
             armed: true,
         }
     }
 
-    fn complete<Res, E>(&mut self, result: &Result<Res, E>, start: Option<u64>)
+    #[inline]
+    fn complete<Res, E>(&mut self, result: &Result<Res, E>, start: u64)
     where
         C: Classify<Res, E>,
     {
         self.armed = false;
-        let shared = &*self.shared;
+        let shared = &*self.local.shared;
         let outcome = shared.classifier.classify(result);
         let mut end = None;
-        let slow = match (start, shared.core.slow_threshold()) {
-            (Some(start), Some(threshold)) => {
+        let slow = match shared.core.slow_threshold() {
+            Some(threshold) => {
                 let t = shared.now();
                 end = Some(t);
                 t.saturating_sub(start) > threshold
@@ -52,7 +69,7 @@ impl<C> Permit<C> {
 impl<C> Drop for Permit<C> {
     fn drop(&mut self) {
         if self.armed && self.probe {
-            self.shared.core.release_probe(self.gen);
+            self.local.shared.core.release_probe(self.gen);
         }
     }
 }
@@ -73,7 +90,8 @@ pin_project! {
             #[pin]
             future: F,
             permit: Permit<C>,
-            start: Option<u64>,
+            // When the call started, if slow calls are tracked.
+            start: u64,
         },
         Failed {
             error: Option<BoxError>,
@@ -82,7 +100,8 @@ pin_project! {
 }
 
 impl<F, C> ResponseFuture<F, C> {
-    pub(crate) fn called(future: F, permit: Permit<C>, start: Option<u64>) -> Self {
+    #[inline]
+    pub(crate) fn called(future: F, permit: Permit<C>, start: u64) -> Self {
         ResponseFuture {
             state: State::Called {
                 future,

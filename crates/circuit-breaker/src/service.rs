@@ -2,9 +2,9 @@
 
 use crate::config::Mode;
 use crate::error::Open;
-use crate::future::{Permit, ResponseFuture};
+use crate::future::{Local, Permit, ResponseFuture};
 use crate::handle::Handle;
-use crate::state::{Admission, Core};
+use crate::state::{Admission, Core, Rejection};
 use bulwark_core::{BoxError, Classify};
 use std::fmt;
 use std::future::Future;
@@ -52,19 +52,58 @@ impl<C> Shared<C> {
 /// if the service is dropped, or the response future is dropped, before the call ends.
 pub struct CircuitBreaker<S, C> {
     inner: S,
-    shared: Arc<Shared<C>>,
-    admission: Option<Admission>,
+    /// The reference the futures count on (see [`Local`]).
+    local: Arc<Local<C>>,
+    /// Whether `local` is this clone's own, and whether this clone has made a call.
+    own: bool,
+    called: bool,
+    /// What `poll_ready` reserved for the next `call`.
+    ticket: Ticket,
+    /// Why the breaker refused, when `ticket` is `Refused`.
+    rejection: Option<Rejection>,
     sleep: Option<Pin<Box<Sleep>>>,
+}
+
+/// What `poll_ready` reserved for the next `call`: small, so the hot path moves 8 bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ticket {
+    None,
+    Admitted { gen: u32, probe: bool },
+    Refused,
 }
 
 impl<S, C> CircuitBreaker<S, C> {
     pub(crate) fn from_shared(inner: S, shared: Arc<Shared<C>>) -> Self {
         CircuitBreaker {
             inner,
-            shared,
-            admission: None,
+            local: Arc::new(Local { shared }),
+            own: true,
+            called: false,
+            ticket: Ticket::None,
+            rejection: None,
             sleep: None,
         }
+    }
+
+    #[inline]
+    fn shared(&self) -> &Shared<C> {
+        &self.local.shared
+    }
+
+    /// The reference this call's future holds.
+    #[inline]
+    fn local_for_call(&mut self) -> Arc<Local<C>> {
+        if !self.own {
+            if self.called {
+                // A long-lived clone: take a reference count of its own.
+                self.local = Arc::new(Local {
+                    shared: self.local.shared.clone(),
+                });
+                self.own = true;
+            }
+            self.called = true;
+        }
+        self.local.clone()
     }
 
     /// A handle to this breaker (shared by every clone).
@@ -72,7 +111,7 @@ impl<S, C> CircuitBreaker<S, C> {
     where
         C: Send + Sync + 'static,
     {
-        Handle::new(self.shared.clone())
+        Handle::new(self.local.shared.clone())
     }
 
     /// The inner service.
@@ -88,14 +127,22 @@ impl<S, C> CircuitBreaker<S, C> {
 
 impl<S: Clone, C> Clone for CircuitBreaker<S, C> {
     fn clone(&self) -> Self {
-        CircuitBreaker::from_shared(self.inner.clone(), self.shared.clone())
+        CircuitBreaker {
+            inner: self.inner.clone(),
+            local: self.local.clone(),
+            own: false,
+            called: false,
+            ticket: Ticket::None,
+            rejection: None,
+            sleep: None,
+        }
     }
 }
 
 impl<S, C> Drop for CircuitBreaker<S, C> {
     fn drop(&mut self) {
-        if let Some(Admission::Admitted { gen, probe: true }) = self.admission {
-            self.shared.core.release_probe(gen);
+        if let Ticket::Admitted { gen, probe: true } = self.ticket {
+            self.shared().core.release_probe(gen);
         }
     }
 }
@@ -104,8 +151,8 @@ impl<S: fmt::Debug, C> fmt::Debug for CircuitBreaker<S, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CircuitBreaker")
             .field("inner", &self.inner)
-            .field("core", &self.shared.core)
-            .field("mode", &self.shared.mode)
+            .field("core", &self.shared().core)
+            .field("mode", &self.shared().mode)
             .finish()
     }
 }
@@ -123,6 +170,56 @@ impl fmt::Display for NotReady {
 
 impl std::error::Error for NotReady {}
 
+impl<S, C> CircuitBreaker<S, C> {
+    /// The breaker refused a call in `poll_ready`. Fail-fast: ready at once, `call` answers
+    /// with the refusal. Readiness: pending, with a wake-up arranged for the next state change
+    /// or the end of the open period. Returns `None` if a second look admitted the call.
+    #[cold]
+    fn refused<E>(
+        &mut self,
+        cx: &mut Context<'_>,
+        mut rejection: Rejection,
+    ) -> Option<Poll<Result<(), E>>> {
+        let local = self.local.clone();
+        let shared = &*local.shared;
+        if shared.mode == Mode::FailFast {
+            self.ticket = Ticket::Refused;
+            self.rejection = Some(rejection);
+            return Some(Poll::Ready(Ok(())));
+        }
+        self.ticket = Ticket::None;
+        // Register before looking again, so a state change in between wakes this task.
+        shared.core.register(cx.waker());
+        let mut timer_fired = 0;
+        loop {
+            match shared.core.acquire(|| shared.now()) {
+                Admission::Admitted { gen, probe } => {
+                    self.ticket = Ticket::Admitted { gen, probe };
+                    return None;
+                }
+                Admission::Rejected(r) => rejection = r,
+            }
+            if let Some(at) = rejection.wake_at {
+                let deadline = shared.instant_at(at);
+                let sleep = self
+                    .sleep
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+                if sleep.deadline() != deadline {
+                    sleep.as_mut().reset(deadline);
+                }
+                if sleep.as_mut().poll(cx).is_ready() {
+                    timer_fired += 1;
+                    if timer_fired < 3 {
+                        continue;
+                    }
+                    cx.waker().wake_by_ref();
+                }
+            }
+            return Some(Poll::Pending);
+        }
+    }
+}
+
 impl<S, C, Req> Service<Req> for CircuitBreaker<S, C>
 where
     S: Service<Req>,
@@ -133,72 +230,53 @@ where
     type Error = BoxError;
     type Future = ResponseFuture<S::Future, C>;
 
+    #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        if !matches!(self.admission, Some(Admission::Admitted { .. })) {
-            let shared = &*self.shared;
-            let mut registered = false;
-            let mut timer_fired = 0;
-            loop {
-                let admission = shared.core.acquire(|| shared.now());
-                let rejection = match admission {
-                    Admission::Admitted { .. } => {
-                        self.admission = Some(admission);
-                        break;
-                    }
-                    Admission::Rejected(r) => r,
-                };
-                if shared.mode == Mode::FailFast {
-                    // Ready at once; `call` answers with the rejection.
-                    self.admission = Some(admission);
-                    return Poll::Ready(Ok(()));
-                }
-                self.admission = None;
-                if !registered {
-                    // Register before asking again, so a state change in between wakes us.
-                    shared.core.register(cx.waker());
-                    registered = true;
-                    continue;
-                }
-                if let Some(at) = rejection.wake_at {
-                    let deadline = shared.instant_at(at);
-                    let sleep = self
-                        .sleep
-                        .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
-                    if sleep.deadline() != deadline {
-                        sleep.as_mut().reset(deadline);
-                    }
-                    if sleep.as_mut().poll(cx).is_ready() {
-                        timer_fired += 1;
-                        if timer_fired < 3 {
-                            continue;
-                        }
-                        cx.waker().wake_by_ref();
+        if !matches!(self.ticket, Ticket::Admitted { .. }) {
+            let shared = self.shared();
+            match shared.core.acquire(|| shared.now()) {
+                Admission::Admitted { gen, probe } => self.ticket = Ticket::Admitted { gen, probe },
+                Admission::Rejected(rejection) => {
+                    if let Some(answer) = self.refused(cx, rejection) {
+                        return answer;
                     }
                 }
-                return Poll::Pending;
             }
         }
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
+    #[inline]
     fn call(&mut self, req: Req) -> Self::Future {
-        match self.admission.take() {
-            Some(Admission::Admitted { gen, probe }) => {
-                let shared = &self.shared;
-                let start = shared.core.slow_threshold().map(|_| shared.now());
-                let permit = Permit::new(shared.clone(), gen, probe);
+        match std::mem::replace(&mut self.ticket, Ticket::None) {
+            Ticket::Admitted { gen, probe } => {
+                let shared = self.shared();
+                let start = match shared.core.slow_threshold() {
+                    Some(_) => shared.now(),
+                    None => 0,
+                };
+                let permit = Permit::new(self.local_for_call(), gen, probe);
                 ResponseFuture::called(self.inner.call(req), permit, start)
             }
-            Some(Admission::Rejected(mut rejection)) => {
-                let core = &self.shared.core;
-                if let Some(at) = rejection.wake_at {
-                    rejection.retry_after = Some(at.saturating_sub(self.shared.now()));
-                }
-                core.reject(&rejection);
-                let retry_after = rejection.retry_after.map(Duration::from_nanos);
-                ResponseFuture::failed(Box::new(Open::new(rejection.state, retry_after)))
-            }
-            None => ResponseFuture::failed(Box::new(NotReady)),
+            Ticket::Refused => self.refuse(),
+            Ticket::None => ResponseFuture::failed(Box::new(NotReady)),
         }
+    }
+}
+
+impl<S, C> CircuitBreaker<S, C> {
+    /// Answers a call that `poll_ready` found refused.
+    #[cold]
+    fn refuse<F>(&mut self) -> ResponseFuture<F, C> {
+        let Some(mut rejection) = self.rejection.take() else {
+            return ResponseFuture::failed(Box::new(NotReady));
+        };
+        let shared = self.shared();
+        if let Some(at) = rejection.wake_at {
+            rejection.retry_after = Some(at.saturating_sub(shared.now()));
+        }
+        shared.core.reject(&rejection);
+        let retry_after = rejection.retry_after.map(Duration::from_nanos);
+        ResponseFuture::failed(Box::new(Open::new(rejection.state, retry_after)))
     }
 }

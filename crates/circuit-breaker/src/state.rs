@@ -41,18 +41,23 @@ const GEN_MASK: u64 = (1 << (64 - GEN_SHIFT)) - 1;
 struct Word(u64);
 
 impl Word {
+    #[inline]
     fn new(state: u64, gen: u32) -> Self {
         Word((u64::from(gen) & GEN_MASK) << GEN_SHIFT | state << STATE_SHIFT)
     }
+    #[inline]
     fn state(self) -> u64 {
         (self.0 >> STATE_SHIFT) & 0b111
     }
+    #[inline]
     fn gen(self) -> u32 {
         (self.0 >> GEN_SHIFT) as u32
     }
+    #[inline]
     fn in_flight(self) -> u32 {
         (self.0 & 0xFFFF) as u32
     }
+    #[inline]
     fn successes(self) -> u32 {
         ((self.0 >> 16) & 0xFFFF) as u32
     }
@@ -196,10 +201,12 @@ impl Core {
     }
 
     /// The slow-call threshold in nanoseconds, if slow calls are tracked.
+    #[inline]
     pub(crate) fn slow_threshold(&self) -> Option<u64> {
         self.slow.map(|(t, _)| t)
     }
 
+    #[inline]
     fn load(&self) -> Word {
         Word(self.word.load(Ordering::Acquire))
     }
@@ -213,6 +220,18 @@ impl Core {
     /// Asks to send one call. `now` is read only when the answer depends on the time.
     #[inline]
     pub(crate) fn acquire(&self, now: impl Fn() -> u64) -> Admission {
+        let w = self.load();
+        if matches!(w.state(), CLOSED | DISABLED | METRICS_ONLY) {
+            return Admission::Admitted {
+                gen: w.gen(),
+                probe: false,
+            };
+        }
+        self.acquire_slow(now)
+    }
+
+    #[cold]
+    fn acquire_slow(&self, now: impl Fn() -> u64) -> Admission {
         loop {
             let w = self.load();
             match w.state() {
@@ -311,6 +330,7 @@ impl Core {
     /// only admits the generation the call was admitted in; a transition shuts the door on the
     /// old generation and waits for the recorders inside before it resets anything. So an
     /// outcome either lands before the transition or not at all.
+    #[inline]
     pub(crate) fn record(
         &self,
         gen: u32,
@@ -321,6 +341,25 @@ impl Core {
     ) {
         #[cfg(feature = "metrics")]
         self.metrics.record(outcome, slow);
+        if !probe && outcome == Outcome::Success && !slow {
+            let w = self.load();
+            if w.gen() == gen && w.state() == CLOSED && self.window.success_is_noop() {
+                // The healthy hot path: nothing to write.
+                return self.report_outcome(outcome, slow, true);
+            }
+        }
+        self.record_slow(gen, probe, outcome, slow, now)
+    }
+
+    #[cold]
+    fn record_slow(
+        &self,
+        gen: u32,
+        probe: bool,
+        outcome: Outcome,
+        slow: bool,
+        now: impl Fn() -> u64,
+    ) {
         if probe {
             return self.record_probe(gen, outcome, slow, now);
         }
@@ -456,7 +495,26 @@ impl Core {
         }
     }
 
+    #[inline]
     fn report_outcome(&self, outcome: Outcome, slow: bool, counted: bool) {
+        // This runs on every call: keep the tracing event's code out of line, behind the one
+        // relaxed load that the level check is.
+        if tracing::level_enabled!(tracing::Level::TRACE) {
+            self.trace_outcome(outcome, slow, counted);
+        }
+        if let Some(listener) = &self.listener {
+            listener.emit(&Event::OutcomeRecorded {
+                name: &self.name,
+                outcome,
+                slow,
+                counted,
+            });
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn trace_outcome(&self, outcome: Outcome, slow: bool, counted: bool) {
         tracing::trace!(
             breaker = %self.name,
             outcome = outcome.as_str(),
@@ -464,12 +522,6 @@ impl Core {
             counted,
             "circuit breaker recorded an outcome"
         );
-        self.emit(&Event::OutcomeRecorded {
-            name: &self.name,
-            outcome,
-            slow,
-            counted,
-        });
     }
 
     #[inline]

@@ -61,6 +61,7 @@ impl Sample {
     }
 }
 
+#[inline]
 fn sign_extend(field: u64) -> i64 {
     let shift = 64 - FIELD_BITS;
     ((field << shift) as i64) >> shift
@@ -76,6 +77,7 @@ fn encode(code: u8) -> u64 {
 }
 
 /// Decodes three signed 21-bit fields; negatives (only ever transient) read as zero.
+#[inline]
 fn decode(word: u64) -> Stats {
     let calls = sign_extend(word & FIELD_MASK);
     let rest = (word as i64).wrapping_sub(calls) >> FIELD_BITS;
@@ -115,15 +117,18 @@ impl CountWindow {
         }
     }
 
+    #[inline]
     fn size(&self) -> u64 {
         self.slots.len() as u64
     }
 
     /// Whether the window is full and holds neither a failure nor a slow call, so a plain
     /// success would change nothing.
+    #[inline]
     pub(crate) fn is_full_and_clean(&self) -> bool {
-        let now = decode(self.totals.load(Ordering::Acquire));
-        now.calls >= self.size() && now.failures == 0 && now.slow == 0
+        // Full and clean is `size` calls, no failure, no slow call: exactly the packed word
+        // `size` (the calls field is the low one).
+        self.totals.load(Ordering::Acquire) == self.size()
     }
 
     /// Records a sample; returns the totals just after it.
@@ -311,6 +316,7 @@ impl Window {
 
     /// Whether a plain success can be skipped (see [`CountWindow`]); never for time windows,
     /// where every call counts towards the rate's denominator.
+    #[inline]
     pub(crate) fn success_is_noop(&self) -> bool {
         match self {
             Window::Count(w) => w.is_full_and_clean(),
@@ -332,6 +338,7 @@ impl Window {
         }
     }
 
+    #[inline]
     pub(crate) fn needs_clock(&self) -> bool {
         matches!(self, Window::Time(_))
     }
