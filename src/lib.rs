@@ -6,6 +6,7 @@
 //! | layer | module | feature | status |
 //! | --- | --- | --- | --- |
 //! | circuit breaker | [`circuit_breaker`] | `circuit-breaker` (default) | available |
+//! | backoff retry | [`retry`] | `retry` (default) | available |
 //!
 //! The shared pieces (classification, events, listeners, seeded randomness) are in [`core`].
 //!
@@ -49,3 +50,8 @@ pub struct ReadmeDoctests;
 pub use bulwark_circuit_breaker as circuit_breaker;
 #[cfg(feature = "circuit-breaker")]
 pub use bulwark_circuit_breaker::CircuitBreakerLayer;
+
+#[cfg(feature = "retry")]
+pub use bulwark_retry as retry;
+#[cfg(feature = "retry")]
+pub use bulwark_retry::BackoffRetryLayer;

@@ -1,32 +1,17 @@
 //! The response future.
 
 use crate::service::Shared;
+use bulwark_core::local::CallRef;
 use bulwark_core::{BoxError, Classify};
 use pin_project_lite::pin_project;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{ready, Context, Poll};
-
-/// A reference to the shared breaker, as the response futures hold it.
-///
-/// Every call's future must keep the breaker alive until it reports its outcome. If every
-/// future counted references on the one `Arc<Shared>`, threads sharing a breaker would fight
-/// over that count's cache line on every call. So futures count references on a `Local`
-/// instead: the service built by the layer has its own; a clone starts out sharing its
-/// parent's, and makes its own (one allocation, aligned to its own cache lines) on its second
-/// call. Long-lived clones, one per thread or task, then never touch another clone's count;
-/// a clone made for a single call (as tower's retry or axum's router make them) allocates
-/// nothing.
-#[repr(align(128))]
-pub(crate) struct Local<C> {
-    pub(crate) shared: Arc<Shared<C>>,
-}
 
 /// The right to report one call's outcome. A dropped, unfinished probe gives its slot back.
 pub(crate) struct Permit<C> {
-    local: Arc<Local<C>>,
+    local: CallRef<Shared<C>>,
     gen: u32,
     probe: bool,
     armed: bool,
@@ -34,7 +19,7 @@ pub(crate) struct Permit<C> {
 
 impl<C> Permit<C> {
     #[inline]
-    pub(crate) fn new(local: Arc<Local<C>>, gen: u32, probe: bool) -> Self {
+    pub(crate) fn new(local: CallRef<Shared<C>>, gen: u32, probe: bool) -> Self {
         Permit {
             local,
             gen,
@@ -49,7 +34,7 @@ impl<C> Permit<C> {
         C: Classify<Res, E>,
     {
         self.armed = false;
-        let shared = &*self.local.shared;
+        let shared = &*self.local;
         let outcome = shared.classifier.classify(result);
         let mut end = None;
         let slow = match shared.core.slow_threshold() {
@@ -69,7 +54,7 @@ impl<C> Permit<C> {
 impl<C> Drop for Permit<C> {
     fn drop(&mut self) {
         if self.armed && self.probe {
-            self.local.shared.core.release_probe(self.gen);
+            self.local.core.release_probe(self.gen);
         }
     }
 }

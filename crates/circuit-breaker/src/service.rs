@@ -2,9 +2,10 @@
 
 use crate::config::Mode;
 use crate::error::Open;
-use crate::future::{Local, Permit, ResponseFuture};
+use crate::future::{Permit, ResponseFuture};
 use crate::handle::Handle;
 use crate::state::{Admission, Core, Rejection};
+use bulwark_core::local::LocalRef;
 use bulwark_core::{BoxError, Classify};
 use std::fmt;
 use std::future::Future;
@@ -52,11 +53,8 @@ impl<C> Shared<C> {
 /// if the service is dropped, or the response future is dropped, before the call ends.
 pub struct CircuitBreaker<S, C> {
     inner: S,
-    /// The reference the futures count on (see [`Local`]).
-    local: Arc<Local<C>>,
-    /// Whether `local` is this clone's own, and whether this clone has made a call.
-    own: bool,
-    called: bool,
+    /// This clone's reference to the breaker, which its futures count on.
+    local: LocalRef<Shared<C>>,
     /// What `poll_ready` reserved for the next `call`.
     ticket: Ticket,
     /// Why the breaker refused, when `ticket` is `Refused`.
@@ -76,9 +74,7 @@ impl<S, C> CircuitBreaker<S, C> {
     pub(crate) fn from_shared(inner: S, shared: Arc<Shared<C>>) -> Self {
         CircuitBreaker {
             inner,
-            local: Arc::new(Local { shared }),
-            own: true,
-            called: false,
+            local: LocalRef::new(shared),
             ticket: Ticket::None,
             rejection: None,
             sleep: None,
@@ -87,23 +83,7 @@ impl<S, C> CircuitBreaker<S, C> {
 
     #[inline]
     fn shared(&self) -> &Shared<C> {
-        &self.local.shared
-    }
-
-    /// The reference this call's future holds.
-    #[inline]
-    fn local_for_call(&mut self) -> Arc<Local<C>> {
-        if !self.own {
-            if self.called {
-                // A long-lived clone: take a reference count of its own.
-                self.local = Arc::new(Local {
-                    shared: self.local.shared.clone(),
-                });
-                self.own = true;
-            }
-            self.called = true;
-        }
-        self.local.clone()
+        self.local.get()
     }
 
     /// A handle to this breaker (shared by every clone).
@@ -111,7 +91,7 @@ impl<S, C> CircuitBreaker<S, C> {
     where
         C: Send + Sync + 'static,
     {
-        Handle::new(self.local.shared.clone())
+        Handle::new(self.local.shared().clone())
     }
 
     /// The inner service.
@@ -130,8 +110,6 @@ impl<S: Clone, C> Clone for CircuitBreaker<S, C> {
         CircuitBreaker {
             inner: self.inner.clone(),
             local: self.local.clone(),
-            own: false,
-            called: false,
             ticket: Ticket::None,
             rejection: None,
             sleep: None,
@@ -180,8 +158,7 @@ impl<S, C> CircuitBreaker<S, C> {
         cx: &mut Context<'_>,
         mut rejection: Rejection,
     ) -> Option<Poll<Result<(), E>>> {
-        let local = self.local.clone();
-        let shared = &*local.shared;
+        let shared = self.local.shared().clone();
         if shared.mode == Mode::FailFast {
             self.ticket = Ticket::Refused;
             self.rejection = Some(rejection);
@@ -255,7 +232,7 @@ where
                     Some(_) => shared.now(),
                     None => 0,
                 };
-                let permit = Permit::new(self.local_for_call(), gen, probe);
+                let permit = Permit::new(self.local.for_call(), gen, probe);
                 ResponseFuture::called(self.inner.call(req), permit, start)
             }
             Ticket::Refused => self.refuse(),

@@ -114,6 +114,44 @@ impl fmt::Display for TripReason {
     }
 }
 
+/// Why a retry layer stopped retrying and returned the last outcome as it was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum GiveUpReason {
+    /// Every allowed attempt was made.
+    MaxAttempts,
+    /// The retry budget was spent: retrying would add load to a backend already failing.
+    Budget,
+    /// The deadline would pass before (or while) the next attempt could be made.
+    Deadline,
+    /// The request cannot be sent again: not idempotent, or its body could not be kept.
+    NotResendable,
+    /// The server asked to wait longer than the configured cap.
+    RetryAfterTooLong,
+    /// The policy says this failure is not worth retrying.
+    NotRetryable,
+}
+
+impl GiveUpReason {
+    /// The snake_case name used in logs and metric labels.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            GiveUpReason::MaxAttempts => "max_attempts",
+            GiveUpReason::Budget => "budget",
+            GiveUpReason::Deadline => "deadline",
+            GiveUpReason::NotResendable => "not_resendable",
+            GiveUpReason::RetryAfterTooLong => "retry_after_too_long",
+            GiveUpReason::NotRetryable => "not_retryable",
+        }
+    }
+}
+
+impl fmt::Display for GiveUpReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Something a layer did. `name` is the name the layer instance was given (for example the
 /// backend a breaker guards).
 ///
@@ -160,6 +198,28 @@ pub enum Event<'a> {
         /// but it did not count towards the current window or state.
         counted: bool,
     },
+    /// A retry layer will send the request again after `delay`.
+    RetryScheduled {
+        /// The retry layer's name.
+        name: &'a str,
+        /// The attempt that failed (1 for the first).
+        attempt: u32,
+        /// The wait before the next attempt.
+        delay: Duration,
+        /// Whether the wait is the server's (`Retry-After`) rather than the backoff's.
+        server_hint: bool,
+        /// Whether the failed attempt timed out (rather than failing on its own).
+        timed_out: bool,
+    },
+    /// A retry layer stopped after a failed attempt and returned its outcome as it was.
+    RetryGaveUp {
+        /// The retry layer's name.
+        name: &'a str,
+        /// Attempts made, the first included.
+        attempts: u32,
+        /// Why it stopped.
+        reason: GiveUpReason,
+    },
 }
 
 impl Event<'_> {
@@ -169,7 +229,9 @@ impl Event<'_> {
             Event::StateTransition { name, .. }
             | Event::Tripped { name, .. }
             | Event::CallRejected { name, .. }
-            | Event::OutcomeRecorded { name, .. } => name,
+            | Event::OutcomeRecorded { name, .. }
+            | Event::RetryScheduled { name, .. }
+            | Event::RetryGaveUp { name, .. } => name,
         }
     }
 }

@@ -35,15 +35,25 @@
 //! assert_eq!(even_is_ok.classify(&ok), Outcome::Failure);
 //! ```
 
+pub mod backoff;
+pub mod budget;
 pub mod classify;
 pub mod event;
+pub mod local;
 pub mod random;
+#[cfg(feature = "http")]
+pub mod replay;
 
+pub use backoff::{Backoff, BackoffError, ExponentialBackoff, Jitter};
 pub use classify::{Classify, DefaultClassifier, Outcome};
 #[cfg(feature = "http")]
 pub use classify::{HttpClassifier, StatusSet};
-pub use event::{CircuitState, Event, Listener, NoopListener, SharedListener, TripReason};
+pub use event::{
+    CircuitState, Event, GiveUpReason, Listener, NoopListener, SharedListener, TripReason,
+};
 pub use random::{RandomSource, SplitMix64};
+#[cfg(feature = "http")]
+pub use replay::{replayable, CanReplay, ReplayBody, ReplayError, DEFAULT_REPLAY_CAP};
 
 /// The error type every tower-bulwark service returns: the inner service's error, or one of the
 /// layers' own small leaf errors, boxed. Test which one with `err.is::<T>()` or

@@ -1,0 +1,172 @@
+//! Configuration: plain data, validated once when the layer is built.
+
+use bulwark_core::backoff::{BackoffError, ExponentialBackoff};
+use bulwark_core::budget::BudgetError;
+use std::fmt;
+use std::time::Duration;
+
+/// The most attempts a layer may make for one request.
+pub const MAX_ATTEMPTS: u32 = 10_000;
+
+/// The settings of a retry layer.
+///
+/// | setting | default | why |
+/// | --- | --- | --- |
+/// | `max_attempts` | 3 (the first included) | two retries ride out a blip; more mostly add load |
+/// | `backoff` | 100 ms, x2, full jitter, capped at 64 s | spreads retries of many callers apart |
+/// | `budget` | 20% of requests + 10/s over 10 s | no retry storm on a backend that is failing for everyone |
+/// | `deadline` | none | bound the whole request with it when the caller has one |
+/// | `attempt_timeout` | none | a stalled attempt is then retried instead of waited on |
+///
+/// ```
+/// use bulwark_retry::RetryConfig;
+/// let config = RetryConfig::default();
+/// assert_eq!(config.max_attempts, 3);
+/// assert!(config.budget.is_some());
+/// config.validate().unwrap();
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(default, deny_unknown_fields))]
+#[non_exhaustive]
+pub struct RetryConfig {
+    /// The name reported in events, logs and metric labels.
+    pub name: String,
+    /// Attempts per request, the first included (1 disables retries).
+    pub max_attempts: u32,
+    /// The wait before each retry.
+    pub backoff: ExponentialBackoff,
+    /// The retry budget, or `None` for no budget (not recommended).
+    pub budget: Option<BudgetConfig>,
+    /// Time for all attempts together, counted from the call.
+    #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
+    pub deadline: Option<Duration>,
+    /// Time for each attempt; a timed-out attempt counts as a retryable failure.
+    #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
+    pub attempt_timeout: Option<Duration>,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        RetryConfig {
+            name: String::from("retry"),
+            max_attempts: 3,
+            backoff: ExponentialBackoff::default(),
+            budget: Some(BudgetConfig::default()),
+            deadline: None,
+            attempt_timeout: None,
+        }
+    }
+}
+
+/// The settings of a retry budget (see [`RetryBudget`](bulwark_core::budget::RetryBudget)).
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(default, deny_unknown_fields))]
+pub struct BudgetConfig {
+    /// Retries allowed per request in the window.
+    pub ratio: f64,
+    /// Retries allowed per second whatever the traffic.
+    pub floor_per_sec: u32,
+    /// How far back requests and retries count.
+    #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
+    pub window: Duration,
+}
+
+impl Default for BudgetConfig {
+    fn default() -> Self {
+        BudgetConfig {
+            ratio: 0.2,
+            floor_per_sec: 10,
+            window: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A setting that is out of range. The message names the setting.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// `max_attempts` is zero or above [`MAX_ATTEMPTS`].
+    MaxAttempts(u32),
+    /// A duration that must be positive is zero.
+    Zero {
+        /// The setting.
+        setting: &'static str,
+    },
+    /// The backoff is invalid.
+    Backoff(BackoffError),
+    /// The budget is invalid.
+    Budget(BudgetError),
+}
+
+impl ConfigError {
+    /// The setting at fault, dotted for nested settings (`backoff.max`, `budget.ratio`).
+    pub fn setting(&self) -> String {
+        match self {
+            ConfigError::MaxAttempts(_) => "max_attempts".into(),
+            ConfigError::Zero { setting } => (*setting).into(),
+            ConfigError::Backoff(e) => format!("backoff.{}", e.setting()),
+            ConfigError::Budget(e) => format!("budget.{}", e.setting()),
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::MaxAttempts(n) => write!(
+                f,
+                "retry `max_attempts` must be between 1 and {MAX_ATTEMPTS}, got {n}"
+            ),
+            ConfigError::Zero { setting } => {
+                write!(f, "retry `{setting}` must be greater than zero")
+            }
+            ConfigError::Backoff(e) => write!(f, "retry: {e}"),
+            ConfigError::Budget(e) => write!(f, "retry: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ConfigError::Backoff(e) => Some(e),
+            ConfigError::Budget(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl RetryConfig {
+    /// Checks every setting; the first one out of range is returned as a typed error.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.max_attempts == 0 || self.max_attempts > MAX_ATTEMPTS {
+            return Err(ConfigError::MaxAttempts(self.max_attempts));
+        }
+        // The backoff validates itself when built; re-check in case it was deserialized or
+        // copied from elsewhere.
+        ExponentialBackoff::new(
+            self.backoff.base(),
+            self.backoff.factor(),
+            self.backoff.max(),
+            self.backoff.jitter(),
+        )
+        .map_err(ConfigError::Backoff)?;
+        if let Some(b) = &self.budget {
+            bulwark_core::budget::RetryBudget::new(b.ratio, b.floor_per_sec, b.window)
+                .map_err(ConfigError::Budget)?;
+        }
+        if self.deadline == Some(Duration::ZERO) {
+            return Err(ConfigError::Zero {
+                setting: "deadline",
+            });
+        }
+        if self.attempt_timeout == Some(Duration::ZERO) {
+            return Err(ConfigError::Zero {
+                setting: "attempt_timeout",
+            });
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,60 @@
+//! The retry layer's own errors.
+
+use std::fmt;
+use std::time::Duration;
+
+/// An attempt ran longer than the per-attempt timeout and no retry followed (attempts,
+/// budget or deadline ran out).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AttemptTimedOut {
+    /// The per-attempt timeout.
+    pub after: Duration,
+    /// Attempts made, the first included.
+    pub attempts: u32,
+}
+
+impl fmt::Display for AttemptTimedOut {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "attempt {} timed out after {:?} and was not retried",
+            self.attempts, self.after
+        )
+    }
+}
+
+impl std::error::Error for AttemptTimedOut {}
+
+/// The deadline for all attempts together passed while an attempt was still running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeadlineExceeded {
+    /// The deadline, counted from the call.
+    pub deadline: Duration,
+    /// Attempts made, the one cut short included.
+    pub attempts: u32,
+}
+
+impl fmt::Display for DeadlineExceeded {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "deadline of {:?} exceeded during attempt {}",
+            self.deadline, self.attempts
+        )
+    }
+}
+
+impl std::error::Error for DeadlineExceeded {}
+
+/// `call` was used without a `poll_ready` that returned `Ready(Ok)` first, or a response
+/// future was polled after it finished: a bug in the caller, reported rather than panicking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Misuse;
+
+impl fmt::Display for Misuse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("retry future polled after completion")
+    }
+}
+
+impl std::error::Error for Misuse {}

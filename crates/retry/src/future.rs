@@ -1,0 +1,285 @@
+//! The response future: one request's attempts, waits and decisions.
+
+use crate::error::{AttemptTimedOut, DeadlineExceeded, Misuse};
+use crate::policy::{Decision, RetryPolicy};
+use crate::shared::Shared;
+use bulwark_core::backoff::Backoff;
+use bulwark_core::local::CallRef;
+use bulwark_core::{BoxError, GiveUpReason};
+use pin_project_lite::pin_project;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::time::{Instant, Sleep};
+use tower_service::Service;
+
+pin_project! {
+    /// The future of a [`BackoffRetry`](crate::BackoffRetry) call.
+    ///
+    /// A named state machine, never boxed: the running attempt, the wait before the next
+    /// one, or waiting for the inner service to be ready. Its only allocation is a timer,
+    /// made the first time it has to wait (a backoff, or an attempt that outlives a
+    /// configured timeout or deadline) and reused after that.
+    pub struct ResponseFuture<F, S, Req, P>
+    where
+        F: Future,
+    {
+        #[pin]
+        state: State<F>,
+        // The inner service for the next attempts (None when no retry can happen).
+        service: Option<S>,
+        // The request to send again (None when it may not be resent).
+        request: Option<Req>,
+        shared: CallRef<Shared<P>>,
+        // Attempts started so far.
+        attempts: u32,
+        previous_delay: Duration,
+        // When the whole request must be done, if a deadline is set.
+        deadline: Option<Instant>,
+        // When the running attempt must be done (its timeout or the deadline).
+        limit: Option<Instant>,
+        timer: Option<Pin<Box<Sleep>>>,
+        // The last attempt's result, kept while waiting to retry in case the deadline ends it.
+        last: Option<F::Output>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F> {
+        Calling { #[pin] future: F },
+        Waiting,
+        Readying,
+        Done,
+    }
+}
+
+impl<F, S, Req, P> ResponseFuture<F, S, Req, P>
+where
+    F: Future,
+{
+    #[inline]
+    pub(crate) fn new(
+        future: F,
+        service: Option<S>,
+        request: Option<Req>,
+        shared: CallRef<Shared<P>>,
+        deadline: Option<Instant>,
+    ) -> Self {
+        let limit = match shared.attempt_timeout {
+            Some(t) => Some(earliest(Instant::now() + t, deadline)),
+            None => deadline,
+        };
+        ResponseFuture {
+            state: State::Calling { future },
+            service,
+            request,
+            shared,
+            attempts: 1,
+            previous_delay: Duration::ZERO,
+            deadline,
+            limit,
+            timer: None,
+            last: None,
+        }
+    }
+}
+
+fn earliest(a: Instant, b: Option<Instant>) -> Instant {
+    match b {
+        Some(b) if b < a => b,
+        _ => a,
+    }
+}
+
+/// Arms `timer` for `at` (allocating it the first time) and polls it.
+fn poll_timer(timer: &mut Option<Pin<Box<Sleep>>>, at: Instant, cx: &mut Context<'_>) -> Poll<()> {
+    let sleep = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
+    if sleep.deadline() != at {
+        sleep.as_mut().reset(at);
+    }
+    sleep.as_mut().poll(cx)
+}
+
+impl<F, S, Req, P> fmt::Debug for ResponseFuture<F, S, Req, P>
+where
+    F: Future,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match &self.state {
+            State::Calling { .. } => "calling",
+            State::Waiting => "waiting",
+            State::Readying => "readying",
+            State::Done => "done",
+        };
+        f.debug_struct("ResponseFuture")
+            .field("state", &state)
+            .field("attempts", &self.attempts)
+            .finish()
+    }
+}
+
+impl<F, S, Req, P, Res, E> Future for ResponseFuture<F, S, Req, P>
+where
+    F: Future<Output = Result<Res, E>>,
+    S: Service<Req, Future = F, Response = Res, Error = E>,
+    E: Into<BoxError>,
+    Req: Clone,
+    P: RetryPolicy<Req, Res, E>,
+{
+    type Output = Result<Res, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            match this.state.as_mut().project() {
+                StateProj::Calling { future } => {
+                    let result = match future.poll(cx) {
+                        Poll::Ready(result) => Some(result),
+                        Poll::Pending => {
+                            let Some(limit) = *this.limit else {
+                                return Poll::Pending;
+                            };
+                            if poll_timer(this.timer, limit, cx).is_pending() {
+                                return Poll::Pending;
+                            }
+                            None // timed out
+                        }
+                    };
+                    this.state.set(State::Done);
+                    let shared = &**this.shared;
+                    let attempts = *this.attempts;
+                    let decision = match &result {
+                        Some(r) => shared.policy.decide(r),
+                        None => {
+                            if this.deadline.is_some_and(|d| Instant::now() >= d) {
+                                shared.gave_up(attempts, GiveUpReason::Deadline);
+                                return Poll::Ready(Err(Box::new(DeadlineExceeded {
+                                    deadline: shared.deadline.unwrap_or_default(),
+                                    attempts,
+                                })));
+                            }
+                            Decision::Retry
+                        }
+                    };
+                    let server_delay = match decision {
+                        Decision::Accept => {
+                            return Poll::Ready(finish(result, shared, attempts));
+                        }
+                        Decision::GiveUp(reason) => {
+                            shared.gave_up(attempts, reason);
+                            return Poll::Ready(finish(result, shared, attempts));
+                        }
+                        Decision::Retry => None,
+                        Decision::RetryAfter(d) => Some(d),
+                    };
+                    if attempts >= shared.max_attempts {
+                        shared.gave_up(attempts, GiveUpReason::MaxAttempts);
+                        return Poll::Ready(finish(result, shared, attempts));
+                    }
+                    let resendable = match (this.request.as_ref(), this.service.as_ref()) {
+                        (Some(req), Some(_)) => shared.policy.may_resend(req),
+                        _ => false,
+                    };
+                    if !resendable {
+                        shared.gave_up(attempts, GiveUpReason::NotResendable);
+                        return Poll::Ready(finish(result, shared, attempts));
+                    }
+                    let delay = server_delay.unwrap_or_else(|| {
+                        shared
+                            .backoff
+                            .delay(attempts, *this.previous_delay, &*shared.random)
+                    });
+                    let now = Instant::now();
+                    let wake = now + delay;
+                    if this.deadline.is_some_and(|d| wake >= d) {
+                        shared.gave_up(attempts, GiveUpReason::Deadline);
+                        return Poll::Ready(finish(result, shared, attempts));
+                    }
+                    if let Some(budget) = &shared.budget {
+                        if !budget.try_withdraw() {
+                            shared.gave_up(attempts, GiveUpReason::Budget);
+                            return Poll::Ready(finish(result, shared, attempts));
+                        }
+                    }
+                    shared.scheduled(attempts, delay, server_delay.is_some(), result.is_none());
+                    *this.previous_delay = delay;
+                    *this.last = result;
+                    *this.limit = Some(wake);
+                    this.state.set(State::Waiting);
+                }
+                StateProj::Waiting => {
+                    let Some(wake) = *this.limit else {
+                        this.state.set(State::Readying);
+                        continue;
+                    };
+                    if poll_timer(this.timer, wake, cx).is_pending() {
+                        return Poll::Pending;
+                    }
+                    this.state.set(State::Readying);
+                }
+                StateProj::Readying => {
+                    let Some(service) = this.service.as_mut() else {
+                        return Poll::Ready(Err(Box::new(Misuse)));
+                    };
+                    match service.poll_ready(cx) {
+                        Poll::Ready(Ok(())) => {}
+                        Poll::Ready(Err(e)) => {
+                            this.state.set(State::Done);
+                            return Poll::Ready(Err(e.into()));
+                        }
+                        Poll::Pending => {
+                            // Waiting for readiness must not outlive the deadline either.
+                            if let Some(deadline) = *this.deadline {
+                                if poll_timer(this.timer, deadline, cx).is_ready() {
+                                    let shared = &**this.shared;
+                                    let attempts = *this.attempts;
+                                    shared.gave_up(attempts, GiveUpReason::Deadline);
+                                    this.state.set(State::Done);
+                                    return Poll::Ready(finish(this.last.take(), shared, attempts));
+                                }
+                            }
+                            return Poll::Pending;
+                        }
+                    }
+                    let shared = &**this.shared;
+                    *this.attempts += 1;
+                    let request = if *this.attempts >= shared.max_attempts {
+                        this.request.take()
+                    } else {
+                        this.request.clone()
+                    };
+                    let Some(request) = request else {
+                        return Poll::Ready(Err(Box::new(Misuse)));
+                    };
+                    *this.last = None;
+                    *this.limit = match shared.attempt_timeout {
+                        Some(t) => Some(earliest(Instant::now() + t, *this.deadline)),
+                        None => *this.deadline,
+                    };
+                    let future = service.call(request);
+                    this.state.set(State::Calling { future });
+                }
+                StateProj::Done => return Poll::Ready(Err(Box::new(Misuse))),
+            }
+        }
+    }
+}
+
+/// The answer for the caller: the attempt's own result, or, for an attempt cut short by its
+/// timeout, an [`AttemptTimedOut`] error.
+fn finish<Res, E: Into<BoxError>, P>(
+    result: Option<Result<Res, E>>,
+    shared: &Shared<P>,
+    attempts: u32,
+) -> Result<Res, BoxError> {
+    match result {
+        Some(r) => r.map_err(Into::into),
+        None => Err(Box::new(AttemptTimedOut {
+            after: shared.attempt_timeout.unwrap_or_default(),
+            attempts,
+        })),
+    }
+}

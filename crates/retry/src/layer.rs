@@ -1,0 +1,243 @@
+//! The layer and its builder.
+
+use crate::config::{BudgetConfig, ConfigError, RetryConfig};
+use crate::policy::RetryFailures;
+use crate::service::BackoffRetry;
+use crate::shared::Shared;
+use bulwark_core::backoff::ExponentialBackoff;
+use bulwark_core::budget::RetryBudget;
+use bulwark_core::{Listener, RandomSource, SharedListener, SplitMix64};
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+use tower_layer::Layer;
+
+/// Wraps services in a [`BackoffRetry`]. Built, and validated, by [`Builder`].
+///
+/// Every service the layer wraps shares its settings, policy and budget: the budget then
+/// bounds the retries of all of them together.
+pub struct BackoffRetryLayer<P = RetryFailures> {
+    shared: Arc<Shared<P>>,
+}
+
+impl<P> Clone for BackoffRetryLayer<P> {
+    fn clone(&self) -> Self {
+        BackoffRetryLayer {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<P> fmt::Debug for BackoffRetryLayer<P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("BackoffRetryLayer")
+            .field(&self.shared)
+            .finish()
+    }
+}
+
+impl BackoffRetryLayer {
+    /// A builder starting from the defaults (see [`RetryConfig`]).
+    pub fn builder() -> Builder {
+        Builder::from_config(RetryConfig::default())
+    }
+}
+
+impl<P> BackoffRetryLayer<P> {
+    /// The retry budget the layer draws on, if any.
+    pub fn budget(&self) -> Option<&Arc<RetryBudget>> {
+        self.shared.budget.as_ref()
+    }
+}
+
+impl<S, P> Layer<S> for BackoffRetryLayer<P> {
+    type Service = BackoffRetry<S, P>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        BackoffRetry::new(inner, self.shared.clone())
+    }
+}
+
+/// How the builder gets its budget.
+enum BudgetChoice {
+    Own(Option<BudgetConfig>),
+    Shared(Arc<RetryBudget>),
+}
+
+/// Builds a [`BackoffRetryLayer`]; [`Builder::build`] validates every setting.
+///
+/// ```
+/// use bulwark_core::backoff::{ExponentialBackoff, Jitter};
+/// use bulwark_retry::BackoffRetryLayer;
+/// use std::time::Duration;
+///
+/// let layer = BackoffRetryLayer::builder()
+///     .name("inventory")
+///     .max_attempts(4)
+///     .backoff(ExponentialBackoff::new(
+///         Duration::from_millis(50), 2.0, Duration::from_secs(2), Jitter::Full,
+///     ).unwrap())
+///     .deadline(Duration::from_secs(5))
+///     .attempt_timeout(Duration::from_secs(1))
+///     .build()
+///     .unwrap();
+/// # let _ = layer;
+///
+/// let err = BackoffRetryLayer::builder().max_attempts(0).build().unwrap_err();
+/// assert_eq!(err.setting(), "max_attempts");
+/// ```
+pub struct Builder<P = RetryFailures> {
+    config: RetryConfig,
+    budget: BudgetChoice,
+    policy: P,
+    listener: Option<SharedListener>,
+    random: Option<Arc<dyn RandomSource>>,
+}
+
+impl<P> fmt::Debug for Builder<P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Builder")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Builder {
+    /// A builder starting from `config` (a deserialized one, say).
+    pub fn from_config(config: RetryConfig) -> Self {
+        let budget = BudgetChoice::Own(config.budget);
+        Builder {
+            config,
+            budget,
+            policy: RetryFailures::default(),
+            listener: None,
+            random: None,
+        }
+    }
+}
+
+impl<P> Builder<P> {
+    /// The name reported in events, logs and metric labels.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.config.name = name.into();
+        self
+    }
+
+    /// Attempts per request, the first included (default 3).
+    pub fn max_attempts(mut self, attempts: u32) -> Self {
+        self.config.max_attempts = attempts;
+        self
+    }
+
+    /// The wait before each retry.
+    pub fn backoff(mut self, backoff: ExponentialBackoff) -> Self {
+        self.config.backoff = backoff;
+        self
+    }
+
+    /// A budget of this layer's own.
+    pub fn budget(mut self, budget: BudgetConfig) -> Self {
+        self.config.budget = Some(budget);
+        self.budget = BudgetChoice::Own(Some(budget));
+        self
+    }
+
+    /// Draw on a budget shared with other layers.
+    pub fn shared_budget(mut self, budget: Arc<RetryBudget>) -> Self {
+        self.budget = BudgetChoice::Shared(budget);
+        self
+    }
+
+    /// No budget: retries are bounded by the attempts alone. Not recommended in front of a
+    /// backend that others call too.
+    pub fn no_budget(mut self) -> Self {
+        self.config.budget = None;
+        self.budget = BudgetChoice::Own(None);
+        self
+    }
+
+    /// Time for all attempts together, counted from the call.
+    pub fn deadline(mut self, deadline: Duration) -> Self {
+        self.config.deadline = Some(deadline);
+        self
+    }
+
+    /// Time for each attempt.
+    pub fn attempt_timeout(mut self, timeout: Duration) -> Self {
+        self.config.attempt_timeout = Some(timeout);
+        self
+    }
+
+    /// Decide what to retry with `policy`.
+    pub fn policy<P2>(self, policy: P2) -> Builder<P2> {
+        Builder {
+            config: self.config,
+            budget: self.budget,
+            policy,
+            listener: self.listener,
+            random: self.random,
+        }
+    }
+
+    /// Retry what `classifier` calls a failure (a shorthand for
+    /// `.policy(RetryFailures::new(classifier))`).
+    pub fn classifier<C>(self, classifier: C) -> Builder<RetryFailures<C>> {
+        self.policy(RetryFailures::new(classifier))
+    }
+
+    /// The HTTP policy: idempotent requests, 429/502/503/504 and connection failures,
+    /// `Retry-After` (see [`HttpRetryPolicy`](crate::HttpRetryPolicy)).
+    #[cfg(feature = "http")]
+    pub fn http(self) -> Builder<crate::HttpRetryPolicy> {
+        self.policy(crate::HttpRetryPolicy::new())
+    }
+
+    /// Send events to `listener`.
+    pub fn listener(mut self, listener: impl Listener) -> Self {
+        self.listener = Some(SharedListener::new(listener));
+        self
+    }
+
+    /// Send events to a listener shared with other layers.
+    pub fn shared_listener(mut self, listener: SharedListener) -> Self {
+        self.listener = Some(listener);
+        self
+    }
+
+    /// Draw jitter from `random` (seed it in tests).
+    pub fn random(mut self, random: impl RandomSource) -> Self {
+        self.random = Some(Arc::new(random));
+        self
+    }
+
+    /// Validates the settings and builds the layer.
+    pub fn build(self) -> Result<BackoffRetryLayer<P>, ConfigError> {
+        self.config.validate()?;
+        let budget = match self.budget {
+            BudgetChoice::Shared(b) => Some(b),
+            BudgetChoice::Own(None) => None,
+            BudgetChoice::Own(Some(b)) => Some(Arc::new(
+                RetryBudget::new(b.ratio, b.floor_per_sec, b.window)
+                    .map_err(ConfigError::Budget)?,
+            )),
+        };
+        let c = self.config;
+        Ok(BackoffRetryLayer {
+            shared: Arc::new(Shared {
+                #[cfg(feature = "metrics")]
+                metrics: crate::metrics::Metrics::new(&c.name),
+                name: c.name.into_boxed_str(),
+                max_attempts: c.max_attempts,
+                backoff: c.backoff,
+                budget,
+                deadline: c.deadline,
+                attempt_timeout: c.attempt_timeout,
+                policy: self.policy,
+                listener: self.listener,
+                random: self
+                    .random
+                    .unwrap_or_else(|| Arc::new(SplitMix64::from_entropy())),
+            }),
+        })
+    }
+}

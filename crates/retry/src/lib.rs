@@ -1,0 +1,91 @@
+//! A retry layer for Tower services that is safe, bounded and polite.
+//!
+//! * **Safe**: only what may be sent twice is retried. The policy decides from the whole
+//!   result (the shared [`Classify`](bulwark_core::Classify) by default: every failure is
+//!   retried); for HTTP, [`HttpRetryPolicy`] (feature `http`) retries only idempotent requests
+//!   (or ones with an `Idempotency-Key`), only on connection failures and 429/502/503/504, and
+//!   only while the body can be replayed ([`ReplayBody`](bulwark_core::replay::ReplayBody)
+//!   keeps up to 64 KiB of a streaming body; a larger one is sent once, unretried).
+//! * **Bounded**: at most `max_attempts` attempts (the first included), an optional timeout
+//!   per attempt, and an optional deadline for all of them together: the layer never sleeps
+//!   past it, and when the time left is shorter than the next wait it stops at once with the
+//!   last outcome.
+//! * **Polite**: exponential backoff with jitter between attempts (full jitter by default;
+//!   see [`ExponentialBackoff`]), the server's
+//!   `Retry-After` honoured up to a cap, and a [`RetryBudget`]
+//!   (20% of requests plus 10/s over 10 s by default) so a failing backend does not get a
+//!   retry storm on top of its load. A budget can be shared by several layers.
+//!
+//! When retrying stops, the last outcome is returned as it came: a response stays a
+//! response, and the [`Event::RetryGaveUp`](bulwark_core::Event::RetryGaveUp) event says why
+//! (attempts, budget, deadline, ...).
+//!
+//! # Example
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() {
+//! use bulwark_retry::BackoffRetryLayer;
+//! use std::sync::atomic::{AtomicU32, Ordering};
+//! use std::sync::Arc;
+//! use tower::{service_fn, Service, ServiceBuilder, ServiceExt};
+//!
+//! // A backend that fails twice, then answers.
+//! let calls = Arc::new(AtomicU32::new(0));
+//! let backend = service_fn({
+//!     let calls = calls.clone();
+//!     move |q: &'static str| {
+//!         let n = calls.fetch_add(1, Ordering::SeqCst);
+//!         async move {
+//!             if n < 2 { Err(std::io::Error::from(std::io::ErrorKind::ConnectionReset)) } else { Ok(q.len()) }
+//!         }
+//!     }
+//! });
+//! let mut svc = ServiceBuilder::new()
+//!     .layer(BackoffRetryLayer::builder().max_attempts(3).build().unwrap())
+//!     .service(backend);
+//! assert_eq!(svc.ready().await.unwrap().call("dune").await.unwrap(), 4);
+//! assert_eq!(calls.load(Ordering::SeqCst), 3);
+//! # }
+//! ```
+//!
+//! # Cost
+//!
+//! On the success path: the request is cloned once (when it may be resent), the inner service
+//! is cloned once (the ready one moves into the future), and the budget deposit is counted
+//! locally and added to the shared budget once per 32 requests. No lock, no boxed future, and
+//! no allocation for a `Clone` request that allocates none itself; a deadline or attempt
+//! timeout adds a clock read, and a timer allocation when an attempt has to be waited on.
+//!
+//! # Feature flags
+//!
+//! * `http`: [`HttpRetryPolicy`], [`parse_retry_after`].
+//! * `serde`: [`RetryConfig`] deserializes, durations in human form (`"100ms"`).
+//! * `metrics`: counters through the `metrics` facade; names in [`metrics`].
+
+mod config;
+mod error;
+mod future;
+#[cfg(feature = "http")]
+mod http;
+mod layer;
+#[cfg(feature = "metrics")]
+pub mod metrics;
+mod policy;
+mod service;
+mod shared;
+
+pub use config::{BudgetConfig, ConfigError, RetryConfig, MAX_ATTEMPTS};
+pub use error::{AttemptTimedOut, DeadlineExceeded, Misuse};
+pub use future::ResponseFuture;
+#[cfg(feature = "http")]
+pub use http::{
+    is_connection_failure, parse_retry_after, AsError, HttpRetryPolicy, IDEMPOTENCY_KEY,
+};
+pub use layer::{BackoffRetryLayer, Builder};
+pub use policy::{Decision, RetryFailures, RetryPolicy};
+pub use service::BackoffRetry;
+
+pub use bulwark_core::backoff::{ExponentialBackoff, Jitter};
+pub use bulwark_core::budget::RetryBudget;
+pub use bulwark_core::GiveUpReason;

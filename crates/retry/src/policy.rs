@@ -1,0 +1,70 @@
+//! What is worth retrying.
+
+use bulwark_core::{Classify, DefaultClassifier, GiveUpReason, Outcome};
+use std::time::Duration;
+
+/// What to do after an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Return this result: it is an answer (a success, or a failure the policy does not
+    /// consider a failure of the attempt, such as a 404).
+    Accept,
+    /// Retry after the backoff's delay.
+    Retry,
+    /// Retry after the server's delay (`Retry-After`), instead of the backoff's.
+    RetryAfter(Duration),
+    /// A failure, but do not retry it: return it as it is.
+    GiveUp(GiveUpReason),
+}
+
+/// Decides, per attempt, whether to retry. The layer adds the limits every policy shares:
+/// attempts, budget, deadline.
+///
+/// Implement it for your own protocol, or use [`RetryFailures`] (every failure the shared
+/// [`Classify`] sees is retried) or `HttpRetryPolicy` (feature `http`).
+pub trait RetryPolicy<Req, Res, E> {
+    /// The decision after an attempt ended with `result`. Called on every attempt, the
+    /// successful ones included: keep it cheap.
+    fn decide(&self, result: &Result<Res, E>) -> Decision;
+
+    /// Whether `request` may be sent (again): idempotent, and with a body that can be
+    /// replayed. Asked before the first attempt (a request that may not be resent is not
+    /// copied) and again before each retry.
+    fn may_resend(&self, request: &Req) -> bool {
+        let _ = request;
+        true
+    }
+}
+
+/// Retries every outcome its classifier calls a [`Outcome::Failure`]; accepts the rest.
+///
+/// ```
+/// use bulwark_retry::{Decision, RetryFailures, RetryPolicy};
+/// let policy: RetryFailures = RetryFailures::default();
+/// let failed: Result<(), &str> = Err("reset");
+/// assert_eq!(RetryPolicy::<(), (), &str>::decide(&policy, &failed), Decision::Retry);
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RetryFailures<C = DefaultClassifier> {
+    classifier: C,
+}
+
+impl<C> RetryFailures<C> {
+    /// Retries what `classifier` calls a failure.
+    pub fn new(classifier: C) -> Self {
+        RetryFailures { classifier }
+    }
+}
+
+impl<Req, Res, E, C> RetryPolicy<Req, Res, E> for RetryFailures<C>
+where
+    C: Classify<Res, E>,
+{
+    #[inline]
+    fn decide(&self, result: &Result<Res, E>) -> Decision {
+        match self.classifier.classify(result) {
+            Outcome::Failure => Decision::Retry,
+            Outcome::Success | Outcome::Ignored => Decision::Accept,
+        }
+    }
+}
