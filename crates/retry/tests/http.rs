@@ -274,3 +274,37 @@ async fn a_streaming_body_over_the_cap_is_sent_once() {
     assert_eq!(seen.len(), 1);
     assert_eq!(seen[0].1, expected);
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_axum_streaming_body_is_replayed_under_the_cap_and_sent_once_over_it() {
+    for (chunks, retried) in [(8usize, true), (80, false)] {
+        let data: Vec<u8> = (0..chunks * 1024).map(|i| (i % 241) as u8).collect();
+        let pieces: Vec<Result<Bytes, Infallible>> = data
+            .chunks(1024)
+            .map(|c| Ok(Bytes::copy_from_slice(c)))
+            .collect();
+        let body = axum::body::Body::from_stream(futures_util::stream::iter(pieces));
+        let req = replayable(Request::put("/book/dune").body(body).unwrap(), 64 * 1024);
+        let script = Script::new(&[Reply::Status(503), Reply::Status(200)]);
+        let mut svc = layer(HttpRetryPolicy::new()).layer(script.clone());
+        let resp = ServiceExt::<Request<ReplayBody<axum::body::Body>>>::ready(&mut svc)
+            .await
+            .unwrap()
+            .call(req)
+            .await
+            .unwrap();
+        let seen = script.seen();
+        if retried {
+            assert_eq!(resp.status(), 200);
+            assert_eq!(seen.len(), 2);
+            assert!(
+                seen.iter().all(|(_, b)| *b == data),
+                "same bytes on both attempts"
+            );
+        } else {
+            assert_eq!(resp.status(), 503, "sent once, answer returned as it came");
+            assert_eq!(seen.len(), 1);
+            assert_eq!(seen[0].1, data);
+        }
+    }
+}
