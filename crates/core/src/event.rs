@@ -152,6 +152,35 @@ impl fmt::Display for GiveUpReason {
     }
 }
 
+/// Why a failover set moved a request to the next target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum FailoverReason {
+    /// The target's call returned an error.
+    Error,
+    /// The target did not answer within the per-attempt timeout.
+    Timeout,
+    /// The target answered with a response classified as a failure (a failover status).
+    FailureResponse,
+}
+
+impl FailoverReason {
+    /// The snake_case name used in logs and metric labels.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            FailoverReason::Error => "error",
+            FailoverReason::Timeout => "timeout",
+            FailoverReason::FailureResponse => "failure_response",
+        }
+    }
+}
+
+impl fmt::Display for FailoverReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Something a layer did. `name` is the name the layer instance was given (for example the
 /// backend a breaker guards).
 ///
@@ -211,6 +240,17 @@ pub enum Event<'a> {
         /// Whether the failed attempt timed out (rather than failing on its own).
         timed_out: bool,
     },
+    /// A failover set sends a request on to the next target.
+    FailedOver {
+        /// The failover set's name.
+        name: &'a str,
+        /// The target that failed (its index in the ordered list).
+        from: usize,
+        /// The target the request goes to next.
+        to: usize,
+        /// Why.
+        reason: FailoverReason,
+    },
     /// A retry layer stopped after a failed attempt and returned its outcome as it was.
     RetryGaveUp {
         /// The retry layer's name.
@@ -231,6 +271,7 @@ impl Event<'_> {
             | Event::CallRejected { name, .. }
             | Event::OutcomeRecorded { name, .. }
             | Event::RetryScheduled { name, .. }
+            | Event::FailedOver { name, .. }
             | Event::RetryGaveUp { name, .. } => name,
         }
     }

@@ -49,7 +49,8 @@ pub use classify::{Classify, DefaultClassifier, Outcome};
 #[cfg(feature = "http")]
 pub use classify::{HttpClassifier, StatusSet};
 pub use event::{
-    CircuitState, Event, GiveUpReason, Listener, NoopListener, SharedListener, TripReason,
+    CircuitState, Event, FailoverReason, GiveUpReason, Listener, NoopListener, SharedListener,
+    TripReason,
 };
 pub use random::{RandomSource, SplitMix64};
 #[cfg(feature = "http")]

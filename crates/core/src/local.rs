@@ -61,14 +61,20 @@ impl<T> LocalRef<T> {
     #[inline]
     pub fn for_call(&mut self) -> CallRef<T> {
         if !self.own {
-            if self.called {
-                // A long-lived clone: take a count of its own.
-                self.local = Arc::new(Padded(self.local.0.clone()));
-                self.own = true;
-            }
-            self.called = true;
+            self.not_own_yet();
         }
         CallRef(self.local.clone())
+    }
+
+    /// A clone's first call shares its parent's count; its second takes one of its own.
+    #[cold]
+    #[inline(never)]
+    fn not_own_yet(&mut self) {
+        if self.called {
+            self.local = Arc::new(Padded(self.local.0.clone()));
+            self.own = true;
+        }
+        self.called = true;
     }
 }
 

@@ -22,6 +22,7 @@ pin_project! {
     /// one, or waiting for the inner service to be ready. Its only allocation is a timer,
     /// made the first time it has to wait (a backoff, or an attempt that outlives a
     /// configured timeout or deadline) and reused after that.
+    #[project = ResponseFutureProj]
     pub struct ResponseFuture<F, S, Req, P>
     where
         F: Future,
@@ -131,10 +132,49 @@ where
 {
     type Output = Result<Res, BoxError>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
-        loop {
-            match this.state.as_mut().project() {
+        // The fast path: the attempt answered and the policy accepts the answer.
+        if this.limit.is_none() {
+            if let StateProj::Calling { future } = this.state.as_mut().project() {
+                return match future.poll(cx) {
+                    Poll::Pending => Poll::Pending,
+                    Poll::Ready(result) => {
+                        let decision = this.shared.policy.decide(&result);
+                        if decision == Decision::Accept {
+                            this.state.set(State::Done);
+                            return Poll::Ready(result.map_err(Into::into));
+                        }
+                        drive(this, cx, Some((Some(result), decision)))
+                    }
+                };
+            }
+        }
+        drive(this, cx, None)
+    }
+}
+
+/// Everything but the fast path: timeouts, retries, waits, readiness. `ended` is an attempt
+/// the fast path already saw end (its result, or `None` for a timeout, and the decision).
+#[inline(never)]
+#[allow(clippy::type_complexity)]
+fn drive<F, S, Req, P, Res, E>(
+    mut this: ResponseFutureProj<'_, F, S, Req, P>,
+    cx: &mut Context<'_>,
+    mut ended: Option<(Option<Result<Res, E>>, Decision)>,
+) -> Poll<Result<Res, BoxError>>
+where
+    F: Future<Output = Result<Res, E>>,
+    S: Service<Req, Future = F, Response = Res, Error = E>,
+    E: Into<BoxError>,
+    Req: Clone,
+    P: RetryPolicy<Req, Res, E>,
+{
+    loop {
+        let (result, decision) = match ended.take() {
+            Some(attempt) => attempt,
+            None => match this.state.as_mut().project() {
                 StateProj::Calling { future } => {
                     let result = match future.poll(cx) {
                         Poll::Ready(result) => Some(result),
@@ -148,67 +188,11 @@ where
                             None // timed out
                         }
                     };
-                    this.state.set(State::Done);
-                    let shared = &**this.shared;
-                    let attempts = *this.attempts;
                     let decision = match &result {
-                        Some(r) => shared.policy.decide(r),
-                        None => {
-                            if this.deadline.is_some_and(|d| Instant::now() >= d) {
-                                shared.gave_up(attempts, GiveUpReason::Deadline);
-                                return Poll::Ready(Err(Box::new(DeadlineExceeded {
-                                    deadline: shared.deadline.unwrap_or_default(),
-                                    attempts,
-                                })));
-                            }
-                            Decision::Retry
-                        }
+                        Some(r) => this.shared.policy.decide(r),
+                        None => Decision::Retry,
                     };
-                    let server_delay = match decision {
-                        Decision::Accept => {
-                            return Poll::Ready(finish(result, shared, attempts));
-                        }
-                        Decision::GiveUp(reason) => {
-                            shared.gave_up(attempts, reason);
-                            return Poll::Ready(finish(result, shared, attempts));
-                        }
-                        Decision::Retry => None,
-                        Decision::RetryAfter(d) => Some(d),
-                    };
-                    if attempts >= shared.max_attempts {
-                        shared.gave_up(attempts, GiveUpReason::MaxAttempts);
-                        return Poll::Ready(finish(result, shared, attempts));
-                    }
-                    let resendable = match (this.request.as_ref(), this.service.as_ref()) {
-                        (Some(req), Some(_)) => shared.policy.may_resend(req),
-                        _ => false,
-                    };
-                    if !resendable {
-                        shared.gave_up(attempts, GiveUpReason::NotResendable);
-                        return Poll::Ready(finish(result, shared, attempts));
-                    }
-                    let delay = server_delay.unwrap_or_else(|| {
-                        shared
-                            .backoff
-                            .delay(attempts, *this.previous_delay, &*shared.random)
-                    });
-                    let now = Instant::now();
-                    let wake = now + delay;
-                    if this.deadline.is_some_and(|d| wake >= d) {
-                        shared.gave_up(attempts, GiveUpReason::Deadline);
-                        return Poll::Ready(finish(result, shared, attempts));
-                    }
-                    if let Some(budget) = &shared.budget {
-                        if !budget.try_withdraw() {
-                            shared.gave_up(attempts, GiveUpReason::Budget);
-                            return Poll::Ready(finish(result, shared, attempts));
-                        }
-                    }
-                    shared.scheduled(attempts, delay, server_delay.is_some(), result.is_none());
-                    *this.previous_delay = delay;
-                    *this.last = result;
-                    *this.limit = Some(wake);
-                    this.state.set(State::Waiting);
+                    (result, decision)
                 }
                 StateProj::Waiting => {
                     let Some(wake) = *this.limit else {
@@ -219,6 +203,7 @@ where
                         return Poll::Pending;
                     }
                     this.state.set(State::Readying);
+                    continue;
                 }
                 StateProj::Readying => {
                     let Some(service) = this.service.as_mut() else {
@@ -261,10 +246,63 @@ where
                     };
                     let future = service.call(request);
                     this.state.set(State::Calling { future });
+                    continue;
                 }
                 StateProj::Done => return Poll::Ready(Err(Box::new(Misuse))),
+            },
+        };
+        this.state.set(State::Done);
+        let shared = &**this.shared;
+        let attempts = *this.attempts;
+        if result.is_none() && this.deadline.is_some_and(|d| Instant::now() >= d) {
+            shared.gave_up(attempts, GiveUpReason::Deadline);
+            return Poll::Ready(Err(Box::new(DeadlineExceeded {
+                deadline: shared.deadline.unwrap_or_default(),
+                attempts,
+            })));
+        }
+        let server_delay = match decision {
+            Decision::Accept => return Poll::Ready(finish(result, shared, attempts)),
+            Decision::GiveUp(reason) => {
+                shared.gave_up(attempts, reason);
+                return Poll::Ready(finish(result, shared, attempts));
+            }
+            Decision::Retry => None,
+            Decision::RetryAfter(d) => Some(d),
+        };
+        if attempts >= shared.max_attempts {
+            shared.gave_up(attempts, GiveUpReason::MaxAttempts);
+            return Poll::Ready(finish(result, shared, attempts));
+        }
+        let resendable = match (this.request.as_ref(), this.service.as_ref()) {
+            (Some(req), Some(_)) => shared.policy.may_resend(req),
+            _ => false,
+        };
+        if !resendable {
+            shared.gave_up(attempts, GiveUpReason::NotResendable);
+            return Poll::Ready(finish(result, shared, attempts));
+        }
+        let delay = server_delay.unwrap_or_else(|| {
+            shared
+                .backoff
+                .delay(attempts, *this.previous_delay, &*shared.random)
+        });
+        let wake = Instant::now() + delay;
+        if this.deadline.is_some_and(|d| wake >= d) {
+            shared.gave_up(attempts, GiveUpReason::Deadline);
+            return Poll::Ready(finish(result, shared, attempts));
+        }
+        if let Some(budget) = &shared.budget {
+            if !budget.try_withdraw() {
+                shared.gave_up(attempts, GiveUpReason::Budget);
+                return Poll::Ready(finish(result, shared, attempts));
             }
         }
+        shared.scheduled(attempts, delay, server_delay.is_some(), result.is_none());
+        *this.previous_delay = delay;
+        *this.last = result;
+        *this.limit = Some(wake);
+        this.state.set(State::Waiting);
     }
 }
 

@@ -1,0 +1,106 @@
+//! The failover set's own errors.
+
+use std::fmt;
+use std::time::Duration;
+
+/// One target's failure, as listed by [`AllFailed`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetFailure {
+    /// The target's index in the ordered list.
+    pub index: usize,
+    /// The target's name.
+    pub target: String,
+    /// What went wrong ("connection refused", "timed out after 5s", "503 Service Unavailable",
+    /// "not ready").
+    pub reason: String,
+}
+
+/// Every target was tried and failed, and the last one failed with an error (had it answered
+/// with a response, that response would have been returned as it came).
+///
+/// ```
+/// use bulwark_failover::{AllFailed, TargetFailure};
+/// let err = AllFailed::new(vec![
+///     TargetFailure { index: 0, target: "0".into(), reason: "connection refused".into() },
+///     TargetFailure { index: 1, target: "1".into(), reason: "timed out after 5s".into() },
+///     TargetFailure { index: 2, target: "2".into(), reason: "503 Service Unavailable".into() },
+/// ]);
+/// assert_eq!(
+///     err.to_string(),
+///     "all 3 failover targets failed: [0] connection refused; [1] timed out after 5s; [2] 503 Service Unavailable"
+/// );
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AllFailed {
+    failures: Vec<TargetFailure>,
+}
+
+impl AllFailed {
+    /// The error for these failures, in the order the targets were tried.
+    pub fn new(failures: Vec<TargetFailure>) -> Self {
+        AllFailed { failures }
+    }
+
+    /// Each target's failure, in the order they were tried.
+    pub fn failures(&self) -> &[TargetFailure] {
+        &self.failures
+    }
+}
+
+impl fmt::Display for AllFailed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "all {} failover targets failed: ", self.failures.len())?;
+        for (i, failure) in self.failures.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            if failure.target == failure.index.to_string() {
+                write!(f, "[{}] {}", failure.index, failure.reason)?;
+            } else {
+                write!(
+                    f,
+                    "[{}] {}: {}",
+                    failure.index, failure.target, failure.reason
+                )?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for AllFailed {}
+
+/// No target became ready within `wait_for_ready`: every one was not ready (an open breaker
+/// in readiness mode, an ejected endpoint, a full connection pool) or had failed for good.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NoTargetReady {
+    /// How many targets there are.
+    pub targets: usize,
+    /// How long the request waited.
+    pub waited: Duration,
+}
+
+impl fmt::Display for NoTargetReady {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "none of the {} failover targets was ready within {:?}",
+            self.targets, self.waited
+        )
+    }
+}
+
+impl std::error::Error for NoTargetReady {}
+
+/// `call` without a `poll_ready` that returned `Ready(Ok)`, or a future polled after it
+/// finished: a bug in the caller, reported rather than panicking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Misuse;
+
+impl fmt::Display for Misuse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("failover called before poll_ready, or polled after completion")
+    }
+}
+
+impl std::error::Error for Misuse {}

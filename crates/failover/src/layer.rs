@@ -1,0 +1,223 @@
+//! The layer and its builder.
+
+use crate::config::{ConfigError, FailoverConfig, Mode};
+use crate::policy::FailOnFailure;
+use crate::service::Failover;
+use crate::shared::Shared;
+use bulwark_core::{Listener, SharedListener};
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+use tower_layer::Layer;
+
+/// Turns an ordered list of targets into a [`Failover`]. Built, and validated, by
+/// [`Builder`].
+///
+/// Use [`FailoverLayer::build`] (or [`FailoverLayer::build_with`], which wraps each target
+/// in a per-target layer such as a circuit breaker) to get a typed error for an empty list.
+/// As a [`Layer`] over `Vec<S>` it cannot return one: an empty list then answers every call
+/// with [`NoTargetReady`](crate::NoTargetReady).
+#[derive(Clone)]
+pub struct FailoverLayer<P = FailOnFailure> {
+    config: Arc<FailoverConfig>,
+    policy: P,
+    listener: Option<SharedListener>,
+}
+
+impl<P> fmt::Debug for FailoverLayer<P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FailoverLayer")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl FailoverLayer {
+    /// A builder starting from the defaults (see [`FailoverConfig`]).
+    pub fn builder() -> Builder {
+        Builder::from_config(FailoverConfig::default())
+    }
+}
+
+impl<P: Clone> FailoverLayer<P> {
+    /// The settings.
+    pub fn config(&self) -> &FailoverConfig {
+        &self.config
+    }
+
+    /// A failover set over `targets`, in order.
+    pub fn build<S: Clone>(&self, targets: Vec<S>) -> Result<Failover<S, P>, ConfigError> {
+        self.config.validate_for(targets.len())?;
+        Ok(self.make(targets))
+    }
+
+    /// A failover set over `targets`, each wrapped in `per_target` (a circuit breaker in
+    /// readiness mode, say: an open target is then skipped until its breaker lets a probe
+    /// through).
+    pub fn build_with<S, L>(
+        &self,
+        targets: Vec<S>,
+        per_target: &L,
+    ) -> Result<Failover<L::Service, P>, ConfigError>
+    where
+        L: Layer<S>,
+        L::Service: Clone,
+    {
+        self.build(targets.into_iter().map(|t| per_target.layer(t)).collect())
+    }
+
+    fn make<S: Clone>(&self, targets: Vec<S>) -> Failover<S, P> {
+        let c = &*self.config;
+        let shared = Shared::new(
+            c.name.clone(),
+            c.target_names.clone(),
+            targets.clone(),
+            c.mode,
+            c.attempt_timeout,
+            c.interval,
+            c.wait_for_ready,
+            self.policy.clone(),
+            self.listener.clone(),
+        );
+        Failover::new(targets, Arc::new(shared))
+    }
+}
+
+impl<S: Clone, P: Clone> Layer<Vec<S>> for FailoverLayer<P> {
+    type Service = Failover<S, P>;
+
+    fn layer(&self, targets: Vec<S>) -> Self::Service {
+        self.make(targets)
+    }
+}
+
+/// Builds a [`FailoverLayer`]; [`Builder::build`] validates the settings.
+///
+/// ```
+/// use bulwark_failover::{FailoverLayer, Mode};
+/// use std::time::Duration;
+///
+/// let layer = FailoverLayer::builder()
+///     .name("stores")
+///     .target_names(["store-1", "store-2", "store-3"])
+///     .attempt_timeout(Duration::from_secs(5))
+///     .mode(Mode::Sticky)
+///     .build()
+///     .unwrap();
+/// let err = layer.build(Vec::<tower::util::BoxCloneService<(), (), std::io::Error>>::new()).unwrap_err();
+/// assert_eq!(err.setting(), "targets");
+/// ```
+pub struct Builder<P = FailOnFailure> {
+    config: FailoverConfig,
+    policy: P,
+    listener: Option<SharedListener>,
+}
+
+impl<P> fmt::Debug for Builder<P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Builder")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Builder {
+    /// A builder starting from `config` (a deserialized one, say).
+    pub fn from_config(config: FailoverConfig) -> Self {
+        Builder {
+            config,
+            policy: FailOnFailure::default(),
+            listener: None,
+        }
+    }
+}
+
+impl<P> Builder<P> {
+    /// The name reported in events, logs and metric labels.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.config.name = name.into();
+        self
+    }
+
+    /// Names for the targets, in order (one per target).
+    pub fn target_names<I, N>(mut self, names: I) -> Self
+    where
+        I: IntoIterator<Item = N>,
+        N: Into<String>,
+    {
+        self.config.target_names = names.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Sticky (the default) or priority.
+    pub fn mode(mut self, mode: Mode) -> Self {
+        self.config.mode = mode;
+        self
+    }
+
+    /// Time for each attempt (default 30 s).
+    pub fn attempt_timeout(mut self, timeout: Duration) -> Self {
+        self.config.attempt_timeout = Some(timeout);
+        self
+    }
+
+    /// No time limit per attempt.
+    pub fn no_attempt_timeout(mut self) -> Self {
+        self.config.attempt_timeout = None;
+        self
+    }
+
+    /// Wait between a failed attempt and the next target (default none).
+    pub fn interval(mut self, interval: Duration) -> Self {
+        self.config.interval = interval;
+        self
+    }
+
+    /// How long to wait for a ready target before failing (default 1 s).
+    pub fn wait_for_ready(mut self, wait: Duration) -> Self {
+        self.config.wait_for_ready = wait;
+        self
+    }
+
+    /// Decide what is a failure with `policy`.
+    pub fn policy<P2>(self, policy: P2) -> Builder<P2> {
+        Builder {
+            config: self.config,
+            policy,
+            listener: self.listener,
+        }
+    }
+
+    /// Fail over on what `classifier` calls a failure.
+    pub fn classifier<C>(self, classifier: C) -> Builder<FailOnFailure<C>> {
+        self.policy(FailOnFailure::new(classifier))
+    }
+
+    /// The HTTP policy: errors and 501-504 fail over, bodies must be replayable.
+    #[cfg(feature = "http")]
+    pub fn http(self) -> Builder<crate::HttpFailoverPolicy> {
+        self.policy(crate::HttpFailoverPolicy::new())
+    }
+
+    /// Send events to `listener`.
+    pub fn listener(mut self, listener: impl Listener) -> Self {
+        self.listener = Some(SharedListener::new(listener));
+        self
+    }
+
+    /// Send events to a listener shared with other layers.
+    pub fn shared_listener(mut self, listener: SharedListener) -> Self {
+        self.listener = Some(listener);
+        self
+    }
+
+    /// Validates the settings and builds the layer.
+    pub fn build(self) -> Result<FailoverLayer<P>, ConfigError> {
+        self.config.validate()?;
+        Ok(FailoverLayer {
+            config: Arc::new(self.config),
+            policy: self.policy,
+            listener: self.listener,
+        })
+    }
+}

@@ -1,0 +1,170 @@
+//! The failover service.
+
+use crate::error::{Misuse, NoTargetReady};
+use crate::future::ResponseFuture;
+use crate::policy::FailoverPolicy;
+use crate::shared::Shared;
+use bulwark_core::local::LocalRef;
+use bulwark_core::BoxError;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use tokio::time::{Instant, Sleep};
+use tower_service::Service;
+
+/// An ordered set of targets: a request goes to one, and on a failure to the next. Built by
+/// [`FailoverLayer`](crate::FailoverLayer); see the crate docs.
+///
+/// `poll_ready` looks for the first ready target from where requests start (the target that
+/// last answered, in sticky mode; the first, in priority mode) and reserves that one only;
+/// targets that are not ready are skipped without being waited on. When none is ready it
+/// waits up to `wait_for_ready` (woken by any target becoming ready), then lets `call` fail
+/// with [`NoTargetReady`].
+pub struct Failover<S, P> {
+    targets: Vec<S>,
+    local: LocalRef<Shared<S, P>>,
+    chosen: Option<usize>,
+    refused: bool,
+    waiting_since: Option<Instant>,
+    wait: Option<Pin<Box<Sleep>>>,
+}
+
+impl<S, P> Failover<S, P> {
+    pub(crate) fn new(targets: Vec<S>, shared: Arc<Shared<S, P>>) -> Self {
+        Failover {
+            targets,
+            local: LocalRef::new(shared),
+            chosen: None,
+            refused: false,
+            waiting_since: None,
+            wait: None,
+        }
+    }
+
+    /// The targets, in order.
+    pub fn targets(&self) -> &[S] {
+        &self.targets
+    }
+
+    /// The target names, in order.
+    pub fn target_names(&self) -> &[String] {
+        &self.local.get().names
+    }
+
+    /// The index of the target the next request starts from.
+    pub fn current(&self) -> usize {
+        self.local.get().start()
+    }
+}
+
+impl<S: Clone, P> Clone for Failover<S, P> {
+    /// Clones every target (one `Vec` allocation); the clones share the set's settings and
+    /// its sticky position.
+    fn clone(&self) -> Self {
+        Failover {
+            targets: self.targets.clone(),
+            local: self.local.clone(),
+            chosen: None,
+            refused: false,
+            waiting_since: None,
+            wait: None,
+        }
+    }
+}
+
+impl<S: fmt::Debug, P> fmt::Debug for Failover<S, P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Failover")
+            .field("targets", &self.targets)
+            .field("config", self.local.get())
+            .finish()
+    }
+}
+
+impl<S, P> Failover<S, P> {
+    /// No target is ready: wait (woken by any target, or by the timer), or give up.
+    #[cold]
+    fn none_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        let wait_for = self.local.get().wait_for_ready;
+        let since = *self.waiting_since.get_or_insert_with(Instant::now);
+        let until = since + wait_for;
+        if wait_for.is_zero() {
+            return self.refuse();
+        }
+        let sleep = self
+            .wait
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(until)));
+        if sleep.deadline() != until {
+            sleep.as_mut().reset(until);
+        }
+        if sleep.as_mut().poll(cx).is_ready() {
+            return self.refuse();
+        }
+        Poll::Pending
+    }
+
+    fn refuse(&mut self) -> Poll<Result<(), BoxError>> {
+        self.refused = true;
+        self.waiting_since = None;
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<S, P, Req> Service<Req> for Failover<S, P>
+where
+    S: Service<Req> + Clone,
+    S::Error: Into<BoxError>,
+    Req: Clone,
+    P: FailoverPolicy<Req, S::Response, S::Error>,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = ResponseFuture<S, Req, P>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        if self.chosen.is_some() || self.refused {
+            return Poll::Ready(Ok(()));
+        }
+        let n = self.targets.len();
+        let start = self.local.get().start();
+        for k in 0..n {
+            let i = (start + k) % n;
+            // A target that is not ready (or failed for good) is skipped, not waited on; it
+            // holds no reservation, and its waker registration brings this task back when it
+            // becomes ready.
+            if let Poll::Ready(Ok(())) = self.targets[i].poll_ready(cx) {
+                self.chosen = Some(i);
+                self.waiting_since = None;
+                return Poll::Ready(Ok(()));
+            }
+        }
+        self.none_ready(cx)
+    }
+
+    #[inline]
+    fn call(&mut self, request: Req) -> Self::Future {
+        let shared = self.local.get();
+        if std::mem::take(&mut self.refused) {
+            return ResponseFuture::failed(
+                Box::new(NoTargetReady {
+                    targets: shared.targets,
+                    waited: shared.wait_for_ready,
+                }),
+                self.local.for_call(),
+            );
+        }
+        let Some(i) = self.chosen.take() else {
+            return ResponseFuture::failed(Box::new(Misuse), self.local.for_call());
+        };
+        let copy = if shared.targets > 1 && shared.policy.can_resend(&request) {
+            Some(request.clone())
+        } else {
+            None
+        };
+        let future = self.targets[i].call(request);
+        ResponseFuture::new(future, i, copy, self.local.for_call())
+    }
+}

@@ -1,0 +1,134 @@
+//! What every clone of one failover set shares.
+
+use crate::config::Mode;
+use bulwark_core::{Event, FailoverReason, SharedListener};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+pub(crate) struct Shared<S, P> {
+    pub(crate) name: Box<str>,
+    pub(crate) names: Box<[String]>,
+    /// Pristine targets to clone for failover attempts (cold path: taken under the lock).
+    templates: Mutex<Vec<S>>,
+    pub(crate) targets: usize,
+    pub(crate) mode: Mode,
+    pub(crate) attempt_timeout: Option<Duration>,
+    pub(crate) interval: Duration,
+    pub(crate) wait_for_ready: Duration,
+    pub(crate) policy: P,
+    /// The target that last answered (sticky mode starts there).
+    sticky: AtomicUsize,
+    pub(crate) listener: Option<SharedListener>,
+    #[cfg(feature = "metrics")]
+    pub(crate) metrics: crate::metrics::Metrics,
+}
+
+impl<S, P> std::fmt::Debug for Shared<S, P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Failover")
+            .field("name", &self.name)
+            .field("targets", &self.names)
+            .field("mode", &self.mode)
+            .field("attempt_timeout", &self.attempt_timeout)
+            .field("interval", &self.interval)
+            .field("wait_for_ready", &self.wait_for_ready)
+            .field("sticky", &self.sticky.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, P> Shared<S, P> {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        name: String,
+        names: Vec<String>,
+        templates: Vec<S>,
+        mode: Mode,
+        attempt_timeout: Option<Duration>,
+        interval: Duration,
+        wait_for_ready: Duration,
+        policy: P,
+        listener: Option<SharedListener>,
+    ) -> Self {
+        let targets = templates.len();
+        let names: Box<[String]> = if names.is_empty() {
+            (0..targets).map(|i| i.to_string()).collect()
+        } else {
+            names.into()
+        };
+        Shared {
+            #[cfg(feature = "metrics")]
+            metrics: crate::metrics::Metrics::new(&name, &names),
+            name: name.into_boxed_str(),
+            names,
+            templates: Mutex::new(templates),
+            targets,
+            mode,
+            attempt_timeout,
+            interval,
+            wait_for_ready,
+            policy,
+            sticky: AtomicUsize::new(0),
+            listener,
+        }
+    }
+
+    /// Where the next request starts.
+    #[inline]
+    pub(crate) fn start(&self) -> usize {
+        match self.mode {
+            Mode::Sticky => self.sticky.load(Ordering::Relaxed),
+            Mode::Priority => 0,
+        }
+    }
+
+    /// A target answered.
+    #[inline]
+    pub(crate) fn succeeded(&self, index: usize) {
+        #[cfg(feature = "metrics")]
+        self.metrics.success(index);
+        if self.mode == Mode::Sticky && self.sticky.load(Ordering::Relaxed) != index {
+            self.sticky.store(index, Ordering::Relaxed);
+            tracing::info!(failover = %self.name, target = %self.names[index], "now sticking to target");
+        }
+    }
+
+    /// A target failed and the request moves on (or not).
+    pub(crate) fn failed(&self, index: usize, reason: FailoverReason) {
+        let _ = (index, reason);
+        #[cfg(feature = "metrics")]
+        self.metrics.failure(index, reason);
+    }
+
+    /// The request goes from target `from` to target `to`.
+    pub(crate) fn failing_over(&self, from: usize, to: usize, reason: FailoverReason) {
+        tracing::debug!(
+            failover = %self.name,
+            from = %self.names[from],
+            to = %self.names[to],
+            reason = reason.as_str(),
+            "failing over"
+        );
+        if let Some(l) = &self.listener {
+            l.emit(&Event::FailedOver {
+                name: &self.name,
+                from,
+                to,
+                reason,
+            });
+        }
+    }
+
+    /// A fresh clone of target `index`.
+    pub(crate) fn template(&self, index: usize) -> S
+    where
+        S: Clone,
+    {
+        let templates = match self.templates.lock() {
+            Ok(t) => t,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        templates[index].clone()
+    }
+}
