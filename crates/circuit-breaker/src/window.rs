@@ -9,6 +9,7 @@
 //! correctly).
 
 use crate::sync::{AtomicU64, AtomicU8, Ordering};
+use bulwark_core::rolling::SlotSnapshots;
 
 /// Outcome codes stored in a count-window slot.
 const OCCUPIED: u8 = 1;
@@ -173,8 +174,8 @@ impl CountWindow {
 /// The calls of the last `buckets` time buckets (the current, partial one included).
 ///
 /// Outcomes are added to monotonic cumulative counters (calls and failures packed in one word,
-/// slow calls in another). The first call of each bucket stores a snapshot of the counters in
-/// that bucket's slot; the window's totals are the counters now minus the snapshot of the
+/// slow calls in another); a [`SlotSnapshots`] ring keeps them as they were at the first call
+/// of each bucket, so the window's totals are the counters now minus the snapshot of the
 /// oldest bucket still inside the window. Subtraction is wrapping, so the counters may wrap
 /// freely as long as one window holds fewer than 2^32 calls.
 #[derive(Debug)]
@@ -182,19 +183,7 @@ pub(crate) struct TimeWindow {
     bucket_nanos: u64,
     cumulative: AtomicU64,
     cumulative_slow: AtomicU64,
-    /// The newest bucket (epoch) that has a snapshot, or `NO_EPOCH` after a reset.
-    last_epoch: AtomicU64,
-    buckets: Box<[Bucket]>,
-}
-
-const NO_EPOCH: u64 = u64::MAX;
-
-#[derive(Debug)]
-struct Bucket {
-    /// The epoch whose snapshot this is; `NO_EPOCH` while empty or being written.
-    epoch: AtomicU64,
-    snapshot: AtomicU64,
-    snapshot_slow: AtomicU64,
+    snapshots: SlotSnapshots<2>,
 }
 
 impl TimeWindow {
@@ -203,14 +192,7 @@ impl TimeWindow {
             bucket_nanos: bucket_nanos.max(1),
             cumulative: AtomicU64::new(0),
             cumulative_slow: AtomicU64::new(0),
-            last_epoch: AtomicU64::new(NO_EPOCH),
-            buckets: (0..buckets)
-                .map(|_| Bucket {
-                    epoch: AtomicU64::new(NO_EPOCH),
-                    snapshot: AtomicU64::new(0),
-                    snapshot_slow: AtomicU64::new(0),
-                })
-                .collect(),
+            snapshots: SlotSnapshots::new(buckets as usize),
         }
     }
 
@@ -218,37 +200,13 @@ impl TimeWindow {
         now / self.bucket_nanos
     }
 
-    fn open_bucket(&self, epoch: u64) {
-        let mut last = self.last_epoch.load(Ordering::Acquire);
-        loop {
-            if last != NO_EPOCH && last >= epoch {
-                return;
-            }
-            match self.last_epoch.compare_exchange_weak(
-                last,
-                epoch,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => break,
-                Err(seen) => last = seen,
-            }
-        }
-        // This thread won the new bucket: publish its snapshot (seqlock: mark, write, publish).
-        let bucket = &self.buckets[(epoch % self.buckets.len() as u64) as usize];
-        bucket.epoch.store(NO_EPOCH, Ordering::SeqCst);
-        bucket
-            .snapshot
-            .store(self.cumulative.load(Ordering::SeqCst), Ordering::SeqCst);
-        bucket.snapshot_slow.store(
-            self.cumulative_slow.load(Ordering::SeqCst),
-            Ordering::SeqCst,
-        );
-        bucket.epoch.store(epoch, Ordering::SeqCst);
-    }
-
     pub(crate) fn record(&self, sample: Sample, now: u64) -> Stats {
-        self.open_bucket(self.epoch(now));
+        self.snapshots.take(self.epoch(now), || {
+            [
+                self.cumulative.load(Ordering::SeqCst),
+                self.cumulative_slow.load(Ordering::SeqCst),
+            ]
+        });
         self.cumulative
             .fetch_add(1 | u64::from(sample.failed) << 32, Ordering::SeqCst);
         if sample.slow {
@@ -258,25 +216,7 @@ impl TimeWindow {
     }
 
     pub(crate) fn stats(&self, now: u64) -> Stats {
-        let current = self.epoch(now);
-        let n = self.buckets.len() as u64;
-        let oldest_allowed = current.saturating_sub(n - 1);
-        let mut oldest: Option<(u64, u64, u64)> = None;
-        for bucket in self.buckets.iter() {
-            let e1 = bucket.epoch.load(Ordering::SeqCst);
-            if e1 == NO_EPOCH || e1 < oldest_allowed || e1 > current {
-                continue;
-            }
-            let snap = bucket.snapshot.load(Ordering::SeqCst);
-            let snap_slow = bucket.snapshot_slow.load(Ordering::SeqCst);
-            if bucket.epoch.load(Ordering::SeqCst) != e1 {
-                continue; // rewritten while we read it: it now belongs to a newer epoch
-            }
-            if oldest.is_none_or(|(e, _, _)| e1 < e) {
-                oldest = Some((e1, snap, snap_slow));
-            }
-        }
-        let Some((_, snap, snap_slow)) = oldest else {
+        let Some([snap, snap_slow]) = self.snapshots.oldest(self.epoch(now)) else {
             return Stats::default();
         };
         let diff = self.cumulative.load(Ordering::SeqCst).wrapping_sub(snap);
@@ -291,10 +231,7 @@ impl TimeWindow {
     }
 
     pub(crate) fn reset(&self) {
-        self.last_epoch.store(NO_EPOCH, Ordering::SeqCst);
-        for bucket in self.buckets.iter() {
-            bucket.epoch.store(NO_EPOCH, Ordering::SeqCst);
-        }
+        self.snapshots.clear();
     }
 }
 

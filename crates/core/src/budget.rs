@@ -33,6 +33,7 @@
 //! assert_eq!(granted, 10);
 //! ```
 
+use crate::rolling::SlotSnapshots;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -40,7 +41,6 @@ use tokio::time::Instant;
 
 /// How many snapshots the window is kept in.
 const SLOTS: u64 = 10;
-const NO_EPOCH: u64 = u64::MAX;
 
 /// A retry budget. Share it with `Arc` (the layers take `Arc<RetryBudget>`).
 #[derive(Debug)]
@@ -52,16 +52,8 @@ pub struct RetryBudget {
     base: Instant,
     deposits: AtomicU64,
     withdrawals: AtomicU64,
-    /// The newest epoch that has a snapshot.
-    last_epoch: AtomicU64,
-    slots: [Slot; SLOTS as usize],
-}
-
-#[derive(Debug)]
-struct Slot {
-    epoch: AtomicU64,
-    deposits: AtomicU64,
-    withdrawals: AtomicU64,
+    /// The counters as they were at the first withdrawal of each tenth of the window.
+    snapshots: SlotSnapshots<2>,
 }
 
 /// A setting of a [`RetryBudget`] that is out of range.
@@ -139,12 +131,7 @@ impl RetryBudget {
             base: Instant::now(),
             deposits: AtomicU64::new(0),
             withdrawals: AtomicU64::new(0),
-            last_epoch: AtomicU64::new(NO_EPOCH),
-            slots: std::array::from_fn(|_| Slot {
-                epoch: AtomicU64::new(NO_EPOCH),
-                deposits: AtomicU64::new(0),
-                withdrawals: AtomicU64::new(0),
-            }),
+            snapshots: SlotSnapshots::new(SLOTS as usize),
         })
     }
 
@@ -221,51 +208,19 @@ impl RetryBudget {
 
     /// Stores a snapshot for `epoch` if none exists yet (the first withdrawal in it wins).
     fn snapshot(&self, epoch: u64) {
-        let mut last = self.last_epoch.load(Ordering::Acquire);
-        loop {
-            if last != NO_EPOCH && last >= epoch {
-                return;
-            }
-            match self.last_epoch.compare_exchange_weak(
-                last,
-                epoch,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => break,
-                Err(seen) => last = seen,
-            }
-        }
-        let slot = &self.slots[(epoch % SLOTS) as usize];
-        slot.epoch.store(NO_EPOCH, Ordering::SeqCst);
-        slot.deposits
-            .store(self.deposits.load(Ordering::SeqCst), Ordering::SeqCst);
-        slot.withdrawals
-            .store(self.withdrawals.load(Ordering::SeqCst), Ordering::SeqCst);
-        slot.epoch.store(epoch, Ordering::SeqCst);
+        self.snapshots.take(epoch, || {
+            [
+                self.deposits.load(Ordering::SeqCst),
+                self.withdrawals.load(Ordering::SeqCst),
+            ]
+        });
     }
 
-    /// The counters at the start of the window: the oldest snapshot inside it.
+    /// The counters at the start of the window: the oldest snapshot inside it, or, with none
+    /// yet, the counters now (nothing counts yet).
     fn window_start(&self, epoch: u64) -> (u64, u64) {
-        let oldest_allowed = epoch.saturating_sub(SLOTS - 1);
-        let mut best: Option<(u64, u64, u64)> = None;
-        for slot in &self.slots {
-            let e = slot.epoch.load(Ordering::SeqCst);
-            if e == NO_EPOCH || e < oldest_allowed || e > epoch {
-                continue;
-            }
-            let d = slot.deposits.load(Ordering::SeqCst);
-            let w = slot.withdrawals.load(Ordering::SeqCst);
-            if slot.epoch.load(Ordering::SeqCst) != e {
-                continue; // rewritten while read
-            }
-            if best.is_none_or(|(b, _, _)| e < b) {
-                best = Some((e, d, w));
-            }
-        }
-        match best {
-            Some((_, d, w)) => (d, w),
-            // No snapshot in the window: nothing counts yet.
+        match self.snapshots.oldest(epoch) {
+            Some([d, w]) => (d, w),
             None => (
                 self.deposits.load(Ordering::SeqCst),
                 self.withdrawals.load(Ordering::SeqCst),

@@ -43,6 +43,7 @@ pub mod local;
 pub mod random;
 #[cfg(feature = "http")]
 pub mod replay;
+pub mod rolling;
 
 pub use backoff::{Backoff, BackoffError, ExponentialBackoff, Jitter};
 pub use classify::{Classify, DefaultClassifier, Outcome};
