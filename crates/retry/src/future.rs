@@ -223,7 +223,13 @@ where
                                     let attempts = *this.attempts;
                                     shared.gave_up(attempts, GiveUpReason::Deadline);
                                     this.state.set(State::Done);
-                                    return Poll::Ready(finish(this.last.take(), shared, attempts));
+                                    return Poll::Ready(match this.last.take() {
+                                        Some(last) => last.map_err(Into::into),
+                                        None => Err(Box::new(DeadlineExceeded {
+                                            deadline: shared.deadline.unwrap_or_default(),
+                                            attempts,
+                                        })),
+                                    });
                                 }
                             }
                             return Poll::Pending;

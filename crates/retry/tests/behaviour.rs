@@ -352,3 +352,54 @@ async fn errors_are_boxed_and_typed() {
     assert!(err.is::<std::io::Error>());
     let _ = GiveUpReason::Budget; // re-exported for matching on events
 }
+
+/// A service that answers its first call with a timeout-provoking stall, then stays not
+/// ready: the deadline must end the wait for readiness with `DeadlineExceeded`.
+#[derive(Clone)]
+struct StallThenNeverReady {
+    calls: Arc<AtomicU32>,
+}
+
+impl Service<u32> for StallThenNeverReady {
+    type Response = u32;
+    type Error = std::io::Error;
+    type Future =
+        std::pin::Pin<Box<dyn std::future::Future<Output = Result<u32, std::io::Error>> + Send>>;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), std::io::Error>> {
+        if self.calls.load(Ordering::SeqCst) == 0 {
+            std::task::Poll::Ready(Ok(()))
+        } else {
+            std::task::Poll::Pending // never ready again (and never wakes: only the deadline can)
+        }
+    }
+
+    fn call(&mut self, _: u32) -> Self::Future {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        Box::pin(async {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            Ok(0)
+        })
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_deadline_ends_a_wait_for_readiness() {
+    let backend = StallThenNeverReady {
+        calls: Arc::default(),
+    };
+    let mut svc = BackoffRetryLayer::builder()
+        .attempt_timeout(Duration::from_secs(1))
+        .deadline(Duration::from_secs(3))
+        .backoff(fixed(ms(100)))
+        .build()
+        .unwrap()
+        .layer(backend);
+    let start = Instant::now();
+    let err = svc.ready().await.unwrap().call(1).await.unwrap_err();
+    assert_eq!(start.elapsed(), Duration::from_secs(3));
+    assert!(err.is::<DeadlineExceeded>(), "{err}");
+}
