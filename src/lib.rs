@@ -7,6 +7,7 @@
 //! | --- | --- | --- | --- |
 //! | circuit breaker | [`circuit_breaker`] | `circuit-breaker` (default) | available |
 //! | backoff retry | [`retry`] | `retry` (default) | available |
+//! | ordered failover | [`failover`] | `failover` (default) | available |
 //!
 //! The shared pieces (classification, events, listeners, seeded randomness) are in [`core`].
 //!
@@ -55,3 +56,8 @@ pub use bulwark_circuit_breaker::CircuitBreakerLayer;
 pub use bulwark_retry as retry;
 #[cfg(feature = "retry")]
 pub use bulwark_retry::BackoffRetryLayer;
+
+#[cfg(feature = "failover")]
+pub use bulwark_failover as failover;
+#[cfg(feature = "failover")]
+pub use bulwark_failover::FailoverLayer;

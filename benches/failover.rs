@@ -1,0 +1,276 @@
+//! Failover overhead when the primary answers, against a bare `service_fn` and tower 0.5's
+//! `Timeout` alone, with and without a per-attempt timeout.
+//!
+//! Run with `cargo bench --bench failover`. Before the criterion group runs, the allocations
+//! per call of every stack are counted with `stats_alloc` and printed.
+//!
+//! The counting allocator stays installed for the whole run, as in `benches/circuit_breaker.rs`.
+//! To time without it, build with `--cfg bulwark_bench_uncounted` (the allocation report is
+//! then skipped), in a separate target directory so the shared one is not rebuilt:
+//! `CARGO_TARGET_DIR=target/uncounted RUSTFLAGS="--cfg bulwark_bench_uncounted" cargo bench --bench failover`.
+//!
+//! One call is `poll_ready` + `call` + polling the response future to completion, driven by
+//! hand with a `Context` whose waker unparks the calling thread. Every call succeeds on the
+//! primary (target 0), so no stack ever fails over and every future completes on its first
+//! poll. The stacks with a timer (ours with a per-attempt timeout, tower's `Timeout`) create a
+//! `tokio::time::Sleep` in `call`, which needs a tokio runtime context with the time driver:
+//! for those rows a current-thread runtime with `enable_time()` is entered (`rt.enter()`) for
+//! the whole measurement, but nothing is ever run on it; the calls are still polled by hand.
+
+// `bulwark_bench_uncounted` is this file's own opt-out switch (see above), not a crate cfg.
+#![allow(unexpected_cfgs)]
+
+use bulwark_failover::{FailOnFailure, Failover, FailoverLayer};
+use criterion::measurement::WallTime;
+use criterion::{criterion_group, BenchmarkGroup, Criterion};
+use std::convert::Infallible;
+use std::fmt::Debug;
+use std::future::{ready, Future, Ready};
+use std::hint::black_box;
+use std::pin::pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
+use std::thread;
+use std::time::Duration;
+use tokio::runtime::Runtime;
+use tower::Service;
+
+#[cfg(not(bulwark_bench_uncounted))]
+#[global_allocator]
+static GLOBAL: &stats_alloc::StatsAlloc<std::alloc::System> = &stats_alloc::INSTRUMENTED_SYSTEM;
+
+// ---------------------------------------------------------------------------------------------
+// The stacks. Every one wraps the same bare `service_fn(echo)`.
+// ---------------------------------------------------------------------------------------------
+
+fn echo(x: u64) -> EchoFuture {
+    ready(Ok(x))
+}
+
+type EchoFuture = Ready<Result<u64, Infallible>>;
+
+/// The per-attempt timeout of the timed stacks (ours' default), never reached.
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The bare service: `service_fn` over a function item (no indirect call).
+fn bare(
+) -> impl Service<u64, Response = u64, Error = Infallible, Future = EchoFuture> + Clone + Send + 'static
+{
+    tower::service_fn(echo)
+}
+
+/// Ours over three clones of the bare service; the primary (index 0) answers every call.
+fn bulwark(
+    layer: FailoverLayer,
+) -> Failover<
+    impl Service<u64, Response = u64, Error = Infallible, Future = EchoFuture> + Clone + Send + 'static,
+    FailOnFailure,
+> {
+    let a = bare();
+    let svc = layer
+        .build(vec![a.clone(), a.clone(), a])
+        .expect("bulwark failover targets");
+    assert_eq!(svc.targets().len(), 3);
+    assert_eq!(svc.current(), 0, "requests start at the primary");
+    svc
+}
+
+/// Ours, no per-attempt timeout (otherwise defaults: sticky, no interval).
+fn bulwark_no_timeout() -> Failover<
+    impl Service<u64, Response = u64, Error = Infallible, Future = EchoFuture> + Clone + Send + 'static,
+    FailOnFailure,
+> {
+    let layer = FailoverLayer::builder()
+        .no_attempt_timeout()
+        .build()
+        .expect("bulwark failover config");
+    assert_eq!(layer.config().attempt_timeout, None);
+    bulwark(layer)
+}
+
+/// Ours with a 30 s per-attempt timeout (otherwise defaults). Needs a runtime context.
+fn bulwark_timeout() -> Failover<
+    impl Service<u64, Response = u64, Error = Infallible, Future = EchoFuture> + Clone + Send + 'static,
+    FailOnFailure,
+> {
+    let layer = FailoverLayer::builder()
+        .attempt_timeout(TIMEOUT)
+        .build()
+        .expect("bulwark failover config");
+    assert_eq!(layer.config().attempt_timeout, Some(TIMEOUT));
+    bulwark(layer)
+}
+
+/// tower's `Timeout` alone, for reference. Needs a runtime context.
+fn tower_timeout() -> impl Service<u64, Response = u64, Error = impl Debug> + Clone + Send + 'static
+{
+    tower::timeout::Timeout::new(bare(), TIMEOUT)
+}
+
+/// A current-thread runtime with the time driver, only ever entered (never run).
+fn timer_runtime() -> Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("tokio runtime")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Driving one call by hand.
+// ---------------------------------------------------------------------------------------------
+
+struct ThreadWaker(thread::Thread);
+
+impl Wake for ThreadWaker {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.unpark();
+    }
+}
+
+/// A waker that unparks the current thread. Built once, outside measurement.
+fn thread_waker() -> Waker {
+    Waker::from(Arc::new(ThreadWaker(thread::current())))
+}
+
+/// `poll_ready` + `call` + poll the future to completion.
+#[inline(always)]
+fn one_call<S>(svc: &mut S, cx: &mut Context<'_>, x: u64) -> u64
+where
+    S: Service<u64, Response = u64>,
+    S::Error: Debug,
+{
+    loop {
+        match svc.poll_ready(cx) {
+            Poll::Ready(Ok(())) => break,
+            Poll::Ready(Err(e)) => panic!("poll_ready failed: {e:?}"),
+            Poll::Pending => thread::park(),
+        }
+    }
+    let mut fut = pin!(svc.call(x));
+    loop {
+        match fut.as_mut().poll(cx) {
+            Poll::Ready(Ok(y)) => return y,
+            Poll::Ready(Err(e)) => panic!("call failed: {e:?}"),
+            Poll::Pending => thread::park(),
+        }
+    }
+}
+
+/// `n` calls in a row on this thread.
+#[cfg(not(bulwark_bench_uncounted))]
+#[inline(always)]
+fn calls<S>(svc: &mut S, cx: &mut Context<'_>, n: u64)
+where
+    S: Service<u64, Response = u64>,
+    S::Error: Debug,
+{
+    for i in 0..n {
+        assert_eq!(black_box(one_call(svc, cx, black_box(i))), i);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Allocations per call, counted before criterion runs.
+// ---------------------------------------------------------------------------------------------
+
+#[cfg(not(bulwark_bench_uncounted))]
+const ALLOC_WARMUP: u64 = 1_000;
+#[cfg(not(bulwark_bench_uncounted))]
+const ALLOC_CALLS: u64 = 10_000;
+
+/// Counts the allocations of `ALLOC_CALLS` calls; inside `rt`'s context if given.
+#[cfg(not(bulwark_bench_uncounted))]
+fn report_allocs<S>(name: &str, rt: Option<&Runtime>, mut svc: S)
+where
+    S: Service<u64, Response = u64>,
+    S::Error: Debug,
+{
+    let _guard = rt.map(Runtime::enter);
+    let waker = thread_waker();
+    let mut cx = Context::from_waker(&waker);
+    calls(&mut svc, &mut cx, ALLOC_WARMUP);
+    let region = stats_alloc::Region::new(GLOBAL);
+    calls(&mut svc, &mut cx, ALLOC_CALLS);
+    let d = region.change();
+    let per = |v: usize| v as f64 / ALLOC_CALLS as f64;
+    println!(
+        "allocations per call: {name:<22} {:.3}  (deallocations {:.3}, reallocations {:.3}, \
+         bytes allocated {:.1}) over {ALLOC_CALLS} calls",
+        per(d.allocations),
+        per(d.deallocations),
+        per(d.reallocations),
+        per(d.bytes_allocated),
+    );
+}
+
+#[cfg(bulwark_bench_uncounted)]
+fn alloc_report() {
+    println!("-- allocation counting disabled (--cfg bulwark_bench_uncounted) --");
+}
+
+#[cfg(not(bulwark_bench_uncounted))]
+fn alloc_report() {
+    println!("-- allocations per ready+call+await, one thread, the primary answers every call --");
+    let rt = timer_runtime();
+    report_allocs("bare", None, bare());
+    // A clone shares the set's sticky position: after the calls it must still be the
+    // primary (a failover to another target that answered would move it).
+    let svc = bulwark_no_timeout();
+    let watch = svc.clone();
+    report_allocs("bulwark-no-timeout", None, svc);
+    assert_eq!(watch.current(), 0, "the primary answered every call");
+    let svc = bulwark_timeout();
+    let watch = svc.clone();
+    report_allocs("bulwark-timeout-30s", Some(&rt), svc);
+    assert_eq!(watch.current(), 0, "the primary answered every call");
+    report_allocs("tower-timeout-30s", Some(&rt), tower_timeout());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Criterion group.
+// ---------------------------------------------------------------------------------------------
+
+/// Times one call per iteration; inside `rt`'s context (entered once, around the whole
+/// measurement) if given.
+fn bench_one<S>(g: &mut BenchmarkGroup<'_, WallTime>, name: &str, rt: Option<&Runtime>, mut svc: S)
+where
+    S: Service<u64, Response = u64>,
+    S::Error: Debug,
+{
+    let _guard = rt.map(Runtime::enter);
+    let waker = thread_waker();
+    let mut cx = Context::from_waker(&waker);
+    let mut i = 0u64;
+    g.bench_function(name, |b| {
+        b.iter(|| {
+            i = i.wrapping_add(1);
+            one_call(&mut svc, &mut cx, black_box(i))
+        })
+    });
+}
+
+/// One call per iteration: `poll_ready` + `call` + await, the primary answers every call.
+fn ready_call_await(c: &mut Criterion) {
+    let rt = timer_runtime();
+    let mut g = c.benchmark_group("failover_ready_call_await");
+    g.warm_up_time(Duration::from_secs(2))
+        .measurement_time(Duration::from_secs(4))
+        .sample_size(100);
+    bench_one(&mut g, "bare", None, bare());
+    bench_one(&mut g, "bulwark-no-timeout", None, bulwark_no_timeout());
+    bench_one(&mut g, "bulwark-timeout-30s", Some(&rt), bulwark_timeout());
+    bench_one(&mut g, "tower-timeout-30s", Some(&rt), tower_timeout());
+    g.finish();
+}
+
+criterion_group!(benches, ready_call_await);
+
+fn main() {
+    alloc_report();
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}
