@@ -18,25 +18,35 @@ pin_project! {
     ///
     /// A named state machine, never boxed, with its timer inline (as tower's `Timeout`): no
     /// allocation on the path where the first target answers. Failing over clones the next
-    /// target from the set's list, and records each failure for [`AllFailed`].
+    /// target from the set's list, and keeps the record of failures (for [`AllFailed`]) in a
+    /// small box made on the first failure.
+    #[project = ResponseFutureProj]
     pub struct ResponseFuture<S, Req, P>
     where
         S: Service<Req>,
     {
         #[pin]
         state: State<S::Future>,
-        // The per-attempt timeout, and the interval between attempts.
+        // The per-attempt timeout and the interval between attempts, armed (inline, no
+        // allocation) the first time the future has to wait.
         #[pin]
         timer: Option<Sleep>,
+        // When the running attempt times out, if a per-attempt timeout is set.
+        limit: Option<Instant>,
         request: Option<Req>,
         shared: CallRef<Shared<S, P>>,
-        start: usize,
         current: usize,
-        tried: usize,
-        reason: FailoverReason,
-        failures: Vec<TargetFailure>,
-        last: Option<Result<S::Response, S::Error>>,
+        trail: Option<Box<Trail<S::Response, S::Error>>>,
     }
+}
+
+/// What a request that has failed over carries along (off the fast path).
+struct Trail<Res, E> {
+    start: usize,
+    tried: usize,
+    reason: FailoverReason,
+    failures: Vec<TargetFailure>,
+    last: Option<Result<Res, E>>,
 }
 
 pin_project! {
@@ -61,18 +71,15 @@ where
         request: Option<Req>,
         shared: CallRef<Shared<S, P>>,
     ) -> Self {
-        let timer = shared.attempt_timeout.map(tokio::time::sleep);
+        let limit = shared.attempt_timeout.map(|t| Instant::now() + t);
         ResponseFuture {
             state: State::Calling { future },
-            timer,
+            timer: None,
+            limit,
             request,
             shared,
-            start: index,
             current: index,
-            tried: 0,
-            reason: FailoverReason::Error,
-            failures: Vec::new(),
-            last: None,
+            trail: None,
         }
     }
 
@@ -80,14 +87,11 @@ where
         ResponseFuture {
             state: State::Failed { error: Some(error) },
             timer: None,
+            limit: None,
             request: None,
             shared,
-            start: 0,
             current: 0,
-            tried: 0,
-            reason: FailoverReason::Error,
-            failures: Vec::new(),
-            last: None,
+            trail: None,
         }
     }
 }
@@ -99,7 +103,7 @@ where
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ResponseFuture")
             .field("current", &self.current)
-            .field("tried", &self.tried)
+            .field("failed_over", &self.trail.as_ref().map_or(0, |t| t.tried))
             .finish_non_exhaustive()
     }
 }
@@ -129,70 +133,75 @@ where
 {
     type Output = Result<S::Response, BoxError>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
-        loop {
-            match this.state.as_mut().project() {
-                StateProj::Calling { future } => {
-                    let result = match future.poll(cx) {
-                        Poll::Ready(result) => Some(result),
-                        Poll::Pending => match this.timer.as_mut().as_pin_mut() {
-                            Some(timer) if this.shared.attempt_timeout.is_some() => {
-                                if timer.poll(cx).is_pending() {
-                                    return Poll::Pending;
-                                }
-                                None
-                            }
-                            _ => return Poll::Pending,
-                        },
-                    };
-                    this.state.set(State::Done);
-                    let shared = &**this.shared;
-                    let i = *this.current;
-                    let (reason, description) = match &result {
-                        Some(r) if !shared.policy.is_failure(r) => {
-                            shared.succeeded(i);
-                            return match result {
-                                Some(r) => Poll::Ready(r.map_err(Into::into)),
-                                None => Poll::Ready(Err(Box::new(Misuse))),
-                            };
-                        }
-                        Some(r) => (
-                            if r.is_err() {
-                                FailoverReason::Error
-                            } else {
-                                FailoverReason::FailureResponse
-                            },
-                            shared.policy.describe(r),
-                        ),
-                        None => (
-                            FailoverReason::Timeout,
-                            format!(
-                                "timed out after {:?}",
-                                shared.attempt_timeout.unwrap_or_default()
-                            ),
-                        ),
-                    };
-                    shared.failed(i, reason);
-                    this.failures.push(TargetFailure {
-                        index: i,
-                        target: shared.names[i].clone(),
-                        reason: description,
-                    });
-                    *this.last = result;
-                    *this.tried += 1;
-                    *this.reason = reason;
-                    let more = *this.tried < shared.targets && this.request.is_some();
-                    if more && !shared.interval.is_zero() {
-                        let at = Instant::now() + shared.interval;
-                        // Reuse the inline timer for the interval.
-                        if poll_timer(this.timer.as_mut(), at, cx).is_pending() {
-                            this.state.set(State::Waiting);
-                            return Poll::Pending;
+        // The fast path: the target answered, and the answer is not a failure.
+        if let StateProj::Calling { future } = this.state.as_mut().project() {
+            return match future.poll(cx) {
+                Poll::Ready(result) => {
+                    if !this.shared.policy.is_failure(&result) {
+                        this.shared.succeeded(*this.current);
+                        this.state.set(State::Done);
+                        return Poll::Ready(result.map_err(Into::into));
+                    }
+                    drive(this, cx, Some(Some(result)))
+                }
+                Poll::Pending => match *this.limit {
+                    None => Poll::Pending,
+                    Some(limit) => {
+                        if poll_timer(this.timer.as_mut(), limit, cx).is_ready() {
+                            drive(this, cx, Some(None))
+                        } else {
+                            Poll::Pending
                         }
                     }
-                    this.state.set(State::Choosing);
-                }
+                },
+            };
+        }
+        drive(this, cx, None)
+    }
+}
+
+/// Everything but the fast path: recording a failure, the interval, choosing and calling the
+/// next target, and the final answer. `ended` is an attempt the fast path saw end: its result,
+/// or `None` when it timed out.
+#[inline(never)]
+#[allow(clippy::type_complexity)]
+fn drive<S, Req, P>(
+    mut this: ResponseFutureProj<'_, S, Req, P>,
+    cx: &mut Context<'_>,
+    mut ended: Option<Option<Result<S::Response, S::Error>>>,
+) -> Poll<Result<S::Response, BoxError>>
+where
+    S: Service<Req> + Clone,
+    S::Error: Into<BoxError>,
+    Req: Clone,
+    P: FailoverPolicy<Req, S::Response, S::Error>,
+{
+    loop {
+        let result = match ended.take() {
+            Some(result) => result,
+            None => match this.state.as_mut().project() {
+                StateProj::Calling { future } => match future.poll(cx) {
+                    Poll::Ready(result) => {
+                        if !this.shared.policy.is_failure(&result) {
+                            this.shared.succeeded(*this.current);
+                            this.state.set(State::Done);
+                            return Poll::Ready(result.map_err(Into::into));
+                        }
+                        Some(result)
+                    }
+                    Poll::Pending => match *this.limit {
+                        Some(limit) => {
+                            if poll_timer(this.timer.as_mut(), limit, cx).is_pending() {
+                                return Poll::Pending;
+                            }
+                            None
+                        }
+                        None => return Poll::Pending,
+                    },
+                },
                 StateProj::Waiting => {
                     if let Some(timer) = this.timer.as_mut().as_pin_mut() {
                         if timer.poll(cx).is_pending() {
@@ -200,68 +209,131 @@ where
                         }
                     }
                     this.state.set(State::Choosing);
+                    continue;
                 }
-                StateProj::Choosing => {
-                    let shared = &**this.shared;
-                    let resendable = this
-                        .request
-                        .as_ref()
-                        .is_some_and(|r| shared.policy.can_resend(r));
-                    if !resendable {
-                        // Sent once: its outcome goes back as it came.
+                StateProj::Choosing => match choose_next(&mut this, cx) {
+                    Some(answer) => {
                         this.state.set(State::Done);
-                        return Poll::Ready(match this.last.take() {
-                            Some(r) => r.map_err(Into::into),
-                            None => Err(Box::new(AllFailed::new(std::mem::take(this.failures)))),
-                        });
+                        return Poll::Ready(answer);
                     }
-                    let mut next = None;
-                    while *this.tried < shared.targets {
-                        let j = (*this.start + *this.tried) % shared.targets;
-                        let mut target = shared.template(j);
-                        // Only a ready target is called; one that is not is skipped at once.
-                        if let Poll::Ready(Ok(())) = target.poll_ready(cx) {
-                            next = Some((j, target));
-                            break;
-                        }
-                        this.failures.push(TargetFailure {
-                            index: j,
-                            target: shared.names[j].clone(),
-                            reason: String::from("not ready"),
-                        });
-                        *this.tried += 1;
-                    }
-                    let Some((j, mut target)) = next else {
-                        this.state.set(State::Done);
-                        return Poll::Ready(match this.last.take() {
-                            Some(Ok(response)) => Ok(response),
-                            _ => Err(Box::new(AllFailed::new(std::mem::take(this.failures)))),
-                        });
-                    };
-                    shared.failing_over(*this.current, j, *this.reason);
-                    *this.current = j;
-                    let request = match this.request.as_ref() {
-                        Some(r) => r.clone(),
-                        None => return Poll::Ready(Err(Box::new(Misuse))),
-                    };
-                    *this.last = None;
-                    if let Some(t) = shared.attempt_timeout {
-                        let at = Instant::now() + t;
-                        match this.timer.as_mut().as_pin_mut() {
-                            Some(sleep) => sleep.reset(at),
-                            None => this.timer.set(Some(tokio::time::sleep_until(at))),
-                        }
-                    }
-                    let future = target.call(request);
-                    this.state.set(State::Calling { future });
-                }
+                    None => continue,
+                },
                 StateProj::Failed { error } => {
                     let e = error.take().unwrap_or_else(|| Box::new(Misuse));
                     this.state.set(State::Done);
                     return Poll::Ready(Err(e));
                 }
                 StateProj::Done => return Poll::Ready(Err(Box::new(Misuse))),
+            },
+        };
+        // The attempt on `current` failed (`result`), or timed out (`None`).
+        this.state.set(State::Done);
+        let shared = &**this.shared;
+        let i = *this.current;
+        let (reason, description) = match &result {
+            Some(r) if r.is_err() => (FailoverReason::Error, shared.policy.describe(r)),
+            Some(r) => (FailoverReason::FailureResponse, shared.policy.describe(r)),
+            None => (
+                FailoverReason::Timeout,
+                format!(
+                    "timed out after {:?}",
+                    shared.attempt_timeout.unwrap_or_default()
+                ),
+            ),
+        };
+        shared.failed(i, reason);
+        let trail = this.trail.get_or_insert_with(|| {
+            Box::new(Trail {
+                start: i,
+                tried: 0,
+                reason,
+                failures: Vec::with_capacity(shared.targets),
+                last: None,
+            })
+        });
+        trail.failures.push(TargetFailure {
+            index: i,
+            target: shared.names[i].clone(),
+            reason: description,
+        });
+        trail.last = result;
+        trail.tried += 1;
+        trail.reason = reason;
+        let more = trail.tried < shared.targets && this.request.is_some();
+        if more && !shared.interval.is_zero() {
+            let at = Instant::now() + shared.interval;
+            // Reuse the inline timer for the interval.
+            if poll_timer(this.timer.as_mut(), at, cx).is_pending() {
+                this.state.set(State::Waiting);
+                return Poll::Pending;
             }
         }
+        this.state.set(State::Choosing);
     }
+}
+
+/// Calls the next ready target (returning `None`: the state is `Calling` again), or gives the
+/// final answer.
+fn choose_next<S, Req, P>(
+    this: &mut ResponseFutureProj<'_, S, Req, P>,
+    cx: &mut Context<'_>,
+) -> Option<Result<S::Response, BoxError>>
+where
+    S: Service<Req> + Clone,
+    S::Error: Into<BoxError>,
+    Req: Clone,
+    P: FailoverPolicy<Req, S::Response, S::Error>,
+{
+    let shared = &**this.shared;
+    let Some(trail) = this.trail.as_mut() else {
+        return Some(Err(Box::new(Misuse)));
+    };
+    let resendable = this
+        .request
+        .as_ref()
+        .is_some_and(|r| shared.policy.can_resend(r));
+    if !resendable {
+        // Sent once: its outcome goes back as it came.
+        return Some(match trail.last.take() {
+            Some(r) => r.map_err(Into::into),
+            None => Err(Box::new(AllFailed::new(std::mem::take(
+                &mut trail.failures,
+            )))),
+        });
+    }
+    let mut next = None;
+    while trail.tried < shared.targets {
+        let j = (trail.start + trail.tried) % shared.targets;
+        let mut target = shared.template(j);
+        // Only a ready target is called; one that is not is skipped at once.
+        if let Poll::Ready(Ok(())) = target.poll_ready(cx) {
+            next = Some((j, target));
+            break;
+        }
+        trail.failures.push(TargetFailure {
+            index: j,
+            target: shared.names[j].clone(),
+            reason: String::from("not ready"),
+        });
+        trail.tried += 1;
+    }
+    let Some((j, mut target)) = next else {
+        return Some(match trail.last.take() {
+            Some(Ok(response)) => Ok(response),
+            _ => Err(Box::new(AllFailed::new(std::mem::take(
+                &mut trail.failures,
+            )))),
+        });
+    };
+    shared.failing_over(*this.current, j, trail.reason);
+    *this.current = j;
+    let request = match this.request.as_ref() {
+        Some(r) => r.clone(),
+        None => return Some(Err(Box::new(Misuse))),
+    };
+    trail.last = None;
+    *this.limit = shared.attempt_timeout.map(|t| Instant::now() + t);
+    let future = target.call(request);
+    this.state.set(State::Calling { future });
+    None
 }

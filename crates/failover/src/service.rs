@@ -130,8 +130,8 @@ where
         }
         let n = self.targets.len();
         let start = self.local.get().start();
-        for k in 0..n {
-            let i = (start + k) % n;
+        let mut i = if start < n { start } else { 0 };
+        for _ in 0..n {
             // A target that is not ready (or failed for good) is skipped, not waited on; it
             // holds no reservation, and its waker registration brings this task back when it
             // becomes ready.
@@ -139,6 +139,10 @@ where
                 self.chosen = Some(i);
                 self.waiting_since = None;
                 return Poll::Ready(Ok(()));
+            }
+            i += 1;
+            if i == n {
+                i = 0;
             }
         }
         self.none_ready(cx)
