@@ -8,6 +8,7 @@
 //! | circuit breaker | [`circuit_breaker`] | `circuit-breaker` (default) | available |
 //! | backoff retry | [`retry`] | `retry` (default) | available |
 //! | ordered failover | [`failover`] | `failover` (default) | available |
+//! | load balancing | `balance` | `balance` (in `full`) | in progress: strategies, ejection, readiness; health checks and `Discover` to come |
 //!
 //! The shared pieces (classification, events, listeners, seeded randomness) are in [`core`].
 //!
@@ -61,3 +62,7 @@ pub use bulwark_retry::BackoffRetryLayer;
 pub use bulwark_failover as failover;
 #[cfg(feature = "failover")]
 pub use bulwark_failover::FailoverLayer;
+
+/// The load balancer (in progress: see the crate docs for what is there and what is not).
+#[cfg(feature = "balance")]
+pub use bulwark_balance as balance;

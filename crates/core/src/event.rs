@@ -251,6 +251,31 @@ pub enum Event<'a> {
         /// Why.
         reason: FailoverReason,
     },
+    /// A balancer took an endpoint out after it kept failing.
+    EndpointEjected {
+        /// The balancer's name.
+        name: &'a str,
+        /// The endpoint's index.
+        endpoint: usize,
+        /// How long it stays out.
+        duration: Duration,
+    },
+    /// An ejected endpoint's time is up: it takes requests again.
+    EndpointReturned {
+        /// The balancer's name.
+        name: &'a str,
+        /// The endpoint's index.
+        endpoint: usize,
+    },
+    /// An endpoint was marked healthy or unhealthy (by a health check).
+    EndpointHealthChanged {
+        /// The balancer's name.
+        name: &'a str,
+        /// The endpoint's index.
+        endpoint: usize,
+        /// Whether it is healthy now.
+        healthy: bool,
+    },
     /// A retry layer stopped after a failed attempt and returned its outcome as it was.
     RetryGaveUp {
         /// The retry layer's name.
@@ -272,6 +297,9 @@ impl Event<'_> {
             | Event::OutcomeRecorded { name, .. }
             | Event::RetryScheduled { name, .. }
             | Event::FailedOver { name, .. }
+            | Event::EndpointEjected { name, .. }
+            | Event::EndpointReturned { name, .. }
+            | Event::EndpointHealthChanged { name, .. }
             | Event::RetryGaveUp { name, .. } => name,
         }
     }

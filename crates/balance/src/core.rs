@@ -1,0 +1,347 @@
+//! The balancer's shared state: one record per endpoint, all atomics.
+
+use crate::config::{BalanceConfig, Ejection, Strategy};
+use bulwark_core::{Event, SharedListener};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::task::Waker;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// What the balancer knows of one endpoint. Shared with the response futures (which record
+/// outcomes) and the handle (which reads it, and marks health).
+#[derive(Debug)]
+pub(crate) struct EndpointState {
+    pub(crate) name: String,
+    pub(crate) in_flight: AtomicU32,
+    pub(crate) successes: AtomicU64,
+    pub(crate) failures: AtomicU64,
+    consecutive: AtomicU32,
+    /// Clock time (ns) until which the endpoint is ejected; 0 when it is not.
+    ejected_until: AtomicU64,
+    ejections: AtomicU32,
+    healthy: AtomicBool,
+    /// Peak-EWMA latency in ns (f64 bits), and when it was last updated (ns).
+    ewma: AtomicU64,
+    ewma_at: AtomicU64,
+}
+
+pub(crate) struct Core<C> {
+    pub(crate) name: Box<str>,
+    pub(crate) strategy: Strategy,
+    pub(crate) ejection: Ejection,
+    pub(crate) wait_for_ready: Duration,
+    decay_nanos: f64,
+    default_rtt: f64,
+    pub(crate) endpoints: Box<[EndpointState]>,
+    ejected: AtomicUsize,
+    pub(crate) classifier: C,
+    listener: Option<SharedListener>,
+    base: Instant,
+    /// Balancers waiting for an endpoint, woken when one is marked healthy.
+    waiters: Mutex<Vec<Waker>>,
+}
+
+impl<C> std::fmt::Debug for Core<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Balance")
+            .field("name", &self.name)
+            .field("strategy", &self.strategy)
+            .field("endpoints", &self.endpoints.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<C> Core<C> {
+    pub(crate) fn new(
+        config: &BalanceConfig,
+        endpoints: usize,
+        classifier: C,
+        listener: Option<SharedListener>,
+    ) -> Self {
+        let default_rtt = config.default_rtt.as_nanos() as f64;
+        let endpoints = (0..endpoints)
+            .map(|i| EndpointState {
+                name: config
+                    .endpoint_names
+                    .get(i)
+                    .cloned()
+                    .unwrap_or_else(|| i.to_string()),
+                in_flight: AtomicU32::new(0),
+                successes: AtomicU64::new(0),
+                failures: AtomicU64::new(0),
+                consecutive: AtomicU32::new(0),
+                ejected_until: AtomicU64::new(0),
+                ejections: AtomicU32::new(0),
+                healthy: AtomicBool::new(true),
+                ewma: AtomicU64::new(default_rtt.to_bits()),
+                ewma_at: AtomicU64::new(0),
+            })
+            .collect();
+        Core {
+            name: config.name.clone().into_boxed_str(),
+            strategy: config.strategy,
+            ejection: config.ejection,
+            wait_for_ready: config.wait_for_ready,
+            decay_nanos: config.ewma_decay.as_nanos() as f64,
+            default_rtt,
+            endpoints,
+            ejected: AtomicUsize::new(0),
+            classifier,
+            listener,
+            base: Instant::now(),
+            waiters: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn waiters(&self) -> std::sync::MutexGuard<'_, Vec<Waker>> {
+        match self.waiters.lock() {
+            Ok(w) => w,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    /// Registers a balancer waiting for an endpoint to become healthy.
+    pub(crate) fn register(&self, waker: &Waker) {
+        let mut w = self.waiters();
+        if !w.iter().any(|x| x.will_wake(waker)) {
+            w.push(waker.clone());
+        }
+    }
+
+    /// The balancer's clock: nanoseconds on tokio's clock since it was built, plus one (so it
+    /// is never 0, and 0 can mean "not ejected").
+    #[inline]
+    pub(crate) fn now(&self) -> u64 {
+        u64::try_from(self.base.elapsed().as_nanos())
+            .unwrap_or(u64::MAX - 1)
+            .saturating_add(1)
+    }
+
+    /// The instant of clock time `at`.
+    pub(crate) fn instant_at(&self, at: u64) -> Instant {
+        self.base + Duration::from_nanos(at.saturating_sub(1))
+    }
+
+    fn emit(&self, event: &Event<'_>) {
+        if let Some(l) = &self.listener {
+            l.emit(event);
+        }
+    }
+
+    /// Whether endpoint `i` may be picked at all (healthy and not ejected). Returns ejected
+    /// endpoints whose time is up first, when any are out.
+    #[inline]
+    pub(crate) fn eligible(&self, i: usize, now: u64) -> bool {
+        let e = &self.endpoints[i];
+        if !e.healthy.load(Ordering::Relaxed) {
+            return false;
+        }
+        let until = e.ejected_until.load(Ordering::Acquire);
+        until == 0 || (now >= until && self.return_endpoint(i, until))
+    }
+
+    /// Ends an ejection whose time is up (once, whoever sees it first).
+    #[cold]
+    fn return_endpoint(&self, i: usize, until: u64) -> bool {
+        let e = &self.endpoints[i];
+        if e.ejected_until
+            .compare_exchange(until, 0, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            self.ejected.fetch_sub(1, Ordering::AcqRel);
+            e.consecutive.store(0, Ordering::Release);
+            tracing::info!(balancer = %self.name, endpoint = %e.name, "endpoint returned");
+            self.emit(&Event::EndpointReturned {
+                name: &self.name,
+                endpoint: i,
+            });
+        }
+        true
+    }
+
+    /// Returns every endpoint whose ejection is over (so the count of ejected is right before
+    /// deciding on a new ejection, and no request is needed for an endpoint to come back).
+    pub(crate) fn sweep(&self, now: u64) {
+        if self.ejected.load(Ordering::Acquire) == 0 {
+            return;
+        }
+        for i in 0..self.endpoints.len() {
+            let until = self.endpoints[i].ejected_until.load(Ordering::Acquire);
+            if until != 0 && now >= until {
+                self.return_endpoint(i, until);
+            }
+        }
+    }
+
+    /// The earliest time (ns) an ejected endpoint comes back, if any is out.
+    pub(crate) fn next_return(&self) -> Option<u64> {
+        if self.ejected.load(Ordering::Acquire) == 0 {
+            return None;
+        }
+        self.endpoints
+            .iter()
+            .map(|e| e.ejected_until.load(Ordering::Acquire))
+            .filter(|u| *u != 0)
+            .min()
+    }
+
+    /// The load used to compare two endpoints (lower is better).
+    #[inline]
+    pub(crate) fn load(&self, i: usize, now: u64) -> f64 {
+        let e = &self.endpoints[i];
+        let in_flight = e.in_flight.load(Ordering::Relaxed);
+        let pending = f64::from(in_flight) + 1.0;
+        match self.strategy {
+            // An endpoint that has never answered, with nothing in flight, is tried first:
+            // one request measures it (the estimate then follows its real latency).
+            Strategy::P2cPeakEwma if in_flight == 0 && e.ewma_at.load(Ordering::Relaxed) == 0 => {
+                0.0
+            }
+            Strategy::P2cPeakEwma => self.rtt(e, now) * pending,
+            _ => pending,
+        }
+    }
+
+    /// The endpoint's peak-EWMA latency now. Before its first answer it is the configured
+    /// default; after, the estimate decays towards zero while the endpoint gets no traffic, so
+    /// an endpoint that was slow once is tried again after a while (and, if still slow, its
+    /// next answer puts it back where it was: the estimate follows peaks at once).
+    fn rtt(&self, e: &EndpointState, now: u64) -> f64 {
+        let at = e.ewma_at.load(Ordering::Relaxed);
+        if at == 0 {
+            return self.default_rtt;
+        }
+        let ewma = f64::from_bits(e.ewma.load(Ordering::Relaxed));
+        ewma * (-(now.saturating_sub(at) as f64) / self.decay_nanos).exp()
+    }
+
+    /// Records the latency of a call that ended at `now` after `rtt` ns.
+    fn observe(&self, e: &EndpointState, rtt: f64, now: u64) {
+        let at = e.ewma_at.load(Ordering::Relaxed);
+        let next = if at == 0 {
+            rtt // the first sample replaces the default
+        } else {
+            let ewma = f64::from_bits(e.ewma.load(Ordering::Relaxed));
+            if rtt > ewma {
+                rtt // a peak counts at once
+            } else {
+                let weight = (-(now.saturating_sub(at) as f64) / self.decay_nanos).exp();
+                ewma * weight + rtt * (1.0 - weight)
+            }
+        };
+        e.ewma.store(next.to_bits(), Ordering::Relaxed);
+        e.ewma_at.store(now, Ordering::Relaxed);
+    }
+
+    /// Records a finished call on endpoint `i`.
+    pub(crate) fn record(&self, i: usize, failed: bool, started: Option<u64>) {
+        let e = &self.endpoints[i];
+        if let Some(start) = started {
+            let now = self.now();
+            self.observe(e, now.saturating_sub(start) as f64, now);
+        }
+        if !failed {
+            e.successes.fetch_add(1, Ordering::Relaxed);
+            if e.consecutive.load(Ordering::Relaxed) != 0 {
+                e.consecutive.store(0, Ordering::Relaxed);
+            }
+            return;
+        }
+        e.failures.fetch_add(1, Ordering::Relaxed);
+        let run = e.consecutive.fetch_add(1, Ordering::AcqRel) + 1;
+        let k = self.ejection.consecutive_failures;
+        if k != 0 && run >= k {
+            self.eject(i);
+        }
+    }
+
+    #[cold]
+    fn eject(&self, i: usize) {
+        let now = self.now();
+        self.sweep(now);
+        let e = &self.endpoints[i];
+        if e.ejected_until.load(Ordering::Acquire) != 0 {
+            return;
+        }
+        // At most max_ejected of the endpoints out at once; one always may be.
+        let n = self.endpoints.len();
+        let cap = ((self.ejection.max_ejected * n as f64).floor() as usize).max(1);
+        let mut out = self.ejected.load(Ordering::Acquire);
+        loop {
+            if out >= cap {
+                tracing::debug!(balancer = %self.name, endpoint = %e.name, "ejection skipped: cap reached");
+                return;
+            }
+            match self
+                .ejected
+                .compare_exchange(out, out + 1, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => break,
+                Err(seen) => out = seen,
+            }
+        }
+        let times = e.ejections.fetch_add(1, Ordering::AcqRel) + 1;
+        let duration = self
+            .ejection
+            .base
+            .saturating_mul(times)
+            .min(self.ejection.max);
+        let until = now.saturating_add(u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX));
+        if e.ejected_until
+            .compare_exchange(0, until, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            self.ejected.fetch_sub(1, Ordering::AcqRel); // someone else ejected it meanwhile
+            return;
+        }
+        tracing::warn!(
+            balancer = %self.name,
+            endpoint = %e.name,
+            ejected_ms = duration.as_millis() as u64,
+            "endpoint ejected after consecutive failures"
+        );
+        self.emit(&Event::EndpointEjected {
+            name: &self.name,
+            endpoint: i,
+            duration,
+        });
+    }
+
+    /// Marks endpoint `i` healthy or not.
+    pub(crate) fn set_healthy(&self, i: usize, healthy: bool) -> bool {
+        let Some(e) = self.endpoints.get(i) else {
+            return false;
+        };
+        if e.healthy.swap(healthy, Ordering::AcqRel) != healthy {
+            tracing::info!(balancer = %self.name, endpoint = %e.name, healthy, "endpoint health changed");
+            if healthy {
+                for w in self.waiters().drain(..) {
+                    w.wake();
+                }
+            }
+            self.emit(&Event::EndpointHealthChanged {
+                name: &self.name,
+                endpoint: i,
+                healthy,
+            });
+        }
+        true
+    }
+
+    pub(crate) fn is_healthy(&self, i: usize) -> bool {
+        self.endpoints[i].healthy.load(Ordering::Acquire)
+    }
+
+    /// When endpoint `i`'s ejection ends (ns), if it is out.
+    pub(crate) fn ejected_until(&self, i: usize) -> Option<u64> {
+        match self.endpoints[i].ejected_until.load(Ordering::Acquire) {
+            0 => None,
+            u => Some(u),
+        }
+    }
+
+    pub(crate) fn rtt_now(&self, i: usize) -> f64 {
+        self.rtt(&self.endpoints[i], self.now())
+    }
+}

@@ -1,0 +1,84 @@
+//! The balancer's own errors.
+
+use std::fmt;
+use std::time::Duration;
+
+/// Why no endpoint could take a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Unavailable {
+    /// The balancer has no endpoints.
+    NoEndpoints,
+    /// Every endpoint is marked unhealthy by its health check.
+    NoneHealthy,
+    /// Every endpoint that is healthy is ejected for failing.
+    AllEjected,
+    /// Endpoints are healthy and not ejected, but none was ready (open breakers in readiness
+    /// mode, full pools).
+    NoneReady,
+}
+
+impl fmt::Display for Unavailable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Unavailable::NoEndpoints => "there are no endpoints",
+            Unavailable::NoneHealthy => "no endpoint is healthy",
+            Unavailable::AllEjected => "every healthy endpoint is ejected",
+            Unavailable::NoneReady => "no endpoint is ready",
+        })
+    }
+}
+
+/// No endpoint could take the request within `wait_for_ready`.
+///
+/// ```
+/// use bulwark_balance::{NoEndpointReady, Unavailable};
+/// use std::time::Duration;
+/// let e = NoEndpointReady {
+///     reason: Unavailable::AllEjected,
+///     retry_after: Some(Duration::from_millis(12_000)),
+///     waited: Duration::from_secs(1),
+/// };
+/// assert_eq!(
+///     e.to_string(),
+///     "no endpoint could take the request within 1s: every healthy endpoint is ejected; the first returns in 12000 ms"
+/// );
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NoEndpointReady {
+    /// Why.
+    pub reason: Unavailable,
+    /// When an endpoint is known to come back (the end of the earliest ejection), if known.
+    pub retry_after: Option<Duration>,
+    /// How long the request waited.
+    pub waited: Duration,
+}
+
+impl fmt::Display for NoEndpointReady {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "no endpoint could take the request within {:?}: {}",
+            self.waited, self.reason
+        )?;
+        if let Some(d) = self.retry_after {
+            write!(f, "; the first returns in {} ms", d.as_millis())?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for NoEndpointReady {}
+
+/// `call` without a `poll_ready` that returned `Ready(Ok)`, or a future polled after it
+/// finished: a bug in the caller, reported rather than panicking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Misuse;
+
+impl fmt::Display for Misuse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("balancer called before poll_ready, or polled after completion")
+    }
+}
+
+impl std::error::Error for Misuse {}

@@ -1,0 +1,107 @@
+//! The response future: the endpoint's own future, with its outcome recorded.
+
+use crate::core::Core;
+use crate::error::Misuse;
+use bulwark_core::local::CallRef;
+use bulwark_core::{BoxError, Classify, Outcome};
+use pin_project_lite::pin_project;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::task::{ready, Context, Poll};
+
+/// Counts a request in flight on an endpoint until it ends or is dropped.
+pub(crate) struct InFlight<C> {
+    core: CallRef<Core<C>>,
+    index: usize,
+    started: Option<u64>,
+}
+
+impl<C> InFlight<C> {
+    #[inline]
+    pub(crate) fn new(core: CallRef<Core<C>>, index: usize, started: Option<u64>) -> Self {
+        core.endpoints[index]
+            .in_flight
+            .fetch_add(1, Ordering::Relaxed);
+        InFlight {
+            core,
+            index,
+            started,
+        }
+    }
+}
+
+impl<C> Drop for InFlight<C> {
+    fn drop(&mut self) {
+        self.core.endpoints[self.index]
+            .in_flight
+            .fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+pin_project! {
+    /// The future of a [`Balance`](crate::Balance) call: the chosen endpoint's future, whose
+    /// outcome (classified by the shared classifier) and latency are recorded when it ends.
+    pub struct ResponseFuture<F, C> {
+        #[pin]
+        state: State<F, C>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F, C> {
+        Called { #[pin] future: F, in_flight: InFlight<C> },
+        Failed { error: Option<BoxError> },
+    }
+}
+
+impl<F, C> ResponseFuture<F, C> {
+    #[inline]
+    pub(crate) fn called(future: F, in_flight: InFlight<C>) -> Self {
+        ResponseFuture {
+            state: State::Called { future, in_flight },
+        }
+    }
+
+    pub(crate) fn failed(error: BoxError) -> Self {
+        ResponseFuture {
+            state: State::Failed { error: Some(error) },
+        }
+    }
+}
+
+impl<F, C> fmt::Debug for ResponseFuture<F, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}
+
+impl<F, C, Res, E> Future for ResponseFuture<F, C>
+where
+    F: Future<Output = Result<Res, E>>,
+    E: Into<BoxError>,
+    C: Classify<Res, E>,
+{
+    type Output = Result<Res, BoxError>;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().state.project() {
+            StateProj::Called { future, in_flight } => {
+                let result = ready!(future.poll(cx));
+                let core = &*in_flight.core;
+                match core.classifier.classify(&result) {
+                    Outcome::Success => core.record(in_flight.index, false, in_flight.started),
+                    Outcome::Failure => core.record(in_flight.index, true, in_flight.started),
+                    Outcome::Ignored => {}
+                }
+                Poll::Ready(result.map_err(Into::into))
+            }
+            StateProj::Failed { error } => {
+                Poll::Ready(Err(error.take().unwrap_or_else(|| Box::new(Misuse))))
+            }
+        }
+    }
+}

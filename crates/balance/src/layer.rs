@@ -1,0 +1,173 @@
+//! The layer and its builder.
+
+use crate::config::{BalanceConfig, ConfigError, Ejection, Strategy};
+use crate::core::Core;
+use crate::service::Balance;
+use bulwark_core::{DefaultClassifier, Listener, RandomSource, SharedListener, SplitMix64};
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Turns a list of endpoints into a [`Balance`]. Built, and validated, by [`Builder`].
+#[derive(Clone)]
+pub struct BalanceLayer<C = DefaultClassifier> {
+    config: Arc<BalanceConfig>,
+    classifier: C,
+    listener: Option<SharedListener>,
+    random: Arc<dyn RandomSource>,
+}
+
+impl<C> fmt::Debug for BalanceLayer<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BalanceLayer")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl BalanceLayer {
+    /// A builder starting from the defaults (see [`BalanceConfig`]).
+    pub fn builder() -> Builder {
+        Builder::from_config(BalanceConfig::default())
+    }
+}
+
+impl<C: Clone> BalanceLayer<C> {
+    /// The settings.
+    pub fn config(&self) -> &BalanceConfig {
+        &self.config
+    }
+
+    /// A balancer over `endpoints`.
+    pub fn build<S>(&self, endpoints: Vec<S>) -> Result<Balance<S, C>, ConfigError> {
+        self.config.validate_for(endpoints.len())?;
+        let core = Core::new(
+            &self.config,
+            endpoints.len(),
+            self.classifier.clone(),
+            self.listener.clone(),
+        );
+        Ok(Balance::new(
+            endpoints,
+            Arc::new(core),
+            self.random.next_u64(),
+        ))
+    }
+
+    /// A balancer over `endpoints`, each wrapped in `per_endpoint` first (a circuit breaker
+    /// in readiness mode, a timeout): one call for the whole per-endpoint stack.
+    pub fn build_with<S, L>(
+        &self,
+        endpoints: Vec<S>,
+        per_endpoint: &L,
+    ) -> Result<Balance<L::Service, C>, ConfigError>
+    where
+        L: tower_layer::Layer<S>,
+    {
+        self.build(
+            endpoints
+                .into_iter()
+                .map(|e| per_endpoint.layer(e))
+                .collect(),
+        )
+    }
+}
+
+/// Builds a [`BalanceLayer`]; [`Builder::build`] validates the settings.
+pub struct Builder<C = DefaultClassifier> {
+    config: BalanceConfig,
+    classifier: C,
+    listener: Option<SharedListener>,
+    random: Option<Arc<dyn RandomSource>>,
+}
+
+impl<C> fmt::Debug for Builder<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Builder")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Builder {
+    /// A builder starting from `config` (a deserialized one, say).
+    pub fn from_config(config: BalanceConfig) -> Self {
+        Builder {
+            config,
+            classifier: DefaultClassifier,
+            listener: None,
+            random: None,
+        }
+    }
+}
+
+impl<C> Builder<C> {
+    /// The name reported in events, logs and errors.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.config.name = name.into();
+        self
+    }
+
+    /// Names for the endpoints, in order (one per endpoint).
+    pub fn endpoint_names<I, N>(mut self, names: I) -> Self
+    where
+        I: IntoIterator<Item = N>,
+        N: Into<String>,
+    {
+        self.config.endpoint_names = names.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// How an endpoint is picked (default: power of two choices by peak-EWMA latency).
+    pub fn strategy(mut self, strategy: Strategy) -> Self {
+        self.config.strategy = strategy;
+        self
+    }
+
+    /// Passive outlier ejection settings.
+    pub fn ejection(mut self, ejection: Ejection) -> Self {
+        self.config.ejection = ejection;
+        self
+    }
+
+    /// How long a request waits for an endpoint that can take it (default 1 s).
+    pub fn wait_for_ready(mut self, wait: Duration) -> Self {
+        self.config.wait_for_ready = wait;
+        self
+    }
+
+    /// Decide what counts as a failure (for ejection) with `classifier`.
+    pub fn classifier<C2>(self, classifier: C2) -> Builder<C2> {
+        Builder {
+            config: self.config,
+            classifier,
+            listener: self.listener,
+            random: self.random,
+        }
+    }
+
+    /// Send events to `listener`.
+    pub fn listener(mut self, listener: impl Listener) -> Self {
+        self.listener = Some(SharedListener::new(listener));
+        self
+    }
+
+    /// Draw the two choices from `random` (seed it in tests).
+    pub fn random(mut self, random: impl RandomSource) -> Self {
+        self.random = Some(Arc::new(random));
+        self
+    }
+
+    /// Validates the settings and builds the layer.
+    pub fn build(self) -> Result<BalanceLayer<C>, ConfigError> {
+        self.config.validate()?;
+        Ok(BalanceLayer {
+            config: Arc::new(self.config),
+            classifier: self.classifier,
+            listener: self.listener,
+            random: self
+                .random
+                .unwrap_or_else(|| Arc::new(SplitMix64::from_entropy())),
+        })
+    }
+}

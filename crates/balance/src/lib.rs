@@ -1,0 +1,58 @@
+//! A load balancer for Tower services that knows which endpoints are alive.
+//!
+//! **Status: in progress.** This crate has the strategies, readiness-aware picking, passive
+//! outlier ejection, the wait for a ready endpoint with a clear error, and a handle through
+//! which a health check marks endpoints healthy or not. Still to come (see the project's
+//! issue): active health checks run by the balancer itself, `Discover` membership, retrying on
+//! a different endpoint, metrics and the benchmark.
+//!
+//! * **Strategies**: round robin, power of two choices by requests in flight, power of two
+//!   choices by peak-EWMA latency (the default), first available in order.
+//! * **Never sends to an endpoint it knows is down**: an endpoint marked unhealthy, ejected, or
+//!   not ready (an open circuit breaker in readiness mode) is never picked, and never dropped.
+//!   An ejected endpoint comes back by itself when its time is up; a request waiting for an
+//!   endpoint is woken then, or when an endpoint is marked healthy again.
+//! * **Passive ejection**: after 5 failures in a row (by the shared classification) an endpoint
+//!   is ejected for 30 s times the number of its ejections, capped at 300 s; at most half the
+//!   endpoints are out at once (one always may be).
+//! * **When nothing can take a request**: it waits up to `wait_for_ready` (1 s), then fails
+//!   with [`NoEndpointReady`], which says why (none healthy, all ejected, none ready) and when
+//!   the first ejected endpoint returns.
+//!
+//! # Example
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! use bulwark_balance::{BalanceLayer, Strategy};
+//! use tower::{service_fn, Service, ServiceExt};
+//!
+//! let store = |name: &'static str| service_fn(move |_: ()| async move { Ok::<_, std::io::Error>(name) });
+//! let mut stores = BalanceLayer::builder()
+//!     .strategy(Strategy::RoundRobin)
+//!     .build()
+//!     .unwrap()
+//!     .build(vec![store("a"), store("b")])
+//!     .unwrap();
+//! let mut seen = Vec::new();
+//! for _ in 0..4 {
+//!     seen.push(stores.ready().await.unwrap().call(()).await.unwrap());
+//! }
+//! assert_eq!(seen, ["a", "b", "a", "b"]);
+//! # }
+//! ```
+
+mod config;
+mod core;
+mod error;
+mod future;
+mod handle;
+mod layer;
+mod service;
+
+pub use config::{BalanceConfig, ConfigError, Ejection, Strategy};
+pub use error::{Misuse, NoEndpointReady, Unavailable};
+pub use future::ResponseFuture;
+pub use handle::{EndpointSnapshot, Handle};
+pub use layer::{BalanceLayer, Builder};
+pub use service::Balance;

@@ -1,0 +1,301 @@
+//! The balancer service.
+
+use crate::config::Strategy;
+use crate::core::Core;
+use crate::error::{Misuse, NoEndpointReady, Unavailable};
+use crate::future::{InFlight, ResponseFuture};
+use crate::handle::Handle;
+use bulwark_core::local::LocalRef;
+use bulwark_core::{BoxError, Classify};
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::time::{Instant, Sleep};
+use tower_service::Service;
+
+/// A load balancer over a list of endpoints. Built by [`BalanceLayer`](crate::BalanceLayer);
+/// see the crate docs.
+///
+/// `poll_ready` picks an endpoint by the strategy among those that may take a request
+/// (healthy, not ejected), and asks only that one (or, if it is not ready, the next
+/// candidate) whether it is ready: the endpoint it reserves is the one `call` uses, and no
+/// other holds a reservation. An endpoint that is not ready is skipped, never dropped.
+pub struct Balance<S, C> {
+    endpoints: Vec<S>,
+    core: LocalRef<Core<C>>,
+    chosen: Option<usize>,
+    refused: Option<NoEndpointReady>,
+    next: usize,
+    rng: u64,
+    waiting_since: Option<Instant>,
+    timer: Option<Pin<Box<Sleep>>>,
+}
+
+impl<S, C> Balance<S, C> {
+    pub(crate) fn new(endpoints: Vec<S>, core: Arc<Core<C>>, seed: u64) -> Self {
+        Balance {
+            endpoints,
+            core: LocalRef::new(core),
+            chosen: None,
+            refused: None,
+            next: 0,
+            rng: seed | 1,
+            waiting_since: None,
+            timer: None,
+        }
+    }
+
+    /// The endpoints, in order.
+    pub fn endpoints(&self) -> &[S] {
+        &self.endpoints
+    }
+
+    /// A handle to read the endpoints' state and mark their health.
+    pub fn handle(&self) -> Handle
+    where
+        C: Send + Sync + 'static,
+    {
+        Handle::new(self.core.shared().clone())
+    }
+
+    /// A random index in `0..n` (xorshift; the balancer is `&mut`, so no atomics).
+    #[inline]
+    fn random(&mut self, n: usize) -> usize {
+        let mut x = self.rng;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.rng = x;
+        ((u128::from(x) * n as u128) >> 64) as usize
+    }
+}
+
+impl<S: Clone, C> Clone for Balance<S, C> {
+    /// Clones every endpoint (one `Vec` allocation); the clones share the endpoints' state
+    /// (loads, ejections, health).
+    fn clone(&self) -> Self {
+        Balance {
+            endpoints: self.endpoints.clone(),
+            core: self.core.clone(),
+            chosen: None,
+            refused: None,
+            next: self.next,
+            rng: self.rng.rotate_left(17) ^ 0x9E37_79B9_7F4A_7C15,
+            waiting_since: None,
+            timer: None,
+        }
+    }
+}
+
+impl<S: fmt::Debug, C> fmt::Debug for Balance<S, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Balance")
+            .field("endpoints", &self.endpoints)
+            .field("core", self.core.get())
+            .finish()
+    }
+}
+
+impl<S, C> Balance<S, C> {
+    /// Finds an endpoint that may be picked and is ready; reserves it.
+    fn pick<Req>(&mut self, cx: &mut Context<'_>, now: u64) -> Option<usize>
+    where
+        S: Service<Req>,
+    {
+        let n = self.endpoints.len();
+        if n == 0 {
+            return None;
+        }
+        let strategy = self.core.get().strategy;
+        match strategy {
+            Strategy::RoundRobin => {
+                let start = if self.next < n { self.next } else { 0 };
+                let i = self.scan::<Req>(cx, now, start, usize::MAX, usize::MAX)?;
+                self.next = i + 1;
+                Some(i)
+            }
+            Strategy::FirstAvailable => self.scan::<Req>(cx, now, 0, usize::MAX, usize::MAX),
+            _ => {
+                let a = self.random(n);
+                let b = if n > 1 {
+                    let b = self.random(n - 1);
+                    if b >= a {
+                        b + 1
+                    } else {
+                        b
+                    }
+                } else {
+                    a
+                };
+                let core = self.core.get();
+                let (ea, eb) = (core.eligible(a, now), core.eligible(b, now));
+                let (first, second) = match (ea, eb) {
+                    (true, true) if core.load(b, now) < core.load(a, now) => (Some(b), Some(a)),
+                    (true, true) => (Some(a), Some(b)),
+                    (true, false) => (Some(a), None),
+                    (false, true) => (Some(b), None),
+                    (false, false) => (None, None),
+                };
+                for i in [first, second].into_iter().flatten() {
+                    if self.ready::<Req>(i, cx) {
+                        return Some(i);
+                    }
+                }
+                // Neither could take it: any other eligible, ready endpoint will do.
+                let start = self.random(n);
+                self.scan::<Req>(cx, now, start, a, b)
+            }
+        }
+    }
+
+    /// The first eligible, ready endpoint from `start` in order (wrapping), skipping two.
+    fn scan<Req>(
+        &mut self,
+        cx: &mut Context<'_>,
+        now: u64,
+        start: usize,
+        skip_a: usize,
+        skip_b: usize,
+    ) -> Option<usize>
+    where
+        S: Service<Req>,
+    {
+        let n = self.endpoints.len();
+        let mut i = start;
+        for _ in 0..n {
+            if i != skip_a
+                && i != skip_b
+                && self.core.get().eligible(i, now)
+                && self.ready::<Req>(i, cx)
+            {
+                return Some(i);
+            }
+            i += 1;
+            if i == n {
+                i = 0;
+            }
+        }
+        None
+    }
+
+    #[inline]
+    fn ready<Req>(&mut self, i: usize, cx: &mut Context<'_>) -> bool
+    where
+        S: Service<Req>,
+    {
+        // An error from poll_ready means the endpoint failed for good: it is skipped (and
+        // never dropped: membership is the caller's to change).
+        matches!(self.endpoints[i].poll_ready(cx), Poll::Ready(Ok(())))
+    }
+
+    /// Why nothing could be picked.
+    fn why(&self, now: u64) -> Unavailable {
+        let core = self.core.get();
+        let n = self.endpoints.len();
+        if n == 0 {
+            return Unavailable::NoEndpoints;
+        }
+        let healthy: Vec<usize> = (0..n).filter(|i| core.is_healthy(*i)).collect();
+        if healthy.is_empty() {
+            Unavailable::NoneHealthy
+        } else if healthy
+            .iter()
+            .all(|i| core.ejected_until(*i).is_some_and(|u| u > now))
+        {
+            Unavailable::AllEjected
+        } else {
+            Unavailable::NoneReady
+        }
+    }
+
+    /// Nothing can be picked now: wait (woken by an endpoint, a health change or the end of
+    /// an ejection) up to `wait_for_ready`, then let `call` fail.
+    #[cold]
+    fn wait<Req>(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>>
+    where
+        S: Service<Req>,
+    {
+        let shared = self.core.shared().clone();
+        let core = &*shared;
+        core.register(cx.waker());
+        loop {
+            let since = *self.waiting_since.get_or_insert_with(Instant::now);
+            let deadline = since + core.wait_for_ready;
+            let now = core.now();
+            if Instant::now() >= deadline {
+                let retry_after = core
+                    .next_return()
+                    .map(|r| Duration::from_nanos(r.saturating_sub(now)));
+                self.refused = Some(NoEndpointReady {
+                    reason: self.why(now),
+                    retry_after,
+                    waited: core.wait_for_ready,
+                });
+                self.waiting_since = None;
+                return Poll::Ready(Ok(()));
+            }
+            let wake = match core.next_return() {
+                Some(r) => deadline.min(core.instant_at(r)),
+                None => deadline,
+            };
+            let timer = self
+                .timer
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(wake)));
+            if timer.deadline() != wake {
+                timer.as_mut().reset(wake);
+            }
+            if timer.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            // The timer fired: an ejection may be over.
+            let now = core.now();
+            core.sweep(now);
+            if let Some(i) = self.pick::<Req>(cx, now) {
+                self.chosen = Some(i);
+                self.waiting_since = None;
+                return Poll::Ready(Ok(()));
+            }
+        }
+    }
+}
+
+impl<S, C, Req> Service<Req> for Balance<S, C>
+where
+    S: Service<Req>,
+    S::Error: Into<BoxError>,
+    C: Classify<S::Response, S::Error> + Send + Sync + 'static,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = ResponseFuture<S::Future, C>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        if self.chosen.is_some() || self.refused.is_some() {
+            return Poll::Ready(Ok(()));
+        }
+        let now = self.core.get().now();
+        self.core.get().sweep(now);
+        if let Some(i) = self.pick::<Req>(cx, now) {
+            self.chosen = Some(i);
+            self.waiting_since = None;
+            return Poll::Ready(Ok(()));
+        }
+        self.wait::<Req>(cx)
+    }
+
+    fn call(&mut self, request: Req) -> Self::Future {
+        if let Some(refused) = self.refused.take() {
+            return ResponseFuture::failed(Box::new(refused));
+        }
+        let Some(i) = self.chosen.take() else {
+            return ResponseFuture::failed(Box::new(Misuse));
+        };
+        let core = self.core.get();
+        let started = (core.strategy == Strategy::P2cPeakEwma).then(|| core.now());
+        let in_flight = InFlight::new(self.core.for_call(), i, started);
+        ResponseFuture::called(self.endpoints[i].call(request), in_flight)
+    }
+}

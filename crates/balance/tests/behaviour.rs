@@ -1,0 +1,361 @@
+//! Behaviour of the balancer under paused time and seeded randomness.
+
+use bulwark_balance::{BalanceLayer, Ejection, NoEndpointReady, Strategy, Unavailable};
+use bulwark_circuit_breaker::CircuitBreakerLayer;
+use bulwark_core::{Event, SplitMix64};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::time::Instant;
+use tower::util::BoxCloneService;
+use tower::{Service, ServiceExt};
+
+type Endpoint = BoxCloneService<(), &'static str, std::io::Error>;
+
+fn answering(name: &'static str, delay: Duration) -> Endpoint {
+    BoxCloneService::new(tower::service_fn(move |_: ()| async move {
+        tokio::time::sleep(delay).await;
+        Ok(name)
+    }))
+}
+
+fn failing_while(name: &'static str, down: &Arc<AtomicBool>) -> Endpoint {
+    let down = down.clone();
+    BoxCloneService::new(tower::service_fn(move |_: ()| {
+        let fail = down.load(Ordering::SeqCst);
+        async move {
+            if fail {
+                Err(std::io::Error::from(std::io::ErrorKind::ConnectionRefused))
+            } else {
+                Ok(name)
+            }
+        }
+    }))
+}
+
+async fn send<S>(svc: &mut S) -> Result<&'static str, bulwark_core::BoxError>
+where
+    S: Service<(), Response = &'static str, Error = bulwark_core::BoxError>,
+{
+    svc.ready().await?.call(()).await
+}
+
+#[tokio::test(start_paused = true)]
+async fn round_robin_is_exact() {
+    let names = ["a", "b", "c"];
+    let mut lb = BalanceLayer::builder()
+        .strategy(Strategy::RoundRobin)
+        .build()
+        .unwrap()
+        .build(names.iter().map(|n| answering(n, Duration::ZERO)).collect())
+        .unwrap();
+    let mut seen = Vec::new();
+    for _ in 0..9 {
+        seen.push(send(&mut lb).await.unwrap());
+    }
+    assert_eq!(seen, ["a", "b", "c", "a", "b", "c", "a", "b", "c"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn peak_ewma_sends_most_traffic_to_the_fast_endpoint() {
+    let mut lb = BalanceLayer::builder()
+        .random(SplitMix64::new(11))
+        .build()
+        .unwrap()
+        .build(vec![
+            answering("fast", Duration::from_millis(2)),
+            answering("slow", Duration::from_millis(20)),
+        ])
+        .unwrap();
+    let mut counts: HashMap<&str, usize> = HashMap::new();
+    for _ in 0..1_000 {
+        *counts.entry(send(&mut lb).await.unwrap()).or_default() += 1;
+    }
+    let fast = counts["fast"];
+    assert!(fast >= 800, "{counts:?}");
+    // And p2c by pending requests, with calls one at a time, splits them about evenly.
+    let mut lb = BalanceLayer::builder()
+        .strategy(Strategy::P2cPending)
+        .random(SplitMix64::new(11))
+        .build()
+        .unwrap()
+        .build(vec![
+            answering("fast", Duration::from_millis(2)),
+            answering("slow", Duration::from_millis(20)),
+        ])
+        .unwrap();
+    let mut counts: HashMap<&str, usize> = HashMap::new();
+    for _ in 0..1_000 {
+        *counts.entry(send(&mut lb).await.unwrap()).or_default() += 1;
+    }
+    assert!((300..=700).contains(&counts["fast"]), "{counts:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn failing_endpoints_are_ejected_within_the_cap_and_come_back_by_themselves() {
+    let down: Vec<Arc<AtomicBool>> = (0..4).map(|i| Arc::new(AtomicBool::new(i < 3))).collect();
+    let names = ["e0", "e1", "e2", "e3"];
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let seen = events.clone();
+    let mut lb = BalanceLayer::builder()
+        .strategy(Strategy::RoundRobin)
+        .ejection(Ejection {
+            consecutive_failures: 2,
+            base: Duration::from_secs(30),
+            max: Duration::from_secs(300),
+            max_ejected: 0.5,
+        })
+        .listener(move |e: &Event<'_>| match e {
+            Event::EndpointEjected {
+                endpoint, duration, ..
+            } => seen
+                .lock()
+                .unwrap()
+                .push(format!("ejected {endpoint} for {}s", duration.as_secs())),
+            Event::EndpointReturned { endpoint, .. } => {
+                seen.lock().unwrap().push(format!("returned {endpoint}"))
+            }
+            _ => {}
+        })
+        .build()
+        .unwrap()
+        .build(
+            names
+                .iter()
+                .zip(&down)
+                .map(|(n, d)| failing_while(n, d))
+                .collect(),
+        )
+        .unwrap();
+    let handle = lb.handle();
+    for _ in 0..40 {
+        let _ = send(&mut lb).await;
+    }
+    let ejected: Vec<bool> = handle
+        .endpoints()
+        .iter()
+        .map(|e| e.ejected_for.is_some())
+        .collect();
+    // Three endpoints fail, but at most half of four may be out: e0 and e1 are, e2 is not.
+    assert_eq!(ejected, vec![true, true, false, false]);
+    assert_eq!(
+        *events.lock().unwrap(),
+        vec!["ejected 0 for 30s", "ejected 1 for 30s"]
+    );
+    // e0 recovers; with no request at all, both ejections end after 30 s.
+    down[0].store(false, Ordering::SeqCst);
+    tokio::time::advance(Duration::from_secs(30)).await;
+    assert!(handle.endpoints().iter().all(|e| e.ejected_for.is_none()));
+    assert!(events.lock().unwrap().iter().any(|e| e == "returned 0"));
+    // e1 is still failing: its second ejection lasts twice as long.
+    for _ in 0..20 {
+        let _ = send(&mut lb).await;
+    }
+    let e1 = &handle.endpoints()[1];
+    assert_eq!(e1.ejected_for, Some(Duration::from_secs(60)));
+}
+
+/// An endpoint that panics if called without a readiness reservation.
+#[derive(Clone)]
+struct Strict {
+    ready: Arc<AtomicBool>,
+    reserved: bool,
+    calls: Arc<AtomicUsize>,
+}
+
+impl Service<()> for Strict {
+    type Response = &'static str;
+    type Error = std::io::Error;
+    type Future = std::future::Ready<Result<&'static str, std::io::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), std::io::Error>> {
+        if self.ready.load(Ordering::SeqCst) {
+            self.reserved = true;
+            Poll::Ready(Ok(()))
+        } else {
+            let _ = cx;
+            Poll::Pending
+        }
+    }
+
+    fn call(&mut self, _: ()) -> Self::Future {
+        assert!(
+            std::mem::take(&mut self.reserved),
+            "called without being polled ready"
+        );
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        std::future::ready(Ok("strict"))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_balancer_never_calls_an_endpoint_that_was_not_polled_ready() {
+    for strategy in [
+        Strategy::RoundRobin,
+        Strategy::P2cPending,
+        Strategy::P2cPeakEwma,
+        Strategy::FirstAvailable,
+    ] {
+        let endpoints: Vec<Strict> = (0..5)
+            .map(|i| Strict {
+                ready: Arc::new(AtomicBool::new(i % 2 == 0)),
+                reserved: false,
+                calls: Arc::default(),
+            })
+            .collect();
+        let mut lb = BalanceLayer::builder()
+            .strategy(strategy)
+            .random(SplitMix64::new(3))
+            .build()
+            .unwrap()
+            .build(endpoints.clone())
+            .unwrap();
+        for _ in 0..200 {
+            lb.ready().await.unwrap().call(()).await.unwrap();
+        }
+        let calls: Vec<usize> = endpoints
+            .iter()
+            .map(|e| e.calls.load(Ordering::SeqCst))
+            .collect();
+        assert_eq!(
+            calls[1] + calls[3],
+            0,
+            "{strategy:?}: not-ready endpoints were called"
+        );
+        assert_eq!(calls.iter().sum::<usize>(), 200);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn open_breakers_in_readiness_mode_are_skipped_and_kept() {
+    let down = Arc::new(AtomicBool::new(true));
+    let up = Arc::new(AtomicBool::new(false));
+    let breaker = CircuitBreakerLayer::builder()
+        .count_window(2)
+        .min_calls(1)
+        .open_for(Duration::from_secs(10))
+        .readiness_mode()
+        .build()
+        .unwrap();
+    let mut lb = BalanceLayer::builder()
+        .strategy(Strategy::RoundRobin)
+        .build()
+        .unwrap()
+        .build_with(
+            vec![failing_while("a", &down), failing_while("b", &up)],
+            &breaker,
+        )
+        .unwrap();
+    let _ = send(&mut lb).await; // a fails: its breaker opens
+    for _ in 0..10 {
+        assert_eq!(send(&mut lb).await.unwrap(), "b");
+    }
+    down.store(false, Ordering::SeqCst);
+    tokio::time::advance(Duration::from_secs(10)).await;
+    // The breaker lets a probe through, a answers, and it is back in rotation.
+    let mut seen = Vec::new();
+    for _ in 0..4 {
+        seen.push(send(&mut lb).await.unwrap());
+    }
+    assert!(seen.contains(&"a"), "{seen:?}");
+}
+
+/// The software-aware load-balancing seed's session: flip health off on one endpoint, then on
+/// all, then one back; the client skips the unhealthy ones, waits rather than dies when none
+/// is up, and carries on as soon as one is back.
+#[tokio::test(start_paused = true)]
+async fn the_seed_session_of_health_flips() {
+    let names = ["e0", "e1", "e2"];
+    let mut lb = BalanceLayer::builder()
+        .strategy(Strategy::RoundRobin)
+        .wait_for_ready(Duration::from_secs(2))
+        .build()
+        .unwrap()
+        .build(names.iter().map(|n| answering(n, Duration::ZERO)).collect())
+        .unwrap();
+    let health = lb.handle();
+
+    health.set_healthy(1, false);
+    for _ in 0..6 {
+        assert_ne!(send(&mut lb).await.unwrap(), "e1");
+    }
+
+    for i in 0..3 {
+        health.set_healthy(i, false);
+    }
+    let start = Instant::now();
+    let err = send(&mut lb).await.unwrap_err();
+    assert_eq!(
+        start.elapsed(),
+        Duration::from_secs(2),
+        "it waited, then failed"
+    );
+    let e = err.downcast_ref::<NoEndpointReady>().unwrap();
+    assert_eq!(e.reason, Unavailable::NoneHealthy);
+
+    // A request waiting when one endpoint comes back goes through at once.
+    let waiting = tokio::spawn(async move {
+        let start = Instant::now();
+        let answer = send(&mut lb).await.unwrap();
+        (answer, start.elapsed())
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    health.set_healthy(2, true);
+    let (answer, waited) = waiting.await.unwrap();
+    assert_eq!(answer, "e2");
+    assert_eq!(waited, Duration::from_millis(500));
+}
+
+#[tokio::test(start_paused = true)]
+async fn with_everything_ejected_the_error_says_when_to_come_back() {
+    let down = Arc::new(AtomicBool::new(true));
+    let mut lb = BalanceLayer::builder()
+        .ejection(Ejection {
+            consecutive_failures: 1,
+            max_ejected: 1.0,
+            ..Ejection::default()
+        })
+        .wait_for_ready(Duration::from_millis(100))
+        .build()
+        .unwrap()
+        .build(vec![failing_while("only", &down)])
+        .unwrap();
+    let _ = send(&mut lb).await;
+    let err = send(&mut lb).await.unwrap_err();
+    let e = err.downcast_ref::<NoEndpointReady>().unwrap();
+    assert_eq!(e.reason, Unavailable::AllEjected);
+    assert_eq!(e.retry_after, Some(Duration::from_millis(29_900)));
+}
+
+#[test]
+fn bad_settings_are_typed_errors() {
+    let err = BalanceLayer::builder()
+        .ejection(Ejection {
+            max_ejected: 1.5,
+            ..Ejection::default()
+        })
+        .build()
+        .unwrap_err();
+    assert_eq!(err.setting(), "ejection.max_ejected");
+    let err = BalanceLayer::builder()
+        .ejection(Ejection {
+            base: Duration::from_secs(60),
+            max: Duration::from_secs(10),
+            ..Ejection::default()
+        })
+        .build()
+        .unwrap_err();
+    assert_eq!(err.setting(), "ejection.max");
+    let err = BalanceLayer::builder()
+        .endpoint_names(["a"])
+        .build()
+        .unwrap()
+        .build(vec![
+            answering("a", Duration::ZERO),
+            answering("b", Duration::ZERO),
+        ])
+        .unwrap_err();
+    assert_eq!(err.setting(), "endpoint_names");
+}
