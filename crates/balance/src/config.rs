@@ -85,6 +85,8 @@ pub struct BalanceConfig {
     /// The latency assumed for an endpoint that has not answered yet.
     #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
     pub default_rtt: Duration,
+    /// Active health checks (used when the balancer is built with probes).
+    pub health: crate::HealthCheck,
 }
 
 impl Default for BalanceConfig {
@@ -97,6 +99,7 @@ impl Default for BalanceConfig {
             wait_for_ready: Duration::from_secs(1),
             ewma_decay: Duration::from_secs(10),
             default_rtt: Duration::from_millis(30),
+            health: crate::HealthCheck::default(),
         }
     }
 }
@@ -126,6 +129,18 @@ pub enum ConfigError {
         /// The setting.
         setting: &'static str,
     },
+    /// `health.jitter` is outside `[0, 1]`.
+    Jitter(f64),
+    /// The probes do not number one per endpoint.
+    Probes {
+        /// Probes given.
+        probes: usize,
+        /// Endpoints given.
+        endpoints: usize,
+    },
+    /// Health checks run on a background task, so the balancer must be built inside a tokio
+    /// runtime.
+    NoRuntime,
 }
 
 impl ConfigError {
@@ -136,6 +151,9 @@ impl ConfigError {
             ConfigError::EjectionMaxBelowBase => "ejection.max",
             ConfigError::MaxEjected(_) => "ejection.max_ejected",
             ConfigError::EndpointNames { .. } => "endpoint_names",
+            ConfigError::Jitter(_) => "health.jitter",
+            ConfigError::Probes { .. } => "probes",
+            ConfigError::NoRuntime => "health",
         }
     }
 }
@@ -162,6 +180,18 @@ impl fmt::Display for ConfigError {
             ConfigError::TooLong { setting } => {
                 write!(f, "balance `{setting}` is longer than a day")
             }
+            ConfigError::Jitter(v) => {
+                write!(f, "balance `health.jitter` must be in [0, 1], got {v}")
+            }
+            ConfigError::Probes { probes, endpoints } => {
+                write!(
+                    f,
+                    "balance has {probes} health probes for {endpoints} endpoints"
+                )
+            }
+            ConfigError::NoRuntime => f.write_str(
+                "balance health checks need a tokio runtime: build the balancer inside one",
+            ),
         }
     }
 }
@@ -189,6 +219,7 @@ impl BalanceConfig {
                 });
             }
         }
+        self.health.validate()?;
         if !(0.0..=1.0).contains(&e.max_ejected) {
             return Err(ConfigError::MaxEjected(e.max_ejected));
         }

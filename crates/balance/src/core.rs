@@ -40,6 +40,20 @@ pub(crate) struct Core<C> {
     base: Instant,
     /// Balancers waiting for an endpoint, woken when one is marked healthy.
     waiters: Mutex<Vec<Waker>>,
+    /// The health-check task, stopped when the last reference to the balancer goes.
+    pub(crate) health_task: Mutex<Option<tokio::task::AbortHandle>>,
+}
+
+impl<C> Drop for Core<C> {
+    fn drop(&mut self) {
+        let task = match self.health_task.get_mut() {
+            Ok(t) => t.take(),
+            Err(poisoned) => poisoned.into_inner().take(),
+        };
+        if let Some(task) = task {
+            task.abort();
+        }
+    }
 }
 
 impl<C> std::fmt::Debug for Core<C> {
@@ -91,6 +105,7 @@ impl<C> Core<C> {
             listener,
             base: Instant::now(),
             waiters: Mutex::new(Vec::new()),
+            health_task: Mutex::new(None),
         }
     }
 

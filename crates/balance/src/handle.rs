@@ -9,6 +9,7 @@ use std::time::Duration;
 pub(crate) trait Endpoints: Send + Sync + 'static {
     fn core_snapshot(&self) -> Vec<EndpointSnapshot>;
     fn mark(&self, endpoint: usize, healthy: bool) -> bool;
+    fn healthy(&self, endpoint: usize) -> bool;
     fn name(&self) -> &str;
 }
 
@@ -35,6 +36,10 @@ impl<C: Send + Sync + 'static> Endpoints for Core<C> {
 
     fn mark(&self, endpoint: usize, healthy: bool) -> bool {
         self.set_healthy(endpoint, healthy)
+    }
+
+    fn healthy(&self, endpoint: usize) -> bool {
+        endpoint < self.endpoints.len() && self.is_healthy(endpoint)
     }
 
     fn name(&self) -> &str {

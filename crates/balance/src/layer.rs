@@ -54,6 +54,46 @@ impl<C: Clone> BalanceLayer<C> {
         ))
     }
 
+    /// A balancer over `endpoints` whose health is checked with `probes` (one per endpoint,
+    /// in order; any `Service<()>` whose `Ok` means healthy, such as an
+    /// `HttpProbe` for `GET /health`) on a background task that stops when the balancer is
+    /// dropped. Needs a tokio runtime.
+    pub fn build_with_health<S, P>(
+        &self,
+        endpoints: Vec<S>,
+        probes: Vec<P>,
+    ) -> Result<Balance<S, C>, ConfigError>
+    where
+        C: Send + Sync + 'static,
+        P: tower_service::Service<()> + Send + 'static,
+        P::Error: Into<bulwark_core::BoxError>,
+        P::Future: Send,
+    {
+        if probes.len() != endpoints.len() {
+            return Err(ConfigError::Probes {
+                probes: probes.len(),
+                endpoints: endpoints.len(),
+            });
+        }
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| ConfigError::NoRuntime)?;
+        let balance = self.build(endpoints)?;
+        let shared = balance.core_arc();
+        let weak: std::sync::Weak<dyn crate::handle::Endpoints> = {
+            let strong: Arc<dyn crate::handle::Endpoints> = shared.clone();
+            Arc::downgrade(&strong)
+        };
+        let task = runtime.spawn(crate::health::run(
+            weak,
+            probes,
+            self.config.health,
+            self.random.clone(),
+        ));
+        if let Ok(mut slot) = shared.health_task.lock() {
+            *slot = Some(task.abort_handle());
+        }
+        Ok(balance)
+    }
+
     /// A balancer over `endpoints`, each wrapped in `per_endpoint` first (a circuit breaker
     /// in readiness mode, a timeout): one call for the whole per-endpoint stack.
     pub fn build_with<S, L>(
@@ -149,6 +189,13 @@ impl<C> Builder<C> {
     /// Send events to `listener`.
     pub fn listener(mut self, listener: impl Listener) -> Self {
         self.listener = Some(SharedListener::new(listener));
+        self
+    }
+
+    /// Active health-check settings (used by
+    /// [`BalanceLayer::build_with_health`]).
+    pub fn health_check(mut self, check: crate::HealthCheck) -> Self {
+        self.config.health = check;
         self
     }
 

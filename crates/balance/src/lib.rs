@@ -1,10 +1,9 @@
 //! A load balancer for Tower services that knows which endpoints are alive.
 //!
 //! **Status: in progress.** This crate has the strategies, readiness-aware picking, passive
-//! outlier ejection, the wait for a ready endpoint with a clear error, and a handle through
-//! which a health check marks endpoints healthy or not. Still to come (see the project's
-//! issue): active health checks run by the balancer itself, `Discover` membership, retrying on
-//! a different endpoint, metrics and the benchmark.
+//! outlier ejection, active health checks on a background task, the wait for a ready endpoint
+//! with a clear error, and a handle. Still to come (see the project's issue): `Discover`
+//! membership, retrying on a different endpoint, metrics and the benchmark.
 //!
 //! * **Strategies**: round robin, power of two choices by requests in flight, power of two
 //!   choices by peak-EWMA latency (the default), first available in order.
@@ -12,6 +11,10 @@
 //!   not ready (an open circuit breaker in readiness mode) is never picked, and never dropped.
 //!   An ejected endpoint comes back by itself when its time is up; a request waiting for an
 //!   endpoint is woken then, or when an endpoint is marked healthy again.
+//! * **Active health checks** ([`BalanceLayer::build_with_health`]): a probe per endpoint (any
+//!   `Service<()>`, or [`HttpProbe`] for `GET /health`, 2xx healthy) every 2 s with a 2 s
+//!   timeout; unhealthy after 2 failures, healthy after 1 success; 10% jitter. The task stops
+//!   when the balancer is dropped.
 //! * **Passive ejection**: after 5 failures in a row (by the shared classification) an endpoint
 //!   is ejected for 30 s times the number of its ejections, capped at 300 s; at most half the
 //!   endpoints are out at once (one always may be).
@@ -47,6 +50,7 @@ mod core;
 mod error;
 mod future;
 mod handle;
+mod health;
 mod layer;
 mod service;
 
@@ -54,5 +58,8 @@ pub use config::{BalanceConfig, ConfigError, Ejection, Strategy};
 pub use error::{Misuse, NoEndpointReady, Unavailable};
 pub use future::ResponseFuture;
 pub use handle::{EndpointSnapshot, Handle};
+#[cfg(feature = "http")]
+pub use health::HttpProbe;
+pub use health::{HealthCheck, UnhealthyStatus};
 pub use layer::{BalanceLayer, Builder};
 pub use service::Balance;

@@ -53,6 +53,10 @@ impl<S, C> Balance<S, C> {
         &self.endpoints
     }
 
+    pub(crate) fn core_arc(&self) -> Arc<Core<C>> {
+        self.core.shared().clone()
+    }
+
     /// A handle to read the endpoints' state and mark their health.
     pub fn handle(&self) -> Handle
     where
