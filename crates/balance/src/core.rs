@@ -1,17 +1,21 @@
-//! The balancer's shared state: one record per endpoint, all atomics.
+//! The balancer's shared state: settings, the member list, and one record per endpoint.
 
 use crate::config::{BalanceConfig, Ejection, Strategy};
 use bulwark_core::{Event, SharedListener};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Waker;
 use std::time::Duration;
 use tokio::time::Instant;
 
-/// What the balancer knows of one endpoint. Shared with the response futures (which record
-/// outcomes) and the handle (which reads it, and marks health).
+/// What the balancer knows of one endpoint. Held by the balancer while the endpoint is a
+/// member, by each response future in flight on it (so a request on an endpoint removed
+/// meanwhile still finishes and records its outcome), and by the member list (for the handle
+/// and the health checks).
 #[derive(Debug)]
 pub(crate) struct EndpointState {
+    /// A stable identifier (its position for a static list), used in events.
+    pub(crate) id: usize,
     pub(crate) name: String,
     pub(crate) in_flight: AtomicU32,
     pub(crate) successes: AtomicU64,
@@ -21,9 +25,24 @@ pub(crate) struct EndpointState {
     ejected_until: AtomicU64,
     ejections: AtomicU32,
     healthy: AtomicBool,
-    /// Peak-EWMA latency in ns (f64 bits), and when it was last updated (ns).
+    removed: AtomicBool,
+    /// Peak-EWMA latency in ns (f64 bits), and when it was last updated (ns; 0 = never).
     ewma: AtomicU64,
     ewma_at: AtomicU64,
+}
+
+impl EndpointState {
+    pub(crate) fn is_healthy(&self) -> bool {
+        self.healthy.load(Ordering::Acquire)
+    }
+
+    /// When its ejection ends (ns), if it is out.
+    pub(crate) fn ejected_until(&self) -> Option<u64> {
+        match self.ejected_until.load(Ordering::Acquire) {
+            0 => None,
+            u => Some(u),
+        }
+    }
 }
 
 pub(crate) struct Core<C> {
@@ -33,12 +52,14 @@ pub(crate) struct Core<C> {
     pub(crate) wait_for_ready: Duration,
     decay_nanos: f64,
     default_rtt: f64,
-    pub(crate) endpoints: Box<[EndpointState]>,
+    members: Mutex<Vec<Arc<EndpointState>>>,
+    count: AtomicUsize,
+    next_id: AtomicUsize,
     ejected: AtomicUsize,
     pub(crate) classifier: C,
     listener: Option<SharedListener>,
     base: Instant,
-    /// Balancers waiting for an endpoint, woken when one is marked healthy.
+    /// Balancers waiting for an endpoint, woken when one is marked healthy or added.
     waiters: Mutex<Vec<Waker>>,
     /// The health-check task, stopped when the last reference to the balancer goes.
     pub(crate) health_task: Mutex<Option<tokio::task::AbortHandle>>,
@@ -46,11 +67,7 @@ pub(crate) struct Core<C> {
 
 impl<C> Drop for Core<C> {
     fn drop(&mut self) {
-        let task = match self.health_task.get_mut() {
-            Ok(t) => t.take(),
-            Err(poisoned) => poisoned.into_inner().take(),
-        };
-        if let Some(task) = task {
+        if let Some(task) = lock(&self.health_task).take() {
             task.abort();
         }
     }
@@ -61,45 +78,34 @@ impl<C> std::fmt::Debug for Core<C> {
         f.debug_struct("Balance")
             .field("name", &self.name)
             .field("strategy", &self.strategy)
-            .field("endpoints", &self.endpoints.len())
+            .field("endpoints", &self.count.load(Ordering::Relaxed))
             .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(poisoned) => poisoned.into_inner(),
     }
 }
 
 impl<C> Core<C> {
     pub(crate) fn new(
         config: &BalanceConfig,
-        endpoints: usize,
         classifier: C,
         listener: Option<SharedListener>,
     ) -> Self {
-        let default_rtt = config.default_rtt.as_nanos() as f64;
-        let endpoints = (0..endpoints)
-            .map(|i| EndpointState {
-                name: config
-                    .endpoint_names
-                    .get(i)
-                    .cloned()
-                    .unwrap_or_else(|| i.to_string()),
-                in_flight: AtomicU32::new(0),
-                successes: AtomicU64::new(0),
-                failures: AtomicU64::new(0),
-                consecutive: AtomicU32::new(0),
-                ejected_until: AtomicU64::new(0),
-                ejections: AtomicU32::new(0),
-                healthy: AtomicBool::new(true),
-                ewma: AtomicU64::new(default_rtt.to_bits()),
-                ewma_at: AtomicU64::new(0),
-            })
-            .collect();
         Core {
             name: config.name.clone().into_boxed_str(),
             strategy: config.strategy,
             ejection: config.ejection,
             wait_for_ready: config.wait_for_ready,
             decay_nanos: config.ewma_decay.as_nanos() as f64,
-            default_rtt,
-            endpoints,
+            default_rtt: config.default_rtt.as_nanos() as f64,
+            members: Mutex::new(Vec::new()),
+            count: AtomicUsize::new(0),
+            next_id: AtomicUsize::new(0),
             ejected: AtomicUsize::new(0),
             classifier,
             listener,
@@ -109,18 +115,56 @@ impl<C> Core<C> {
         }
     }
 
-    fn waiters(&self) -> std::sync::MutexGuard<'_, Vec<Waker>> {
-        match self.waiters.lock() {
-            Ok(w) => w,
-            Err(poisoned) => poisoned.into_inner(),
+    /// Adds a member named `name`.
+    pub(crate) fn add(&self, name: String) -> Arc<EndpointState> {
+        let state = Arc::new(EndpointState {
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            name,
+            in_flight: AtomicU32::new(0),
+            successes: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+            consecutive: AtomicU32::new(0),
+            ejected_until: AtomicU64::new(0),
+            ejections: AtomicU32::new(0),
+            healthy: AtomicBool::new(true),
+            removed: AtomicBool::new(false),
+            ewma: AtomicU64::new(self.default_rtt.to_bits()),
+            ewma_at: AtomicU64::new(0),
+        });
+        lock(&self.members).push(state.clone());
+        self.count.fetch_add(1, Ordering::AcqRel);
+        self.wake_waiters();
+        state
+    }
+
+    /// Removes a member; requests in flight on it finish as usual.
+    pub(crate) fn remove(&self, state: &Arc<EndpointState>) {
+        if state.removed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        lock(&self.members).retain(|m| !Arc::ptr_eq(m, state));
+        self.count.fetch_sub(1, Ordering::AcqRel);
+        if state.ejected_until.swap(0, Ordering::AcqRel) != 0 {
+            self.ejected.fetch_sub(1, Ordering::AcqRel);
         }
     }
 
-    /// Registers a balancer waiting for an endpoint to become healthy.
+    /// The members, in order.
+    pub(crate) fn members(&self) -> Vec<Arc<EndpointState>> {
+        lock(&self.members).clone()
+    }
+
+    /// Registers a balancer waiting for an endpoint.
     pub(crate) fn register(&self, waker: &Waker) {
-        let mut w = self.waiters();
+        let mut w = lock(&self.waiters);
         if !w.iter().any(|x| x.will_wake(waker)) {
             w.push(waker.clone());
+        }
+    }
+
+    fn wake_waiters(&self) {
+        for w in lock(&self.waiters).drain(..) {
+            w.wake();
         }
     }
 
@@ -144,22 +188,20 @@ impl<C> Core<C> {
         }
     }
 
-    /// Whether endpoint `i` may be picked at all (healthy and not ejected). Returns ejected
-    /// endpoints whose time is up first, when any are out.
+    /// Whether `e` may be picked at all (healthy and not ejected); an ejection whose time is
+    /// up ends here.
     #[inline]
-    pub(crate) fn eligible(&self, i: usize, now: u64) -> bool {
-        let e = &self.endpoints[i];
+    pub(crate) fn eligible(&self, e: &EndpointState, now: u64) -> bool {
         if !e.healthy.load(Ordering::Relaxed) {
             return false;
         }
         let until = e.ejected_until.load(Ordering::Acquire);
-        until == 0 || (now >= until && self.return_endpoint(i, until))
+        until == 0 || (now >= until && self.return_endpoint(e, until))
     }
 
     /// Ends an ejection whose time is up (once, whoever sees it first).
     #[cold]
-    fn return_endpoint(&self, i: usize, until: u64) -> bool {
-        let e = &self.endpoints[i];
+    fn return_endpoint(&self, e: &EndpointState, until: u64) -> bool {
         if e.ejected_until
             .compare_exchange(until, 0, Ordering::AcqRel, Ordering::Acquire)
             .is_ok()
@@ -169,22 +211,22 @@ impl<C> Core<C> {
             tracing::info!(balancer = %self.name, endpoint = %e.name, "endpoint returned");
             self.emit(&Event::EndpointReturned {
                 name: &self.name,
-                endpoint: i,
+                endpoint: e.id,
             });
         }
         true
     }
 
-    /// Returns every endpoint whose ejection is over (so the count of ejected is right before
-    /// deciding on a new ejection, and no request is needed for an endpoint to come back).
+    /// Returns every endpoint whose ejection is over, so no request is needed for one to come
+    /// back and the count of ejected endpoints is right before a new ejection.
     pub(crate) fn sweep(&self, now: u64) {
         if self.ejected.load(Ordering::Acquire) == 0 {
             return;
         }
-        for i in 0..self.endpoints.len() {
-            let until = self.endpoints[i].ejected_until.load(Ordering::Acquire);
+        for e in self.members() {
+            let until = e.ejected_until.load(Ordering::Acquire);
             if until != 0 && now >= until {
-                self.return_endpoint(i, until);
+                self.return_endpoint(&e, until);
             }
         }
     }
@@ -194,17 +236,15 @@ impl<C> Core<C> {
         if self.ejected.load(Ordering::Acquire) == 0 {
             return None;
         }
-        self.endpoints
+        lock(&self.members)
             .iter()
-            .map(|e| e.ejected_until.load(Ordering::Acquire))
-            .filter(|u| *u != 0)
+            .filter_map(|e| e.ejected_until())
             .min()
     }
 
     /// The load used to compare two endpoints (lower is better).
     #[inline]
-    pub(crate) fn load(&self, i: usize, now: u64) -> f64 {
-        let e = &self.endpoints[i];
+    pub(crate) fn load(&self, e: &EndpointState, now: u64) -> f64 {
         let in_flight = e.in_flight.load(Ordering::Relaxed);
         let pending = f64::from(in_flight) + 1.0;
         match self.strategy {
@@ -222,7 +262,7 @@ impl<C> Core<C> {
     /// default; after, the estimate decays towards zero while the endpoint gets no traffic, so
     /// an endpoint that was slow once is tried again after a while (and, if still slow, its
     /// next answer puts it back where it was: the estimate follows peaks at once).
-    fn rtt(&self, e: &EndpointState, now: u64) -> f64 {
+    pub(crate) fn rtt(&self, e: &EndpointState, now: u64) -> f64 {
         let at = e.ewma_at.load(Ordering::Relaxed);
         if at == 0 {
             return self.default_rtt;
@@ -249,9 +289,8 @@ impl<C> Core<C> {
         e.ewma_at.store(now, Ordering::Relaxed);
     }
 
-    /// Records a finished call on endpoint `i`.
-    pub(crate) fn record(&self, i: usize, failed: bool, started: Option<u64>) {
-        let e = &self.endpoints[i];
+    /// Records a finished call on `e`.
+    pub(crate) fn record(&self, e: &EndpointState, failed: bool, started: Option<u64>) {
         if let Some(start) = started {
             let now = self.now();
             self.observe(e, now.saturating_sub(start) as f64, now);
@@ -266,21 +305,20 @@ impl<C> Core<C> {
         e.failures.fetch_add(1, Ordering::Relaxed);
         let run = e.consecutive.fetch_add(1, Ordering::AcqRel) + 1;
         let k = self.ejection.consecutive_failures;
-        if k != 0 && run >= k {
-            self.eject(i);
+        if k != 0 && run >= k && !e.removed.load(Ordering::Acquire) {
+            self.eject(e);
         }
     }
 
     #[cold]
-    fn eject(&self, i: usize) {
+    fn eject(&self, e: &EndpointState) {
         let now = self.now();
         self.sweep(now);
-        let e = &self.endpoints[i];
         if e.ejected_until.load(Ordering::Acquire) != 0 {
             return;
         }
         // At most max_ejected of the endpoints out at once; one always may be.
-        let n = self.endpoints.len();
+        let n = self.count.load(Ordering::Acquire);
         let cap = ((self.ejection.max_ejected * n as f64).floor() as usize).max(1);
         let mut out = self.ejected.load(Ordering::Acquire);
         loop {
@@ -318,45 +356,23 @@ impl<C> Core<C> {
         );
         self.emit(&Event::EndpointEjected {
             name: &self.name,
-            endpoint: i,
+            endpoint: e.id,
             duration,
         });
     }
 
-    /// Marks endpoint `i` healthy or not.
-    pub(crate) fn set_healthy(&self, i: usize, healthy: bool) -> bool {
-        let Some(e) = self.endpoints.get(i) else {
-            return false;
-        };
+    /// Marks `e` healthy or not.
+    pub(crate) fn set_healthy(&self, e: &EndpointState, healthy: bool) {
         if e.healthy.swap(healthy, Ordering::AcqRel) != healthy {
             tracing::info!(balancer = %self.name, endpoint = %e.name, healthy, "endpoint health changed");
             if healthy {
-                for w in self.waiters().drain(..) {
-                    w.wake();
-                }
+                self.wake_waiters();
             }
             self.emit(&Event::EndpointHealthChanged {
                 name: &self.name,
-                endpoint: i,
+                endpoint: e.id,
                 healthy,
             });
         }
-        true
-    }
-
-    pub(crate) fn is_healthy(&self, i: usize) -> bool {
-        self.endpoints[i].healthy.load(Ordering::Acquire)
-    }
-
-    /// When endpoint `i`'s ejection ends (ns), if it is out.
-    pub(crate) fn ejected_until(&self, i: usize) -> Option<u64> {
-        match self.endpoints[i].ejected_until.load(Ordering::Acquire) {
-            0 => None,
-            u => Some(u),
-        }
-    }
-
-    pub(crate) fn rtt_now(&self, i: usize) -> f64 {
-        self.rtt(&self.endpoints[i], self.now())
     }
 }

@@ -1,6 +1,6 @@
 //! The response future: the endpoint's own future, with its outcome recorded.
 
-use crate::core::Core;
+use crate::core::{Core, EndpointState};
 use crate::error::Misuse;
 use bulwark_core::local::CallRef;
 use bulwark_core::{BoxError, Classify, Outcome};
@@ -9,24 +9,27 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
 /// Counts a request in flight on an endpoint until it ends or is dropped.
 pub(crate) struct InFlight<C> {
     core: CallRef<Core<C>>,
-    index: usize,
+    endpoint: Arc<EndpointState>,
     started: Option<u64>,
 }
 
 impl<C> InFlight<C> {
     #[inline]
-    pub(crate) fn new(core: CallRef<Core<C>>, index: usize, started: Option<u64>) -> Self {
-        core.endpoints[index]
-            .in_flight
-            .fetch_add(1, Ordering::Relaxed);
+    pub(crate) fn new(
+        core: CallRef<Core<C>>,
+        endpoint: Arc<EndpointState>,
+        started: Option<u64>,
+    ) -> Self {
+        endpoint.in_flight.fetch_add(1, Ordering::Relaxed);
         InFlight {
             core,
-            index,
+            endpoint,
             started,
         }
     }
@@ -34,9 +37,7 @@ impl<C> InFlight<C> {
 
 impl<C> Drop for InFlight<C> {
     fn drop(&mut self) {
-        self.core.endpoints[self.index]
-            .in_flight
-            .fetch_sub(1, Ordering::Relaxed);
+        self.endpoint.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -93,8 +94,8 @@ where
                 let result = ready!(future.poll(cx));
                 let core = &*in_flight.core;
                 match core.classifier.classify(&result) {
-                    Outcome::Success => core.record(in_flight.index, false, in_flight.started),
-                    Outcome::Failure => core.record(in_flight.index, true, in_flight.started),
+                    Outcome::Success => core.record(&in_flight.endpoint, false, in_flight.started),
+                    Outcome::Failure => core.record(&in_flight.endpoint, true, in_flight.started),
                     Outcome::Ignored => {}
                 }
                 Poll::Ready(result.map_err(Into::into))

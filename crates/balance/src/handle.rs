@@ -17,29 +17,34 @@ impl<C: Send + Sync + 'static> Endpoints for Core<C> {
     fn core_snapshot(&self) -> Vec<EndpointSnapshot> {
         let now = self.now();
         self.sweep(now);
-        self.endpoints
+        self.members()
             .iter()
-            .enumerate()
-            .map(|(i, e)| EndpointSnapshot {
+            .map(|e| EndpointSnapshot {
                 name: e.name.clone(),
-                healthy: self.is_healthy(i),
-                ejected_for: self
-                    .ejected_until(i)
+                healthy: e.is_healthy(),
+                ejected_for: e
+                    .ejected_until()
                     .map(|u| Duration::from_nanos(u.saturating_sub(now))),
                 in_flight: e.in_flight.load(Ordering::Relaxed),
                 successes: e.successes.load(Ordering::Relaxed),
                 failures: e.failures.load(Ordering::Relaxed),
-                latency: Duration::from_nanos(self.rtt_now(i) as u64),
+                latency: Duration::from_nanos(self.rtt(e, now) as u64),
             })
             .collect()
     }
 
     fn mark(&self, endpoint: usize, healthy: bool) -> bool {
-        self.set_healthy(endpoint, healthy)
+        match self.members().get(endpoint) {
+            Some(e) => {
+                self.set_healthy(e, healthy);
+                true
+            }
+            None => false,
+        }
     }
 
     fn healthy(&self, endpoint: usize) -> bool {
-        endpoint < self.endpoints.len() && self.is_healthy(endpoint)
+        self.members().get(endpoint).is_some_and(|e| e.is_healthy())
     }
 
     fn name(&self) -> &str {
@@ -104,7 +109,7 @@ impl Handle {
         Handle { core }
     }
 
-    /// Every endpoint's state, in order.
+    /// Every endpoint's state, in order (the members now, for a balancer fed by `Discover`).
     pub fn endpoints(&self) -> Vec<EndpointSnapshot> {
         self.core.core_snapshot()
     }

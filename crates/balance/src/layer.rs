@@ -41,16 +41,30 @@ impl<C: Clone> BalanceLayer<C> {
     /// A balancer over `endpoints`.
     pub fn build<S>(&self, endpoints: Vec<S>) -> Result<Balance<S, C>, ConfigError> {
         self.config.validate_for(endpoints.len())?;
-        let core = Core::new(
-            &self.config,
-            endpoints.len(),
-            self.classifier.clone(),
-            self.listener.clone(),
-        );
+        let core = Core::new(&self.config, self.classifier.clone(), self.listener.clone());
         Ok(Balance::new(
             endpoints,
+            &self.config.endpoint_names,
             Arc::new(core),
             self.random.next_u64(),
+        ))
+    }
+
+    /// A balancer whose endpoints come and go through `discover` (a `tower::discover`
+    /// stream of insertions and removals). A removed endpoint's requests in flight finish as
+    /// usual. Endpoints are named by their keys.
+    pub fn build_discover<D>(
+        &self,
+        discover: D,
+    ) -> Result<crate::DiscoverBalance<D, C>, ConfigError>
+    where
+        D: tower::discover::Discover,
+    {
+        self.config.validate()?;
+        let core = Core::new(&self.config, self.classifier.clone(), self.listener.clone());
+        Ok(crate::DiscoverBalance::new(
+            discover,
+            Balance::new(Vec::new(), &[], Arc::new(core), self.random.next_u64()),
         ))
     }
 

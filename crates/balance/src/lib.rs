@@ -1,9 +1,10 @@
 //! A load balancer for Tower services that knows which endpoints are alive.
 //!
 //! **Status: in progress.** This crate has the strategies, readiness-aware picking, passive
-//! outlier ejection, active health checks on a background task, the wait for a ready endpoint
-//! with a clear error, and a handle. Still to come (see the project's issue): `Discover`
-//! membership, retrying on a different endpoint, metrics and the benchmark.
+//! outlier ejection, active health checks on a background task, `Discover` membership, the
+//! wait for a ready endpoint with a clear error, and a handle. Still to come (see the
+//! project's issue): retrying on a different endpoint, metrics, health checks for endpoints
+//! that arrive through `Discover`, and the benchmark.
 //!
 //! * **Strategies**: round robin, power of two choices by requests in flight, power of two
 //!   choices by peak-EWMA latency (the default), first available in order.
@@ -15,6 +16,8 @@
 //!   `Service<()>`, or [`HttpProbe`] for `GET /health`, 2xx healthy) every 2 s with a 2 s
 //!   timeout; unhealthy after 2 failures, healthy after 1 success; 10% jitter. The task stops
 //!   when the balancer is dropped.
+//! * **Membership**: a static list ([`BalanceLayer::build`]) or a `tower::discover` stream
+//!   ([`BalanceLayer::build_discover`]); a removed endpoint's requests in flight finish.
 //! * **Passive ejection**: after 5 failures in a row (by the shared classification) an endpoint
 //!   is ejected for 30 s times the number of its ejections, capped at 300 s; at most half the
 //!   endpoints are out at once (one always may be).
@@ -47,6 +50,7 @@
 
 mod config;
 mod core;
+mod discover;
 mod error;
 mod future;
 mod handle;
@@ -55,6 +59,7 @@ mod layer;
 mod service;
 
 pub use config::{BalanceConfig, ConfigError, Ejection, Strategy};
+pub use discover::DiscoverBalance;
 pub use error::{Misuse, NoEndpointReady, Unavailable};
 pub use future::ResponseFuture;
 pub use handle::{EndpointSnapshot, Handle};

@@ -1,7 +1,7 @@
 //! The balancer service.
 
 use crate::config::Strategy;
-use crate::core::Core;
+use crate::core::{Core, EndpointState};
 use crate::error::{Misuse, NoEndpointReady, Unavailable};
 use crate::future::{InFlight, ResponseFuture};
 use crate::handle::Handle;
@@ -25,6 +25,7 @@ use tower_service::Service;
 /// other holds a reservation. An endpoint that is not ready is skipped, never dropped.
 pub struct Balance<S, C> {
     endpoints: Vec<S>,
+    states: Vec<Arc<EndpointState>>,
     core: LocalRef<Core<C>>,
     chosen: Option<usize>,
     refused: Option<NoEndpointReady>,
@@ -35,9 +36,13 @@ pub struct Balance<S, C> {
 }
 
 impl<S, C> Balance<S, C> {
-    pub(crate) fn new(endpoints: Vec<S>, core: Arc<Core<C>>, seed: u64) -> Self {
+    pub(crate) fn new(endpoints: Vec<S>, names: &[String], core: Arc<Core<C>>, seed: u64) -> Self {
+        let states = (0..endpoints.len())
+            .map(|i| core.add(names.get(i).cloned().unwrap_or_else(|| i.to_string())))
+            .collect();
         Balance {
             endpoints,
+            states,
             core: LocalRef::new(core),
             chosen: None,
             refused: None,
@@ -55,6 +60,28 @@ impl<S, C> Balance<S, C> {
 
     pub(crate) fn core_arc(&self) -> Arc<Core<C>> {
         self.core.shared().clone()
+    }
+
+    /// Adds an endpoint at the end.
+    pub(crate) fn insert(&mut self, name: String, endpoint: S) {
+        let state = self.core.get().add(name);
+        self.endpoints.push(endpoint);
+        self.states.push(state);
+    }
+
+    /// Removes endpoint `i`; requests in flight on it finish as usual.
+    pub(crate) fn remove(&mut self, i: usize) {
+        if i >= self.endpoints.len() {
+            return;
+        }
+        self.core.get().remove(&self.states[i]);
+        self.endpoints.remove(i);
+        self.states.remove(i);
+        self.chosen = match self.chosen {
+            Some(c) if c == i => None, // its reservation goes with it
+            Some(c) if c > i => Some(c - 1),
+            other => other,
+        };
     }
 
     /// A handle to read the endpoints' state and mark their health.
@@ -83,6 +110,7 @@ impl<S: Clone, C> Clone for Balance<S, C> {
     fn clone(&self) -> Self {
         Balance {
             endpoints: self.endpoints.clone(),
+            states: self.states.clone(),
             core: self.core.clone(),
             chosen: None,
             refused: None,
@@ -135,9 +163,10 @@ impl<S, C> Balance<S, C> {
                     a
                 };
                 let core = self.core.get();
-                let (ea, eb) = (core.eligible(a, now), core.eligible(b, now));
+                let (sa, sb) = (&self.states[a], &self.states[b]);
+                let (ea, eb) = (core.eligible(sa, now), core.eligible(sb, now));
                 let (first, second) = match (ea, eb) {
-                    (true, true) if core.load(b, now) < core.load(a, now) => (Some(b), Some(a)),
+                    (true, true) if core.load(sb, now) < core.load(sa, now) => (Some(b), Some(a)),
                     (true, true) => (Some(a), Some(b)),
                     (true, false) => (Some(a), None),
                     (false, true) => (Some(b), None),
@@ -172,7 +201,7 @@ impl<S, C> Balance<S, C> {
         for _ in 0..n {
             if i != skip_a
                 && i != skip_b
-                && self.core.get().eligible(i, now)
+                && self.core.get().eligible(&self.states[i], now)
                 && self.ready::<Req>(i, cx)
             {
                 return Some(i);
@@ -197,17 +226,16 @@ impl<S, C> Balance<S, C> {
 
     /// Why nothing could be picked.
     fn why(&self, now: u64) -> Unavailable {
-        let core = self.core.get();
-        let n = self.endpoints.len();
-        if n == 0 {
+        if self.states.is_empty() {
             return Unavailable::NoEndpoints;
         }
-        let healthy: Vec<usize> = (0..n).filter(|i| core.is_healthy(*i)).collect();
+        let healthy: Vec<&Arc<EndpointState>> =
+            self.states.iter().filter(|e| e.is_healthy()).collect();
         if healthy.is_empty() {
             Unavailable::NoneHealthy
         } else if healthy
             .iter()
-            .all(|i| core.ejected_until(*i).is_some_and(|u| u > now))
+            .all(|e| e.ejected_until().is_some_and(|u| u > now))
         {
             Unavailable::AllEjected
         } else {
@@ -299,7 +327,7 @@ where
         };
         let core = self.core.get();
         let started = (core.strategy == Strategy::P2cPeakEwma).then(|| core.now());
-        let in_flight = InFlight::new(self.core.for_call(), i, started);
+        let in_flight = InFlight::new(self.core.for_call(), self.states[i].clone(), started);
         ResponseFuture::called(self.endpoints[i].call(request), in_flight)
     }
 }

@@ -1,0 +1,97 @@
+//! Membership through `tower::discover`: endpoints inserted and removed while requests flow.
+
+use bulwark_balance::{BalanceLayer, Strategy};
+use std::convert::Infallible;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tower::discover::Change;
+use tower::util::BoxCloneService;
+use tower::{Service, ServiceExt};
+
+type Endpoint = BoxCloneService<(), &'static str, std::io::Error>;
+
+fn endpoint(name: &'static str, delay: Duration) -> Endpoint {
+    BoxCloneService::new(tower::service_fn(move |_: ()| async move {
+        tokio::time::sleep(delay).await;
+        Ok(name)
+    }))
+}
+
+#[tokio::test(start_paused = true)]
+async fn endpoints_come_and_go_without_losing_requests_in_flight() {
+    let (tx, mut rx) = mpsc::unbounded_channel::<Change<&'static str, Endpoint>>();
+    let changes = futures_util::stream::poll_fn(move |cx| {
+        rx.poll_recv(cx).map(|c| c.map(Ok::<_, Infallible>))
+    });
+    let mut lb = BalanceLayer::builder()
+        .strategy(Strategy::RoundRobin)
+        .build()
+        .unwrap()
+        .build_discover(Box::pin(changes))
+        .unwrap();
+    let handle = lb.handle();
+
+    tx.send(Change::Insert("a", endpoint("a", Duration::ZERO)))
+        .unwrap();
+    tx.send(Change::Insert(
+        "slow",
+        endpoint("slow", Duration::from_secs(5)),
+    ))
+    .unwrap();
+    // The first request goes to a, the second to slow: keep it in flight.
+    assert_eq!(lb.ready().await.unwrap().call(()).await.unwrap(), "a");
+    let in_flight = tokio::spawn(lb.ready().await.unwrap().call(()));
+    tokio::task::yield_now().await;
+    assert_eq!(handle.endpoints()[1].in_flight, 1);
+
+    // slow is removed while its request is in flight; b arrives.
+    tx.send(Change::Remove("slow")).unwrap();
+    tx.send(Change::Insert("b", endpoint("b", Duration::ZERO)))
+        .unwrap();
+    let mut seen = Vec::new();
+    for _ in 0..6 {
+        seen.push(lb.ready().await.unwrap().call(()).await.unwrap());
+    }
+    assert!(!seen.contains(&"slow"), "{seen:?}");
+    assert!(seen.contains(&"a") && seen.contains(&"b"), "{seen:?}");
+    let names: Vec<String> = handle.endpoints().into_iter().map(|e| e.name).collect();
+    assert_eq!(names, ["a", "b"]);
+
+    // The request on the removed endpoint still finishes.
+    assert_eq!(in_flight.await.unwrap().unwrap(), "slow");
+
+    // Inserting under an existing key replaces the endpoint.
+    tx.send(Change::Insert("a", endpoint("a2", Duration::ZERO)))
+        .unwrap();
+    let mut seen = Vec::new();
+    for _ in 0..4 {
+        seen.push(lb.ready().await.unwrap().call(()).await.unwrap());
+    }
+    assert!(seen.contains(&"a2") && !seen.contains(&"a"), "{seen:?}");
+    assert_eq!(handle.endpoints().len(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn with_no_endpoint_yet_a_request_waits_for_the_first_to_arrive() {
+    let (tx, mut rx) = mpsc::unbounded_channel::<Change<&'static str, Endpoint>>();
+    let changes = futures_util::stream::poll_fn(move |cx| {
+        rx.poll_recv(cx).map(|c| c.map(Ok::<_, Infallible>))
+    });
+    let mut lb = BalanceLayer::builder()
+        .wait_for_ready(Duration::from_secs(5))
+        .build()
+        .unwrap()
+        .build_discover(Box::pin(changes))
+        .unwrap();
+    let waiting = tokio::spawn(async move {
+        let start = tokio::time::Instant::now();
+        let answer = lb.ready().await.unwrap().call(()).await.unwrap();
+        (answer, start.elapsed())
+    });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    tx.send(Change::Insert("late", endpoint("late", Duration::ZERO)))
+        .unwrap();
+    let (answer, waited) = waiting.await.unwrap();
+    assert_eq!(answer, "late");
+    assert_eq!(waited, Duration::from_secs(1));
+}
