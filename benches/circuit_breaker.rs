@@ -18,42 +18,22 @@
 // The `std::time::Instant` ban in clippy.toml is for library code (tokio's paused clock must
 // govern tests); `iter_custom` needs real wall time from std.
 #![allow(clippy::disallowed_types)]
-// `bulwark_bench_uncounted` is this file's own opt-out switch (see above), not a crate cfg.
-#![allow(unexpected_cfgs)]
+
+mod support;
 
 use criterion::measurement::WallTime;
 use criterion::{criterion_group, BenchmarkGroup, BenchmarkId, Criterion, Throughput};
-use std::convert::Infallible;
 use std::fmt::Debug;
-use std::future::{ready, Future, Ready};
-use std::hint::black_box;
-use std::pin::pin;
-use std::sync::{Arc, Barrier};
-use std::task::{Context, Poll, Wake, Waker};
+use std::sync::Barrier;
+use std::task::{Context, Poll};
 use std::thread;
 use std::time::{Duration, Instant};
+use support::{bare, bench_one, calls, thread_waker, AllocReport};
 use tower::Service;
 
-#[cfg(not(bulwark_bench_uncounted))]
-#[global_allocator]
-static GLOBAL: &stats_alloc::StatsAlloc<std::alloc::System> = &stats_alloc::INSTRUMENTED_SYSTEM;
-
 // ---------------------------------------------------------------------------------------------
-// The stacks. Every one wraps the same bare `service_fn(echo)`.
+// The stacks. Every one wraps the same bare `service_fn(echo)` (`support::bare`).
 // ---------------------------------------------------------------------------------------------
-
-fn echo(x: u64) -> EchoFuture {
-    ready(Ok(x))
-}
-
-type EchoFuture = Ready<Result<u64, Infallible>>;
-
-/// The bare service: `service_fn` over a function item (no indirect call).
-fn bare(
-) -> impl Service<u64, Response = u64, Error = Infallible, Future = EchoFuture> + Clone + Send + 'static
-{
-    tower::service_fn(echo)
-}
 
 /// Ours, defaults (count window 100, failure rate 0.5).
 fn bulwark() -> impl Service<u64, Response = u64, Error = impl Debug> + Clone + Send + 'static {
@@ -136,134 +116,28 @@ fn failsafe() -> impl Service<u64, Response = u64, Error = impl Debug> + Clone +
 }
 
 // ---------------------------------------------------------------------------------------------
-// Driving one call by hand.
-// ---------------------------------------------------------------------------------------------
-
-struct ThreadWaker(thread::Thread);
-
-impl Wake for ThreadWaker {
-    fn wake(self: Arc<Self>) {
-        self.0.unpark();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.0.unpark();
-    }
-}
-
-/// A waker that unparks the current thread. Built once per thread, outside measurement.
-fn thread_waker() -> Waker {
-    Waker::from(Arc::new(ThreadWaker(thread::current())))
-}
-
-/// `poll_ready` + `call` + poll the future to completion.
-#[inline(always)]
-fn one_call<S>(svc: &mut S, cx: &mut Context<'_>, x: u64) -> u64
-where
-    S: Service<u64, Response = u64>,
-    S::Error: Debug,
-{
-    loop {
-        match svc.poll_ready(cx) {
-            Poll::Ready(Ok(())) => break,
-            Poll::Ready(Err(e)) => panic!("poll_ready failed: {e:?}"),
-            Poll::Pending => thread::park(),
-        }
-    }
-    let mut fut = pin!(svc.call(x));
-    loop {
-        match fut.as_mut().poll(cx) {
-            Poll::Ready(Ok(y)) => return y,
-            Poll::Ready(Err(e)) => panic!("call failed: {e:?}"),
-            Poll::Pending => thread::park(),
-        }
-    }
-}
-
-/// `n` calls in a row on this thread.
-#[inline(always)]
-fn calls<S>(svc: &mut S, cx: &mut Context<'_>, n: u64)
-where
-    S: Service<u64, Response = u64>,
-    S::Error: Debug,
-{
-    for i in 0..n {
-        black_box(one_call(svc, cx, black_box(i)));
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
 // Allocations per call, counted before criterion runs.
 // ---------------------------------------------------------------------------------------------
 
-#[cfg(not(bulwark_bench_uncounted))]
-const ALLOC_WARMUP: u64 = 1_000;
-#[cfg(not(bulwark_bench_uncounted))]
-const ALLOC_CALLS: u64 = 10_000;
-
-#[cfg(not(bulwark_bench_uncounted))]
-fn report_allocs<S>(name: &str, mut svc: S)
-where
-    S: Service<u64, Response = u64>,
-    S::Error: Debug,
-{
-    let waker = thread_waker();
-    let mut cx = Context::from_waker(&waker);
-    calls(&mut svc, &mut cx, ALLOC_WARMUP);
-    let region = stats_alloc::Region::new(GLOBAL);
-    calls(&mut svc, &mut cx, ALLOC_CALLS);
-    let d = region.change();
-    let per = |v: usize| v as f64 / ALLOC_CALLS as f64;
-    println!(
-        "allocations per call: {name:<16} {:.3}  (deallocations {:.3}, reallocations {:.3}, \
-         bytes allocated {:.1}) over {ALLOC_CALLS} calls",
-        per(d.allocations),
-        per(d.deallocations),
-        per(d.reallocations),
-        per(d.bytes_allocated),
-    );
-}
-
-#[cfg(bulwark_bench_uncounted)]
-fn alloc_report() {
-    println!("-- allocation counting disabled (--cfg bulwark_bench_uncounted) --");
-}
-
-#[cfg(not(bulwark_bench_uncounted))]
 fn alloc_report() {
     println!("-- allocations per ready+call+await, one thread, closed breaker --");
-    report_allocs("bare", bare());
-    report_allocs("bulwark", bulwark());
-    report_allocs("tower-resilience", resilience());
-    report_allocs("failsafe", failsafe());
+    let report = AllocReport {
+        name_width: 16,
+        check_echo: false,
+    };
+    report.stack("bare", bare());
+    report.stack("bulwark", bulwark());
+    report.stack("tower-resilience", resilience());
+    report.stack("failsafe", failsafe());
 }
 
 // ---------------------------------------------------------------------------------------------
 // Criterion groups.
 // ---------------------------------------------------------------------------------------------
 
-fn bench_one<S>(g: &mut BenchmarkGroup<'_, WallTime>, name: &str, mut svc: S)
-where
-    S: Service<u64, Response = u64>,
-    S::Error: Debug,
-{
-    let waker = thread_waker();
-    let mut cx = Context::from_waker(&waker);
-    let mut i = 0u64;
-    g.bench_function(name, |b| {
-        b.iter(|| {
-            i = i.wrapping_add(1);
-            one_call(&mut svc, &mut cx, black_box(i))
-        })
-    });
-}
-
 /// One call per iteration: `poll_ready` + `call` + await, every call succeeds.
 fn ready_call_await(c: &mut Criterion) {
-    let mut g = c.benchmark_group("ready_call_await");
-    g.warm_up_time(Duration::from_secs(2))
-        .measurement_time(Duration::from_secs(4))
-        .sample_size(100);
+    let mut g = support::ready_call_await_group(c, "ready_call_await");
     bench_one(&mut g, "bare", bare());
     bench_one(&mut g, "bulwark", bulwark());
     bench_one(&mut g, "tower-resilience", resilience());
@@ -340,7 +214,5 @@ fn shared_breaker(c: &mut Criterion) {
 criterion_group!(benches, ready_call_await, shared_breaker);
 
 fn main() {
-    alloc_report();
-    benches();
-    Criterion::default().configure_from_args().final_summary();
+    support::main(alloc_report, benches);
 }

@@ -4,9 +4,10 @@
 //! Run with `cargo bench --bench failover`. Before the criterion group runs, the allocations
 //! per call of every stack are counted with `stats_alloc` and printed.
 //!
-//! The counting allocator stays installed for the whole run, as in `benches/circuit_breaker.rs`.
-//! To time without it, build with `--cfg bulwark_bench_uncounted` (the allocation report is
-//! then skipped), in a separate target directory so the shared one is not rebuilt:
+//! The counting allocator stays installed for the whole run, as in every bench (it is declared
+//! in `benches/support/mod.rs`). To time without it, build with `--cfg bulwark_bench_uncounted`
+//! (the allocation report is then skipped), in a separate target directory so the shared one is
+//! not rebuilt:
 //! `CARGO_TARGET_DIR=target/uncounted RUSTFLAGS="--cfg bulwark_bench_uncounted" cargo bench --bench failover`.
 //!
 //! One call is `poll_ready` + `call` + polling the response future to completion, driven by
@@ -17,47 +18,24 @@
 //! for those rows a current-thread runtime with `enable_time()` is entered (`rt.enter()`) for
 //! the whole measurement, but nothing is ever run on it; the calls are still polled by hand.
 
-// `bulwark_bench_uncounted` is this file's own opt-out switch (see above), not a crate cfg.
-#![allow(unexpected_cfgs)]
+mod support;
 
 use bulwark_failover::{FailOnFailure, Failover, FailoverLayer};
 use criterion::measurement::WallTime;
 use criterion::{criterion_group, BenchmarkGroup, Criterion};
 use std::convert::Infallible;
 use std::fmt::Debug;
-use std::future::{ready, Future, Ready};
-use std::hint::black_box;
-use std::pin::pin;
-use std::sync::Arc;
-use std::task::{Context, Poll, Wake, Waker};
-use std::thread;
 use std::time::Duration;
+use support::{bare, AllocReport, EchoFuture};
 use tokio::runtime::Runtime;
 use tower::Service;
 
-#[cfg(not(bulwark_bench_uncounted))]
-#[global_allocator]
-static GLOBAL: &stats_alloc::StatsAlloc<std::alloc::System> = &stats_alloc::INSTRUMENTED_SYSTEM;
-
 // ---------------------------------------------------------------------------------------------
-// The stacks. Every one wraps the same bare `service_fn(echo)`.
+// The stacks. Every one wraps the same bare `service_fn(echo)` (`support::bare`).
 // ---------------------------------------------------------------------------------------------
-
-fn echo(x: u64) -> EchoFuture {
-    ready(Ok(x))
-}
-
-type EchoFuture = Ready<Result<u64, Infallible>>;
 
 /// The per-attempt timeout of the timed stacks (ours' default), never reached.
 const TIMEOUT: Duration = Duration::from_secs(30);
-
-/// The bare service: `service_fn` over a function item (no indirect call).
-fn bare(
-) -> impl Service<u64, Response = u64, Error = Infallible, Future = EchoFuture> + Clone + Send + 'static
-{
-    tower::service_fn(echo)
-}
 
 /// Ours over three clones of the bare service; the primary (index 0) answers every call.
 fn bulwark(
@@ -116,103 +94,24 @@ fn timer_runtime() -> Runtime {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Driving one call by hand.
-// ---------------------------------------------------------------------------------------------
-
-struct ThreadWaker(thread::Thread);
-
-impl Wake for ThreadWaker {
-    fn wake(self: Arc<Self>) {
-        self.0.unpark();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.0.unpark();
-    }
-}
-
-/// A waker that unparks the current thread. Built once, outside measurement.
-fn thread_waker() -> Waker {
-    Waker::from(Arc::new(ThreadWaker(thread::current())))
-}
-
-/// `poll_ready` + `call` + poll the future to completion.
-#[inline(always)]
-fn one_call<S>(svc: &mut S, cx: &mut Context<'_>, x: u64) -> u64
-where
-    S: Service<u64, Response = u64>,
-    S::Error: Debug,
-{
-    loop {
-        match svc.poll_ready(cx) {
-            Poll::Ready(Ok(())) => break,
-            Poll::Ready(Err(e)) => panic!("poll_ready failed: {e:?}"),
-            Poll::Pending => thread::park(),
-        }
-    }
-    let mut fut = pin!(svc.call(x));
-    loop {
-        match fut.as_mut().poll(cx) {
-            Poll::Ready(Ok(y)) => return y,
-            Poll::Ready(Err(e)) => panic!("call failed: {e:?}"),
-            Poll::Pending => thread::park(),
-        }
-    }
-}
-
-/// `n` calls in a row on this thread.
-#[cfg(not(bulwark_bench_uncounted))]
-#[inline(always)]
-fn calls<S>(svc: &mut S, cx: &mut Context<'_>, n: u64)
-where
-    S: Service<u64, Response = u64>,
-    S::Error: Debug,
-{
-    for i in 0..n {
-        assert_eq!(black_box(one_call(svc, cx, black_box(i))), i);
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
 // Allocations per call, counted before criterion runs.
 // ---------------------------------------------------------------------------------------------
 
-#[cfg(not(bulwark_bench_uncounted))]
-const ALLOC_WARMUP: u64 = 1_000;
-#[cfg(not(bulwark_bench_uncounted))]
-const ALLOC_CALLS: u64 = 10_000;
-
-/// Counts the allocations of `ALLOC_CALLS` calls; inside `rt`'s context if given.
-#[cfg(not(bulwark_bench_uncounted))]
-fn report_allocs<S>(name: &str, rt: Option<&Runtime>, mut svc: S)
+/// Counts the allocations of `svc`'s calls, each checked to answer its own request; inside
+/// `rt`'s context if given.
+fn report_allocs<S>(name: &str, rt: Option<&Runtime>, svc: S)
 where
     S: Service<u64, Response = u64>,
     S::Error: Debug,
 {
     let _guard = rt.map(Runtime::enter);
-    let waker = thread_waker();
-    let mut cx = Context::from_waker(&waker);
-    calls(&mut svc, &mut cx, ALLOC_WARMUP);
-    let region = stats_alloc::Region::new(GLOBAL);
-    calls(&mut svc, &mut cx, ALLOC_CALLS);
-    let d = region.change();
-    let per = |v: usize| v as f64 / ALLOC_CALLS as f64;
-    println!(
-        "allocations per call: {name:<22} {:.3}  (deallocations {:.3}, reallocations {:.3}, \
-         bytes allocated {:.1}) over {ALLOC_CALLS} calls",
-        per(d.allocations),
-        per(d.deallocations),
-        per(d.reallocations),
-        per(d.bytes_allocated),
-    );
+    let report = AllocReport {
+        name_width: 22,
+        check_echo: true,
+    };
+    report.stack(name, svc);
 }
 
-#[cfg(bulwark_bench_uncounted)]
-fn alloc_report() {
-    println!("-- allocation counting disabled (--cfg bulwark_bench_uncounted) --");
-}
-
-#[cfg(not(bulwark_bench_uncounted))]
 fn alloc_report() {
     println!("-- allocations per ready+call+await, one thread, the primary answers every call --");
     let rt = timer_runtime();
@@ -236,30 +135,19 @@ fn alloc_report() {
 
 /// Times one call per iteration; inside `rt`'s context (entered once, around the whole
 /// measurement) if given.
-fn bench_one<S>(g: &mut BenchmarkGroup<'_, WallTime>, name: &str, rt: Option<&Runtime>, mut svc: S)
+fn bench_one<S>(g: &mut BenchmarkGroup<'_, WallTime>, name: &str, rt: Option<&Runtime>, svc: S)
 where
     S: Service<u64, Response = u64>,
     S::Error: Debug,
 {
     let _guard = rt.map(Runtime::enter);
-    let waker = thread_waker();
-    let mut cx = Context::from_waker(&waker);
-    let mut i = 0u64;
-    g.bench_function(name, |b| {
-        b.iter(|| {
-            i = i.wrapping_add(1);
-            one_call(&mut svc, &mut cx, black_box(i))
-        })
-    });
+    support::bench_one(g, name, svc);
 }
 
 /// One call per iteration: `poll_ready` + `call` + await, the primary answers every call.
 fn ready_call_await(c: &mut Criterion) {
     let rt = timer_runtime();
-    let mut g = c.benchmark_group("failover_ready_call_await");
-    g.warm_up_time(Duration::from_secs(2))
-        .measurement_time(Duration::from_secs(4))
-        .sample_size(100);
+    let mut g = support::ready_call_await_group(c, "failover_ready_call_await");
     bench_one(&mut g, "bare", None, bare());
     bench_one(&mut g, "bulwark-no-timeout", None, bulwark_no_timeout());
     bench_one(&mut g, "bulwark-timeout-30s", Some(&rt), bulwark_timeout());
@@ -270,7 +158,5 @@ fn ready_call_await(c: &mut Criterion) {
 criterion_group!(benches, ready_call_await);
 
 fn main() {
-    alloc_report();
-    benches();
-    Criterion::default().configure_from_args().final_summary();
+    support::main(alloc_report, benches);
 }

@@ -29,6 +29,8 @@ pub(crate) struct EndpointState {
     /// Peak-EWMA latency in ns (f64 bits), and when it was last updated (ns; 0 = never).
     ewma: AtomicU64,
     ewma_at: AtomicU64,
+    #[cfg(feature = "metrics")]
+    metrics: crate::metrics::EndpointMetrics,
 }
 
 impl EndpointState {
@@ -119,7 +121,6 @@ impl<C> Core<C> {
     pub(crate) fn add(&self, name: String) -> Arc<EndpointState> {
         let state = Arc::new(EndpointState {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
-            name,
             in_flight: AtomicU32::new(0),
             successes: AtomicU64::new(0),
             failures: AtomicU64::new(0),
@@ -130,6 +131,9 @@ impl<C> Core<C> {
             removed: AtomicBool::new(false),
             ewma: AtomicU64::new(self.default_rtt.to_bits()),
             ewma_at: AtomicU64::new(0),
+            #[cfg(feature = "metrics")]
+            metrics: crate::metrics::EndpointMetrics::new(&self.name, &name),
+            name,
         });
         lock(&self.members).push(state.clone());
         self.count.fetch_add(1, Ordering::AcqRel);
@@ -208,6 +212,8 @@ impl<C> Core<C> {
         {
             self.ejected.fetch_sub(1, Ordering::AcqRel);
             e.consecutive.store(0, Ordering::Release);
+            #[cfg(feature = "metrics")]
+            e.metrics.ejected.set(0.0);
             tracing::info!(balancer = %self.name, endpoint = %e.name, "endpoint returned");
             self.emit(&Event::EndpointReturned {
                 name: &self.name,
@@ -295,6 +301,12 @@ impl<C> Core<C> {
             let now = self.now();
             self.observe(e, now.saturating_sub(start) as f64, now);
         }
+        #[cfg(feature = "metrics")]
+        if failed {
+            e.metrics.failure.increment(1);
+        } else {
+            e.metrics.success.increment(1);
+        }
         if !failed {
             e.successes.fetch_add(1, Ordering::Relaxed);
             if e.consecutive.load(Ordering::Relaxed) != 0 {
@@ -348,6 +360,11 @@ impl<C> Core<C> {
             self.ejected.fetch_sub(1, Ordering::AcqRel); // someone else ejected it meanwhile
             return;
         }
+        #[cfg(feature = "metrics")]
+        {
+            e.metrics.ejections.increment(1);
+            e.metrics.ejected.set(1.0);
+        }
         tracing::warn!(
             balancer = %self.name,
             endpoint = %e.name,
@@ -364,6 +381,8 @@ impl<C> Core<C> {
     /// Marks `e` healthy or not.
     pub(crate) fn set_healthy(&self, e: &EndpointState, healthy: bool) {
         if e.healthy.swap(healthy, Ordering::AcqRel) != healthy {
+            #[cfg(feature = "metrics")]
+            e.metrics.healthy.set(if healthy { 1.0 } else { 0.0 });
             tracing::info!(balancer = %self.name, endpoint = %e.name, healthy, "endpoint health changed");
             if healthy {
                 self.wake_waiters();

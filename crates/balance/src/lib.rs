@@ -3,7 +3,7 @@
 //! **Status: in progress.** This crate has the strategies, readiness-aware picking, passive
 //! outlier ejection, active health checks on a background task, `Discover` membership, the
 //! wait for a ready endpoint with a clear error, and a handle. Still to come (see the
-//! project's issue): retrying on a different endpoint, metrics, health checks for endpoints
+//! project's issue): retrying on a different endpoint, health checks for endpoints
 //! that arrive through `Discover`, and the benchmark.
 //!
 //! * **Strategies**: round robin, power of two choices by requests in flight, power of two
@@ -21,6 +21,8 @@
 //! * **Passive ejection**: after 5 failures in a row (by the shared classification) an endpoint
 //!   is ejected for 30 s times the number of its ejections, capped at 300 s; at most half the
 //!   endpoints are out at once (one always may be).
+//! * **Observability**: events (ejected, returned, health changed), `tracing` on each, and
+//!   per-endpoint metrics (feature `metrics`; names in [`metrics`]).
 //! * **When nothing can take a request**: it waits up to `wait_for_ready` (1 s), then fails
 //!   with [`NoEndpointReady`], which says why (none healthy, all ejected, none ready) and when
 //!   the first ejected endpoint returns.
@@ -56,6 +58,8 @@ mod future;
 mod handle;
 mod health;
 mod layer;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 mod service;
 
 pub use config::{BalanceConfig, ConfigError, Ejection, Strategy};

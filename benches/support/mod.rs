@@ -1,0 +1,228 @@
+//! The harness shared by the benches (`mod support;` in each): the bare `service_fn(echo)`
+//! every stack wraps, one call driven by hand, the allocation count printed before criterion
+//! runs, the `ready_call_await` group settings and `main`.
+//!
+//! One call is `poll_ready` + `call` + polling the response future to completion, driven by
+//! hand with a `Context` whose waker unparks the calling thread (no async runtime): a future
+//! that returns `Pending` parks the thread until woken, as a minimal executor would.
+//!
+//! The counting allocator (`stats_alloc`) is declared here, once per bench binary, and stays
+//! installed for the whole run, so a stack that allocates pays its counters (SeqCst
+//! read-modify-writes on shared words) in the timings too. Built with
+//! `--cfg bulwark_bench_uncounted`, no allocator is installed and the allocation report is
+//! skipped.
+
+// `bulwark_bench_uncounted` is the benches' own opt-out switch (see above), not a crate cfg.
+#![allow(unexpected_cfgs)]
+
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, Criterion};
+use std::convert::Infallible;
+use std::fmt::Debug;
+use std::future::{ready, Future, Ready};
+use std::hint::black_box;
+use std::pin::pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
+use std::thread;
+use std::time::Duration;
+use tower::Service;
+
+/// The counting allocator, installed unless built with `--cfg bulwark_bench_uncounted`.
+#[cfg(not(bulwark_bench_uncounted))]
+#[global_allocator]
+static GLOBAL: &stats_alloc::StatsAlloc<std::alloc::System> = &stats_alloc::INSTRUMENTED_SYSTEM;
+
+/// Not installed: only there so the report compiles (`main` skips it in this build).
+#[cfg(bulwark_bench_uncounted)]
+static GLOBAL: &stats_alloc::StatsAlloc<std::alloc::System> = &stats_alloc::INSTRUMENTED_SYSTEM;
+
+// ---------------------------------------------------------------------------------------------
+// The bare service.
+// ---------------------------------------------------------------------------------------------
+
+fn echo(x: u64) -> EchoFuture {
+    ready(Ok(x))
+}
+
+pub(crate) type EchoFuture = Ready<Result<u64, Infallible>>;
+
+/// The bare service: `service_fn` over a function item (no indirect call).
+pub(crate) fn bare(
+) -> impl Service<u64, Response = u64, Error = Infallible, Future = EchoFuture> + Clone + Send + 'static
+{
+    tower::service_fn(echo)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Driving one call by hand.
+// ---------------------------------------------------------------------------------------------
+
+struct ThreadWaker(thread::Thread);
+
+impl Wake for ThreadWaker {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.unpark();
+    }
+}
+
+/// A waker that unparks the current thread. Built once per thread, outside measurement.
+pub(crate) fn thread_waker() -> Waker {
+    Waker::from(Arc::new(ThreadWaker(thread::current())))
+}
+
+/// `poll_ready` + `call` + poll the future to completion.
+#[inline(always)]
+pub(crate) fn one_call<S>(svc: &mut S, cx: &mut Context<'_>, x: u64) -> u64
+where
+    S: Service<u64, Response = u64>,
+    S::Error: Debug,
+{
+    loop {
+        match svc.poll_ready(cx) {
+            Poll::Ready(Ok(())) => break,
+            Poll::Ready(Err(e)) => panic!("poll_ready failed: {e:?}"),
+            Poll::Pending => thread::park(),
+        }
+    }
+    let mut fut = pin!(svc.call(x));
+    loop {
+        match fut.as_mut().poll(cx) {
+            Poll::Ready(Ok(y)) => return y,
+            Poll::Ready(Err(e)) => panic!("call failed: {e:?}"),
+            Poll::Pending => thread::park(),
+        }
+    }
+}
+
+/// `n` calls in a row on this thread.
+#[inline(always)]
+pub(crate) fn calls<S>(svc: &mut S, cx: &mut Context<'_>, n: u64)
+where
+    S: Service<u64, Response = u64>,
+    S::Error: Debug,
+{
+    for i in 0..n {
+        black_box(one_call(svc, cx, black_box(i)));
+    }
+}
+
+/// `n` calls in a row on this thread, each checked to answer its own request.
+#[inline(always)]
+fn checked_calls<S>(svc: &mut S, cx: &mut Context<'_>, n: u64)
+where
+    S: Service<u64, Response = u64>,
+    S::Error: Debug,
+{
+    for i in 0..n {
+        assert_eq!(black_box(one_call(svc, cx, black_box(i))), i);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Allocations per call, counted before criterion runs.
+// ---------------------------------------------------------------------------------------------
+
+/// Calls made on each stack before counting starts.
+pub(crate) const ALLOC_WARMUP: u64 = 1_000;
+/// Calls counted on each stack.
+pub(crate) const ALLOC_CALLS: u64 = 10_000;
+
+/// Prints one line per stack: its allocations (and deallocations, reallocations, bytes
+/// allocated) per call, over [`ALLOC_CALLS`] calls after [`ALLOC_WARMUP`] uncounted ones.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct AllocReport {
+    /// The width the stack names are padded to, so the numbers line up.
+    pub(crate) name_width: usize,
+    /// Whether every call is checked to answer its own request (`assert_eq!`).
+    pub(crate) check_echo: bool,
+}
+
+impl AllocReport {
+    /// Counts and prints the allocations per call of `svc`, on this thread.
+    pub(crate) fn stack<S>(self, name: &str, mut svc: S)
+    where
+        S: Service<u64, Response = u64>,
+        S::Error: Debug,
+    {
+        let waker = thread_waker();
+        let mut cx = Context::from_waker(&waker);
+        self.calls(&mut svc, &mut cx, ALLOC_WARMUP);
+        let region = stats_alloc::Region::new(GLOBAL);
+        self.calls(&mut svc, &mut cx, ALLOC_CALLS);
+        let d = region.change();
+        let per = |v: usize| v as f64 / ALLOC_CALLS as f64;
+        let width = self.name_width;
+        println!(
+            "allocations per call: {name:<width$} {:.3}  (deallocations {:.3}, reallocations {:.3}, \
+             bytes allocated {:.1}) over {ALLOC_CALLS} calls",
+            per(d.allocations),
+            per(d.deallocations),
+            per(d.reallocations),
+            per(d.bytes_allocated),
+        );
+    }
+
+    #[inline(always)]
+    fn calls<S>(self, svc: &mut S, cx: &mut Context<'_>, n: u64)
+    where
+        S: Service<u64, Response = u64>,
+        S::Error: Debug,
+    {
+        if self.check_echo {
+            checked_calls(svc, cx, n);
+        } else {
+            calls(svc, cx, n);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Criterion.
+// ---------------------------------------------------------------------------------------------
+
+/// The group `name` of one call per iteration, with the settings every bench's
+/// `ready_call_await` group uses.
+pub(crate) fn ready_call_await_group<'a>(
+    c: &'a mut Criterion,
+    name: &str,
+) -> BenchmarkGroup<'a, WallTime> {
+    let mut g = c.benchmark_group(name);
+    g.warm_up_time(Duration::from_secs(2))
+        .measurement_time(Duration::from_secs(4))
+        .sample_size(100);
+    g
+}
+
+/// Times one call per iteration on `svc`: `poll_ready` + `call` + await.
+pub(crate) fn bench_one<S>(g: &mut BenchmarkGroup<'_, WallTime>, name: &str, mut svc: S)
+where
+    S: Service<u64, Response = u64>,
+    S::Error: Debug,
+{
+    let waker = thread_waker();
+    let mut cx = Context::from_waker(&waker);
+    let mut i = 0u64;
+    g.bench_function(name, |b| {
+        b.iter(|| {
+            i = i.wrapping_add(1);
+            one_call(&mut svc, &mut cx, black_box(i))
+        })
+    });
+}
+
+/// A bench's `main`: the allocation report (unless built with `--cfg bulwark_bench_uncounted`),
+/// then the criterion groups (`benches`, from `criterion_group!`), then criterion's summary.
+pub(crate) fn main(alloc_report: fn(), benches: fn()) {
+    if cfg!(bulwark_bench_uncounted) {
+        println!("-- allocation counting disabled (--cfg bulwark_bench_uncounted) --");
+    } else {
+        alloc_report();
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -1,0 +1,102 @@
+//! Per-endpoint metrics, read back from a debugging recorder.
+#![cfg(feature = "metrics")]
+
+use bulwark_balance::{BalanceLayer, Ejection, Strategy};
+use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+use metrics_util::MetricKind;
+use tower::util::BoxCloneService;
+use tower::{Service, ServiceExt};
+
+#[tokio::test(start_paused = true)]
+async fn requests_ejections_and_health_are_reported_per_endpoint() {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    recorder.install().unwrap();
+
+    type E = BoxCloneService<(), (), std::io::Error>;
+    let ok: E = BoxCloneService::new(tower::service_fn(|_: ()| async { Ok(()) }));
+    let bad: E = BoxCloneService::new(tower::service_fn(|_: ()| async {
+        Err(std::io::Error::from(std::io::ErrorKind::ConnectionRefused))
+    }));
+    let mut lb = BalanceLayer::builder()
+        .name("stores")
+        .endpoint_names(["store-1", "store-2"])
+        .strategy(Strategy::RoundRobin)
+        .ejection(Ejection {
+            consecutive_failures: 2,
+            ..Ejection::default()
+        })
+        .build()
+        .unwrap()
+        .build(vec![ok, bad])
+        .unwrap();
+    for _ in 0..6 {
+        let _ = lb.ready().await.unwrap().call(()).await;
+    }
+    lb.handle().set_healthy(0, false);
+    let snapshot = snapshotter.snapshot().into_vec();
+    let value = |kind: MetricKind, name: &str, endpoint: &str, outcome: Option<&str>| {
+        snapshot
+            .iter()
+            .find(|(key, _, _, _)| {
+                let k = key.key();
+                key.kind() == kind
+                    && k.name() == name
+                    && k.labels()
+                        .any(|l| l.key() == "endpoint" && l.value() == endpoint)
+                    && outcome
+                        .is_none_or(|o| k.labels().any(|l| l.key() == "outcome" && l.value() == o))
+            })
+            .map(|(_, _, _, v)| match v {
+                DebugValue::Counter(n) => *n as f64,
+                DebugValue::Gauge(g) => g.into_inner(),
+                other => panic!("{other:?}"),
+            })
+    };
+    // Round robin: 1, 2, 1, 2 (2 ejected after its second failure), then 1, 1.
+    assert_eq!(
+        value(
+            MetricKind::Counter,
+            "bulwark_balance_requests_total",
+            "store-1",
+            Some("success")
+        ),
+        Some(4.0)
+    );
+    assert_eq!(
+        value(
+            MetricKind::Counter,
+            "bulwark_balance_requests_total",
+            "store-2",
+            Some("failure")
+        ),
+        Some(2.0)
+    );
+    assert_eq!(
+        value(
+            MetricKind::Counter,
+            "bulwark_balance_ejections_total",
+            "store-2",
+            None
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(
+            MetricKind::Gauge,
+            "bulwark_balance_endpoint_ejected",
+            "store-2",
+            None
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(
+            MetricKind::Gauge,
+            "bulwark_balance_endpoint_healthy",
+            "store-1",
+            None
+        ),
+        Some(0.0)
+    );
+}
