@@ -47,8 +47,13 @@ impl EndpointState {
     }
 }
 
+/// Tells balancers apart in a request's `Attempts`.
+static NEXT_SCOPE: AtomicUsize = AtomicUsize::new(0);
+
 pub(crate) struct Core<C> {
     pub(crate) name: Box<str>,
+    /// This balancer's identifier in a request's `Attempts`.
+    pub(crate) scope: usize,
     pub(crate) strategy: Strategy,
     pub(crate) ejection: Ejection,
     pub(crate) wait_for_ready: Duration,
@@ -100,6 +105,7 @@ impl<C> Core<C> {
     ) -> Self {
         Core {
             name: config.name.clone().into_boxed_str(),
+            scope: NEXT_SCOPE.fetch_add(1, Ordering::Relaxed),
             strategy: config.strategy,
             ejection: config.ejection,
             wait_for_ready: config.wait_for_ready,

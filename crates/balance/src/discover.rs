@@ -2,6 +2,7 @@
 
 use crate::future::ResponseFuture;
 use crate::service::Balance;
+use bulwark_core::attempts::{NoAttempts, RequestAttempts};
 use bulwark_core::{BoxError, Classify};
 use std::fmt;
 use std::pin::Pin;
@@ -14,15 +15,15 @@ use tower_service::Service;
 /// old one. A removed endpoint is never picked again; its requests in flight finish as usual.
 ///
 /// Built by [`BalanceLayer::build_discover`](crate::BalanceLayer::build_discover).
-pub struct DiscoverBalance<D: Discover, C> {
+pub struct DiscoverBalance<D: Discover, C, A = NoAttempts> {
     discover: D,
     ended: bool,
     keys: Vec<D::Key>,
-    balance: Balance<D::Service, C>,
+    balance: Balance<D::Service, C, A>,
 }
 
-impl<D: Discover, C> DiscoverBalance<D, C> {
-    pub(crate) fn new(discover: D, balance: Balance<D::Service, C>) -> Self {
+impl<D: Discover, C, A> DiscoverBalance<D, C, A> {
+    pub(crate) fn new(discover: D, balance: Balance<D::Service, C, A>) -> Self {
         DiscoverBalance {
             discover,
             ended: false,
@@ -32,7 +33,7 @@ impl<D: Discover, C> DiscoverBalance<D, C> {
     }
 
     /// The balancer (its endpoints and handle).
-    pub fn balance(&self) -> &Balance<D::Service, C> {
+    pub fn balance(&self) -> &Balance<D::Service, C, A> {
         &self.balance
     }
 
@@ -45,7 +46,7 @@ impl<D: Discover, C> DiscoverBalance<D, C> {
     }
 }
 
-impl<D, C> fmt::Debug for DiscoverBalance<D, C>
+impl<D, C, A> fmt::Debug for DiscoverBalance<D, C, A>
 where
     D: Discover,
     D::Key: fmt::Debug,
@@ -58,7 +59,7 @@ where
     }
 }
 
-impl<D, C> DiscoverBalance<D, C>
+impl<D, C, A> DiscoverBalance<D, C, A>
 where
     D: Discover + Unpin,
     D::Key: Eq + fmt::Display,
@@ -93,8 +94,9 @@ where
     }
 }
 
-impl<D, C, Req> Service<Req> for DiscoverBalance<D, C>
+impl<D, C, A, Req> Service<Req> for DiscoverBalance<D, C, A>
 where
+    A: RequestAttempts<Req>,
     D: Discover + Unpin,
     D::Key: Eq + fmt::Display,
     D::Error: Into<BoxError>,

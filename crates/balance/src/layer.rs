@@ -3,6 +3,7 @@
 use crate::config::{BalanceConfig, ConfigError, Ejection, Strategy};
 use crate::core::Core;
 use crate::service::Balance;
+use bulwark_core::attempts::NoAttempts;
 use bulwark_core::{DefaultClassifier, Listener, RandomSource, SharedListener, SplitMix64};
 use std::fmt;
 use std::sync::Arc;
@@ -10,14 +11,15 @@ use std::time::Duration;
 
 /// Turns a list of endpoints into a [`Balance`]. Built, and validated, by [`Builder`].
 #[derive(Clone)]
-pub struct BalanceLayer<C = DefaultClassifier> {
+pub struct BalanceLayer<C = DefaultClassifier, A = NoAttempts> {
     config: Arc<BalanceConfig>,
     classifier: C,
+    attempts: A,
     listener: Option<SharedListener>,
     random: Arc<dyn RandomSource>,
 }
 
-impl<C> fmt::Debug for BalanceLayer<C> {
+impl<C, A> fmt::Debug for BalanceLayer<C, A> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("BalanceLayer")
             .field("config", &self.config)
@@ -32,14 +34,14 @@ impl BalanceLayer {
     }
 }
 
-impl<C: Clone> BalanceLayer<C> {
+impl<C: Clone, A: Clone> BalanceLayer<C, A> {
     /// The settings.
     pub fn config(&self) -> &BalanceConfig {
         &self.config
     }
 
     /// A balancer over `endpoints`.
-    pub fn build<S>(&self, endpoints: Vec<S>) -> Result<Balance<S, C>, ConfigError> {
+    pub fn build<S>(&self, endpoints: Vec<S>) -> Result<Balance<S, C, A>, ConfigError> {
         self.config.validate_for(endpoints.len())?;
         let core = Core::new(&self.config, self.classifier.clone(), self.listener.clone());
         Ok(Balance::new(
@@ -47,6 +49,7 @@ impl<C: Clone> BalanceLayer<C> {
             &self.config.endpoint_names,
             Arc::new(core),
             self.random.next_u64(),
+            self.attempts.clone(),
         ))
     }
 
@@ -56,7 +59,7 @@ impl<C: Clone> BalanceLayer<C> {
     pub fn build_discover<D>(
         &self,
         discover: D,
-    ) -> Result<crate::DiscoverBalance<D, C>, ConfigError>
+    ) -> Result<crate::DiscoverBalance<D, C, A>, ConfigError>
     where
         D: tower::discover::Discover,
     {
@@ -64,7 +67,13 @@ impl<C: Clone> BalanceLayer<C> {
         let core = Core::new(&self.config, self.classifier.clone(), self.listener.clone());
         Ok(crate::DiscoverBalance::new(
             discover,
-            Balance::new(Vec::new(), &[], Arc::new(core), self.random.next_u64()),
+            Balance::new(
+                Vec::new(),
+                &[],
+                Arc::new(core),
+                self.random.next_u64(),
+                self.attempts.clone(),
+            ),
         ))
     }
 
@@ -76,7 +85,7 @@ impl<C: Clone> BalanceLayer<C> {
         &self,
         endpoints: Vec<S>,
         probes: Vec<P>,
-    ) -> Result<Balance<S, C>, ConfigError>
+    ) -> Result<Balance<S, C, A>, ConfigError>
     where
         C: Send + Sync + 'static,
         P: tower_service::Service<()> + Send + 'static,
@@ -114,7 +123,7 @@ impl<C: Clone> BalanceLayer<C> {
         &self,
         endpoints: Vec<S>,
         per_endpoint: &L,
-    ) -> Result<Balance<L::Service, C>, ConfigError>
+    ) -> Result<Balance<L::Service, C, A>, ConfigError>
     where
         L: tower_layer::Layer<S>,
     {
@@ -128,14 +137,15 @@ impl<C: Clone> BalanceLayer<C> {
 }
 
 /// Builds a [`BalanceLayer`]; [`Builder::build`] validates the settings.
-pub struct Builder<C = DefaultClassifier> {
+pub struct Builder<C = DefaultClassifier, A = NoAttempts> {
     config: BalanceConfig,
     classifier: C,
+    attempts: A,
     listener: Option<SharedListener>,
     random: Option<Arc<dyn RandomSource>>,
 }
 
-impl<C> fmt::Debug for Builder<C> {
+impl<C, A> fmt::Debug for Builder<C, A> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Builder")
             .field("config", &self.config)
@@ -149,13 +159,14 @@ impl Builder {
         Builder {
             config,
             classifier: DefaultClassifier,
+            attempts: NoAttempts,
             listener: None,
             random: None,
         }
     }
 }
 
-impl<C> Builder<C> {
+impl<C, A> Builder<C, A> {
     /// The name reported in events, logs and errors.
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.config.name = name.into();
@@ -191,13 +202,34 @@ impl<C> Builder<C> {
     }
 
     /// Decide what counts as a failure (for ejection) with `classifier`.
-    pub fn classifier<C2>(self, classifier: C2) -> Builder<C2> {
+    pub fn classifier<C2>(self, classifier: C2) -> Builder<C2, A> {
         Builder {
             config: self.config,
             classifier,
+            attempts: self.attempts,
             listener: self.listener,
             random: self.random,
         }
+    }
+
+    /// Read the request's [`Attempts`](bulwark_core::attempts::Attempts) with `attempts`,
+    /// so a retry or failover stacked above sends a resend to an endpoint the request has not
+    /// been to, while one can take it.
+    pub fn attempts<A2>(self, attempts: A2) -> Builder<C, A2> {
+        Builder {
+            config: self.config,
+            classifier: self.classifier,
+            attempts,
+            listener: self.listener,
+            random: self.random,
+        }
+    }
+
+    /// For `http::Request`s: resends avoid endpoints the request has been to (the retry and
+    /// failover layers' HTTP policies attach what is needed).
+    #[cfg(feature = "http")]
+    pub fn http(self) -> Builder<C, bulwark_core::attempts::HttpAttempts> {
+        self.attempts(bulwark_core::attempts::HttpAttempts)
     }
 
     /// Send events to `listener`.
@@ -220,11 +252,12 @@ impl<C> Builder<C> {
     }
 
     /// Validates the settings and builds the layer.
-    pub fn build(self) -> Result<BalanceLayer<C>, ConfigError> {
+    pub fn build(self) -> Result<BalanceLayer<C, A>, ConfigError> {
         self.config.validate()?;
         Ok(BalanceLayer {
             config: Arc::new(self.config),
             classifier: self.classifier,
+            attempts: self.attempts,
             listener: self.listener,
             random: self
                 .random

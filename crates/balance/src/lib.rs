@@ -1,10 +1,10 @@
 //! A load balancer for Tower services that knows which endpoints are alive.
 //!
 //! **Status: in progress.** This crate has the strategies, readiness-aware picking, passive
-//! outlier ejection, active health checks on a background task, `Discover` membership, the
-//! wait for a ready endpoint with a clear error, and a handle. Still to come (see the
-//! project's issue): retrying on a different endpoint, health checks for endpoints
-//! that arrive through `Discover`, and the benchmark.
+//! outlier ejection, active health checks on a background task, `Discover` membership,
+//! resends sent to an endpoint the request has not been to, the wait for a ready endpoint
+//! with a clear error, a handle and metrics. Still to come (see the project's issue): health
+//! checks for endpoints that arrive through `Discover`, and the benchmark's targets.
 //!
 //! * **Strategies**: round robin, power of two choices by requests in flight, power of two
 //!   choices by peak-EWMA latency (the default), first available in order.
@@ -16,6 +16,10 @@
 //!   `Service<()>`, or [`HttpProbe`] for `GET /health`, 2xx healthy) every 2 s with a 2 s
 //!   timeout; unhealthy after 2 failures, healthy after 1 success; 10% jitter. The task stops
 //!   when the balancer is dropped.
+//! * **Resends go elsewhere**: with [`Builder::http`] (or [`Builder::attempts`] for your own
+//!   request type), a retry or failover layer stacked above does not send a resend back to an
+//!   endpoint the request already went to while another can take it (the layers' HTTP
+//!   policies attach the shared [`Attempts`](bulwark_core::attempts::Attempts) to the request).
 //! * **Membership**: a static list ([`BalanceLayer::build`]) or a `tower::discover` stream
 //!   ([`BalanceLayer::build_discover`]); a removed endpoint's requests in flight finish.
 //! * **Passive ejection**: after 5 failures in a row (by the shared classification) an endpoint

@@ -5,6 +5,7 @@ use crate::core::{Core, EndpointState};
 use crate::error::{Misuse, NoEndpointReady, Unavailable};
 use crate::future::{InFlight, ResponseFuture};
 use crate::handle::Handle;
+use bulwark_core::attempts::{Attempts, NoAttempts, RequestAttempts};
 use bulwark_core::local::LocalRef;
 use bulwark_core::{BoxError, Classify};
 use std::fmt;
@@ -23,7 +24,7 @@ use tower_service::Service;
 /// (healthy, not ejected), and asks only that one (or, if it is not ready, the next
 /// candidate) whether it is ready: the endpoint it reserves is the one `call` uses, and no
 /// other holds a reservation. An endpoint that is not ready is skipped, never dropped.
-pub struct Balance<S, C> {
+pub struct Balance<S, C, A = NoAttempts> {
     endpoints: Vec<S>,
     states: Vec<Arc<EndpointState>>,
     core: LocalRef<Core<C>>,
@@ -33,10 +34,17 @@ pub struct Balance<S, C> {
     rng: u64,
     waiting_since: Option<Instant>,
     timer: Option<Pin<Box<Sleep>>>,
+    attempts: A,
 }
 
-impl<S, C> Balance<S, C> {
-    pub(crate) fn new(endpoints: Vec<S>, names: &[String], core: Arc<Core<C>>, seed: u64) -> Self {
+impl<S, C, A> Balance<S, C, A> {
+    pub(crate) fn new(
+        endpoints: Vec<S>,
+        names: &[String],
+        core: Arc<Core<C>>,
+        seed: u64,
+        attempts: A,
+    ) -> Self {
         let states = (0..endpoints.len())
             .map(|i| core.add(names.get(i).cloned().unwrap_or_else(|| i.to_string())))
             .collect();
@@ -50,6 +58,7 @@ impl<S, C> Balance<S, C> {
             rng: seed | 1,
             waiting_since: None,
             timer: None,
+            attempts,
         }
     }
 
@@ -104,7 +113,7 @@ impl<S, C> Balance<S, C> {
     }
 }
 
-impl<S: Clone, C> Clone for Balance<S, C> {
+impl<S: Clone, C, A: Clone> Clone for Balance<S, C, A> {
     /// Clones every endpoint (one `Vec` allocation); the clones share the endpoints' state
     /// (loads, ejections, health).
     fn clone(&self) -> Self {
@@ -118,11 +127,12 @@ impl<S: Clone, C> Clone for Balance<S, C> {
             rng: self.rng.rotate_left(17) ^ 0x9E37_79B9_7F4A_7C15,
             waiting_since: None,
             timer: None,
+            attempts: self.attempts.clone(),
         }
     }
 }
 
-impl<S: fmt::Debug, C> fmt::Debug for Balance<S, C> {
+impl<S: fmt::Debug, C, A> fmt::Debug for Balance<S, C, A> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Balance")
             .field("endpoints", &self.endpoints)
@@ -131,7 +141,34 @@ impl<S: fmt::Debug, C> fmt::Debug for Balance<S, C> {
     }
 }
 
-impl<S, C> Balance<S, C> {
+impl<S, C, A> Balance<S, C, A> {
+    /// For a resend: an eligible endpoint the request has not been to, ready right now
+    /// (asked with a no-op waker: `call` cannot wait), if there is one.
+    #[cold]
+    fn untried<Req>(&mut self, attempts: &Attempts, now: u64) -> Option<usize>
+    where
+        S: Service<Req>,
+    {
+        let n = self.endpoints.len();
+        let scope = self.core.get().scope;
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let start = self.random(n.max(1));
+        let mut i = start;
+        for _ in 0..n {
+            if !attempts.tried(scope, self.states[i].id)
+                && self.core.get().eligible(&self.states[i], now)
+                && self.ready::<Req>(i, &mut cx)
+            {
+                return Some(i);
+            }
+            i += 1;
+            if i == n {
+                i = 0;
+            }
+        }
+        None
+    }
+
     /// Finds an endpoint that may be picked and is ready; reserves it.
     fn pick<Req>(&mut self, cx: &mut Context<'_>, now: u64) -> Option<usize>
     where
@@ -294,11 +331,12 @@ impl<S, C> Balance<S, C> {
     }
 }
 
-impl<S, C, Req> Service<Req> for Balance<S, C>
+impl<S, C, A, Req> Service<Req> for Balance<S, C, A>
 where
     S: Service<Req>,
     S::Error: Into<BoxError>,
     C: Classify<S::Response, S::Error> + Send + Sync + 'static,
+    A: RequestAttempts<Req>,
 {
     type Response = S::Response;
     type Error = BoxError;
@@ -322,9 +360,21 @@ where
         if let Some(refused) = self.refused.take() {
             return ResponseFuture::failed(Box::new(refused));
         }
-        let Some(i) = self.chosen.take() else {
+        let Some(mut i) = self.chosen.take() else {
             return ResponseFuture::failed(Box::new(Misuse));
         };
+        if let Some(attempts) = self.attempts.attempts(&request) {
+            let attempts = attempts.clone();
+            let scope = self.core.get().scope;
+            // A resend: not to the endpoint that already had it, while another can take it.
+            if attempts.tried(scope, self.states[i].id) {
+                let now = self.core.get().now();
+                if let Some(j) = self.untried::<Req>(&attempts, now) {
+                    i = j;
+                }
+            }
+            attempts.record(scope, self.states[i].id);
+        }
         let core = self.core.get();
         let started = (core.strategy == Strategy::P2cPeakEwma).then(|| core.now());
         let in_flight = InFlight::new(self.core.for_call(), self.states[i].clone(), started);

@@ -35,6 +35,7 @@
 //! assert_eq!(even_is_ok.classify(&ok), Outcome::Failure);
 //! ```
 
+pub mod attempts;
 pub mod backoff;
 pub mod budget;
 pub mod classify;

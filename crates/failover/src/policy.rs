@@ -19,6 +19,12 @@ pub trait FailoverPolicy<Req, Res, E> {
         let _ = request;
         true
     }
+
+    /// Called once, before the copy for resending is taken (the HTTP policy attaches
+    /// [`Attempts`](bulwark_core::attempts::Attempts) so balancers below tell targets apart).
+    fn prepare(&self, request: &mut Req) {
+        let _ = request;
+    }
 }
 
 /// Fails over on every outcome its classifier calls a failure (every error, by default).
@@ -127,6 +133,11 @@ mod http_policy {
 
         fn can_resend(&self, request: &http::Request<B>) -> bool {
             request.can_replay()
+        }
+
+        fn prepare(&self, request: &mut http::Request<B>) {
+            use bulwark_core::attempts::{HttpAttempts, RequestAttempts};
+            HttpAttempts.ensure(request);
         }
     }
 }

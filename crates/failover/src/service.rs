@@ -163,7 +163,9 @@ where
         let Some(i) = self.chosen.take() else {
             return ResponseFuture::failed(Box::new(Misuse), self.local.for_call());
         };
+        let mut request = request;
         let copy = if shared.targets > 1 && shared.policy.can_resend(&request) {
+            shared.policy.prepare(&mut request);
             Some(request.clone())
         } else {
             None

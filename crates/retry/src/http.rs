@@ -209,4 +209,9 @@ where
     fn may_resend(&self, request: &Request<B>) -> bool {
         self.method_allowed(request.method(), request.headers()) && request.can_replay()
     }
+
+    fn prepare(&self, request: &mut Request<B>) {
+        use bulwark_core::attempts::{HttpAttempts, RequestAttempts};
+        HttpAttempts.ensure(request);
+    }
 }

@@ -34,6 +34,14 @@ pub trait RetryPolicy<Req, Res, E> {
         let _ = request;
         true
     }
+
+    /// Called once, before the copy for resending is taken: a policy may attach what the
+    /// attempts should share (the HTTP policy attaches
+    /// [`Attempts`](bulwark_core::attempts::Attempts), so a balancer below sends a retry to a
+    /// different endpoint).
+    fn prepare(&self, request: &mut Req) {
+        let _ = request;
+    }
 }
 
 /// Retries every outcome its classifier calls a [`Outcome::Failure`]; accepts the rest.

@@ -108,7 +108,9 @@ where
         }
         let shared = self.local.get();
         let deadline = shared.deadline.map(|d| Instant::now() + d);
+        let mut request = request;
         let copy = if shared.max_attempts > 1 && shared.policy.may_resend(&request) {
+            shared.policy.prepare(&mut request);
             Some(request.clone())
         } else {
             None
