@@ -63,6 +63,8 @@ pub(crate) struct Core<C> {
     count: AtomicUsize,
     next_id: AtomicUsize,
     ejected: AtomicUsize,
+    /// The earliest time (ns) an ejection ends, or `u64::MAX`: sweeping is skipped before it.
+    next_due: AtomicU64,
     pub(crate) classifier: C,
     listener: Option<SharedListener>,
     base: Instant,
@@ -115,6 +117,7 @@ impl<C> Core<C> {
             count: AtomicUsize::new(0),
             next_id: AtomicUsize::new(0),
             ejected: AtomicUsize::new(0),
+            next_due: AtomicU64::new(u64::MAX),
             classifier,
             listener,
             base: Instant::now(),
@@ -187,6 +190,18 @@ impl<C> Core<C> {
             .saturating_add(1)
     }
 
+    /// The clock time, when picking needs it (peak-EWMA decay, or an endpoint ejected);
+    /// 0 otherwise, which reads every ejection as still running (the safe side, should one
+    /// begin meanwhile).
+    #[inline]
+    pub(crate) fn now_if_needed(&self) -> u64 {
+        if self.strategy == Strategy::P2cPeakEwma || self.ejected.load(Ordering::Acquire) != 0 {
+            self.now()
+        } else {
+            0
+        }
+    }
+
     /// The instant of clock time `at`.
     pub(crate) fn instant_at(&self, at: u64) -> Instant {
         self.base + Duration::from_nanos(at.saturating_sub(1))
@@ -231,14 +246,24 @@ impl<C> Core<C> {
 
     /// Returns every endpoint whose ejection is over, so no request is needed for one to come
     /// back and the count of ejected endpoints is right before a new ejection.
+    #[inline]
     pub(crate) fn sweep(&self, now: u64) {
-        if self.ejected.load(Ordering::Acquire) == 0 {
+        if self.ejected.load(Ordering::Acquire) == 0 || now < self.next_due.load(Ordering::Acquire)
+        {
             return;
         }
+        self.sweep_due(now);
+    }
+
+    #[cold]
+    fn sweep_due(&self, now: u64) {
+        self.next_due.store(u64::MAX, Ordering::Release);
         for e in self.members() {
             let until = e.ejected_until.load(Ordering::Acquire);
             if until != 0 && now >= until {
                 self.return_endpoint(&e, until);
+            } else if until != 0 {
+                self.next_due.fetch_min(until, Ordering::AcqRel);
             }
         }
     }
@@ -366,6 +391,7 @@ impl<C> Core<C> {
             self.ejected.fetch_sub(1, Ordering::AcqRel); // someone else ejected it meanwhile
             return;
         }
+        self.next_due.fetch_min(until, Ordering::AcqRel);
         #[cfg(feature = "metrics")]
         {
             e.metrics.ejections.increment(1);

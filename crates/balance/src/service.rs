@@ -346,7 +346,7 @@ where
         if self.chosen.is_some() || self.refused.is_some() {
             return Poll::Ready(Ok(()));
         }
-        let now = self.core.get().now();
+        let now = self.core.get().now_if_needed();
         self.core.get().sweep(now);
         if let Some(i) = self.pick::<Req>(cx, now) {
             self.chosen = Some(i);
