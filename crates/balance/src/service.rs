@@ -29,6 +29,8 @@ pub struct Balance<S, C, A = NoAttempts> {
     states: Vec<Arc<EndpointState>>,
     core: LocalRef<Core<C>>,
     chosen: Option<usize>,
+    /// The clock reading of the `poll_ready` that chose (for peak EWMA: the call's start).
+    chosen_at: u64,
     refused: Option<NoEndpointReady>,
     next: usize,
     rng: u64,
@@ -53,6 +55,7 @@ impl<S, C, A> Balance<S, C, A> {
             states,
             core: LocalRef::new(core),
             chosen: None,
+            chosen_at: 0,
             refused: None,
             next: 0,
             rng: seed | 1,
@@ -122,6 +125,7 @@ impl<S: Clone, C, A: Clone> Clone for Balance<S, C, A> {
             states: self.states.clone(),
             core: self.core.clone(),
             chosen: None,
+            chosen_at: 0,
             refused: None,
             next: self.next,
             rng: self.rng.rotate_left(17) ^ 0x9E37_79B9_7F4A_7C15,
@@ -350,6 +354,7 @@ where
         self.core.get().sweep(now);
         if let Some(i) = self.pick::<Req>(cx, now) {
             self.chosen = Some(i);
+            self.chosen_at = now;
             self.waiting_since = None;
             return Poll::Ready(Ok(()));
         }
@@ -376,7 +381,16 @@ where
             attempts.record(scope, self.states[i].id);
         }
         let core = self.core.get();
-        let started = (core.strategy == Strategy::P2cPeakEwma).then(|| core.now());
+        // Peak EWMA times the call from the clock reading that chose the endpoint (taken
+        // just before; one clock read fewer per call), or reads it now after a wait.
+        let started = (core.strategy == Strategy::P2cPeakEwma).then(|| {
+            if self.chosen_at != 0 {
+                self.chosen_at
+            } else {
+                core.now()
+            }
+        });
+        self.chosen_at = 0;
         let in_flight = InFlight::new(self.core.for_call(), self.states[i].clone(), started);
         ResponseFuture::called(self.endpoints[i].call(request), in_flight)
     }
