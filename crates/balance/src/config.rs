@@ -40,6 +40,24 @@ pub struct Ejection {
     pub max: Duration,
     /// At most this share of the endpoints may be ejected at once (one always may be).
     pub max_ejected: f64,
+    /// Also eject when this share of an endpoint's requests over the window failed (`None`,
+    /// the default, for consecutive failures only).
+    pub failure_rate: Option<FailureRate>,
+}
+
+/// Ejection on the share of failed requests over a window (Envoy's success-rate outlier
+/// detection, per endpoint).
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(deny_unknown_fields))]
+pub struct FailureRate {
+    /// Eject when failures / requests over the window reaches this share (in `(0, 1]`).
+    pub rate: f64,
+    /// Only once the window holds this many requests.
+    pub min_requests: u32,
+    /// How far back requests count (kept in ten slots).
+    #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
+    pub window: Duration,
 }
 
 impl Default for Ejection {
@@ -51,6 +69,7 @@ impl Default for Ejection {
             base: Duration::from_secs(30),
             max: Duration::from_secs(300),
             max_ejected: 0.5,
+            failure_rate: None,
         }
     }
 }
@@ -87,6 +106,10 @@ pub struct BalanceConfig {
     pub default_rtt: Duration,
     /// Active health checks (used when the balancer is built with probes).
     pub health: crate::HealthCheck,
+    /// Panic mode: when fewer than this share of the endpoints are healthy and not ejected,
+    /// balance over all of them (ready ones) rather than pile everything on the few left.
+    /// `None` (the default) turns it off.
+    pub panic_threshold: Option<f64>,
 }
 
 impl Default for BalanceConfig {
@@ -100,6 +123,7 @@ impl Default for BalanceConfig {
             ewma_decay: Duration::from_secs(10),
             default_rtt: Duration::from_millis(30),
             health: crate::HealthCheck::default(),
+            panic_threshold: None,
         }
     }
 }
@@ -131,6 +155,13 @@ pub enum ConfigError {
     },
     /// `health.jitter` is outside `[0, 1]`.
     Jitter(f64),
+    /// A share (`ejection.failure_rate.rate`, `panic_threshold`) is outside its range.
+    Share {
+        /// The setting.
+        setting: &'static str,
+        /// The value given.
+        value: f64,
+    },
     /// The probes do not number one per endpoint.
     Probes {
         /// Probes given.
@@ -152,6 +183,7 @@ impl ConfigError {
             ConfigError::MaxEjected(_) => "ejection.max_ejected",
             ConfigError::EndpointNames { .. } => "endpoint_names",
             ConfigError::Jitter(_) => "health.jitter",
+            ConfigError::Share { setting, .. } => setting,
             ConfigError::Probes { .. } => "probes",
             ConfigError::NoRuntime => "health",
         }
@@ -182,6 +214,9 @@ impl fmt::Display for ConfigError {
             }
             ConfigError::Jitter(v) => {
                 write!(f, "balance `health.jitter` must be in [0, 1], got {v}")
+            }
+            ConfigError::Share { setting, value } => {
+                write!(f, "balance `{setting}` must be in (0, 1], got {value}")
             }
             ConfigError::Probes { probes, endpoints } => {
                 write!(
@@ -220,6 +255,32 @@ impl BalanceConfig {
             }
         }
         self.health.validate()?;
+        if let Some(fr) = &e.failure_rate {
+            if !(fr.rate > 0.0 && fr.rate <= 1.0) {
+                return Err(ConfigError::Share {
+                    setting: "ejection.failure_rate.rate",
+                    value: fr.rate,
+                });
+            }
+            if fr.min_requests == 0 {
+                return Err(ConfigError::Zero {
+                    setting: "ejection.failure_rate.min_requests",
+                });
+            }
+            if fr.window < Duration::from_millis(10) {
+                return Err(ConfigError::Zero {
+                    setting: "ejection.failure_rate.window",
+                });
+            }
+        }
+        if let Some(p) = self.panic_threshold {
+            if !(p > 0.0 && p <= 1.0) {
+                return Err(ConfigError::Share {
+                    setting: "panic_threshold",
+                    value: p,
+                });
+            }
+        }
         if !(0.0..=1.0).contains(&e.max_ejected) {
             return Err(ConfigError::MaxEjected(e.max_ejected));
         }

@@ -1,6 +1,7 @@
 //! The balancer's shared state: settings, the member list, and one record per endpoint.
 
 use crate::config::{BalanceConfig, Ejection, Strategy};
+use bulwark_core::rolling::SlotSnapshots;
 use bulwark_core::{Event, SharedListener};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -29,6 +30,8 @@ pub(crate) struct EndpointState {
     /// Peak-EWMA latency in ns (f64 bits), and when it was last updated (ns; 0 = never).
     ewma: AtomicU64,
     ewma_at: AtomicU64,
+    /// Successes and failures per tenth of the failure-rate window, when it is on.
+    rate_window: Option<SlotSnapshots<2>>,
     #[cfg(feature = "metrics")]
     metrics: crate::metrics::EndpointMetrics,
 }
@@ -63,6 +66,9 @@ pub(crate) struct Core<C> {
     count: AtomicUsize,
     next_id: AtomicUsize,
     ejected: AtomicUsize,
+    /// Members marked healthy (for panic mode).
+    healthy: AtomicUsize,
+    panic_threshold: Option<f64>,
     /// The earliest time (ns) an ejection ends, or `u64::MAX`: sweeping is skipped before it.
     next_due: AtomicU64,
     pub(crate) classifier: C,
@@ -117,6 +123,8 @@ impl<C> Core<C> {
             count: AtomicUsize::new(0),
             next_id: AtomicUsize::new(0),
             ejected: AtomicUsize::new(0),
+            healthy: AtomicUsize::new(0),
+            panic_threshold: config.panic_threshold,
             next_due: AtomicU64::new(u64::MAX),
             classifier,
             listener,
@@ -140,12 +148,14 @@ impl<C> Core<C> {
             removed: AtomicBool::new(false),
             ewma: AtomicU64::new(self.default_rtt.to_bits()),
             ewma_at: AtomicU64::new(0),
+            rate_window: self.ejection.failure_rate.map(|_| SlotSnapshots::new(10)),
             #[cfg(feature = "metrics")]
             metrics: crate::metrics::EndpointMetrics::new(&self.name, &name),
             name,
         });
         lock(&self.members).push(state.clone());
         self.count.fetch_add(1, Ordering::AcqRel);
+        self.healthy.fetch_add(1, Ordering::AcqRel);
         self.wake_waiters();
         state
     }
@@ -157,6 +167,9 @@ impl<C> Core<C> {
         }
         lock(&self.members).retain(|m| !Arc::ptr_eq(m, state));
         self.count.fetch_sub(1, Ordering::AcqRel);
+        if state.healthy.load(Ordering::Acquire) {
+            self.healthy.fetch_sub(1, Ordering::AcqRel);
+        }
         if state.ejected_until.swap(0, Ordering::AcqRel) != 0 {
             self.ejected.fetch_sub(1, Ordering::AcqRel);
         }
@@ -211,6 +224,32 @@ impl<C> Core<C> {
         if let Some(l) = &self.listener {
             l.emit(event);
         }
+    }
+
+    /// Whether too few endpoints can take requests, so the balancer should use all of them.
+    #[inline]
+    pub(crate) fn panicking(&self) -> bool {
+        match self.panic_threshold {
+            None => false,
+            Some(threshold) => self.panic_now(threshold),
+        }
+    }
+
+    #[cold]
+    fn panic_now(&self, threshold: f64) -> bool {
+        let n = self.count.load(Ordering::Acquire);
+        if n == 0 {
+            return false;
+        }
+        let available = self
+            .healthy
+            .load(Ordering::Acquire)
+            .saturating_sub(self.ejected.load(Ordering::Acquire));
+        let panic = (available as f64) < threshold * n as f64;
+        if panic {
+            tracing::debug!(balancer = %self.name, available, endpoints = n, "panic mode: balancing over every endpoint");
+        }
+        panic
     }
 
     /// Whether `e` may be picked at all (healthy and not ejected); an ejection whose time is
@@ -355,14 +394,48 @@ impl<C> Core<C> {
             if e.consecutive.load(Ordering::Relaxed) != 0 {
                 e.consecutive.store(0, Ordering::Relaxed);
             }
+            if let (Some(rule), Some(window)) = (&self.ejection.failure_rate, &e.rate_window) {
+                let slot = (rule.window.as_nanos() / 10).max(1) as u64;
+                window.take(self.now() / slot, || {
+                    [
+                        e.successes.load(Ordering::Acquire),
+                        e.failures.load(Ordering::Acquire),
+                    ]
+                });
+            }
             return;
         }
         e.failures.fetch_add(1, Ordering::Relaxed);
         let run = e.consecutive.fetch_add(1, Ordering::AcqRel) + 1;
         let k = self.ejection.consecutive_failures;
-        if k != 0 && run >= k && !e.removed.load(Ordering::Acquire) {
-            self.eject(e);
+        if (k != 0 && run >= k) || self.failure_rate_reached(e) {
+            if !e.removed.load(Ordering::Acquire) {
+                self.eject(e);
+            }
         }
+    }
+
+    /// Whether `e`'s share of failures over the failure-rate window calls for an ejection.
+    fn failure_rate_reached(&self, e: &EndpointState) -> bool {
+        let (Some(rule), Some(window)) = (&self.ejection.failure_rate, &e.rate_window) else {
+            return false;
+        };
+        let slot = (rule.window.as_nanos() / 10).max(1) as u64;
+        let epoch = self.now() / slot;
+        let read = || {
+            [
+                e.successes.load(Ordering::Acquire),
+                e.failures.load(Ordering::Acquire),
+            ]
+        };
+        window.take(epoch, read);
+        let Some([s0, f0]) = window.oldest(epoch) else {
+            return false;
+        };
+        let [s, f] = read();
+        let (ok, failed) = (s.wrapping_sub(s0), f.wrapping_sub(f0));
+        let total = ok + failed;
+        total >= u64::from(rule.min_requests) && failed as f64 >= rule.rate * total as f64
     }
 
     #[cold]
@@ -425,6 +498,11 @@ impl<C> Core<C> {
     /// Marks `e` healthy or not.
     pub(crate) fn set_healthy(&self, e: &EndpointState, healthy: bool) {
         if e.healthy.swap(healthy, Ordering::AcqRel) != healthy {
+            if healthy {
+                self.healthy.fetch_add(1, Ordering::AcqRel);
+            } else {
+                self.healthy.fetch_sub(1, Ordering::AcqRel);
+            }
             #[cfg(feature = "metrics")]
             e.metrics.healthy.set(if healthy { 1.0 } else { 0.0 });
             tracing::info!(balancer = %self.name, endpoint = %e.name, healthy, "endpoint health changed");

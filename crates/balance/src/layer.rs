@@ -195,6 +195,13 @@ impl<C, A> Builder<C, A> {
         self
     }
 
+    /// Panic mode: when fewer than `share` of the endpoints are healthy and not ejected,
+    /// balance over every (ready) endpoint instead (default: off).
+    pub fn panic_threshold(mut self, share: f64) -> Self {
+        self.config.panic_threshold = Some(share);
+        self
+    }
+
     /// How long a request waits for an endpoint that can take it (default 1 s).
     pub fn wait_for_ready(mut self, wait: Duration) -> Self {
         self.config.wait_for_ready = wait;

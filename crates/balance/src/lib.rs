@@ -24,7 +24,9 @@
 //!   ([`BalanceLayer::build_discover`]); a removed endpoint's requests in flight finish.
 //! * **Passive ejection**: after 5 failures in a row (by the shared classification) an endpoint
 //!   is ejected for 30 s times the number of its ejections, capped at 300 s; at most half the
-//!   endpoints are out at once (one always may be).
+//!   endpoints are out at once (one always may be). Optionally also on the share of failures
+//!   over a window ([`FailureRate`]), and an optional panic mode (`panic_threshold`, off by
+//!   default): when too few endpoints are healthy and not ejected, balance over all of them.
 //! * **Observability**: events (ejected, returned, health changed), `tracing` on each, and
 //!   per-endpoint metrics (feature `metrics`; names in [`metrics`]).
 //! * **When nothing can take a request**: it waits up to `wait_for_ready` (1 s), then fails
@@ -66,7 +68,7 @@ mod layer;
 pub mod metrics;
 mod service;
 
-pub use config::{BalanceConfig, ConfigError, Ejection, Strategy};
+pub use config::{BalanceConfig, ConfigError, Ejection, FailureRate, Strategy};
 pub use discover::DiscoverBalance;
 pub use error::{Misuse, NoEndpointReady, Unavailable};
 pub use future::ResponseFuture;

@@ -205,7 +205,8 @@ impl<S, C, A> Balance<S, C, A> {
                 };
                 let core = self.core.get();
                 let (sa, sb) = (&self.states[a], &self.states[b]);
-                let (ea, eb) = (core.eligible(sa, now), core.eligible(sb, now));
+                let all = core.panicking();
+                let (ea, eb) = (all || core.eligible(sa, now), all || core.eligible(sb, now));
                 let (first, second) = match (ea, eb) {
                     (true, true) if core.load(sb, now) < core.load(sa, now) => (Some(b), Some(a)),
                     (true, true) => (Some(a), Some(b)),
@@ -238,11 +239,12 @@ impl<S, C, A> Balance<S, C, A> {
         S: Service<Req>,
     {
         let n = self.endpoints.len();
+        let all = self.core.get().panicking();
         let mut i = start;
         for _ in 0..n {
             if i != skip_a
                 && i != skip_b
-                && self.core.get().eligible(&self.states[i], now)
+                && (all || self.core.get().eligible(&self.states[i], now))
                 && self.ready::<Req>(i, cx)
             {
                 return Some(i);
