@@ -408,10 +408,10 @@ impl<C> Core<C> {
         e.failures.fetch_add(1, Ordering::Relaxed);
         let run = e.consecutive.fetch_add(1, Ordering::AcqRel) + 1;
         let k = self.ejection.consecutive_failures;
-        if (k != 0 && run >= k) || self.failure_rate_reached(e) {
-            if !e.removed.load(Ordering::Acquire) {
-                self.eject(e);
-            }
+        if ((k != 0 && run >= k) || self.failure_rate_reached(e))
+            && !e.removed.load(Ordering::Acquire)
+        {
+            self.eject(e);
         }
     }
 

@@ -106,6 +106,7 @@ async fn failing_endpoints_are_ejected_within_the_cap_and_come_back_by_themselve
             base: Duration::from_secs(30),
             max: Duration::from_secs(300),
             max_ejected: 0.5,
+            failure_rate: None,
         })
         .listener(move |e: &Event<'_>| match e {
             Event::EndpointEjected {

@@ -1,6 +1,6 @@
 //! Ejection on a failure share over a window, panic mode, and the serde form of the config.
 
-use bulwark_balance::{BalanceConfig, BalanceLayer, Ejection, FailureRate, Strategy};
+use bulwark_balance::{BalanceLayer, Ejection, FailureRate, Strategy};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -116,6 +116,7 @@ fn bad_shares_are_typed_errors() {
 #[cfg(feature = "serde")]
 #[test]
 fn the_config_deserializes_with_human_durations() {
+    use bulwark_balance::BalanceConfig;
     let c: BalanceConfig = toml::from_str(
         r#"
         name = "stores"
