@@ -8,7 +8,7 @@
 //! | circuit breaker | [`circuit_breaker`] | `circuit-breaker` (default) | available |
 //! | backoff retry | [`retry`] | `retry` (default) | available |
 //! | ordered failover | [`failover`] | `failover` (default) | available |
-//! | load balancing | `balance` | `balance` (in `full`) | in progress: strategies, ejection, readiness; health checks and `Discover` to come |
+//! | load balancing | [`balance`] | `balance` (in `full`) | available |
 //!
 //! The shared pieces (classification, events, listeners, seeded randomness) are in [`core`].
 //!
@@ -63,6 +63,7 @@ pub use bulwark_failover as failover;
 #[cfg(feature = "failover")]
 pub use bulwark_failover::FailoverLayer;
 
-/// The load balancer (in progress: see the crate docs for what is there and what is not).
 #[cfg(feature = "balance")]
 pub use bulwark_balance as balance;
+#[cfg(feature = "balance")]
+pub use bulwark_balance::BalanceLayer;

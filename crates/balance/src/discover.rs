@@ -10,6 +10,9 @@ use std::task::{Context, Poll};
 use tower::discover::{Change, Discover};
 use tower_service::Service;
 
+/// Called with each inserted endpoint's key and id (makes and hands over its health probe).
+pub(crate) type OnInsert<K> = Box<dyn FnMut(&K, usize) + Send>;
+
 /// A [`Balance`] whose endpoints come from a [`Discover`] stream: insertions and removals
 /// are applied before each pick. An endpoint inserted again under the same key replaces the
 /// old one. A removed endpoint is never picked again; its requests in flight finish as usual.
@@ -20,6 +23,8 @@ pub struct DiscoverBalance<D: Discover, C, A = NoAttempts> {
     ended: bool,
     keys: Vec<D::Key>,
     balance: Balance<D::Service, C, A>,
+    /// Makes a health probe for an inserted endpoint and hands it to the health task.
+    on_insert: Option<OnInsert<D::Key>>,
 }
 
 impl<D: Discover, C, A> DiscoverBalance<D, C, A> {
@@ -29,7 +34,13 @@ impl<D: Discover, C, A> DiscoverBalance<D, C, A> {
             ended: false,
             keys: Vec::new(),
             balance,
+            on_insert: None,
         }
+    }
+
+    pub(crate) fn with_probes(mut self, on_insert: OnInsert<D::Key>) -> Self {
+        self.on_insert = Some(on_insert);
+        self
     }
 
     /// The balancer (its endpoints and handle).
@@ -78,7 +89,10 @@ where
                         self.keys.remove(i);
                     }
                     tracing::info!(endpoint = %key, "endpoint added");
-                    self.balance.insert(key.to_string(), endpoint);
+                    let id = self.balance.insert(key.to_string(), endpoint);
+                    if let Some(on_insert) = &mut self.on_insert {
+                        on_insert(&key, id);
+                    }
                     self.keys.push(key);
                 }
                 Poll::Ready(Some(Ok(Change::Remove(key)))) => {

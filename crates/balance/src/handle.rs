@@ -11,6 +11,12 @@ pub(crate) trait Endpoints: Send + Sync + 'static {
     fn mark(&self, endpoint: usize, healthy: bool) -> bool;
     fn healthy(&self, endpoint: usize) -> bool;
     fn name(&self) -> &str;
+    /// The members' stable ids, in order.
+    fn member_ids(&self) -> Vec<usize>;
+    /// Marks the member with this id; false if it is no longer a member.
+    fn mark_id(&self, id: usize, healthy: bool) -> bool;
+    /// Whether the member with this id is healthy (false if it is gone).
+    fn healthy_id(&self, id: usize) -> bool;
 }
 
 impl<C: Send + Sync + 'static> Endpoints for Core<C> {
@@ -45,6 +51,27 @@ impl<C: Send + Sync + 'static> Endpoints for Core<C> {
 
     fn healthy(&self, endpoint: usize) -> bool {
         self.members().get(endpoint).is_some_and(|e| e.is_healthy())
+    }
+
+    fn member_ids(&self) -> Vec<usize> {
+        self.members().iter().map(|e| e.id).collect()
+    }
+
+    fn mark_id(&self, id: usize, healthy: bool) -> bool {
+        match self.members().into_iter().find(|e| e.id == id) {
+            Some(e) => {
+                self.set_healthy(&e, healthy);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn healthy_id(&self, id: usize) -> bool {
+        self.members()
+            .iter()
+            .find(|e| e.id == id)
+            .is_some_and(|e| e.is_healthy())
     }
 
     fn name(&self) -> &str {

@@ -122,6 +122,69 @@ pub(crate) async fn run<P>(
     }
 }
 
+/// Runs the probes of a balancer whose members change: probes arrive with their endpoint's
+/// id (made when the endpoint is inserted) and are dropped when the endpoint leaves.
+pub(crate) async fn run_dynamic<P>(
+    endpoints: Weak<dyn Endpoints>,
+    mut arrivals: tokio::sync::mpsc::UnboundedReceiver<(usize, P)>,
+    check: HealthCheck,
+    random: Arc<dyn RandomSource>,
+) where
+    P: Service<()>,
+    P::Error: Into<BoxError>,
+{
+    // (endpoint id, probe, good run, bad run)
+    let mut probes: Vec<(usize, P, u32, u32)> = Vec::new();
+    loop {
+        while let Ok((id, probe)) = arrivals.try_recv() {
+            probes.retain(|p| p.0 != id);
+            probes.push((id, probe, 0, 0));
+        }
+        {
+            let Some(target) = endpoints.upgrade() else {
+                return;
+            };
+            let members = target.member_ids();
+            probes.retain(|p| members.contains(&p.0));
+        }
+        let results =
+            futures_util::future::join_all(probes.iter_mut().map(|(_, probe, _, _)| async move {
+                let attempt = async {
+                    futures_util::future::poll_fn(|cx| probe.poll_ready(cx))
+                        .await
+                        .map_err(Into::into)?;
+                    probe.call(()).await.map_err(Into::into)
+                };
+                matches!(
+                    tokio::time::timeout(check.timeout, attempt).await,
+                    Ok(Ok(_))
+                )
+            }))
+            .await;
+        let Some(target) = endpoints.upgrade() else {
+            return;
+        };
+        for ((id, _, good, bad), ok) in probes.iter_mut().zip(results) {
+            if ok {
+                *good += 1;
+                *bad = 0;
+                if *good >= check.healthy_after && !target.healthy_id(*id) {
+                    target.mark_id(*id, true);
+                }
+            } else {
+                *bad += 1;
+                *good = 0;
+                if *bad >= check.unhealthy_after && target.healthy_id(*id) {
+                    target.mark_id(*id, false);
+                }
+            }
+        }
+        drop(target);
+        let spread = 1.0 + check.jitter * (2.0 * random.next_f64() - 1.0);
+        tokio::time::sleep(check.interval.mul_f64(spread.max(0.0))).await;
+    }
+}
+
 /// Why an HTTP health probe failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct UnhealthyStatus(pub u16);

@@ -117,6 +117,45 @@ impl<C: Clone, A: Clone> BalanceLayer<C, A> {
         Ok(balance)
     }
 
+    /// Like [`BalanceLayer::build_discover`], with active health checks: `probe_for` makes
+    /// the probe of each endpoint as it arrives (from its key); a removed endpoint's probe is
+    /// dropped. The checks run on a background task that stops when the balancer is dropped.
+    /// Needs a tokio runtime.
+    pub fn build_discover_with_health<D, P, F>(
+        &self,
+        discover: D,
+        mut probe_for: F,
+    ) -> Result<crate::DiscoverBalance<D, C, A>, ConfigError>
+    where
+        D: tower::discover::Discover,
+        C: Send + Sync + 'static,
+        P: tower_service::Service<()> + Send + 'static,
+        P::Error: Into<bulwark_core::BoxError>,
+        P::Future: Send,
+        F: FnMut(&D::Key) -> P + Send + 'static,
+    {
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| ConfigError::NoRuntime)?;
+        let balance = self.build_discover(discover)?;
+        let shared = balance.balance().core_arc();
+        let weak: std::sync::Weak<dyn crate::handle::Endpoints> = {
+            let strong: Arc<dyn crate::handle::Endpoints> = shared.clone();
+            Arc::downgrade(&strong)
+        };
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let task = runtime.spawn(crate::health::run_dynamic(
+            weak,
+            rx,
+            self.config.health,
+            self.random.clone(),
+        ));
+        if let Ok(mut slot) = shared.health_task.lock() {
+            *slot = Some(task.abort_handle());
+        }
+        Ok(balance.with_probes(Box::new(move |key, id| {
+            let _ = tx.send((id, probe_for(key)));
+        })))
+    }
+
     /// A balancer over `endpoints`, each wrapped in `per_endpoint` first (a circuit breaker
     /// in readiness mode, a timeout): one call for the whole per-endpoint stack.
     pub fn build_with<S, L>(

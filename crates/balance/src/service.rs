@@ -74,11 +74,13 @@ impl<S, C, A> Balance<S, C, A> {
         self.core.shared().clone()
     }
 
-    /// Adds an endpoint at the end.
-    pub(crate) fn insert(&mut self, name: String, endpoint: S) {
+    /// Adds an endpoint at the end; returns its stable id.
+    pub(crate) fn insert(&mut self, name: String, endpoint: S) -> usize {
         let state = self.core.get().add(name);
+        let id = state.id;
         self.endpoints.push(endpoint);
         self.states.push(state);
+        id
     }
 
     /// Removes endpoint `i`; requests in flight on it finish as usual.

@@ -95,3 +95,72 @@ async fn with_no_endpoint_yet_a_request_waits_for_the_first_to_arrive() {
     assert_eq!(answer, "late");
     assert_eq!(waited, Duration::from_secs(1));
 }
+
+#[tokio::test(start_paused = true)]
+async fn discovered_endpoints_are_health_checked_and_their_probes_leave_with_them() {
+    use bulwark_balance::HealthCheck;
+    use std::collections::HashMap;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    // Each key's health flag, and how often its probe ran.
+    type Flags = HashMap<&'static str, (Arc<AtomicBool>, Arc<AtomicUsize>)>;
+    let flags: Arc<Mutex<Flags>> = Arc::default();
+    for key in ["a", "b"] {
+        flags
+            .lock()
+            .unwrap()
+            .insert(key, (Arc::new(AtomicBool::new(true)), Arc::default()));
+    }
+    let for_probes = flags.clone();
+    let probe_for = move |key: &&'static str| {
+        let (healthy, probed) = for_probes.lock().unwrap()[key].clone();
+        BoxCloneService::new(tower::service_fn(move |_: ()| {
+            probed.fetch_add(1, Ordering::SeqCst);
+            let ok = healthy.load(Ordering::SeqCst);
+            async move {
+                if ok {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::other("503"))
+                }
+            }
+        })) as BoxCloneService<(), (), std::io::Error>
+    };
+    let (tx, mut rx) = mpsc::unbounded_channel::<Change<&'static str, Endpoint>>();
+    let changes = futures_util::stream::poll_fn(move |cx| {
+        rx.poll_recv(cx).map(|c| c.map(Ok::<_, Infallible>))
+    });
+    let mut lb = BalanceLayer::builder()
+        .strategy(Strategy::RoundRobin)
+        .health_check(HealthCheck::default())
+        .build()
+        .unwrap()
+        .build_discover_with_health(Box::pin(changes), probe_for)
+        .unwrap();
+    let handle = lb.handle();
+    tx.send(Change::Insert("a", endpoint("a", Duration::ZERO)))
+        .unwrap();
+    tx.send(Change::Insert("b", endpoint("b", Duration::ZERO)))
+        .unwrap();
+    lb.ready().await.unwrap().call(()).await.unwrap(); // applies the insertions
+
+    flags.lock().unwrap()["b"].0.store(false, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    assert!(!handle.endpoints()[1].healthy, "{:?}", handle.endpoints());
+    for _ in 0..4 {
+        assert_eq!(lb.ready().await.unwrap().call(()).await.unwrap(), "a");
+    }
+
+    // b leaves: its probe is dropped.
+    tx.send(Change::Remove("b")).unwrap();
+    lb.ready().await.unwrap().call(()).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let probed_b = flags.lock().unwrap()["b"].1.load(Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert_eq!(
+        flags.lock().unwrap()["b"].1.load(Ordering::SeqCst),
+        probed_b
+    );
+    assert!(flags.lock().unwrap()["a"].1.load(Ordering::SeqCst) > probed_b);
+}

