@@ -71,7 +71,50 @@ impl HealthCheck {
     }
 }
 
-/// Runs the probes until the balancer is gone.
+/// One probe: ready, call, within the timeout. `true` means healthy.
+async fn probe_once<P>(probe: &mut P, timeout: Duration) -> bool
+where
+    P: Service<()>,
+    P::Error: Into<BoxError>,
+{
+    let attempt = async {
+        futures_util::future::poll_fn(|cx| probe.poll_ready(cx))
+            .await
+            .map_err(Into::into)?;
+        probe.call(()).await.map_err(Into::into)
+    };
+    matches!(tokio::time::timeout(timeout, attempt).await, Ok(Ok(_)))
+}
+
+/// An endpoint's run of good or bad probes.
+#[derive(Debug, Default, Clone, Copy)]
+struct Tally {
+    good: u32,
+    bad: u32,
+}
+
+impl Tally {
+    /// Counts a probe; returns the health to set when a threshold is crossed.
+    fn observe(&mut self, ok: bool, healthy_now: bool, check: &HealthCheck) -> Option<bool> {
+        if ok {
+            self.good = self.good.saturating_add(1);
+            self.bad = 0;
+            (self.good >= check.healthy_after && !healthy_now).then_some(true)
+        } else {
+            self.bad = self.bad.saturating_add(1);
+            self.good = 0;
+            (self.bad >= check.unhealthy_after && healthy_now).then_some(false)
+        }
+    }
+}
+
+/// Waits for the next round.
+async fn pause(check: &HealthCheck, random: &dyn RandomSource) {
+    let spread = 1.0 + check.jitter * (2.0 * random.next_f64() - 1.0);
+    tokio::time::sleep(check.interval.mul_f64(spread.max(0.0))).await;
+}
+
+/// Runs the probes of a static list (one per endpoint, in order) until the balancer is gone.
 pub(crate) async fn run<P>(
     endpoints: Weak<dyn Endpoints>,
     mut probes: Vec<P>,
@@ -81,44 +124,21 @@ pub(crate) async fn run<P>(
     P: Service<()>,
     P::Error: Into<BoxError>,
 {
-    let n = probes.len();
-    let mut good = vec![0u32; n];
-    let mut bad = vec![0u32; n];
+    let mut tallies = vec![Tally::default(); probes.len()];
     loop {
-        let results = futures_util::future::join_all(probes.iter_mut().map(|probe| async move {
-            let attempt = async {
-                futures_util::future::poll_fn(|cx| probe.poll_ready(cx))
-                    .await
-                    .map_err(Into::into)?;
-                probe.call(()).await.map_err(Into::into)
-            };
-            matches!(
-                tokio::time::timeout(check.timeout, attempt).await,
-                Ok(Ok(_))
-            )
-        }))
-        .await;
+        let results =
+            futures_util::future::join_all(probes.iter_mut().map(|p| probe_once(p, check.timeout)))
+                .await;
         let Some(target) = endpoints.upgrade() else {
             return; // the balancer is gone
         };
         for (i, ok) in results.into_iter().enumerate() {
-            if ok {
-                good[i] += 1;
-                bad[i] = 0;
-                if good[i] >= check.healthy_after && !target.healthy(i) {
-                    target.mark(i, true);
-                }
-            } else {
-                bad[i] += 1;
-                good[i] = 0;
-                if bad[i] >= check.unhealthy_after && target.healthy(i) {
-                    target.mark(i, false);
-                }
+            if let Some(healthy) = tallies[i].observe(ok, target.healthy(i), &check) {
+                target.mark(i, healthy);
             }
         }
         drop(target);
-        let spread = 1.0 + check.jitter * (2.0 * random.next_f64() - 1.0);
-        tokio::time::sleep(check.interval.mul_f64(spread.max(0.0))).await;
+        pause(&check, &*random).await;
     }
 }
 
@@ -133,12 +153,11 @@ pub(crate) async fn run_dynamic<P>(
     P: Service<()>,
     P::Error: Into<BoxError>,
 {
-    // (endpoint id, probe, good run, bad run)
-    let mut probes: Vec<(usize, P, u32, u32)> = Vec::new();
+    let mut probes: Vec<(usize, P, Tally)> = Vec::new();
     loop {
         while let Ok((id, probe)) = arrivals.try_recv() {
             probes.retain(|p| p.0 != id);
-            probes.push((id, probe, 0, 0));
+            probes.push((id, probe, Tally::default()));
         }
         {
             let Some(target) = endpoints.upgrade() else {
@@ -147,41 +166,22 @@ pub(crate) async fn run_dynamic<P>(
             let members = target.member_ids();
             probes.retain(|p| members.contains(&p.0));
         }
-        let results =
-            futures_util::future::join_all(probes.iter_mut().map(|(_, probe, _, _)| async move {
-                let attempt = async {
-                    futures_util::future::poll_fn(|cx| probe.poll_ready(cx))
-                        .await
-                        .map_err(Into::into)?;
-                    probe.call(()).await.map_err(Into::into)
-                };
-                matches!(
-                    tokio::time::timeout(check.timeout, attempt).await,
-                    Ok(Ok(_))
-                )
-            }))
-            .await;
+        let results = futures_util::future::join_all(
+            probes
+                .iter_mut()
+                .map(|(_, p, _)| probe_once(p, check.timeout)),
+        )
+        .await;
         let Some(target) = endpoints.upgrade() else {
             return;
         };
-        for ((id, _, good, bad), ok) in probes.iter_mut().zip(results) {
-            if ok {
-                *good += 1;
-                *bad = 0;
-                if *good >= check.healthy_after && !target.healthy_id(*id) {
-                    target.mark_id(*id, true);
-                }
-            } else {
-                *bad += 1;
-                *good = 0;
-                if *bad >= check.unhealthy_after && target.healthy_id(*id) {
-                    target.mark_id(*id, false);
-                }
+        for ((id, _, tally), ok) in probes.iter_mut().zip(results) {
+            if let Some(healthy) = tally.observe(ok, target.healthy_id(*id), &check) {
+                target.mark_id(*id, healthy);
             }
         }
         drop(target);
-        let spread = 1.0 + check.jitter * (2.0 * random.next_f64() - 1.0);
-        tokio::time::sleep(check.interval.mul_f64(spread.max(0.0))).await;
+        pause(&check, &*random).await;
     }
 }
 
