@@ -308,3 +308,33 @@ async fn an_axum_streaming_body_is_replayed_under_the_cap_and_sent_once_over_it(
         }
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_spent_budget_returns_the_response_as_it_came_and_says_why() {
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let seen = events.clone();
+    let script = Script::new(&[Reply::Status(503), Reply::Status(200)]);
+    let mut svc = BackoffRetryLayer::builder()
+        .policy(HttpRetryPolicy::new())
+        // A budget with nothing in it: no retry is ever allowed.
+        .budget(bulwark_retry::BudgetConfig {
+            ratio: 0.0,
+            floor_per_sec: 0,
+            window: Duration::from_secs(10),
+        })
+        .listener(move |e: &Event<'_>| {
+            if let Event::RetryGaveUp { reason, .. } = e {
+                seen.lock().unwrap().push(*reason);
+            }
+        })
+        .build()
+        .unwrap()
+        .layer(script.clone());
+    let resp = send(&mut svc, get()).await.unwrap();
+    assert_eq!(resp.status(), 503, "the response, not an error");
+    assert_eq!(script.seen().len(), 1);
+    assert_eq!(
+        *events.lock().unwrap(),
+        vec![bulwark_core::GiveUpReason::Budget]
+    );
+}
