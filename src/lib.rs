@@ -8,7 +8,8 @@
 //! | circuit breaker | [`circuit_breaker`] | `circuit-breaker` (default) | available |
 //! | backoff retry | [`retry`] | `retry` (default) | available |
 //! | ordered failover | [`failover`] | `failover` (default) | available |
-//! | load balancing | [`balance`] | `balance` (in `full`) | available |
+//! | load balancing | [`balance`] | `balance` (default) | available |
+//! | fan-out | [`fanout`] | `fanout` (default) | available; letting stragglers finish in the background is not yet |
 //!
 //! The shared pieces (classification, events, listeners, seeded randomness) are in [`core`].
 //!
@@ -67,3 +68,8 @@ pub use bulwark_failover::FailoverLayer;
 pub use bulwark_balance as balance;
 #[cfg(feature = "balance")]
 pub use bulwark_balance::BalanceLayer;
+
+#[cfg(feature = "fanout")]
+pub use bulwark_fanout as fanout;
+#[cfg(feature = "fanout")]
+pub use bulwark_fanout::FanOutLayer;

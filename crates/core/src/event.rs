@@ -276,6 +276,15 @@ pub enum Event<'a> {
         /// Whether it is healthy now.
         healthy: bool,
     },
+    /// One target of a fan-out finished (or was cut off).
+    FanOutTarget {
+        /// The fan-out's name.
+        name: &'a str,
+        /// The target's index.
+        target: usize,
+        /// Its outcome: success, failure (an error, a failed answer, a timeout).
+        outcome: Outcome,
+    },
     /// A retry layer stopped after a failed attempt and returned its outcome as it was.
     RetryGaveUp {
         /// The retry layer's name.
@@ -297,6 +306,7 @@ impl Event<'_> {
             | Event::OutcomeRecorded { name, .. }
             | Event::RetryScheduled { name, .. }
             | Event::FailedOver { name, .. }
+            | Event::FanOutTarget { name, .. }
             | Event::EndpointEjected { name, .. }
             | Event::EndpointReturned { name, .. }
             | Event::EndpointHealthChanged { name, .. }

@@ -1,0 +1,242 @@
+//! The response future: every branch driven together, the policy checked as they end.
+
+use crate::outcome::{Merge, Outcomes, TargetOutcome, TargetResult};
+use crate::service::Shared;
+use bulwark_core::local::CallRef;
+use bulwark_core::{BoxError, Classify, Event, Outcome};
+use pin_project_lite::pin_project;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use tokio::time::{Instant, Sleep};
+use tower_service::Service;
+
+/// One target's part of one request.
+pub(crate) struct Branch<S: Service<Req>, Req> {
+    service: S,
+    request: Option<Req>,
+    future: Option<S::Future>,
+    result: Option<TargetResult<S::Response>>,
+}
+
+impl<S: Service<Req>, Req> Branch<S, Req> {
+    pub(crate) fn new(service: S, request: Option<Req>) -> Self {
+        Branch {
+            service,
+            request,
+            future: None,
+            result: None,
+        }
+    }
+
+    pub(crate) fn set_request(&mut self, request: Req) {
+        self.request = Some(request);
+    }
+}
+
+pin_project! {
+    /// The future of a [`FanOut`](crate::FanOut) call.
+    ///
+    /// Its branches live in one `Vec` (the request's one allocation) and are polled in turn;
+    /// the targets' futures must therefore be `Unpin` (this project's layers' futures are when
+    /// the inner one is; box a target's futures otherwise). One inline timer serves the
+    /// branch and whole-fan-out deadlines.
+    pub struct ResponseFuture<S, Req, C, M>
+    where
+        S: Service<Req>,
+    {
+        branches: Vec<Branch<S, Req>>,
+        shared: CallRef<Shared<C, M>>,
+        limit: Option<Instant>,
+        #[pin]
+        timer: Option<Sleep>,
+        done: bool,
+    }
+}
+
+impl<S: Service<Req>, Req, C, M> ResponseFuture<S, Req, C, M> {
+    pub(crate) fn new(
+        branches: Vec<Branch<S, Req>>,
+        shared: CallRef<Shared<C, M>>,
+        limit: Option<Instant>,
+    ) -> Self {
+        ResponseFuture {
+            branches,
+            shared,
+            limit,
+            timer: None,
+            done: false,
+        }
+    }
+}
+
+impl<S: Service<Req>, Req, C, M> fmt::Debug for ResponseFuture<S, Req, C, M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture")
+            .field("targets", &self.branches.len())
+            .field(
+                "finished",
+                &self.branches.iter().filter(|b| b.result.is_some()).count(),
+            )
+            .finish()
+    }
+}
+
+impl<S, Req, C, M> Future for ResponseFuture<S, Req, C, M>
+where
+    S: Service<Req>,
+    S::Future: Unpin,
+    S::Error: Into<BoxError>,
+    C: Classify<S::Response, S::Error>,
+    M: Merge<S::Response>,
+{
+    type Output = Result<M::Output, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        if *this.done {
+            return Poll::Ready(Err(Box::new(crate::Misuse)));
+        }
+        let shared = &**this.shared;
+        let n = this.branches.len();
+        for (i, b) in this.branches.iter_mut().enumerate() {
+            if b.result.is_some() {
+                continue;
+            }
+            if b.future.is_none() {
+                // Only a ready target is called; it is asked when its branch starts.
+                match b.service.poll_ready(cx) {
+                    Poll::Pending => continue,
+                    Poll::Ready(Err(e)) => {
+                        finish_branch(shared, i, b, TargetResult::Error(e.into()));
+                        continue;
+                    }
+                    Poll::Ready(Ok(())) => {
+                        let Some(req) = b.request.take() else {
+                            finish_branch(
+                                shared,
+                                i,
+                                b,
+                                TargetResult::Error(Box::new(crate::Misuse)),
+                            );
+                            continue;
+                        };
+                        b.future = Some(b.service.call(req));
+                    }
+                }
+            }
+            if let Some(fut) = b.future.as_mut() {
+                if let Poll::Ready(result) = Pin::new(fut).poll(cx) {
+                    b.future = None;
+                    let r = match shared.classifier.classify(&result) {
+                        Outcome::Success => match result {
+                            Ok(resp) => TargetResult::Succeeded(resp),
+                            Err(e) => TargetResult::Error(e.into()),
+                        },
+                        _ => match result {
+                            Ok(resp) => TargetResult::Failed(resp),
+                            Err(e) => TargetResult::Error(e.into()),
+                        },
+                    };
+                    finish_branch(shared, i, b, r);
+                }
+            }
+        }
+
+        let successes = this
+            .branches
+            .iter()
+            .filter(|b| matches!(b.result, Some(TargetResult::Succeeded(_))))
+            .count();
+        let running = this.branches.iter().filter(|b| b.result.is_none()).count();
+        let needed = shared.policy.needed(n);
+        let met = successes >= needed;
+        let hopeless = successes + running < needed;
+        if met || hopeless || running == 0 {
+            return Poll::Ready(answer(
+                this.branches,
+                shared,
+                successes >= needed,
+                this.done,
+            ));
+        }
+
+        if let Some(limit) = *this.limit {
+            if this.timer.is_none() {
+                this.timer.set(Some(tokio::time::sleep_until(limit)));
+            }
+            if let Some(timer) = this.timer.as_mut().as_pin_mut() {
+                if timer.poll(cx).is_ready() {
+                    for (i, b) in this.branches.iter_mut().enumerate() {
+                        if b.result.is_none() {
+                            b.future = None; // cut off
+                            finish_branch(shared, i, b, TargetResult::TimedOut);
+                        }
+                    }
+                    return Poll::Ready(answer(this.branches, shared, met, this.done));
+                }
+            }
+        }
+        Poll::Pending
+    }
+}
+
+/// Records how branch `i` ended: events, tracing, metrics.
+fn finish_branch<S: Service<Req>, Req, C, M>(
+    shared: &Shared<C, M>,
+    i: usize,
+    branch: &mut Branch<S, Req>,
+    result: TargetResult<S::Response>,
+) {
+    let outcome = if result.is_success() {
+        Outcome::Success
+    } else {
+        Outcome::Failure
+    };
+    tracing::debug!(
+        fanout = %shared.name,
+        target = %shared.names[i],
+        outcome = outcome.as_str(),
+        "fan-out target finished"
+    );
+    #[cfg(feature = "metrics")]
+    shared.metrics.record(i, outcome);
+    if let Some(l) = &shared.listener {
+        l.emit(&Event::FanOutTarget {
+            name: &shared.name,
+            target: i,
+            outcome,
+        });
+    }
+    branch.result = Some(result);
+}
+
+/// Cancels what still runs (drops it), and merges the outcomes.
+fn answer<S: Service<Req>, Req, C, M>(
+    branches: &mut Vec<Branch<S, Req>>,
+    shared: &Shared<C, M>,
+    met: bool,
+    done: &mut bool,
+) -> Result<M::Output, BoxError>
+where
+    M: Merge<S::Response>,
+{
+    *done = true;
+    let targets = std::mem::take(branches)
+        .into_iter()
+        .enumerate()
+        .map(|(index, b)| TargetOutcome {
+            index,
+            target: shared.names[index].clone(),
+            result: b.result.unwrap_or(TargetResult::Cancelled),
+        })
+        .collect();
+    tracing::debug!(fanout = %shared.name, met, "fan-out answered");
+    shared.merge.merge(Outcomes {
+        name: shared.name.clone(),
+        policy: shared.policy,
+        met,
+        targets,
+    })
+}

@@ -1,0 +1,78 @@
+//! Fan-out for Tower services: one request to every target at once, aggregated.
+//!
+//! The Python load-balancer seed sends every write to all its backends and insists on a 201
+//! from each, retrying with backoff. [`FanOut`] does that for any targets of one type:
+//!
+//! * the request is cloned (or replayed, with
+//!   [`ReplayBody`](bulwark_core::replay::ReplayBody)) to every target, and the branches run
+//!   concurrently; each target may carry its own stack ([`FanOutLayer::build_with`]): a
+//!   `BackoffRetryLayer` retrying until the answer is a 201 is the seed's case;
+//! * what counts as a target's success is a classifier over the whole result ("201 only");
+//! * the policy ([`Policy`]): all targets, a quorum, or the first success;
+//! * it answers as soon as the policy is met or can no longer be met; the branches still
+//!   running are cancelled (dropped);
+//! * the answer carries every target's outcome in order ([`Outcomes`]), and a merge step
+//!   ([`Merge`]) turns it into one response: [`Collect`] (the outcomes themselves),
+//!   [`FirstSuccess`], or for HTTP `HttpMerge` (the first success with a summary header, or
+//!   [`FanOutFailed`] listing each target);
+//! * a deadline per branch and one for the whole fan-out;
+//! * each target is polled ready by its own branch just before it is called: no target holds
+//!   a reservation for a request that has not reached it.
+//!
+//! # Example
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! use bulwark_fanout::{FanOutLayer, FirstSuccess, Policy};
+//! use tower::util::BoxCloneService;
+//! use tower::{service_fn, Service, ServiceExt};
+//!
+//! type Store = BoxCloneService<&'static str, u16, std::io::Error>;
+//! let store = || -> Store { BoxCloneService::new(service_fn(|_| async { Ok(201) })) };
+//! let mut register = FanOutLayer::builder()
+//!     .policy(Policy::All)
+//!     .classifier(|r: &Result<u16, std::io::Error>| match r {
+//!         Ok(201) => bulwark_core::Outcome::Success,
+//!         _ => bulwark_core::Outcome::Failure,
+//!     })
+//!     .merge(FirstSuccess)
+//!     .build()
+//!     .build(vec![store(), store(), store()])
+//!     .unwrap();
+//! assert_eq!(register.ready().await.unwrap().call("alice").await.unwrap(), 201);
+//! # }
+//! ```
+//!
+//! # Not yet
+//!
+//! Letting stragglers finish in the background (instead of cancelling them) is not
+//! implemented yet.
+
+mod config;
+mod future;
+#[cfg(feature = "metrics")]
+pub mod metrics;
+mod outcome;
+mod service;
+
+pub use config::{ConfigError, FanOutConfig, Policy};
+pub use future::ResponseFuture;
+pub use outcome::{
+    Collect, FanOutFailed, FirstSuccess, Merge, Outcomes, TargetOutcome, TargetResult,
+};
+#[cfg(feature = "http")]
+pub use outcome::{HttpMerge, SUMMARY_HEADER};
+pub use service::{Builder, FanOut, FanOutLayer};
+
+/// A future polled after it finished: a bug in the caller, reported rather than panicking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Misuse;
+
+impl std::fmt::Display for Misuse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("fan-out future polled after completion")
+    }
+}
+
+impl std::error::Error for Misuse {}
