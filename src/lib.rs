@@ -9,7 +9,7 @@
 //! | backoff retry | [`retry`] | `retry` (default) | available |
 //! | ordered failover | [`failover`] | `failover` (default) | available |
 //! | load balancing | [`balance`] | `balance` (default) | available |
-//! | fan-out | [`fanout`] | `fanout` (default) | available; letting stragglers finish in the background is not yet |
+//! | fan-out | [`fanout`] | `fanout` (default) | available |
 //!
 //! The shared pieces (classification, events, listeners, seeded randomness) are in [`core`].
 //!

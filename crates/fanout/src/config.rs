@@ -38,6 +38,19 @@ impl fmt::Display for Policy {
     }
 }
 
+/// What happens to targets still running when the fan-out has its answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
+pub enum Stragglers {
+    /// They are cancelled (their futures dropped): the default.
+    #[default]
+    Cancel,
+    /// They finish on a background task, for at most this long (a write that should still
+    /// reach every replica, say); then they are dropped.
+    Finish(#[cfg_attr(feature = "serde", serde(with = "humantime_serde"))] Duration),
+}
+
 /// The settings of a fan-out.
 ///
 /// ```
@@ -63,6 +76,8 @@ pub struct FanOutConfig {
     /// Time the whole fan-out has, counted from the call.
     #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
     pub deadline: Option<Duration>,
+    /// What happens to targets still running when the answer is known.
+    pub stragglers: Stragglers,
 }
 
 impl Default for FanOutConfig {
@@ -73,6 +88,7 @@ impl Default for FanOutConfig {
             policy: Policy::All,
             branch_deadline: None,
             deadline: None,
+            stragglers: Stragglers::Cancel,
         }
     }
 }
@@ -148,9 +164,14 @@ impl FanOutConfig {
                 return Err(ConfigError::Quorum { quorum: k, targets });
             }
         }
+        let finish = match self.stragglers {
+            Stragglers::Finish(d) => Some(d),
+            Stragglers::Cancel => None,
+        };
         for (setting, d) in [
             ("branch_deadline", self.branch_deadline),
             ("deadline", self.deadline),
+            ("stragglers", finish),
         ] {
             if d.is_some_and(|d| d.is_zero()) {
                 return Err(ConfigError::ZeroDeadline { setting });

@@ -1,5 +1,6 @@
 //! The response future: every branch driven together, the policy checked as they end.
 
+use crate::config::Stragglers;
 use crate::outcome::{Merge, Outcomes, TargetOutcome, TargetResult};
 use crate::service::Shared;
 use bulwark_core::local::CallRef;
@@ -86,8 +87,9 @@ impl<S: Service<Req>, Req, C, M> fmt::Debug for ResponseFuture<S, Req, C, M> {
 impl<S, Req, C, M> Future for ResponseFuture<S, Req, C, M>
 where
     S: Service<Req>,
-    S::Future: Unpin,
-    S::Error: Into<BoxError>,
+    S::Future: Unpin + Send + 'static,
+    S::Response: Send + 'static,
+    S::Error: Into<BoxError> + Send + 'static,
     C: Classify<S::Response, S::Error>,
     M: Merge<S::Response>,
 {
@@ -212,7 +214,8 @@ fn finish_branch<S: Service<Req>, Req, C, M>(
     branch.result = Some(result);
 }
 
-/// Cancels what still runs (drops it), and merges the outcomes.
+/// Cancels what still runs (drops it), or hands it to a background task within its bound,
+/// and merges the outcomes.
 fn answer<S: Service<Req>, Req, C, M>(
     branches: &mut Vec<Branch<S, Req>>,
     shared: &Shared<C, M>,
@@ -220,18 +223,46 @@ fn answer<S: Service<Req>, Req, C, M>(
     done: &mut bool,
 ) -> Result<M::Output, BoxError>
 where
+    S::Future: Unpin + Send + 'static,
+    S::Response: Send + 'static,
+    S::Error: Send + 'static,
     M: Merge<S::Response>,
 {
     *done = true;
+    let mut background = Vec::new();
     let targets = std::mem::take(branches)
         .into_iter()
         .enumerate()
-        .map(|(index, b)| TargetOutcome {
-            index,
-            target: shared.names[index].clone(),
-            result: b.result.unwrap_or(TargetResult::Cancelled),
+        .map(|(index, b)| {
+            let result = match (b.result, b.future) {
+                (Some(r), _) => r,
+                (None, Some(future)) if matches!(shared.stragglers, Stragglers::Finish(_)) => {
+                    background.push(future);
+                    TargetResult::Background
+                }
+                (None, _) => TargetResult::Cancelled,
+            };
+            TargetOutcome {
+                index,
+                target: shared.names[index].clone(),
+                result,
+            }
         })
         .collect();
+    if let (Stragglers::Finish(within), false) = (shared.stragglers, background.is_empty()) {
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                let name = shared.name.clone();
+                let count = background.len();
+                runtime.spawn(async move {
+                    let all = futures_util::future::join_all(background);
+                    let finished = tokio::time::timeout(within, all).await.is_ok();
+                    tracing::debug!(fanout = %name, count, finished, "fan-out stragglers done");
+                });
+            }
+            Err(_) => drop(background), // no runtime to finish them on: cancelled
+        }
+    }
     tracing::debug!(fanout = %shared.name, met, "fan-out answered");
     shared.merge.merge(Outcomes {
         name: shared.name.clone(),

@@ -10,7 +10,8 @@
 //! * what counts as a target's success is a classifier over the whole result ("201 only");
 //! * the policy ([`Policy`]): all targets, a quorum, or the first success;
 //! * it answers as soon as the policy is met or can no longer be met; the branches still
-//!   running are cancelled (dropped);
+//!   running are cancelled (dropped), or, with [`Builder::finish_stragglers`], finish on a
+//!   background task within a bound;
 //! * the answer carries every target's outcome in order ([`Outcomes`]), and a merge step
 //!   ([`Merge`]) turns it into one response: [`Collect`] (the outcomes themselves),
 //!   [`FirstSuccess`], or for HTTP `HttpMerge` (the first success with a summary header, or
@@ -43,11 +44,6 @@
 //! assert_eq!(register.ready().await.unwrap().call("alice").await.unwrap(), 201);
 //! # }
 //! ```
-//!
-//! # Not yet
-//!
-//! Letting stragglers finish in the background (instead of cancelling them) is not
-//! implemented yet.
 
 mod config;
 mod future;
@@ -56,7 +52,7 @@ pub mod metrics;
 mod outcome;
 mod service;
 
-pub use config::{ConfigError, FanOutConfig, Policy};
+pub use config::{ConfigError, FanOutConfig, Policy, Stragglers};
 pub use future::ResponseFuture;
 pub use outcome::{
     Collect, FanOutFailed, FirstSuccess, Merge, Outcomes, TargetOutcome, TargetResult,

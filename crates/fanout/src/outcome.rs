@@ -20,6 +20,8 @@ pub enum TargetResult<Res> {
     TimedOut,
     /// It was still running when the fan-out answered, and was cancelled.
     Cancelled,
+    /// It was still running when the fan-out answered, and finishes in the background.
+    Background,
 }
 
 impl<Res> TargetResult<Res> {
@@ -163,6 +165,7 @@ fn describe_generic<Res>(r: &TargetResult<Res>) -> String {
         TargetResult::Error(e) => format!("error: {e}"),
         TargetResult::TimedOut => "timed out".into(),
         TargetResult::Cancelled => "cancelled".into(),
+        TargetResult::Background => "still running".into(),
     }
 }
 
@@ -202,6 +205,7 @@ mod http_merge {
             TargetResult::Error(e) => format!("error: {e}"),
             TargetResult::TimedOut => "timed out".into(),
             TargetResult::Cancelled => "cancelled".into(),
+            TargetResult::Background => "still running".into(),
         }
     }
 

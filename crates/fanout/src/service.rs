@@ -1,6 +1,6 @@
 //! The fan-out service, its layer and builder.
 
-use crate::config::{ConfigError, FanOutConfig, Policy};
+use crate::config::{ConfigError, FanOutConfig, Policy, Stragglers};
 use crate::future::{Branch, ResponseFuture};
 use crate::outcome::{Collect, Merge};
 use bulwark_core::local::LocalRef;
@@ -19,6 +19,7 @@ pub(crate) struct Shared<C, M> {
     pub(crate) policy: Policy,
     pub(crate) branch_deadline: Option<Duration>,
     pub(crate) deadline: Option<Duration>,
+    pub(crate) stragglers: Stragglers,
     pub(crate) classifier: C,
     pub(crate) merge: M,
     pub(crate) listener: Option<SharedListener>,
@@ -67,8 +68,9 @@ impl<S, C, M> FanOut<S, C, M> {
 impl<S, C, M, Req> Service<Req> for FanOut<S, C, M>
 where
     S: Service<Req> + Clone,
-    S::Future: Unpin,
-    S::Error: Into<BoxError>,
+    S::Future: Unpin + Send + 'static,
+    S::Response: Send + 'static,
+    S::Error: Into<BoxError> + Send + 'static,
     Req: Clone,
     C: Classify<S::Response, S::Error>,
     M: Merge<S::Response>,
@@ -164,6 +166,7 @@ impl<C: Clone, M: Clone> FanOutLayer<C, M> {
             policy: c.policy,
             branch_deadline: c.branch_deadline,
             deadline: c.deadline,
+            stragglers: c.stragglers,
             classifier: self.classifier.clone(),
             merge: self.merge.clone(),
             listener: self.listener.clone(),
@@ -249,6 +252,13 @@ impl<C, M> Builder<C, M> {
     /// Time each target has, from the call.
     pub fn branch_deadline(mut self, deadline: Duration) -> Self {
         self.config.branch_deadline = Some(deadline);
+        self
+    }
+
+    /// Let targets still running when the answer is known finish on a background task, for
+    /// at most `within` (default: they are cancelled).
+    pub fn finish_stragglers(mut self, within: Duration) -> Self {
+        self.config.stragglers = Stragglers::Finish(within);
         self
     }
 

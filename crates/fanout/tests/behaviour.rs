@@ -282,3 +282,56 @@ fn bad_settings_are_typed_errors() {
         .unwrap_err();
     assert_eq!(err.setting(), "deadline");
 }
+
+/// A store that counts the writes it completed.
+fn counting_store(delay: Duration, completed: &Arc<AtomicUsize>) -> Store {
+    let completed = completed.clone();
+    BoxCloneService::new(tower::service_fn(move |_: &'static str| {
+        let completed = completed.clone();
+        async move {
+            tokio::time::sleep(delay).await;
+            completed.fetch_add(1, Ordering::SeqCst);
+            Ok(201)
+        }
+    }))
+}
+
+#[tokio::test(start_paused = true)]
+async fn stragglers_can_finish_in_the_background_within_a_bound() {
+    let completed = Arc::new(AtomicUsize::new(0));
+    let build = |within: Duration| {
+        FanOutLayer::builder()
+            .policy(Policy::Quorum(2))
+            .classifier(created_only)
+            .finish_stragglers(within)
+            .build()
+            .build(vec![
+                counting_store(Duration::from_millis(10), &completed),
+                counting_store(Duration::from_millis(10), &completed),
+                counting_store(Duration::from_secs(30), &completed),
+            ])
+            .unwrap()
+    };
+    // Within 60 s: the answer comes at 10 ms, and the third write still lands later.
+    let mut fanout = build(Duration::from_secs(60));
+    let outcomes = fanout.ready().await.unwrap().call("gina").await.unwrap();
+    assert!(outcomes.met);
+    assert!(matches!(
+        outcomes.targets[2].result,
+        TargetResult::Background
+    ));
+    assert_eq!(completed.load(Ordering::SeqCst), 2);
+    tokio::time::sleep(Duration::from_secs(31)).await;
+    assert_eq!(
+        completed.load(Ordering::SeqCst),
+        3,
+        "the straggler finished"
+    );
+
+    // Within 5 s: the straggler is dropped at the bound and never completes.
+    completed.store(0, Ordering::SeqCst);
+    let mut fanout = build(Duration::from_secs(5));
+    fanout.ready().await.unwrap().call("hal").await.unwrap();
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert_eq!(completed.load(Ordering::SeqCst), 2);
+}
