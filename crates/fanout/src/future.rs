@@ -102,8 +102,13 @@ where
         }
         let shared = &**this.shared;
         let n = this.branches.len();
+        let needed = shared.policy.needed(n);
+        let mut successes = 0;
+        let mut running = n;
         for (i, b) in this.branches.iter_mut().enumerate() {
-            if b.result.is_some() {
+            if let Some(r) = &b.result {
+                running -= 1;
+                successes += usize::from(r.is_success());
                 continue;
             }
             if b.future.is_none() {
@@ -112,6 +117,10 @@ where
                     Poll::Pending => continue,
                     Poll::Ready(Err(e)) => {
                         finish_branch(shared, i, b, TargetResult::Error(e.into()));
+                        running -= 1;
+                        if successes + running < needed {
+                            break;
+                        }
                         continue;
                     }
                     Poll::Ready(Ok(())) => {
@@ -122,6 +131,7 @@ where
                                 b,
                                 TargetResult::Error(Box::new(crate::Misuse)),
                             );
+                            running -= 1;
                             continue;
                         };
                         b.future = Some(b.service.call(req));
@@ -141,27 +151,21 @@ where
                             Err(e) => TargetResult::Error(e.into()),
                         },
                     };
+                    successes += usize::from(r.is_success());
+                    running -= 1;
                     finish_branch(shared, i, b, r);
+                    // Decided: the branches after this one are not started.
+                    if successes >= needed || successes + running < needed {
+                        break;
+                    }
                 }
             }
         }
 
-        let successes = this
-            .branches
-            .iter()
-            .filter(|b| matches!(b.result, Some(TargetResult::Succeeded(_))))
-            .count();
-        let running = this.branches.iter().filter(|b| b.result.is_none()).count();
-        let needed = shared.policy.needed(n);
         let met = successes >= needed;
         let hopeless = successes + running < needed;
         if met || hopeless || running == 0 {
-            return Poll::Ready(answer(
-                this.branches,
-                shared,
-                successes >= needed,
-                this.done,
-            ));
+            return Poll::Ready(answer(this.branches, shared, met, this.done));
         }
 
         if let Some(limit) = *this.limit {
@@ -184,7 +188,8 @@ where
     }
 }
 
-/// Records how branch `i` ended: events, tracing, metrics.
+/// Records how branch `i` ended; reports it (events, tracing, metrics) off the fast path.
+#[inline]
 fn finish_branch<S: Service<Req>, Req, C, M>(
     shared: &Shared<C, M>,
     i: usize,
@@ -196,22 +201,35 @@ fn finish_branch<S: Service<Req>, Req, C, M>(
     } else {
         Outcome::Failure
     };
+    branch.result = Some(result);
+    report(shared, i, outcome);
+}
+
+#[inline]
+fn report<C, M>(shared: &Shared<C, M>, i: usize, outcome: Outcome) {
+    #[cfg(feature = "metrics")]
+    shared.metrics.record(i, outcome);
+    if shared.listener.is_some() || tracing::level_enabled!(tracing::Level::DEBUG) {
+        report_slow(shared, i, outcome);
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn report_slow<C, M>(shared: &Shared<C, M>, i: usize, outcome: Outcome) {
     tracing::debug!(
-        fanout = %shared.name,
-        target = %shared.names[i],
+        fanout = %shared.names.fanout,
+        target = %shared.names.targets[i],
         outcome = outcome.as_str(),
         "fan-out target finished"
     );
-    #[cfg(feature = "metrics")]
-    shared.metrics.record(i, outcome);
     if let Some(l) = &shared.listener {
         l.emit(&Event::FanOutTarget {
-            name: &shared.name,
+            name: &shared.names.fanout,
             target: i,
             outcome,
         });
     }
-    branch.result = Some(result);
 }
 
 /// Cancels what still runs (drops it), or hands it to a background task within its bound,
@@ -242,17 +260,13 @@ where
                 }
                 (None, _) => TargetResult::Cancelled,
             };
-            TargetOutcome {
-                index,
-                target: shared.names[index].clone(),
-                result,
-            }
+            TargetOutcome { index, result }
         })
         .collect();
     if let (Stragglers::Finish(within), false) = (shared.stragglers, background.is_empty()) {
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {
-                let name = shared.name.clone();
+                let name = shared.names.fanout.clone();
                 let count = background.len();
                 runtime.spawn(async move {
                     let all = futures_util::future::join_all(background);
@@ -263,9 +277,8 @@ where
             Err(_) => drop(background), // no runtime to finish them on: cancelled
         }
     }
-    tracing::debug!(fanout = %shared.name, met, "fan-out answered");
     shared.merge.merge(Outcomes {
-        name: shared.name.clone(),
+        names: shared.names.clone(),
         policy: shared.policy,
         met,
         targets,

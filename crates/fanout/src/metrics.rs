@@ -23,6 +23,7 @@ impl Metrics {
         }
     }
 
+    #[inline]
     pub(crate) fn record(&self, target: usize, outcome: Outcome) {
         let i = usize::from(outcome != Outcome::Success);
         self.per_target[target][i].increment(1);

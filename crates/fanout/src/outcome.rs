@@ -34,19 +34,23 @@ impl<Res> TargetResult<Res> {
 /// One target's outcome.
 #[derive(Debug)]
 pub struct TargetOutcome<Res> {
-    /// The target's index.
+    /// The target's index (its name is [`Outcomes::target_name`]).
     pub index: usize,
-    /// The target's name.
-    pub target: Arc<str>,
     /// How its part ended.
     pub result: TargetResult<Res>,
+}
+
+/// The fan-out's name and its targets' names, shared by every answer.
+#[derive(Debug)]
+pub(crate) struct Names {
+    pub(crate) fanout: Arc<str>,
+    pub(crate) targets: Box<[Arc<str>]>,
 }
 
 /// Every target's outcome, in target order, and whether the policy was met.
 #[derive(Debug)]
 pub struct Outcomes<Res> {
-    /// The fan-out's name.
-    pub name: Arc<str>,
+    pub(crate) names: Arc<Names>,
     /// The policy.
     pub policy: Policy,
     /// Whether the policy was met.
@@ -56,6 +60,16 @@ pub struct Outcomes<Res> {
 }
 
 impl<Res> Outcomes<Res> {
+    /// The fan-out's name.
+    pub fn name(&self) -> &str {
+        &self.names.fanout
+    }
+
+    /// The name of target `index`.
+    pub fn target_name(&self, index: usize) -> &str {
+        self.names.targets.get(index).map_or("?", |n| n)
+    }
+
     /// How many targets succeeded.
     pub fn successes(&self) -> usize {
         self.targets
@@ -67,13 +81,19 @@ impl<Res> Outcomes<Res> {
     /// The error for a policy that was not met, each target described by `describe`.
     pub fn failure(&self, describe: impl Fn(&TargetResult<Res>) -> String) -> FanOutFailed {
         FanOutFailed {
-            name: self.name.to_string(),
+            name: self.name().to_string(),
             policy: self.policy,
             successes: self.successes(),
             targets: self
                 .targets
                 .iter()
-                .map(|t| (t.index, t.target.to_string(), describe(&t.result)))
+                .map(|t| {
+                    (
+                        t.index,
+                        self.target_name(t.index).to_string(),
+                        describe(&t.result),
+                    )
+                })
                 .collect(),
         }
     }

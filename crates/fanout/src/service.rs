@@ -14,8 +14,7 @@ use tower_service::Service;
 
 /// What every clone of one fan-out shares.
 pub(crate) struct Shared<C, M> {
-    pub(crate) name: Arc<str>,
-    pub(crate) names: Box<[Arc<str>]>,
+    pub(crate) names: Arc<crate::outcome::Names>,
     pub(crate) policy: Policy,
     pub(crate) branch_deadline: Option<Duration>,
     pub(crate) deadline: Option<Duration>,
@@ -51,7 +50,7 @@ impl<S: fmt::Debug, C, M> fmt::Debug for FanOut<S, C, M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let s = self.shared.get();
         f.debug_struct("FanOut")
-            .field("name", &s.name)
+            .field("name", &s.names.fanout)
             .field("policy", &s.policy)
             .field("targets", &self.targets)
             .finish_non_exhaustive()
@@ -161,8 +160,10 @@ impl<C: Clone, M: Clone> FanOutLayer<C, M> {
         let shared = Shared {
             #[cfg(feature = "metrics")]
             metrics: crate::metrics::Metrics::new(&c.name, &names),
-            name: Arc::from(c.name.as_str()),
-            names,
+            names: Arc::new(crate::outcome::Names {
+                fanout: Arc::from(c.name.as_str()),
+                targets: names,
+            }),
             policy: c.policy,
             branch_deadline: c.branch_deadline,
             deadline: c.deadline,

@@ -135,7 +135,7 @@ async fn a_store_failing_for_good_fails_the_fanout_naming_it() {
         outcomes.targets[1].result,
         TargetResult::Failed(503)
     ));
-    assert_eq!(&*outcomes.targets[1].target, "store-2");
+    assert_eq!(outcomes.target_name(1), "store-2");
     assert_eq!(calls[1].load(Ordering::SeqCst), 5, "after all its attempts");
     // FirstSuccess: an error naming the store, with the others' outcomes.
     let mut fanout = FanOutLayer::builder()
