@@ -1,7 +1,7 @@
 //! The response future: every branch driven together, the policy checked as they end.
 
 use crate::config::Stragglers;
-use crate::outcome::{Merge, Outcomes, TargetOutcome, TargetResult};
+use crate::outcome::{Merge, Outcomes, Summary, TargetOutcome, TargetResult};
 use crate::service::Shared;
 use bulwark_core::local::CallRef;
 use bulwark_core::{BoxError, Classify, Event, Outcome};
@@ -247,40 +247,83 @@ where
     M: Merge<S::Response>,
 {
     *done = true;
-    let mut background = Vec::new();
+    if let Stragglers::Finish(within) = shared.stragglers {
+        finish_in_background(branches, shared, within);
+    }
+    if met {
+        // The shortcut: only the first success is needed.
+        let successes = branches
+            .iter()
+            .filter(|b| matches!(b.result, Some(TargetResult::Succeeded(_))))
+            .count();
+        let summary = Summary {
+            successes,
+            targets: branches.len(),
+            policy: shared.policy,
+        };
+        if let Some(b) = branches
+            .iter_mut()
+            .find(|b| matches!(b.result, Some(TargetResult::Succeeded(_))))
+        {
+            if let Some(TargetResult::Succeeded(first)) = b.result.take() {
+                match shared.merge.merge_first(first, summary) {
+                    Ok(answer) => {
+                        branches.clear();
+                        return answer;
+                    }
+                    Err(first) => b.result = Some(TargetResult::Succeeded(first)),
+                }
+            }
+        }
+    }
+    let background = matches!(shared.stragglers, Stragglers::Finish(_));
     let targets = std::mem::take(branches)
         .into_iter()
         .enumerate()
         .map(|(index, b)| {
-            let result = match (b.result, b.future) {
-                (Some(r), _) => r,
-                (None, Some(future)) if matches!(shared.stragglers, Stragglers::Finish(_)) => {
-                    background.push(future);
-                    TargetResult::Background
-                }
-                (None, _) => TargetResult::Cancelled,
+            let result = match b.result {
+                Some(r) => r,
+                None if background && b.request.is_none() => TargetResult::Background,
+                None => TargetResult::Cancelled,
             };
             TargetOutcome { index, result }
         })
         .collect();
-    if let (Stragglers::Finish(within), false) = (shared.stragglers, background.is_empty()) {
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => {
-                let name = shared.names.fanout.clone();
-                let count = background.len();
-                runtime.spawn(async move {
-                    let all = futures_util::future::join_all(background);
-                    let finished = tokio::time::timeout(within, all).await.is_ok();
-                    tracing::debug!(fanout = %name, count, finished, "fan-out stragglers done");
-                });
-            }
-            Err(_) => drop(background), // no runtime to finish them on: cancelled
-        }
-    }
     shared.merge.merge(Outcomes {
         names: shared.names.clone(),
         policy: shared.policy,
         met,
         targets,
     })
+}
+
+/// Hands the branches still running to a background task for at most `within` (with no
+/// runtime, they are cancelled).
+#[cold]
+fn finish_in_background<S: Service<Req>, Req, C, M>(
+    branches: &mut [Branch<S, Req>],
+    shared: &Shared<C, M>,
+    within: std::time::Duration,
+) where
+    S::Future: Unpin + Send + 'static,
+    S::Response: Send + 'static,
+    S::Error: Send + 'static,
+{
+    let running: Vec<S::Future> = branches
+        .iter_mut()
+        .filter(|b| b.result.is_none())
+        .filter_map(|b| b.future.take())
+        .collect();
+    if running.is_empty() {
+        return;
+    }
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        let name = shared.names.fanout.clone();
+        let count = running.len();
+        runtime.spawn(async move {
+            let all = futures_util::future::join_all(running);
+            let finished = tokio::time::timeout(within, all).await.is_ok();
+            tracing::debug!(fanout = %name, count, finished, "fan-out stragglers done");
+        });
+    }
 }

@@ -152,6 +152,17 @@ impl fmt::Display for FanOutFailed {
 
 impl std::error::Error for FanOutFailed {}
 
+/// How a met policy was met: for merges that only need the first success.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Summary {
+    /// Targets that succeeded.
+    pub successes: usize,
+    /// All targets.
+    pub targets: usize,
+    /// The policy.
+    pub policy: Policy,
+}
+
 /// Turns the targets' outcomes into the fan-out's answer.
 pub trait Merge<Res> {
     /// The answer.
@@ -159,6 +170,18 @@ pub trait Merge<Res> {
 
     /// Merges `outcomes` (policy met or not).
     fn merge(&self, outcomes: Outcomes<Res>) -> Result<Self::Output, BoxError>;
+
+    /// A shortcut when the policy was met and the answer needs only the first success (in
+    /// target order): return `Ok` to skip building [`Outcomes`], or give the response back
+    /// with `Err` to have [`Merge::merge`] called as usual (the default).
+    fn merge_first(
+        &self,
+        first: Res,
+        summary: Summary,
+    ) -> Result<Result<Self::Output, BoxError>, Res> {
+        let _ = summary;
+        Err(first)
+    }
 }
 
 /// Answers with every outcome, met or not: the caller decides.
@@ -191,6 +214,10 @@ fn describe_generic<Res>(r: &TargetResult<Res>) -> String {
 
 impl<Res> Merge<Res> for FirstSuccess {
     type Output = Res;
+
+    fn merge_first(&self, first: Res, _: Summary) -> Result<Result<Res, BoxError>, Res> {
+        Ok(Ok(first))
+    }
 
     fn merge(&self, outcomes: Outcomes<Res>) -> Result<Res, BoxError> {
         if !outcomes.met {
@@ -231,6 +258,21 @@ mod http_merge {
 
     impl<B> Merge<http::Response<B>> for HttpMerge {
         type Output = http::Response<B>;
+
+        fn merge_first(
+            &self,
+            mut first: http::Response<B>,
+            summary: super::Summary,
+        ) -> Result<Result<http::Response<B>, BoxError>, http::Response<B>> {
+            let text = format!(
+                "{}/{} succeeded ({})",
+                summary.successes, summary.targets, summary.policy
+            );
+            if let Ok(v) = http::HeaderValue::from_str(&text) {
+                first.headers_mut().insert(SUMMARY_HEADER, v);
+            }
+            Ok(Ok(first))
+        }
 
         fn merge(
             &self,
