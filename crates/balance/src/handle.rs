@@ -35,6 +35,7 @@ impl<C: Send + Sync + 'static> Endpoints for Core<C> {
                 successes: e.successes.load(Ordering::Relaxed),
                 failures: e.failures.load(Ordering::Relaxed),
                 latency: Duration::from_nanos(self.rtt(e, now) as u64),
+                load: self.load(e, now),
             })
             .collect()
     }
@@ -97,6 +98,9 @@ pub struct EndpointSnapshot {
     pub failures: u64,
     /// Its peak-EWMA latency now.
     pub latency: Duration,
+    /// The load the strategy compares (lower is picked): requests in flight + 1, times the
+    /// peak-EWMA latency in nanoseconds for that strategy.
+    pub load: f64,
 }
 
 /// A cloneable handle to a balancer's endpoints.

@@ -360,3 +360,25 @@ fn bad_settings_are_typed_errors() {
         .unwrap_err();
     assert_eq!(err.setting(), "endpoint_names");
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_handle_reports_each_endpoints_load() {
+    let mut lb = BalanceLayer::builder()
+        .strategy(Strategy::P2cPending)
+        .build()
+        .unwrap()
+        .build(vec![
+            answering("a", Duration::from_secs(1)),
+            answering("b", Duration::ZERO),
+        ])
+        .unwrap();
+    let handle = lb.handle();
+    let pending = tokio::spawn(lb.ready().await.unwrap().call(()));
+    tokio::task::yield_now().await;
+    let loads: Vec<f64> = handle.endpoints().iter().map(|e| e.load).collect();
+    // One request in flight on one endpoint: its load is 2, the other's 1.
+    let mut sorted = loads.clone();
+    sorted.sort_by(f64::total_cmp);
+    assert_eq!(sorted, vec![1.0, 2.0], "{loads:?}");
+    drop(pending);
+}
