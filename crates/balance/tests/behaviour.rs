@@ -365,11 +365,14 @@ fn bad_settings_are_typed_errors() {
 async fn the_handle_reports_each_endpoints_load() {
     let mut lb = BalanceLayer::builder()
         .strategy(Strategy::P2cPending)
+        .random(SplitMix64::new(5))
         .build()
         .unwrap()
         .build(vec![
+            // Both slow, so whichever endpoint the random pick chooses still holds the
+            // request when the handle is read.
             answering("a", Duration::from_secs(1)),
-            answering("b", Duration::ZERO),
+            answering("b", Duration::from_secs(1)),
         ])
         .unwrap();
     let handle = lb.handle();
@@ -380,5 +383,5 @@ async fn the_handle_reports_each_endpoints_load() {
     let mut sorted = loads.clone();
     sorted.sort_by(f64::total_cmp);
     assert_eq!(sorted, vec![1.0, 2.0], "{loads:?}");
-    drop(pending);
+    pending.abort();
 }

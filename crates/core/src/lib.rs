@@ -10,11 +10,24 @@
 //!   and the [`Listener`] hook that receives them. Listeners are synchronous and must not block;
 //!   the default listens to nothing.
 //! * [`random`]: an injectable, thread-safe [`RandomSource`] so jitter can be seeded in tests.
+//! * [`backoff`]: the wait between retries (exponential, with none, full, equal, decorrelated
+//!   or additive jitter), used by the retry layer and by fan-out targets behind it.
+//! * [`budget`]: the retry budget (a share of recent requests plus a floor), shareable by
+//!   several layers.
+//! * [`replay`] (feature `http`): `ReplayBody`, which keeps up to a cap of a streaming body as
+//!   it is first sent, so retry, failover and fan-out can send a request again.
+//! * [`attempts`]: which endpoints a request has been sent to, shared by its clones, so a
+//!   balancer sends a resend somewhere else.
+//! * [`local`]: per-clone reference counts for response futures, so threads sharing a layer do
+//!   not contend on one count.
+//! * [`rolling`]: per-slot snapshots of monotonic counters, for windows that slide by time (the
+//!   breaker's time window, the budget, the balancer's failure-rate ejection).
 //!
 //! # Feature flags
 //!
-//! * `http`: [`HttpClassifier`] and [`StatusSet`], classifying `http::Response`s by status.
-//! * `serde`: deserialize a [`StatusSet`] from a list of codes.
+//! * `http`: [`HttpClassifier`] and [`StatusSet`], classifying `http::Response`s by status;
+//!   request replay; `HttpAttempts`.
+//! * `serde`: deserialize a [`StatusSet`] and an [`ExponentialBackoff`].
 //!
 //! # Example
 //!
