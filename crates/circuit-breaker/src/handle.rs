@@ -82,7 +82,9 @@ pub struct MetricsSnapshot {
     pub slow_call_rate: f64,
     /// Whether the window holds `min_calls` calls, so the rates can trip the breaker.
     pub min_calls_reached: bool,
-    /// Calls refused without reaching the inner service, since the breaker was built.
+    /// Calls refused without reaching the inner service, since the breaker was built. In
+    /// readiness mode, each `poll_ready` that the open circuit turns away (ends pending)
+    /// counts once: a balancer asks once for each request it considers sending here.
     pub not_permitted: u64,
     /// Failures in a row since the last success.
     pub consecutive_failures: u32,

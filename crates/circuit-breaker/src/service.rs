@@ -151,7 +151,9 @@ impl std::error::Error for NotReady {}
 impl<S, C> CircuitBreaker<S, C> {
     /// The breaker refused a call in `poll_ready`. Fail-fast: ready at once, `call` answers
     /// with the refusal. Readiness: pending, with a wake-up arranged for the next state change
-    /// or the end of the open period. Returns `None` if a second look admitted the call.
+    /// or the end of the open period, and the refusal counted (`not_permitted`, the
+    /// `CallRejected` event) each time a poll ends pending. Returns `None` if a second look
+    /// admitted the call.
     #[cold]
     fn refused<E>(
         &mut self,
@@ -192,6 +194,9 @@ impl<S, C> CircuitBreaker<S, C> {
                     cx.waker().wake_by_ref();
                 }
             }
+            // Turned away: counted once per readiness poll that ends pending (a balancer
+            // asks once for each request it considers sending here).
+            shared.core.reject(&rejection);
             return Some(Poll::Pending);
         }
     }

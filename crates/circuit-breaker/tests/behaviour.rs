@@ -213,6 +213,8 @@ async fn readiness_mode_is_pending_while_open_and_wakes_itself() {
     drop(ready);
     assert_eq!(svc.handle().state(), CircuitState::Closed);
     assert_eq!(backend.calls(), 6);
+    // The two polls that ended pending were counted as refusals.
+    assert_eq!(svc.handle().metrics().not_permitted, 2);
 }
 
 #[tokio::test(start_paused = true)]
