@@ -10,8 +10,27 @@
 //! | ordered failover | [`failover`] | `failover` (default) | available |
 //! | load balancing | [`balance`] | `balance` (default) | available |
 //! | fan-out | [`fanout`] | `fanout` (default) | available |
+//! | `ServiceBuilder` methods | [`ServiceBuilderExt`] | (each with its layer's) | available |
+//! | errors as HTTP responses | [`axum`](mod@axum) | `axum` | available |
 //!
 //! The shared pieces (classification, events, listeners, seeded randomness) are in [`core`].
+//!
+//! # `ServiceBuilderExt`
+//!
+//! Import [`ServiceBuilderExt`] and the layers become `ServiceBuilder` methods, so a stack
+//! reads top to bottom like tower's own:
+//! `ServiceBuilder::new().circuit_breaker(breaker).backoff_retry(retry).service(client)`.
+//! The set layers (`failover`, `balance`, `fan_out`) take a `Vec` of services in
+//! `.service(vec![..])`, so they come last.
+//!
+//! # axum
+//!
+//! With the `axum` feature, [`axum`](mod@axum) maps this project's errors to responses, so
+//! no server has to write it: an open breaker or a balancer with nothing ready is a 503 with
+//! `Retry-After`, a retry deadline a 504, any other upstream failure a 502; the body is JSON.
+//! Use `HandleErrorLayer::new(tower_bulwark::axum::handle_error)`, or
+//! [`BulwarkError`](axum::BulwarkError) as a handler's error type; [`classify_error`](axum::classify_error)
+//! gives the decision alone, for hyper or a body of your own.
 //!
 //! # Example
 //!
@@ -43,6 +62,11 @@
 //! ```
 
 pub use bulwark_core as core;
+
+#[cfg(feature = "axum")]
+pub mod axum;
+mod builder;
+pub use builder::ServiceBuilderExt;
 
 /// The README's example, compiled and run as a doctest so it cannot rot.
 #[doc = include_str!("../README.md")]

@@ -43,14 +43,35 @@ impl<C: Clone, A: Clone> BalanceLayer<C, A> {
     /// A balancer over `endpoints`.
     pub fn build<S>(&self, endpoints: Vec<S>) -> Result<Balance<S, C, A>, ConfigError> {
         self.config.validate_for(endpoints.len())?;
+        Ok(self.make(endpoints))
+    }
+
+    /// The balancer, for settings already validated (the builder checked everything but the
+    /// names against the list): names that do not match the list one for one are replaced by
+    /// the endpoints' indexes, never paired up wrongly.
+    fn make<S>(&self, endpoints: Vec<S>) -> Balance<S, C, A> {
+        let names = &self.config.endpoint_names;
+        let names: &[String] = if names.len() == endpoints.len() {
+            names
+        } else {
+            if !names.is_empty() {
+                tracing::warn!(
+                    balancer = %self.config.name,
+                    names = names.len(),
+                    endpoints = endpoints.len(),
+                    "endpoint_names does not match the endpoints; naming them by index"
+                );
+            }
+            &[]
+        };
         let core = Core::new(&self.config, self.classifier.clone(), self.listener.clone());
-        Ok(Balance::new(
+        Balance::new(
             endpoints,
-            &self.config.endpoint_names,
+            names,
             Arc::new(core),
             self.random.next_u64(),
             self.attempts.clone(),
-        ))
+        )
     }
 
     /// A balancer whose endpoints come and go through `discover` (a `tower::discover`
@@ -172,6 +193,47 @@ impl<C: Clone, A: Clone> BalanceLayer<C, A> {
                 .map(|e| per_endpoint.layer(e))
                 .collect(),
         )
+    }
+}
+
+/// A balancer over a `Vec` of endpoints, as a [`Layer`](tower_layer::Layer): so
+/// `ServiceBuilder::new().layer(balance).service(endpoints)` works, with layers stacked above.
+///
+/// A `Layer` cannot return an error, so the checks [`BalanceLayer::build`] makes against the
+/// list turn into behaviour, as they do for the failover layer:
+///
+/// * an empty list gives a balancer that has nothing to pick: each request waits
+///   `wait_for_ready`, then fails with [`NoEndpointReady`](crate::NoEndpointReady) (reason
+///   [`Unavailable::NoEndpoints`](crate::Unavailable::NoEndpoints)), like a
+///   [`build_discover`](BalanceLayer::build_discover) balancer before its first endpoint;
+/// * `endpoint_names` that do not match the list one for one are replaced by the endpoints'
+///   indexes (with a `tracing` warning), never paired up wrongly.
+///
+/// Use [`BalanceLayer::build`] to get a typed error for these instead.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// use bulwark_balance::{BalanceLayer, NoEndpointReady, Strategy, Unavailable};
+/// use tower::{service_fn, Service, ServiceBuilder, ServiceExt};
+///
+/// let layer = BalanceLayer::builder().strategy(Strategy::RoundRobin).build().unwrap();
+/// let store = |name: &'static str| service_fn(move |_: ()| async move { Ok::<_, std::io::Error>(name) });
+/// let mut stores = ServiceBuilder::new().layer(layer.clone()).service(vec![store("a"), store("b")]);
+/// assert_eq!(stores.ready().await.unwrap().call(()).await.unwrap(), "a");
+///
+/// // An empty list: nothing to pick, the request fails after `wait_for_ready` (1 s).
+/// let empty: Vec<tower::util::BoxCloneService<(), &'static str, std::io::Error>> = Vec::new();
+/// let mut none = ServiceBuilder::new().layer(layer).service(empty);
+/// let err = none.ready().await.unwrap().call(()).await.unwrap_err();
+/// assert_eq!(err.downcast_ref::<NoEndpointReady>().unwrap().reason, Unavailable::NoEndpoints);
+/// # }
+/// ```
+impl<S, C: Clone, A: Clone> tower_layer::Layer<Vec<S>> for BalanceLayer<C, A> {
+    type Service = Balance<S, C, A>;
+
+    fn layer(&self, endpoints: Vec<S>) -> Self::Service {
+        self.make(endpoints)
     }
 }
 

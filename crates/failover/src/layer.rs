@@ -16,7 +16,9 @@ use tower_layer::Layer;
 /// Use [`FailoverLayer::build`] (or [`FailoverLayer::build_with`], which wraps each target
 /// in a per-target layer such as a circuit breaker) to get a typed error for an empty list.
 /// As a [`Layer`] over `Vec<S>` it cannot return one: an empty list then answers every call
-/// with [`NoTargetReady`](crate::NoTargetReady).
+/// (after `wait_for_ready`) with [`NoTargetReady`](crate::NoTargetReady), and `target_names`
+/// that do not match the list one for one are replaced by the targets' indexes (with a
+/// `tracing` warning).
 #[derive(Clone)]
 pub struct FailoverLayer<P = FailOnFailure> {
     config: Arc<FailoverConfig>,

@@ -52,10 +52,21 @@ impl<S, P> Shared<S, P> {
         listener: Option<SharedListener>,
     ) -> Self {
         let targets = templates.len();
-        let names: Box<[String]> = if names.is_empty() {
-            (0..targets).map(|i| i.to_string()).collect()
-        } else {
+        // `build` refuses names that do not match the targets; as a `Layer` over a `Vec` the
+        // set cannot: they are replaced by indexes (never paired up wrongly, never indexed
+        // out of bounds).
+        let names: Box<[String]> = if names.len() == targets {
             names.into()
+        } else {
+            if !names.is_empty() {
+                tracing::warn!(
+                    failover = %name,
+                    names = names.len(),
+                    targets,
+                    "target_names does not match the targets; naming them by index"
+                );
+            }
+            (0..targets).map(|i| i.to_string()).collect()
         };
         Shared {
             #[cfg(feature = "metrics")]

@@ -102,6 +102,10 @@ where
         }
         let shared = &**this.shared;
         let n = this.branches.len();
+        if n == 0 {
+            *this.done = true;
+            return Poll::Ready(Err(refused(shared)));
+        }
         let needed = shared.policy.needed(n);
         let mut successes = 0;
         let mut running = n;
@@ -186,6 +190,19 @@ where
         }
         Poll::Pending
     }
+}
+
+/// The error of a call with no branch: only a fan-out made by `Layer::layer` from a list
+/// `build` refuses has none (a valid one has at least one target).
+#[cold]
+#[inline(never)]
+fn refused<C, M>(shared: &Shared<C, M>) -> BoxError {
+    Box::new(
+        shared
+            .invalid
+            .clone()
+            .unwrap_or(crate::ConfigError::NoTargets),
+    )
 }
 
 /// Records how branch `i` ended; reports it (events, tracing, metrics) off the fast path.

@@ -22,6 +22,9 @@ pub(crate) struct Shared<C, M> {
     pub(crate) classifier: C,
     pub(crate) merge: M,
     pub(crate) listener: Option<SharedListener>,
+    /// Set only for a fan-out made by `Layer::layer` from a list `build` refuses: every call
+    /// then fails with it, and no target is called.
+    pub(crate) invalid: Option<ConfigError>,
     #[cfg(feature = "metrics")]
     pub(crate) metrics: crate::metrics::Metrics,
 }
@@ -84,6 +87,10 @@ where
 
     fn call(&mut self, request: Req) -> Self::Future {
         let shared = self.shared.get();
+        if shared.invalid.is_some() {
+            // No branch: the future answers with the configuration error.
+            return ResponseFuture::new(Vec::new(), self.shared.for_call(), None);
+        }
         let limit = match (shared.branch_deadline, shared.deadline) {
             (None, None) => None,
             (a, b) => {
@@ -147,14 +154,19 @@ impl FanOutLayer {
 impl<C: Clone, M: Clone> FanOutLayer<C, M> {
     /// A fan-out to `targets`, in order.
     pub fn build<S>(&self, targets: Vec<S>) -> Result<FanOut<S, C, M>, ConfigError> {
+        self.config.validate_for(targets.len())?;
+        Ok(self.make(targets, None))
+    }
+
+    /// The fan-out; with `invalid`, one whose every call fails with that error. Names that do
+    /// not match the targets one for one are replaced by the targets' indexes.
+    fn make<S>(&self, targets: Vec<S>, invalid: Option<ConfigError>) -> FanOut<S, C, M> {
         let c = &*self.config;
-        c.validate_for(targets.len())?;
+        let named = c.target_names.len() == targets.len();
         let names: Box<[Arc<str>]> = (0..targets.len())
-            .map(|i| {
-                c.target_names
-                    .get(i)
-                    .map(|n| Arc::from(n.as_str()))
-                    .unwrap_or_else(|| Arc::from(i.to_string()))
+            .map(|i| match c.target_names.get(i) {
+                Some(n) if named => Arc::from(n.as_str()),
+                _ => Arc::from(i.to_string()),
             })
             .collect();
         let shared = Shared {
@@ -171,11 +183,12 @@ impl<C: Clone, M: Clone> FanOutLayer<C, M> {
             classifier: self.classifier.clone(),
             merge: self.merge.clone(),
             listener: self.listener.clone(),
+            invalid,
         };
-        Ok(FanOut {
+        FanOut {
             targets,
             shared: LocalRef::new(Arc::new(shared)),
-        })
+        }
     }
 
     /// A fan-out to `targets`, each wrapped in `per_target` first (the seed's case: a
@@ -189,6 +202,71 @@ impl<C: Clone, M: Clone> FanOutLayer<C, M> {
         L: tower_layer::Layer<S>,
     {
         self.build(targets.into_iter().map(|t| per_target.layer(t)).collect())
+    }
+}
+
+/// A fan-out to a `Vec` of targets, as a [`Layer`](tower_layer::Layer): so
+/// `ServiceBuilder::new().layer(fan_out).service(targets)` works, with layers stacked above.
+///
+/// A `Layer` cannot return an error, and a fan-out over a list [`FanOutLayer::build`] refuses
+/// must not pretend to work: over no targets the `All` policy would be met by nobody, and a
+/// quorum of 0 before any target answered. So:
+///
+/// * a list `build` would refuse (empty, a quorum of 0 or larger than the list, a zero
+///   deadline) gives a fan-out whose every call fails at once with that [`ConfigError`],
+///   without calling any target (and a `tracing` error when it is made);
+/// * `target_names` that do not match the list one for one only label events and errors: the
+///   targets are named by their indexes instead (with a `tracing` warning), never paired up
+///   wrongly.
+///
+/// Use [`FanOutLayer::build`] to get the typed error up front instead.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use bulwark_fanout::{ConfigError, FanOutLayer, FirstSuccess};
+/// use tower::util::BoxCloneService;
+/// use tower::{service_fn, Service, ServiceBuilder, ServiceExt};
+///
+/// type Store = BoxCloneService<&'static str, u16, std::io::Error>;
+/// let store = || -> Store { BoxCloneService::new(service_fn(|_| async { Ok(201) })) };
+/// let layer = FanOutLayer::builder().merge(FirstSuccess).build();
+///
+/// let mut register = ServiceBuilder::new().layer(layer.clone()).service(vec![store(), store()]);
+/// assert_eq!(register.ready().await.unwrap().call("alice").await.unwrap(), 201);
+///
+/// // No targets: every call fails with the error `build` would have returned.
+/// let mut nobody = ServiceBuilder::new().layer(layer).service(Vec::<Store>::new());
+/// let err = nobody.ready().await.unwrap().call("alice").await.unwrap_err();
+/// assert_eq!(err.downcast_ref::<ConfigError>(), Some(&ConfigError::NoTargets));
+/// # }
+/// ```
+impl<S, C: Clone, M: Clone> tower_layer::Layer<Vec<S>> for FanOutLayer<C, M> {
+    type Service = FanOut<S, C, M>;
+
+    fn layer(&self, targets: Vec<S>) -> Self::Service {
+        let invalid = match self.config.validate_for(targets.len()) {
+            Ok(()) => None,
+            // Checked last, so everything else is valid; the names fall back to indexes.
+            Err(ConfigError::TargetNames { names, targets }) => {
+                tracing::warn!(
+                    fanout = %self.config.name,
+                    names,
+                    targets,
+                    "target_names does not match the targets; naming them by index"
+                );
+                None
+            }
+            Err(e) => {
+                tracing::error!(
+                    fanout = %self.config.name,
+                    error = %e,
+                    "fan-out made from an invalid list: every call will fail"
+                );
+                Some(e)
+            }
+        };
+        self.make(targets, invalid)
     }
 }
 

@@ -1,0 +1,212 @@
+//! The search service's HTTP client for one store: the innermost service of every outbound
+//! stack, and the one place that knows a request really went out to a store.
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU16, AtomicU32, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tower::Service;
+use tower_bulwark::core::BoxError;
+
+/// The body of every request the search service sends to a store.
+pub type Body = Full<Bytes>;
+
+/// The largest store answer the client reads (a store's `GET /books` is a few KiB).
+const MAX_ANSWER: usize = 1024 * 1024;
+
+/// Number of stores (the contract's three).
+pub const STORES: usize = 3;
+
+/// Carried in a request's extensions: how often it was sent, in total and to each store.
+/// The write path reads the per-store counts for its 502 answer; the metrics tell a first
+/// attempt from a retry with it.
+#[derive(Debug, Default)]
+pub struct Sends {
+    /// Whether the request is a fan-out (each store's retries count per store) or a read (any
+    /// send after the first is a retry, wherever it goes).
+    pub fan_out: bool,
+    /// Sends in total.
+    pub total: AtomicU32,
+    /// Sends per store.
+    pub per_store: [AtomicU32; STORES],
+    /// The last status each store answered (0: none yet).
+    pub last_status: [AtomicU16; STORES],
+}
+
+/// A shared [`Sends`]: cloned with the request, so every attempt updates the same counts.
+#[derive(Debug, Clone, Default)]
+pub struct SendsRef(pub Arc<Sends>);
+
+impl SendsRef {
+    /// A fresh count for one request.
+    pub fn new(fan_out: bool) -> Self {
+        SendsRef(Arc::new(Sends {
+            fan_out,
+            ..Sends::default()
+        }))
+    }
+
+    /// Sends to store `index` so far.
+    pub fn to_store(&self, index: usize) -> u32 {
+        self.0
+            .per_store
+            .get(index)
+            .map_or(0, |c| c.load(Ordering::Relaxed))
+    }
+
+    /// The last status store `index` answered, if it answered.
+    pub fn last_status(&self, index: usize) -> Option<u16> {
+        self.0
+            .last_status
+            .get(index)
+            .map(|c| c.load(Ordering::Relaxed))
+            .filter(|&s| s != 0)
+    }
+}
+
+/// The pooled hyper clients every store client shares.
+#[derive(Clone, Debug)]
+pub struct Clients {
+    /// For book requests.
+    pub books: Client<HttpConnector, Body>,
+    /// For health probes (a GET with an empty body).
+    pub probes: Client<HttpConnector, http_body_util::Empty<Bytes>>,
+}
+
+impl Clients {
+    /// New pools. Idle connections are closed after 30 s; connecting times out after 1 s (a
+    /// store on loopback that does not accept within a second is not there).
+    pub fn new() -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(Duration::from_secs(1)));
+        connector.set_nodelay(true);
+        let books = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build(connector.clone());
+        let probes = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build(connector);
+        Clients { books, probes }
+    }
+}
+
+/// Sends requests to one store: takes the request's path and query, sends it to the store's
+/// address, reads the whole answer (up to 1 MiB), and counts it in
+/// `bookstore_requests_total{store,outcome}` and, for a resend, `bookstore_retries_total{store}`.
+#[derive(Clone, Debug)]
+pub struct StoreClient {
+    name: Arc<str>,
+    index: usize,
+    authority: http::uri::Authority,
+    http: Client<HttpConnector, Body>,
+}
+
+impl StoreClient {
+    /// The client for store number `index` (0-based), named `name`, at `addr`.
+    pub fn new(
+        name: &str,
+        index: usize,
+        addr: std::net::SocketAddr,
+        http: Client<HttpConnector, Body>,
+    ) -> Self {
+        let authority = addr
+            .to_string()
+            .parse()
+            .unwrap_or_else(|_| http::uri::Authority::from_static("127.0.0.1"));
+        StoreClient {
+            name: name.into(),
+            index,
+            authority,
+            http,
+        }
+    }
+}
+
+/// A store's answer, read whole.
+pub type Answer = Response<Bytes>;
+
+impl Service<Request<Body>> for StoreClient {
+    type Response = Answer;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Answer, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        // hyper's pooled client takes any number of requests.
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, mut req: Request<Body>) -> Self::Future {
+        let path = req
+            .uri()
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
+        let uri = http::Uri::builder()
+            .scheme("http")
+            .authority(self.authority.clone())
+            .path_and_query(path)
+            .build();
+        let name = self.name.clone();
+        let index = self.index;
+        let sends = req.extensions().get::<SendsRef>().cloned();
+        let retry = match &sends {
+            Some(sends) => {
+                let total = sends.0.total.fetch_add(1, Ordering::Relaxed);
+                let here = sends
+                    .0
+                    .per_store
+                    .get(self.index)
+                    .map_or(0, |c| c.fetch_add(1, Ordering::Relaxed));
+                if sends.0.fan_out {
+                    here > 0
+                } else {
+                    total > 0
+                }
+            }
+            None => false,
+        };
+        if retry {
+            metrics::counter!("bookstore_retries_total", "store" => name.to_string()).increment(1);
+        }
+        let fut = match uri {
+            Ok(uri) => {
+                *req.uri_mut() = uri;
+                Some(self.http.request(req))
+            }
+            Err(_) => None,
+        };
+        Box::pin(async move {
+            let result: Result<Answer, BoxError> = async {
+                let resp = fut.ok_or("the request's path is not a valid URI")?.await?;
+                let (parts, body) = resp.into_parts();
+                let bytes = Limited::new(body, MAX_ANSWER).collect().await?.to_bytes();
+                Ok(Response::from_parts(parts, bytes))
+            }
+            .await;
+            if let (Some(sends), Ok(resp)) = (&sends, &result) {
+                if let Some(slot) = sends.0.last_status.get(index) {
+                    slot.store(resp.status().as_u16(), Ordering::Relaxed);
+                }
+            }
+            let outcome = match &result {
+                Ok(resp) if !resp.status().is_server_error() => "success",
+                _ => "failure",
+            };
+            metrics::counter!(
+                "bookstore_requests_total",
+                "store" => name.to_string(),
+                "outcome" => outcome
+            )
+            .increment(1);
+            result
+        })
+    }
+}

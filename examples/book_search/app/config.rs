@@ -1,0 +1,465 @@
+//! The demo's settings: the TOML file of the contract, its defaults, and its validation.
+//!
+//! Every key is optional. An unknown key, a wrong type or an invalid value is an error that
+//! names the key (`circuit_breaker.failure_rate: must be in (0, 1], got 1.5`); `main` prints
+//! it and exits with code 2.
+
+use serde::Deserialize;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How `GET /book/{title}` picks a store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Strategy {
+    /// Power of two choices by peak-EWMA latency; a failed attempt retried on another store.
+    Balance,
+    /// Ordered store-1, store-2, store-3, sticky to the last store that answered.
+    Failover,
+}
+
+/// `[search]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Search {
+    /// `balance` or `failover`.
+    pub strategy: Strategy,
+    /// The whole request's deadline.
+    #[serde(with = "humantime_serde")]
+    pub deadline: Duration,
+    /// How long a request waits for a store to be ready (healthy, circuit closed).
+    #[serde(with = "humantime_serde")]
+    pub wait_for_healthy: Duration,
+}
+
+impl Default for Search {
+    fn default() -> Self {
+        Search {
+            strategy: Strategy::Balance,
+            deadline: Duration::from_secs(30),
+            wait_for_healthy: Duration::from_secs(1),
+        }
+    }
+}
+
+/// `[attempt]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Attempt {
+    /// Time for one attempt on one store.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Statuses that count as a failed attempt, tried again on another store.
+    pub failover_codes: Vec<u16>,
+}
+
+impl Default for Attempt {
+    fn default() -> Self {
+        Attempt {
+            timeout: Duration::from_secs(5),
+            failover_codes: vec![501, 502, 503, 504],
+        }
+    }
+}
+
+/// `[circuit_breaker]`, one breaker per store.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Breaker {
+    /// Failure rate that opens the circuit.
+    pub failure_rate: f64,
+    /// Calls in the sliding window.
+    pub window: u32,
+    /// Calls needed in the window before the rate can open the circuit.
+    pub min_calls: u32,
+    /// How long the circuit stays open before a probe.
+    #[serde(with = "humantime_serde")]
+    pub open: Duration,
+    /// Probes admitted while half-open.
+    pub half_open_probes: u32,
+}
+
+impl Default for Breaker {
+    fn default() -> Self {
+        Breaker {
+            failure_rate: 0.5,
+            window: 20,
+            min_calls: 5,
+            open: Duration::from_secs(10),
+            half_open_probes: 1,
+        }
+    }
+}
+
+/// `[health]`, the active health checks.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Health {
+    /// The path probed on each store.
+    pub path: String,
+    /// Time between two probes of a store.
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// A probe slower than this fails.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Failed probes in a row that mark a store unhealthy.
+    pub unhealthy_after: u32,
+    /// Good probes in a row that mark it healthy again.
+    pub healthy_after: u32,
+}
+
+impl Default for Health {
+    fn default() -> Self {
+        Health {
+            path: String::from("/health"),
+            interval: Duration::from_secs(2),
+            timeout: Duration::from_secs(2),
+            unhealthy_after: 2,
+            healthy_after: 1,
+        }
+    }
+}
+
+/// `[ejection]`, passive ejection by the balancer (strategy `balance`): a store that fails
+/// this many calls in a row is taken out of the rotation for a while, whatever its breaker
+/// says. Not in the contract's file; Envoy's outlier-detection defaults.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Ejection {
+    /// Failures in a row that eject a store (0 turns ejection off).
+    pub consecutive_failures: u32,
+    /// The first ejection's length; the n-th lasts n times as long.
+    #[serde(with = "humantime_serde")]
+    pub base: Duration,
+    /// The longest ejection.
+    #[serde(with = "humantime_serde")]
+    pub max: Duration,
+    /// At most this share of the stores is out at once (one always may be).
+    pub max_ejected: f64,
+}
+
+impl Default for Ejection {
+    fn default() -> Self {
+        Ejection {
+            consecutive_failures: 5,
+            base: Duration::from_secs(30),
+            max: Duration::from_secs(300),
+            max_ejected: 0.5,
+        }
+    }
+}
+
+/// `[fanout]`, the write path's per-store retry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FanOut {
+    /// First backoff.
+    #[serde(with = "humantime_serde")]
+    pub base: Duration,
+    /// Growth of the backoff per retry.
+    pub factor: f64,
+    /// Largest backoff.
+    #[serde(with = "humantime_serde")]
+    pub max_backoff: Duration,
+    /// Attempts per store, the first included.
+    pub max_attempts: u32,
+    /// Time for the whole POST.
+    #[serde(with = "humantime_serde")]
+    pub deadline: Duration,
+}
+
+impl Default for FanOut {
+    fn default() -> Self {
+        FanOut {
+            base: Duration::from_millis(100),
+            factor: 2.0,
+            max_backoff: Duration::from_secs(64),
+            max_attempts: 100,
+            deadline: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The whole file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// `[search]`.
+    pub search: Search,
+    /// `[attempt]`.
+    pub attempt: Attempt,
+    /// `[circuit_breaker]`.
+    pub circuit_breaker: Breaker,
+    /// `[health]`.
+    pub health: Health,
+    /// `[ejection]`.
+    pub ejection: Ejection,
+    /// `[fanout]`.
+    pub fanout: FanOut,
+}
+
+/// A setting that cannot be used, naming its key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The key (`circuit_breaker.failure_rate`), or the file for a syntax error.
+    pub key: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid configuration: {}: {}", self.key, self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn bad(key: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        key: key.to_string(),
+        message: message.into(),
+    }
+}
+
+/// Durations above this are refused (the layers refuse them too).
+const LONGEST: Duration = Duration::from_secs(24 * 3600);
+
+impl Config {
+    /// Parses and validates a TOML file's text.
+    pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| {
+            // toml names the key in its message ("unknown field `x`", "invalid type") and
+            // shows the line; the key path comes from the span.
+            let key = e
+                .span()
+                .and_then(|span| key_at(text, span.start))
+                .unwrap_or_else(|| String::from("(file)"));
+            ConfigError {
+                key,
+                message: e.message().trim().to_string(),
+            }
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks every value; the first bad one is the error.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let durations = [
+            ("search.deadline", self.search.deadline),
+            ("attempt.timeout", self.attempt.timeout),
+            ("circuit_breaker.open", self.circuit_breaker.open),
+            ("health.interval", self.health.interval),
+            ("health.timeout", self.health.timeout),
+            ("ejection.base", self.ejection.base),
+            ("ejection.max", self.ejection.max),
+            ("fanout.base", self.fanout.base),
+            ("fanout.max_backoff", self.fanout.max_backoff),
+            ("fanout.deadline", self.fanout.deadline),
+        ];
+        for (key, d) in durations {
+            if d.is_zero() {
+                return Err(bad(key, "must be more than zero"));
+            }
+            if d > LONGEST {
+                return Err(bad(key, format!("must be at most 24h, got {d:?}")));
+            }
+        }
+        if self.search.wait_for_healthy > LONGEST {
+            return Err(bad("search.wait_for_healthy", "must be at most 24h"));
+        }
+        if self.attempt.failover_codes.is_empty() {
+            return Err(bad(
+                "attempt.failover_codes",
+                "must name at least one status",
+            ));
+        }
+        for &code in &self.attempt.failover_codes {
+            if !(100..=599).contains(&code) {
+                return Err(bad(
+                    "attempt.failover_codes",
+                    format!("{code} is not an HTTP status (100..=599)"),
+                ));
+            }
+            if code == 404 {
+                return Err(bad(
+                    "attempt.failover_codes",
+                    "404 is an answer (the stores are replicas), not a failed attempt",
+                ));
+            }
+        }
+        let cb = &self.circuit_breaker;
+        if !(cb.failure_rate > 0.0 && cb.failure_rate <= 1.0) {
+            return Err(bad(
+                "circuit_breaker.failure_rate",
+                format!("must be in (0, 1], got {}", cb.failure_rate),
+            ));
+        }
+        if cb.window == 0 || cb.window > 1_000_000 {
+            return Err(bad(
+                "circuit_breaker.window",
+                format!("must be in 1..=1000000, got {}", cb.window),
+            ));
+        }
+        if cb.min_calls == 0 || cb.min_calls > cb.window {
+            return Err(bad(
+                "circuit_breaker.min_calls",
+                format!(
+                    "must be in 1..=window ({}), got {}",
+                    cb.window, cb.min_calls
+                ),
+            ));
+        }
+        if cb.half_open_probes == 0 || cb.half_open_probes > 65_535 {
+            return Err(bad(
+                "circuit_breaker.half_open_probes",
+                format!("must be in 1..=65535, got {}", cb.half_open_probes),
+            ));
+        }
+        let h = &self.health;
+        if !h.path.starts_with('/') || h.path.parse::<http::uri::PathAndQuery>().is_err() {
+            return Err(bad(
+                "health.path",
+                format!("must be a path starting with '/', got {:?}", h.path),
+            ));
+        }
+        if h.unhealthy_after == 0 {
+            return Err(bad("health.unhealthy_after", "must be at least 1"));
+        }
+        if h.healthy_after == 0 {
+            return Err(bad("health.healthy_after", "must be at least 1"));
+        }
+        let e = &self.ejection;
+        if e.max < e.base {
+            return Err(bad(
+                "ejection.max",
+                format!(
+                    "must be at least ejection.base ({:?}), got {:?}",
+                    e.base, e.max
+                ),
+            ));
+        }
+        if !(0.0..=1.0).contains(&e.max_ejected) {
+            return Err(bad(
+                "ejection.max_ejected",
+                format!("must be in 0..=1, got {}", e.max_ejected),
+            ));
+        }
+        let f = &self.fanout;
+        if !(f.factor.is_finite() && f.factor >= 1.0) {
+            return Err(bad(
+                "fanout.factor",
+                format!("must be a number >= 1, got {}", f.factor),
+            ));
+        }
+        if f.max_backoff < f.base {
+            return Err(bad(
+                "fanout.max_backoff",
+                format!(
+                    "must be at least fanout.base ({:?}), got {:?}",
+                    f.base, f.max_backoff
+                ),
+            ));
+        }
+        if f.max_attempts == 0 || f.max_attempts > bulwark_retry::MAX_ATTEMPTS {
+            return Err(bad(
+                "fanout.max_attempts",
+                format!(
+                    "must be in 1..={}, got {}",
+                    bulwark_retry::MAX_ATTEMPTS,
+                    f.max_attempts
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The dotted key at byte `offset` of a TOML text: the last `[table]` header before it and
+/// the key on its line.
+fn key_at(text: &str, offset: usize) -> Option<String> {
+    let before = text.get(..offset)?;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let line = text[line_start..].lines().next().unwrap_or("");
+    let table = before[..line_start]
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('[') && l.ends_with(']'))
+        .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim().to_string());
+    let trimmed = line.trim();
+    if trimmed.starts_with('[') {
+        return Some(trimmed.trim_matches(|c| c == '[' || c == ']').to_string());
+    }
+    let key = trimmed.split('=').next()?.trim();
+    if key.is_empty() {
+        return table;
+    }
+    Some(match table {
+        Some(t) => format!("{t}.{key}"),
+        None => key.to_string(),
+    })
+}
+
+/// What the command line asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Run the demo.
+    Run {
+        /// Where the search service listens.
+        listen: SocketAddr,
+        /// The TOML file, if any.
+        config: Option<PathBuf>,
+    },
+    /// Print the usage.
+    Help,
+}
+
+/// The usage text of `--help`.
+pub const USAGE: &str = "\
+book_search: a book-search service in front of three mock book stores, every tower-bulwark layer wired in
+
+USAGE:
+    cargo run --release --example book_search -- [OPTIONS]
+
+OPTIONS:
+    --listen ADDR    where the search service listens (default 127.0.0.1:9090; port 0 picks a free one)
+    --config FILE    a TOML file overriding any setting (see the README's configuration table)
+    --help           print this
+";
+
+/// Parses the arguments after the program name.
+pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, String> {
+    let mut listen: SocketAddr = ([127, 0, 0, 1], 9090).into();
+    let mut config = None;
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
+            _ => (arg.clone(), None),
+        };
+        match flag.as_str() {
+            "--help" | "-h" => return Ok(Command::Help),
+            "--listen" => {
+                let v = inline
+                    .or_else(|| args.next())
+                    .ok_or("--listen needs an address, e.g. 127.0.0.1:9090")?;
+                listen = v.parse().map_err(|_| {
+                    format!("--listen: {v:?} is not an address like 127.0.0.1:9090")
+                })?;
+            }
+            "--config" => {
+                let v = inline
+                    .or_else(|| args.next())
+                    .ok_or("--config needs a file")?;
+                config = Some(PathBuf::from(v));
+            }
+            other => return Err(format!("unknown argument {other:?} (see --help)")),
+        }
+    }
+    Ok(Command::Run { listen, config })
+}

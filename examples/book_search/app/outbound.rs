@@ -1,0 +1,333 @@
+//! The search service's outbound stacks: every layer of tower-bulwark, built from the
+//! configuration.
+//!
+//! Read path (`GET /book/{title}`), strategy `balance`:
+//!
+//! ```text
+//! BackoffRetry  (a failed attempt goes to another store; at most one try per store; deadline)
+//!  └ Balance    (p2c by peak-EWMA latency; active health checks; passive ejection; resends
+//!    │           go to a store the request has not been to)
+//!    └ per store: CircuitBreaker (readiness mode) └ Timeout (per attempt) └ StoreClient
+//! ```
+//!
+//! Strategy `failover`: `Failover` (ordered, sticky to the last store that answered) over the
+//! same per-store stacks, each behind its own one-endpoint `Balance` that runs the store's
+//! health checks (an unhealthy store is not ready, so failover skips it); passive ejection is
+//! off there, the breaker does that job.
+//!
+//! Write path (`POST /book`): `FanOut` (all stores must answer 201) over, per store,
+//! `BackoffRetry` (exponential backoff with full jitter, per-attempt timeout, deadline) └
+//! `StoreClient`. No circuit breaker: every store must get the write.
+//!
+//! The timeout sits under the breaker so that a store that does not answer in time counts as
+//! a failure for its breaker and for ejection.
+
+use super::client::{Answer, Body, Clients, StoreClient, STORES};
+use super::config::{Config, Strategy};
+use super::store::Store;
+use http::{Method, Request};
+use std::time::Duration;
+use tower::timeout::TimeoutLayer;
+use tower::util::BoxCloneSyncService;
+use tower::Layer;
+use tower_bulwark::balance::{self, BalanceLayer, Ejection, HealthCheck, HttpProbe};
+use tower_bulwark::circuit_breaker::{self, CircuitBreakerLayer, Mode};
+use tower_bulwark::core::attempts::{HttpAttempts, RequestAttempts};
+use tower_bulwark::core::backoff::{ExponentialBackoff, Jitter};
+use tower_bulwark::core::{BoxError, HttpClassifier, Outcome, StatusSet};
+use tower_bulwark::failover::{self, FailoverLayer, HttpFailoverPolicy};
+use tower_bulwark::fanout::{FanOutLayer, Outcomes, Policy};
+use tower_bulwark::retry::{BackoffRetryLayer, Decision, GiveUpReason, RetryPolicy};
+
+/// The read path, whatever the strategy.
+pub type ReadService = BoxCloneSyncService<Request<Body>, Answer, BoxError>;
+/// The write path: every store's outcome.
+pub type WriteService = BoxCloneSyncService<Request<Body>, Outcomes<Answer>, BoxError>;
+
+/// What `/stores` and `/metrics` read: the layers' own handles, per store.
+#[derive(Clone, Debug)]
+pub struct StoreView {
+    /// The store (its name, address and in-process fault control).
+    pub store: Store,
+    /// Its circuit breaker on the read path.
+    pub breaker: circuit_breaker::Handle,
+    /// The balancer that health-checks it, and its index there.
+    pub balance: balance::Handle,
+    /// The store's index in `balance`.
+    pub endpoint: usize,
+}
+
+/// The outbound side of the search service.
+#[derive(Clone, Debug)]
+pub struct Outbound {
+    /// `GET /book/{title}`.
+    pub read: ReadService,
+    /// `POST /book`.
+    pub write: WriteService,
+    /// Per store, in order.
+    pub stores: Vec<StoreView>,
+}
+
+/// Retries a read on another store: after an error (a refused or dropped connection, a
+/// per-attempt timeout) or a failover status; a 404 and every other status are answers.
+/// Only GET and HEAD are resent.
+#[derive(Clone, Copy, Debug)]
+pub struct ReadPolicy {
+    codes: StatusSet,
+}
+
+impl RetryPolicy<Request<Body>, Answer, BoxError> for ReadPolicy {
+    fn decide(&self, result: &Result<Answer, BoxError>) -> Decision {
+        match result {
+            Ok(resp) if self.codes.contains(resp.status().as_u16()) => Decision::Retry,
+            Ok(_) => Decision::Accept,
+            Err(_) => Decision::Retry,
+        }
+    }
+
+    fn may_resend(&self, request: &Request<Body>) -> bool {
+        matches!(*request.method(), Method::GET | Method::HEAD)
+    }
+
+    fn prepare(&self, request: &mut Request<Body>) {
+        // So the balancer sends each resend to a store the request has not been to.
+        HttpAttempts.ensure(request);
+    }
+}
+
+/// Retries a write to one store until it answers 201: after an error, a 5xx, 408 or 429. A
+/// 409 (the title is stored with other fields) or another 4xx will not change: given up.
+/// The store's `POST /books` is idempotent, so resending is safe.
+#[derive(Clone, Copy, Debug)]
+pub struct WritePolicy;
+
+impl RetryPolicy<Request<Body>, Answer, BoxError> for WritePolicy {
+    fn decide(&self, result: &Result<Answer, BoxError>) -> Decision {
+        match result {
+            Ok(resp) if resp.status() == http::StatusCode::CREATED => Decision::Accept,
+            Ok(resp)
+                if resp.status().is_server_error()
+                    || resp.status() == http::StatusCode::REQUEST_TIMEOUT
+                    || resp.status() == http::StatusCode::TOO_MANY_REQUESTS =>
+            {
+                Decision::Retry
+            }
+            Ok(resp) if resp.status().is_client_error() => {
+                Decision::GiveUp(GiveUpReason::NotRetryable)
+            }
+            Ok(_) => Decision::Accept,
+            Err(_) => Decision::Retry,
+        }
+    }
+}
+
+/// A store's answer to a write succeeded only with 201.
+pub fn created(result: &Result<Answer, BoxError>) -> Outcome {
+    match result {
+        Ok(resp) if resp.status() == http::StatusCode::CREATED => Outcome::Success,
+        _ => Outcome::Failure,
+    }
+}
+
+fn health(config: &Config) -> HealthCheck {
+    HealthCheck {
+        interval: config.health.interval,
+        timeout: config.health.timeout,
+        unhealthy_after: config.health.unhealthy_after,
+        healthy_after: config.health.healthy_after,
+        ..HealthCheck::default()
+    }
+}
+
+fn probe(
+    clients: &Clients,
+    store: &Store,
+    config: &Config,
+) -> Result<
+    HttpProbe<
+        hyper_util::client::legacy::Client<
+            hyper_util::client::legacy::connect::HttpConnector,
+            http_body_util::Empty<bytes::Bytes>,
+        >,
+    >,
+    BoxError,
+> {
+    let uri: http::Uri = format!("{}{}", store.url(), config.health.path).parse()?;
+    Ok(HttpProbe::new(clients.probes.clone(), uri))
+}
+
+/// Builds both paths over `stores`.
+pub fn build(config: &Config, stores: &[Store], clients: &Clients) -> Result<Outbound, BoxError> {
+    if stores.len() != STORES {
+        return Err(format!("the demo runs {STORES} stores, got {}", stores.len()).into());
+    }
+    let names: Vec<String> = stores.iter().map(|s| s.name().to_string()).collect();
+    let failure_codes: StatusSet = config.attempt.failover_codes.iter().copied().collect();
+
+    // Per store: breaker (readiness) over a per-attempt timeout over the client.
+    let mut leaves = Vec::with_capacity(STORES);
+    let mut breakers = Vec::with_capacity(STORES);
+    for (i, store) in stores.iter().enumerate() {
+        let cb = &config.circuit_breaker;
+        let breaker = CircuitBreakerLayer::builder()
+            .name(store.name())
+            .failure_rate(cb.failure_rate)
+            .count_window(cb.window)
+            .min_calls(cb.min_calls)
+            .open_for(cb.open)
+            .half_open_probes(cb.half_open_probes)
+            .mode(Mode::Readiness)
+            .classifier(HttpClassifier::new())
+            .build()?;
+        let client = StoreClient::new(store.name(), i, store.addr(), clients.books.clone());
+        let leaf = breaker.layer(TimeoutLayer::new(config.attempt.timeout).layer(client));
+        breakers.push(leaf.handle());
+        leaves.push(leaf);
+    }
+
+    let retry = BackoffRetryLayer::builder()
+        .name("search")
+        .max_attempts(STORES as u32)
+        // Another store, at once: the 1 ms is the smallest backoff the layer takes.
+        .backoff(ExponentialBackoff::new(
+            Duration::from_millis(1),
+            1.0,
+            Duration::from_millis(1),
+            Jitter::None,
+        )?)
+        // At most one try per store: the retries are bounded by the stores, not a budget.
+        .no_budget()
+        .deadline(config.search.deadline)
+        .policy(ReadPolicy {
+            codes: failure_codes,
+        })
+        .build()?;
+
+    let (read, views): (ReadService, Vec<StoreView>) = match config.search.strategy {
+        Strategy::Balance => {
+            let probes = stores
+                .iter()
+                .map(|s| probe(clients, s, config))
+                .collect::<Result<Vec<_>, _>>()?;
+            let balance = BalanceLayer::builder()
+                .name("stores")
+                .endpoint_names(names.clone())
+                .strategy(balance::Strategy::P2cPeakEwma)
+                .wait_for_ready(config.search.wait_for_healthy)
+                .health_check(health(config))
+                .ejection(Ejection {
+                    consecutive_failures: config.ejection.consecutive_failures,
+                    base: config.ejection.base,
+                    max: config.ejection.max,
+                    max_ejected: config.ejection.max_ejected,
+                    ..Ejection::default()
+                })
+                .classifier(HttpClassifier::new())
+                .http()
+                .build()?
+                .build_with_health(leaves, probes)?;
+            let handle = balance.handle();
+            let views = stores
+                .iter()
+                .zip(breakers)
+                .enumerate()
+                .map(|(i, (store, breaker))| StoreView {
+                    store: store.clone(),
+                    breaker,
+                    balance: handle.clone(),
+                    endpoint: i,
+                })
+                .collect();
+            (BoxCloneSyncService::new(retry.layer(balance)), views)
+        }
+        Strategy::Failover => {
+            let mut targets = Vec::with_capacity(STORES);
+            let mut views = Vec::with_capacity(STORES);
+            for ((store, leaf), breaker) in stores.iter().zip(leaves).zip(breakers) {
+                // One endpoint: the balancer is here for the store's health checks and
+                // ejection. It waits "forever" (a day) for its endpoint, so an unhealthy
+                // store stays not ready and the failover skips it; the failover's own wait
+                // is what the request sees.
+                let one = BalanceLayer::builder()
+                    .name(store.name())
+                    .endpoint_names([store.name()])
+                    .strategy(balance::Strategy::FirstAvailable)
+                    .wait_for_ready(Duration::from_secs(24 * 3600))
+                    .health_check(health(config))
+                    // No ejection: the store's breaker already takes it out while it fails,
+                    // and a one-store balancer may eject its only store (for 30 s, longer
+                    // than the breaker's open period).
+                    .ejection(Ejection {
+                        consecutive_failures: 0,
+                        ..Ejection::default()
+                    })
+                    .classifier(HttpClassifier::new())
+                    .build()?
+                    .build_with_health(vec![leaf], vec![probe(clients, store, config)?])?;
+                views.push(StoreView {
+                    store: store.clone(),
+                    breaker,
+                    balance: one.handle(),
+                    endpoint: 0,
+                });
+                targets.push(one);
+            }
+            let failover = FailoverLayer::builder()
+                .name("stores")
+                .target_names(names.clone())
+                .mode(failover::Mode::Sticky)
+                // The per-attempt timeout is under each store's breaker already.
+                .no_attempt_timeout()
+                .wait_for_ready(config.search.wait_for_healthy)
+                .policy(HttpFailoverPolicy::new().failover_codes(failure_codes))
+                .build()?
+                .build(targets)?;
+            // The failover tries each store once; the retry layer above adds only the
+            // deadline (one attempt).
+            let once = BackoffRetryLayer::builder()
+                .name("search")
+                .max_attempts(1)
+                .no_budget()
+                .deadline(config.search.deadline)
+                .policy(ReadPolicy {
+                    codes: failure_codes,
+                })
+                .build()?;
+            (BoxCloneSyncService::new(once.layer(failover)), views)
+        }
+    };
+
+    // Write path: per store, retry until 201.
+    let f = &config.fanout;
+    let backoff = ExponentialBackoff::new(f.base, f.factor, f.max_backoff, Jitter::Full)?;
+    let mut branches = Vec::with_capacity(STORES);
+    for (i, store) in stores.iter().enumerate() {
+        let retry = BackoffRetryLayer::builder()
+            .name(store.name())
+            .max_attempts(f.max_attempts)
+            .backoff(backoff)
+            .deadline(f.deadline)
+            .attempt_timeout(config.attempt.timeout)
+            .policy(WritePolicy)
+            .build()?;
+        let client = StoreClient::new(store.name(), i, store.addr(), clients.books.clone());
+        branches.push(BoxCloneSyncService::new(retry.layer(client)));
+    }
+    let fanout = FanOutLayer::builder()
+        .name("register")
+        .target_names(names)
+        .policy(Policy::All)
+        .deadline(f.deadline)
+        // A store that has failed for good does not stop the writes to the others.
+        .finish_stragglers(f.deadline)
+        .classifier(created)
+        .build()
+        .build(branches)?;
+    let write = BoxCloneSyncService::new(fanout);
+
+    Ok(Outbound {
+        read,
+        write,
+        stores: views,
+    })
+}

@@ -1,0 +1,415 @@
+//! The search service: its routes, and how the outbound stacks' answers and errors become
+//! the contract's HTTP answers.
+
+use super::client::{Body, SendsRef};
+use super::config::Config;
+use super::outbound::{Outbound, StoreView};
+use super::store::{Book, Fault};
+use axum::body::Bytes;
+use axum::extract::{MatchedPath, Path, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use metrics_exporter_prometheus::PrometheusHandle;
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::Duration;
+use tower::{Service, ServiceExt};
+use tower_bulwark::core::{BoxError, CircuitState};
+use tower_bulwark::fanout::{Outcomes, TargetResult};
+
+/// The largest `POST /book` body.
+pub const MAX_BODY: usize = 64 * 1024;
+
+/// What every handler shares.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    /// The settings in force.
+    pub config: Arc<Config>,
+    /// The outbound stacks and the layers' handles.
+    pub outbound: Outbound,
+    /// Renders the metrics recorder.
+    pub metrics: PrometheusHandle,
+}
+
+/// The search service's routes.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/book/{title}", get(get_book))
+        .route("/book", post(post_book))
+        .route("/stores", get(list_stores))
+        .route("/stores/{name}/fault", put(set_fault))
+        .route("/metrics", get(render_metrics))
+        .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
+        .fallback(|| async { error(StatusCode::NOT_FOUND, "no such route") })
+        .layer(middleware::from_fn(count_requests))
+        .with_state(state)
+}
+
+/// `book_search_requests_total{route,status}`: the one count no layer keeps (the answers of
+/// the search service itself).
+async fn count_requests(req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| String::from("unmatched"), |p| p.as_str().to_string());
+    let resp = next.run(req).await;
+    metrics::counter!(
+        "book_search_requests_total",
+        "route" => route,
+        "status" => resp.status().as_u16().to_string()
+    )
+    .increment(1);
+    resp
+}
+
+/// `{"error": message}` with `status`.
+pub fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(json!({ "error": message.into() }))).into_response()
+}
+
+/// 503 `{"error","retry_after_ms"}` with a `Retry-After` header (whole seconds, rounded up).
+fn unavailable(message: impl Into<String>, retry_after: Duration) -> Response {
+    let ms = retry_after.as_millis() as u64;
+    let mut resp = (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(json!({ "error": message.into(), "retry_after_ms": ms })),
+    )
+        .into_response();
+    let secs = ms.div_ceil(1000).max(1);
+    resp.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    resp
+}
+
+/// Percent-encodes a title for a store's path (everything but RFC 3986's unreserved bytes).
+fn encode_path_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// When no store's circuit admits a call, how long until the first one probes again.
+fn all_circuits_open(stores: &[StoreView]) -> Option<Duration> {
+    let mut soonest: Option<Duration> = None;
+    for view in stores {
+        if view.breaker.state() != CircuitState::Open {
+            return None;
+        }
+        let after = view.breaker.retry_after().unwrap_or(Duration::from_secs(1));
+        soonest = Some(soonest.map_or(after, |s| s.min(after)));
+    }
+    soonest
+}
+
+async fn get_book(State(state): State<AppState>, Path(title): Path<String>) -> Response {
+    if title.is_empty() {
+        return error(StatusCode::BAD_REQUEST, "the title is empty");
+    }
+    // Every circuit open: answer at once, without waiting for a store to be ready.
+    if let Some(retry_after) = all_circuits_open(&state.outbound.stores) {
+        return unavailable(
+            "every store's circuit is open: calls to the stores are suspended",
+            retry_after,
+        );
+    }
+    let request = match http::Request::get(format!("/books/{}", encode_path_segment(&title)))
+        .body(Body::default())
+    {
+        Ok(mut r) => {
+            r.extensions_mut().insert(SendsRef::new(false));
+            r
+        }
+        Err(_) => return error(StatusCode::BAD_REQUEST, "the title cannot be sent"),
+    };
+    let mut read = state.outbound.read.clone();
+    let deadline = state.config.search.deadline;
+    let answer = tokio::time::timeout(
+        deadline,
+        async move { read.ready().await?.call(request).await },
+    )
+    .await;
+    let result = match answer {
+        Ok(result) => result,
+        Err(_) => {
+            return error(
+                StatusCode::GATEWAY_TIMEOUT,
+                format!("no store answered within the deadline ({deadline:?})"),
+            )
+        }
+    };
+    match result {
+        Ok(resp) => {
+            let status = resp.status();
+            if status == StatusCode::OK {
+                json_bytes(status, resp.into_body())
+            } else if status == StatusCode::NOT_FOUND {
+                error(StatusCode::NOT_FOUND, format!("no book titled {title:?}"))
+            } else if state
+                .config
+                .attempt
+                .failover_codes
+                .contains(&status.as_u16())
+            {
+                unavailable(
+                    format!("every store tried failed; the last answered {status}"),
+                    Duration::from_secs(1),
+                )
+            } else {
+                // Another status (a 500, say) is passed back as it came.
+                let mut out = Response::new(axum::body::Body::from(resp.body().clone()));
+                *out.status_mut() = status;
+                if let Some(ct) = resp.headers().get(header::CONTENT_TYPE) {
+                    out.headers_mut().insert(header::CONTENT_TYPE, ct.clone());
+                }
+                out
+            }
+        }
+        Err(e) => read_error(&e),
+    }
+}
+
+/// The read path's errors: an open circuit or no ready store is 503 with its time to retry,
+/// the deadline is 504, and anything else means every store tried failed (503).
+fn read_error(e: &BoxError) -> Response {
+    let info = tower_bulwark::axum::classify_error(&**e);
+    match info.status {
+        StatusCode::GATEWAY_TIMEOUT => error(StatusCode::GATEWAY_TIMEOUT, info.message),
+        StatusCode::SERVICE_UNAVAILABLE => unavailable(
+            info.message,
+            info.retry_after.unwrap_or(Duration::from_secs(1)),
+        ),
+        _ => unavailable(
+            format!("every store tried failed; the last error: {}", info.message),
+            Duration::from_secs(1),
+        ),
+    }
+}
+
+fn json_bytes(status: StatusCode, body: Bytes) -> Response {
+    let mut resp = Response::new(axum::body::Body::from(body));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+/// Reads and checks a `POST /book` body: a JSON object with non-empty `title`, `author`,
+/// `isbn` strings and a finite, non-negative `price`.
+pub fn parse_new_book(body: &[u8]) -> Result<Book, String> {
+    let value: Value =
+        serde_json::from_slice(body).map_err(|e| format!("the body is not valid JSON: {e}"))?;
+    let Value::Object(map) = value else {
+        return Err(String::from("the body must be a JSON object"));
+    };
+    let text = |key: &str| -> Result<String, String> {
+        match map.get(key) {
+            None | Some(Value::Null) => Err(format!("the field {key:?} is missing")),
+            Some(Value::String(s)) if s.trim().is_empty() => {
+                Err(format!("the field {key:?} is empty"))
+            }
+            Some(Value::String(s)) => Ok(s.clone()),
+            Some(_) => Err(format!("the field {key:?} must be a string")),
+        }
+    };
+    let title = text("title")?;
+    let author = text("author")?;
+    let isbn = text("isbn")?;
+    let price = match map.get("price") {
+        None | Some(Value::Null) => return Err(String::from("the field \"price\" is missing")),
+        Some(v) => v
+            .as_f64()
+            .filter(|p| p.is_finite() && *p >= 0.0)
+            .ok_or_else(|| String::from("the field \"price\" must be a number >= 0"))?,
+    };
+    Ok(Book {
+        title,
+        author,
+        isbn,
+        price,
+    })
+}
+
+async fn post_book(State(state): State<AppState>, body: axum::body::Body) -> Response {
+    let bytes = match axum::body::to_bytes(body, MAX_BODY).await {
+        Ok(b) => b,
+        Err(_) => {
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the body is over {} KiB", MAX_BODY / 1024),
+            )
+        }
+    };
+    let book = match parse_new_book(&bytes) {
+        Ok(b) => b,
+        Err(message) => return error(StatusCode::BAD_REQUEST, message),
+    };
+    let payload = match serde_json::to_vec(&book) {
+        Ok(p) => p,
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    let sends = SendsRef::new(true);
+    let request = http::Request::post("/books")
+        .header(header::CONTENT_TYPE, "application/json")
+        .extension(sends.clone())
+        .body(Body::from(payload));
+    let request = match request {
+        Ok(r) => r,
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    let mut write = state.outbound.write.clone();
+    let outcomes = match async move { write.ready().await?.call(request).await }.await {
+        Ok(o) => o,
+        Err(e) => return tower_bulwark::axum::error_response(&*e),
+    };
+    write_answer(&book.title, &outcomes, &sends)
+}
+
+fn write_answer(
+    title: &str,
+    outcomes: &Outcomes<super::client::Answer>,
+    sends: &SendsRef,
+) -> Response {
+    if outcomes.met {
+        let stored: Vec<&str> = outcomes
+            .targets
+            .iter()
+            .filter(|t| t.result.is_success())
+            .map(|t| outcomes.target_name(t.index))
+            .collect();
+        return (
+            StatusCode::CREATED,
+            Json(json!({ "title": title, "stored_in": stored })),
+        )
+            .into_response();
+    }
+    let stores: Vec<Value> = outcomes
+        .targets
+        .iter()
+        .map(|t| {
+            let outcome = match &t.result {
+                TargetResult::Succeeded(_) => "stored",
+                TargetResult::Failed(_) => "failed",
+                TargetResult::Error(_) => "error",
+                TargetResult::TimedOut => "timed_out",
+                TargetResult::Cancelled => "cancelled",
+                TargetResult::Background => "still_trying",
+                _ => "unknown",
+            };
+            let last_status = sends.last_status(t.index);
+            let mut entry = json!({
+                "store": outcomes.target_name(t.index),
+                "outcome": outcome,
+                "attempts": sends.to_store(t.index),
+                "last_status": last_status,
+            });
+            if let TargetResult::Error(e) = &t.result {
+                entry["detail"] = Value::String(e.to_string());
+            }
+            entry
+        })
+        .collect();
+    let failed = outcomes.targets.len() - outcomes.successes();
+    (
+        StatusCode::BAD_GATEWAY,
+        Json(json!({
+            "error": format!("{failed} of {} stores did not store {title:?}", outcomes.targets.len()),
+            "stores": stores,
+        })),
+    )
+        .into_response()
+}
+
+fn circuit_name(state: CircuitState) -> &'static str {
+    match state {
+        CircuitState::Closed => "closed",
+        CircuitState::HalfOpen => "half_open",
+        _ => "open",
+    }
+}
+
+async fn list_stores(State(state): State<AppState>) -> Json<Value> {
+    let stores: Vec<Value> = state
+        .outbound
+        .stores
+        .iter()
+        .map(|view| {
+            let endpoints = view.balance.endpoints();
+            let e = endpoints.get(view.endpoint);
+            let breaker = view.breaker.metrics();
+            json!({
+                "name": view.store.name(),
+                "url": view.store.url(),
+                "healthy": e.is_some_and(|e| e.healthy),
+                "circuit": circuit_name(breaker.state),
+                "in_flight": e.map_or(0, |e| e.in_flight),
+                "successes": e.map_or(0, |e| e.successes),
+                "failures": e.map_or(0, |e| e.failures),
+                "ejected_for_ms": e.and_then(|e| e.ejected_for).map(|d| d.as_millis() as u64),
+                "latency_ms": e.map_or(0.0, |e| e.latency.as_secs_f64() * 1000.0),
+                "rejected": breaker.not_permitted,
+                "fault": view.store.fault(),
+            })
+        })
+        .collect();
+    Json(Value::Array(stores))
+}
+
+async fn set_fault(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Response {
+    let Some(view) = state
+        .outbound
+        .stores
+        .iter()
+        .find(|v| v.store.name() == name)
+    else {
+        return error(StatusCode::NOT_FOUND, format!("no store named {name:?}"));
+    };
+    let fault = match Fault::parse(&body) {
+        Ok(f) => f,
+        Err(message) => return error(StatusCode::BAD_REQUEST, message),
+    };
+    match view.store.set_fault(fault.clone()).await {
+        Ok(()) => (StatusCode::OK, Json(fault)).into_response(),
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("the fault could not be set: {e}"),
+        ),
+    }
+}
+
+/// `GET /metrics`: the recorder's text, after the gauges that come from the layers' handles
+/// (circuit state, refusals) are read.
+async fn render_metrics(State(state): State<AppState>) -> Response {
+    for view in &state.outbound.stores {
+        let name = view.store.name().to_string();
+        let m = view.breaker.metrics();
+        let code = match m.state {
+            CircuitState::Closed => 0.0,
+            CircuitState::HalfOpen => 1.0,
+            _ => 2.0,
+        };
+        metrics::gauge!("bookstore_circuit_state", "store" => name.clone()).set(code);
+        metrics::counter!("bookstore_rejected_total", "store" => name).absolute(m.not_permitted);
+    }
+    state.metrics.run_upkeep();
+    let mut resp = Response::new(axum::body::Body::from(state.metrics.render()));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
+    resp
+}
