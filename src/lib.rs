@@ -68,9 +68,10 @@ pub mod axum;
 mod builder;
 pub use builder::ServiceBuilderExt;
 
-/// The README's example, compiled and run as a doctest so it cannot rot.
+/// The README's examples, compiled (and, but for the axum server, run) as doctests so they
+/// cannot rot.
 #[doc = include_str!("../README.md")]
-#[cfg(all(doctest, feature = "circuit-breaker"))]
+#[cfg(all(doctest, feature = "full"))]
 pub struct ReadmeDoctests;
 
 #[cfg(feature = "circuit-breaker")]

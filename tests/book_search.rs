@@ -316,6 +316,14 @@ async fn health_flip_session(strategy: Strategy) {
     );
     assert!(answer.headers.contains_key("retry-after"));
     assert!(answer.json["retry_after_ms"].is_u64());
+    assert!(
+        answer.json["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("no store is healthy"),
+        "{}",
+        answer.text
+    );
     // One store comes back: requests succeed from it, with no restart.
     demo.stores[1].flip_health();
     eventually(Duration::from_secs(3), "store-2 answers again", || async {

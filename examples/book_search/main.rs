@@ -43,6 +43,7 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -74,7 +75,7 @@ fn main() -> ExitCode {
         println!("  curl -s {url}/stores");
         println!("  curl -s -X PUT {url}/stores/store-1/fault -d '{{\"mode\":\"down\"}}'");
         println!(
-            "  curl -s -X POST {url}/book -d '{{\"title\":\"Hyperion\",\"author\":\"Dan Simmons\",\"isbn\":\"9780553283686\",\"price\":9.99}}'"
+            "  curl -s -X POST {url}/book -d '{{\"title\":\"A Memory Called Empire\",\"author\":\"Arkady Martine\",\"isbn\":\"9781250186430\",\"price\":12.99}}'"
         );
         println!("  curl -s {url}/metrics | grep bookstore_");
         println!("Ctrl-C stops everything.");

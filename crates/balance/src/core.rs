@@ -507,6 +507,13 @@ impl<C> Core<C> {
             e.metrics.healthy.set(if healthy { 1.0 } else { 0.0 });
             tracing::info!(balancer = %self.name, endpoint = %e.name, healthy, "endpoint health changed");
             if healthy {
+                // Back from unhealthy: whatever failures ejected it are older than the checks
+                // that now pass, so it returns from ejection too (as Envoy's
+                // `successful_active_health_check_uneject_host`, for this transition only).
+                let until = e.ejected_until.load(Ordering::Acquire);
+                if until != 0 {
+                    self.return_endpoint(e, until);
+                }
                 self.wake_waiters();
             }
             self.emit(&Event::EndpointHealthChanged {

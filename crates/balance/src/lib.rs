@@ -22,7 +22,8 @@
 //! * **Membership**: a static list ([`BalanceLayer::build`]) or a `tower::discover` stream
 //!   ([`BalanceLayer::build_discover`]); a removed endpoint's requests in flight finish.
 //! * **Passive ejection**: after 5 failures in a row (by the shared classification) an endpoint
-//!   is ejected for 30 s times the number of its ejections, capped at 300 s; at most half the
+//!   is ejected for 30 s times the number of its ejections, capped at 300 s (or until its
+//!   health checks, having failed, pass again); at most half the
 //!   endpoints are out at once (one always may be). Optionally also on the share of failures
 //!   over a window ([`FailureRate`]), and an optional panic mode (`panic_threshold`, off by
 //!   default): when too few endpoints are healthy and not ejected, balance over all of them.

@@ -139,3 +139,35 @@ fn the_config_deserializes_with_human_durations() {
         BalanceConfig::default()
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn coming_back_healthy_also_ends_an_ejection() {
+    let (a, b) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let mut lb = BalanceLayer::builder()
+        .strategy(Strategy::RoundRobin)
+        .build()
+        .unwrap()
+        .build(vec![flaky("a", 1, &a), flaky("b", 1_000, &b)])
+        .unwrap();
+    let handle = lb.handle();
+    for _ in 0..10 {
+        let _ = lb.ready().await.unwrap().call(()).await;
+    }
+    assert!(
+        handle.endpoints()[0].ejected_for.is_some(),
+        "5 failures in a row"
+    );
+    // Still healthy and marked healthy again: no transition, the ejection stands.
+    handle.set_healthy(0, true);
+    assert!(handle.endpoints()[0].ejected_for.is_some());
+    // Its checks fail, then pass: it comes back at once, long before its 30 s are up.
+    handle.set_healthy(0, false);
+    handle.set_healthy(0, true);
+    let e = handle.endpoints();
+    assert!(e[0].ejected_for.is_none() && e[0].healthy, "{e:?}");
+    let before = a.load(Ordering::SeqCst);
+    for _ in 0..2 {
+        let _ = lb.ready().await.unwrap().call(()).await;
+    }
+    assert_eq!(a.load(Ordering::SeqCst), before + 1, "picked again");
+}

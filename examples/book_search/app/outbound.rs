@@ -81,6 +81,11 @@ impl RetryPolicy<Request<Body>, Answer, BoxError> for ReadPolicy {
         match result {
             Ok(resp) if self.codes.contains(resp.status().as_u16()) => Decision::Retry,
             Ok(_) => Decision::Accept,
+            // No store could take it within `wait_for_healthy`: trying again would only wait
+            // as long again.
+            Err(e) if e.is::<balance::NoEndpointReady>() || e.is::<failover::NoTargetReady>() => {
+                Decision::GiveUp(GiveUpReason::NotRetryable)
+            }
             Err(_) => Decision::Retry,
         }
     }

@@ -173,16 +173,30 @@ async fn get_book(State(state): State<AppState>, Path(title): Path<String>) -> R
                 out
             }
         }
-        Err(e) => read_error(&e),
+        Err(e) => read_error(&e, &state.outbound.stores),
     }
+}
+
+/// Whether the health checks mark every store unhealthy.
+fn none_healthy(stores: &[StoreView]) -> bool {
+    stores.iter().all(|v| {
+        v.balance
+            .endpoints()
+            .get(v.endpoint)
+            .is_some_and(|e| !e.healthy)
+    })
 }
 
 /// The read path's errors: an open circuit or no ready store is 503 with its time to retry,
 /// the deadline is 504, and anything else means every store tried failed (503).
-fn read_error(e: &BoxError) -> Response {
+fn read_error(e: &BoxError, stores: &[StoreView]) -> Response {
     let info = tower_bulwark::axum::classify_error(&**e);
     match info.status {
         StatusCode::GATEWAY_TIMEOUT => error(StatusCode::GATEWAY_TIMEOUT, info.message),
+        StatusCode::SERVICE_UNAVAILABLE if none_healthy(stores) => unavailable(
+            format!("no store is healthy ({})", info.message),
+            info.retry_after.unwrap_or(Duration::from_secs(1)),
+        ),
         StatusCode::SERVICE_UNAVAILABLE => unavailable(
             info.message,
             info.retry_after.unwrap_or(Duration::from_secs(1)),
@@ -319,11 +333,14 @@ fn write_answer(
             entry
         })
         .collect();
-    let failed = outcomes.targets.len() - outcomes.successes();
     (
         StatusCode::BAD_GATEWAY,
         Json(json!({
-            "error": format!("{failed} of {} stores did not store {title:?}", outcomes.targets.len()),
+            "error": format!(
+                "{title:?} was stored by {} of {} stores",
+                outcomes.successes(),
+                outcomes.targets.len()
+            ),
             "stores": stores,
         })),
     )
@@ -338,8 +355,28 @@ fn circuit_name(state: CircuitState) -> &'static str {
     }
 }
 
-async fn list_stores(State(state): State<AppState>) -> Json<Value> {
-    let stores: Vec<Value> = state
+/// One store in `GET /stores`: the contract's fields first, then what else the layers know.
+#[derive(Debug, serde::Serialize)]
+struct StoreEntry<'a> {
+    name: &'a str,
+    url: String,
+    healthy: bool,
+    circuit: &'static str,
+    in_flight: u32,
+    successes: u64,
+    failures: u64,
+    /// How much longer the balancer keeps it ejected, if it does.
+    ejected_for_ms: Option<u64>,
+    /// Its peak-EWMA latency, as the balancer sees it.
+    latency_ms: f64,
+    /// Calls its open circuit turned away.
+    rejected: u64,
+    /// Its chaos setting.
+    fault: Fault,
+}
+
+async fn list_stores(State(state): State<AppState>) -> Response {
+    let stores: Vec<StoreEntry<'_>> = state
         .outbound
         .stores
         .iter()
@@ -347,22 +384,22 @@ async fn list_stores(State(state): State<AppState>) -> Json<Value> {
             let endpoints = view.balance.endpoints();
             let e = endpoints.get(view.endpoint);
             let breaker = view.breaker.metrics();
-            json!({
-                "name": view.store.name(),
-                "url": view.store.url(),
-                "healthy": e.is_some_and(|e| e.healthy),
-                "circuit": circuit_name(breaker.state),
-                "in_flight": e.map_or(0, |e| e.in_flight),
-                "successes": e.map_or(0, |e| e.successes),
-                "failures": e.map_or(0, |e| e.failures),
-                "ejected_for_ms": e.and_then(|e| e.ejected_for).map(|d| d.as_millis() as u64),
-                "latency_ms": e.map_or(0.0, |e| e.latency.as_secs_f64() * 1000.0),
-                "rejected": breaker.not_permitted,
-                "fault": view.store.fault(),
-            })
+            StoreEntry {
+                name: view.store.name(),
+                url: view.store.url(),
+                healthy: e.is_some_and(|e| e.healthy),
+                circuit: circuit_name(breaker.state),
+                in_flight: e.map_or(0, |e| e.in_flight),
+                successes: e.map_or(0, |e| e.successes),
+                failures: e.map_or(0, |e| e.failures),
+                ejected_for_ms: e.and_then(|e| e.ejected_for).map(|d| d.as_millis() as u64),
+                latency_ms: e.map_or(0.0, |e| e.latency.as_secs_f64() * 1000.0),
+                rejected: breaker.not_permitted,
+                fault: view.store.fault(),
+            }
         })
         .collect();
-    Json(Value::Array(stores))
+    Json(stores).into_response()
 }
 
 async fn set_fault(
