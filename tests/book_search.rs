@@ -600,6 +600,12 @@ fn a_bad_configuration_stops_the_program_with_exit_code_2_naming_the_key() {
         ("[health]\nintervall = \"1s\"\n", "intervall"),
         ("[attempt]\ntimeout = 5\n", "attempt.timeout"),
         ("[search]\nstrategy = \"random\"\n", "search.strategy"),
+        ("[ejection]\nmax_ejected = 2.0\n", "ejection.max_ejected"),
+        ("[ejection]\nbase = \"10s\"\nmax = \"1s\"\n", "ejection.max"),
+        (
+            "[attempt]\nfailover_codes = [404]\n",
+            "attempt.failover_codes",
+        ),
     ] {
         let path = dir.join("bad.toml");
         std::fs::write(&path, text).unwrap();

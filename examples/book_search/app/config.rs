@@ -123,35 +123,6 @@ impl Default for Health {
     }
 }
 
-/// `[ejection]`, passive ejection by the balancer (strategy `balance`): a store that fails
-/// this many calls in a row is taken out of the rotation for a while, whatever its breaker
-/// says. Not in the contract's file; Envoy's outlier-detection defaults.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct Ejection {
-    /// Failures in a row that eject a store (0 turns ejection off).
-    pub consecutive_failures: u32,
-    /// The first ejection's length; the n-th lasts n times as long.
-    #[serde(with = "humantime_serde")]
-    pub base: Duration,
-    /// The longest ejection.
-    #[serde(with = "humantime_serde")]
-    pub max: Duration,
-    /// At most this share of the stores is out at once (one always may be).
-    pub max_ejected: f64,
-}
-
-impl Default for Ejection {
-    fn default() -> Self {
-        Ejection {
-            consecutive_failures: 5,
-            base: Duration::from_secs(30),
-            max: Duration::from_secs(300),
-            max_ejected: 0.5,
-        }
-    }
-}
-
 /// `[fanout]`, the write path's per-store retry.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -195,8 +166,11 @@ pub struct Config {
     pub circuit_breaker: Breaker,
     /// `[health]`.
     pub health: Health,
-    /// `[ejection]`.
-    pub ejection: Ejection,
+    /// `[ejection]`: the balancer's passive ejection (strategy `balance`), its own
+    /// configuration type (Envoy's outlier-detection defaults: 5 failures in a row, 30 s
+    /// times the number of ejections up to 300 s, at most half the stores out; optionally
+    /// `failure_rate = { rate, min_requests, window }`). Not in the contract's file.
+    pub ejection: tower_bulwark::balance::Ejection,
     /// `[fanout]`.
     pub fanout: FanOut,
 }
@@ -255,8 +229,6 @@ impl Config {
             ("circuit_breaker.open", self.circuit_breaker.open),
             ("health.interval", self.health.interval),
             ("health.timeout", self.health.timeout),
-            ("ejection.base", self.ejection.base),
-            ("ejection.max", self.ejection.max),
             ("fanout.base", self.fanout.base),
             ("fanout.max_backoff", self.fanout.max_backoff),
             ("fanout.deadline", self.fanout.deadline),
@@ -333,21 +305,12 @@ impl Config {
         if h.healthy_after == 0 {
             return Err(bad("health.healthy_after", "must be at least 1"));
         }
-        let e = &self.ejection;
-        if e.max < e.base {
-            return Err(bad(
-                "ejection.max",
-                format!(
-                    "must be at least ejection.base ({:?}), got {:?}",
-                    e.base, e.max
-                ),
-            ));
-        }
-        if !(0.0..=1.0).contains(&e.max_ejected) {
-            return Err(bad(
-                "ejection.max_ejected",
-                format!("must be in 0..=1, got {}", e.max_ejected),
-            ));
+        // The balancer validates its own settings and names them as the file does.
+        if let Err(e) = tower_bulwark::balance::BalanceLayer::builder()
+            .ejection(self.ejection)
+            .build()
+        {
+            return Err(bad(e.setting(), e.to_string()));
         }
         let f = &self.fanout;
         if !(f.factor.is_finite() && f.factor >= 1.0) {

@@ -220,13 +220,7 @@ pub fn build(config: &Config, stores: &[Store], clients: &Clients) -> Result<Out
                 .strategy(balance::Strategy::P2cPeakEwma)
                 .wait_for_ready(config.search.wait_for_healthy)
                 .health_check(health(config))
-                .ejection(Ejection {
-                    consecutive_failures: config.ejection.consecutive_failures,
-                    base: config.ejection.base,
-                    max: config.ejection.max,
-                    max_ejected: config.ejection.max_ejected,
-                    ..Ejection::default()
-                })
+                .ejection(config.ejection)
                 .classifier(HttpClassifier::new())
                 .http()
                 .build()?
