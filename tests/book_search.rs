@@ -675,3 +675,31 @@ deadline = "30s"
     assert_eq!(d.health.interval, Duration::from_secs(2));
     assert_eq!(d.fanout.max_attempts, 100);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bare_demo_answers_in_round_robin_and_lists_its_stores() {
+    let config = Config::from_toml("[search]\nstrategy = \"bare\"\n").unwrap();
+    assert_eq!(config.search.strategy, Strategy::Bare);
+    let demo = start(config).await;
+    let mut answered_by = Vec::new();
+    for _ in 0..3 {
+        let answer = get(&format!("{}/book/Dune", demo.url())).await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+        assert_eq!(answer.json["title"], "Dune");
+        answered_by.push(answer.json["store"].as_str().unwrap().to_string());
+    }
+    // No balancer on the read path: the stores in turn.
+    assert_eq!(answered_by, ["store-1", "store-2", "store-3"]);
+    let stores = get(&format!("{}/stores", demo.url())).await.json;
+    let stores = stores.as_array().unwrap();
+    assert_eq!(stores.len(), 3);
+    for (i, s) in stores.iter().enumerate() {
+        assert_eq!(s["name"], format!("store-{}", i + 1));
+        assert_eq!(s["url"], demo.stores[i].url());
+        assert_eq!(s["healthy"], true);
+        assert_eq!(s["circuit"], "closed");
+        // The balancer and breakers behind `/stores` are not on the read path.
+        assert_eq!(s["successes"], 0);
+    }
+    demo.shutdown().await;
+}

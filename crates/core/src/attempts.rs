@@ -23,8 +23,44 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 
 /// The endpoints a request has been sent to, as (balancer, endpoint) identifiers.
+///
+/// One allocation per request that may be resent (the shared cell); the first few
+/// endpoints are kept inline, so recording them allocates nothing more.
 #[derive(Clone, Default)]
-pub struct Attempts(Arc<Mutex<Vec<(usize, usize)>>>);
+pub struct Attempts(Arc<Mutex<Tried>>);
+
+/// How many (balancer, endpoint) pairs are kept without a further allocation: a request is
+/// rarely sent to more than a few endpoints.
+const INLINE: usize = 4;
+
+#[derive(Default)]
+struct Tried {
+    inline: [(usize, usize); INLINE],
+    len: usize,
+    more: Vec<(usize, usize)>,
+}
+
+impl Tried {
+    fn contains(&self, pair: (usize, usize)) -> bool {
+        self.inline[..self.len.min(INLINE)].contains(&pair) || self.more.contains(&pair)
+    }
+
+    fn insert(&mut self, pair: (usize, usize)) {
+        if self.contains(pair) {
+            return;
+        }
+        if self.len < INLINE {
+            self.inline[self.len] = pair;
+            self.len += 1;
+        } else {
+            self.more.push(pair);
+        }
+    }
+
+    fn pairs(&self) -> impl Iterator<Item = &(usize, usize)> {
+        self.inline[..self.len.min(INLINE)].iter().chain(&self.more)
+    }
+}
 
 impl Attempts {
     /// An empty set, to attach to a request that may be sent more than once.
@@ -38,16 +74,14 @@ impl Attempts {
             Ok(t) => t,
             Err(poisoned) => poisoned.into_inner(),
         };
-        if !tried.contains(&(scope, endpoint)) {
-            tried.push((scope, endpoint));
-        }
+        tried.insert((scope, endpoint));
     }
 
     /// Whether balancer `scope` already sent the request to endpoint `endpoint`.
     pub fn tried(&self, scope: usize, endpoint: usize) -> bool {
         match self.0.lock() {
-            Ok(t) => t.contains(&(scope, endpoint)),
-            Err(poisoned) => poisoned.into_inner().contains(&(scope, endpoint)),
+            Ok(t) => t.contains((scope, endpoint)),
+            Err(poisoned) => poisoned.into_inner().contains((scope, endpoint)),
         }
     }
 }
@@ -55,9 +89,35 @@ impl Attempts {
 impl fmt::Debug for Attempts {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.0.lock() {
-            Ok(t) => f.debug_tuple("Attempts").field(&*t).finish(),
+            Ok(t) => f
+                .debug_tuple("Attempts")
+                .field(&t.pairs().collect::<Vec<_>>())
+                .finish(),
             Err(_) => f.write_str("Attempts(..)"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Attempts;
+
+    #[test]
+    fn pairs_past_the_inline_ones_are_kept_too() {
+        let a = Attempts::new();
+        for e in 0..10 {
+            a.record(1, e);
+            a.record(1, e); // twice: kept once
+        }
+        for e in 0..10 {
+            assert!(a.tried(1, e), "{e}");
+            assert!(!a.tried(2, e));
+        }
+        assert!(!a.tried(1, 10));
+        assert_eq!(
+            format!("{a:?}"),
+            "Attempts([(1, 0), (1, 1), (1, 2), (1, 3), (1, 4), (1, 5), (1, 6), (1, 7), (1, 8), (1, 9)])"
+        );
     }
 }
 

@@ -18,13 +18,17 @@ pub enum Strategy {
     Balance,
     /// Ordered store-1, store-2, store-3, sticky to the last store that answered.
     Failover,
+    /// No layer at all: the three store clients in round robin (no retry, breaker, timeout,
+    /// balancer or health check), the write path unchanged. The baseline of the end-to-end
+    /// benchmark (`cargo run --release --example load`); not for use against failing stores.
+    Bare,
 }
 
 /// `[search]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Search {
-    /// `balance` or `failover`.
+    /// `balance`, `failover` or `bare`.
     pub strategy: Strategy,
     /// The whole request's deadline.
     #[serde(with = "humantime_serde")]

@@ -61,7 +61,7 @@ pub async fn start(config: Config, listen: SocketAddr) -> Result<Demo, BoxError>
     let outbound = outbound::build(&config, &stores, &clients)?;
     let app = search::router(search::AppState {
         config: Arc::new(config),
-        outbound: outbound.clone(),
+        outbound: Arc::new(outbound.clone()),
         metrics,
     });
     let listener = tokio::net::TcpListener::bind(listen).await?;

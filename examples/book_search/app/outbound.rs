@@ -15,6 +15,9 @@
 //! health checks (an unhealthy store is not ready, so failover skips it); passive ejection is
 //! off there, the breaker does that job.
 //!
+//! Strategy `bare` (the end-to-end benchmark's baseline): [`RoundRobin`] over the three
+//! `StoreClient`s, no layer at all.
+//!
 //! Write path (`POST /book`): `FanOut` (all stores must answer 201) over, per store,
 //! `BackoffRetry` (exponential backoff with full jitter, per-attempt timeout, deadline) └
 //! `StoreClient`. No circuit breaker: every store must get the write.
@@ -26,10 +29,13 @@ use super::client::{Answer, Body, Clients, StoreClient, STORES};
 use super::config::{Config, Strategy};
 use super::store::Store;
 use http::{Method, Request};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 use tower::timeout::TimeoutLayer;
 use tower::util::BoxCloneSyncService;
-use tower::Layer;
+use tower::{Layer, Service};
 use tower_bulwark::balance::{self, BalanceLayer, Ejection, HealthCheck, HttpProbe};
 use tower_bulwark::circuit_breaker::{self, CircuitBreakerLayer, Mode};
 use tower_bulwark::core::attempts::{HttpAttempts, RequestAttempts};
@@ -66,6 +72,41 @@ pub struct Outbound {
     pub write: WriteService,
     /// Per store, in order.
     pub stores: Vec<StoreView>,
+}
+
+/// Strategy `bare`: each request to the next store in turn, with no layer at all (an error
+/// or a 503 is the answer; nothing is retried, timed out or counted by a layer).
+#[derive(Clone, Debug)]
+pub struct RoundRobin {
+    next: Arc<AtomicUsize>,
+    clients: Arc<[StoreClient]>,
+}
+
+impl RoundRobin {
+    /// Round robin over `clients`, starting with the first.
+    pub fn new(clients: Vec<StoreClient>) -> Self {
+        RoundRobin {
+            next: Arc::new(AtomicUsize::new(0)),
+            clients: clients.into(),
+        }
+    }
+}
+
+impl Service<Request<Body>> for RoundRobin {
+    type Response = Answer;
+    type Error = BoxError;
+    type Future = <StoreClient as Service<Request<Body>>>::Future;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        // A `StoreClient` is always ready (hyper's pool takes any number of requests).
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<Body>) -> Self::Future {
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.clients.len();
+        // A clone (a few reference counts): `call` takes `&mut`, the clients are shared.
+        self.clients[i].clone().call(req)
+    }
 }
 
 /// Retries a read on another store: after an error (a refused or dropped connection, a
@@ -293,6 +334,39 @@ pub fn build(config: &Config, stores: &[Store], clients: &Clients) -> Result<Out
                 })
                 .build()?;
             (BoxCloneSyncService::new(once.layer(failover)), views)
+        }
+        Strategy::Bare => {
+            let store_clients = stores
+                .iter()
+                .enumerate()
+                .map(|(i, s)| StoreClient::new(s.name(), i, s.addr(), clients.books.clone()))
+                .collect();
+            // `/stores` reads a balancer's and a breaker's handle per store. Rather than make
+            // every `StoreView` field optional, bare mode keeps the per-store breakers built
+            // above and a balancer over them with no health checks; neither is on the read
+            // path (the balancer is dropped once its handle is taken, never called), so
+            // `/stores` shows every store healthy, its circuit closed and no calls counted.
+            let handle = BalanceLayer::builder()
+                .name("stores")
+                .endpoint_names(names.clone())
+                .build()?
+                .build(leaves)?
+                .handle();
+            let views = stores
+                .iter()
+                .zip(breakers)
+                .enumerate()
+                .map(|(i, (store, breaker))| StoreView {
+                    store: store.clone(),
+                    breaker,
+                    balance: handle.clone(),
+                    endpoint: i,
+                })
+                .collect();
+            (
+                BoxCloneSyncService::new(RoundRobin::new(store_clients)),
+                views,
+            )
         }
     };
 

@@ -28,8 +28,9 @@ pub const MAX_BODY: usize = 64 * 1024;
 pub struct AppState {
     /// The settings in force.
     pub config: Arc<Config>,
-    /// The outbound stacks and the layers' handles.
-    pub outbound: Outbound,
+    /// The outbound stacks and the layers' handles, shared: axum clones the state for every
+    /// request, and each handler clones only the stack it calls.
+    pub outbound: Arc<Outbound>,
     /// Renders the metrics recorder.
     pub metrics: PrometheusHandle,
 }
