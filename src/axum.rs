@@ -34,6 +34,18 @@
 //! would need tower's `timeout` feature): it is a 502 too, unless you map it first, or use
 //! the retry layer's `attempt_timeout` and `deadline`, which are 504s.
 //!
+//! # In a `Router`
+//!
+//! Our layers return errors, and axum wants `Infallible` from a route: put
+//! `HandleErrorLayer::new(handle_error)` outside them (`route_layer` or `layer`). A layer with
+//! state (a breaker's window, a retry budget) is built when the `Router` applies its layers:
+//! finish the router with `.with_state(..)` (or `into_make_service()`) after the last layer,
+//! or an unfinalized `Router<()>` builds them again per request (through `oneshot`) or per
+//! connection (through `axum::serve`), and a breaker there never sees enough calls to open.
+//! Retrying an incoming request needs a body that can be sent again: axum's `Body` is not
+//! `Clone`, so map the request with `bulwark_core::replay::replayable` first (feature
+//! `http`). `tests/axum.rs` shows each of these.
+//!
 //! # Use
 //!
 //! * [`handle_error`] with axum's [`HandleErrorLayer`](::axum::error_handling::HandleErrorLayer)

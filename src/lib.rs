@@ -12,6 +12,8 @@
 //! | fan-out | [`fanout`] | `fanout` (default) | available |
 //! | `ServiceBuilder` methods | [`ServiceBuilderExt`] | (each with its layer's) | available |
 //! | errors as HTTP responses | [`axum`](mod@axum) | `axum` | available |
+//! | one file for a whole stack | [`config`] | `serde` | available |
+//! | gRPC: classify by `grpc-status`, retry with pushback | `core::grpc`, `retry::GrpcRetryPolicy` | `grpc` | available |
 //!
 //! The shared pieces (classification, events, listeners, seeded randomness) are in [`core`].
 //!
@@ -31,6 +33,21 @@
 //! Use `HandleErrorLayer::new(tower_bulwark::axum::handle_error)`, or
 //! [`BulwarkError`](axum::BulwarkError) as a handler's error type; [`classify_error`](axum::classify_error)
 //! gives the decision alone, for hyper or a body of your own.
+//!
+//! # Configuration
+//!
+//! With the `serde` feature every layer's settings deserialize (durations in human form,
+//! `"30s"`; unknown keys refused), and [`config::StackConfig`] reads a whole client stack from
+//! one file, one table per layer, validating each as the layer's builder does; an error names
+//! the table and the key (`retry.max_attempts: ...`). `examples/stack.toml` lists every key.
+//!
+//! # Telemetry
+//!
+//! Every layer reports what it does three ways: `tracing` events (and a span for each attempt
+//! after the first, naming the layer, the target and the attempt), metrics through the
+//! `metrics` facade (feature `metrics`; Prometheus names, labelled `name` and `target` in
+//! every layer) and [`Event`](core::Event)s to a [`Listener`](core::Listener).
+//! `TELEMETRY.md`, at the root of the repository, lists each of them.
 //!
 //! # Example
 //!
@@ -66,6 +83,17 @@ pub use bulwark_core as core;
 #[cfg(feature = "axum")]
 pub mod axum;
 mod builder;
+#[cfg(all(
+    feature = "serde",
+    any(
+        feature = "circuit-breaker",
+        feature = "retry",
+        feature = "failover",
+        feature = "balance",
+        feature = "fanout"
+    )
+))]
+pub mod config;
 pub use builder::ServiceBuilderExt;
 
 /// The README's examples, compiled (and, but for the axum server, run) as doctests so they

@@ -274,7 +274,7 @@ impl<C> Core<C> {
             e.consecutive.store(0, Ordering::Release);
             #[cfg(feature = "metrics")]
             e.metrics.ejected.set(0.0);
-            tracing::info!(balancer = %self.name, endpoint = %e.name, "endpoint returned");
+            tracing::info!(balancer = %self.name, target = %e.name, "endpoint returned");
             self.emit(&Event::EndpointReturned {
                 name: &self.name,
                 endpoint: e.id,
@@ -451,7 +451,7 @@ impl<C> Core<C> {
         let mut out = self.ejected.load(Ordering::Acquire);
         loop {
             if out >= cap {
-                tracing::debug!(balancer = %self.name, endpoint = %e.name, "ejection skipped: cap reached");
+                tracing::debug!(balancer = %self.name, target = %e.name, "ejection skipped: cap reached");
                 return;
             }
             match self
@@ -484,7 +484,7 @@ impl<C> Core<C> {
         }
         tracing::warn!(
             balancer = %self.name,
-            endpoint = %e.name,
+            target = %e.name,
             ejected_ms = duration.as_millis() as u64,
             "endpoint ejected after consecutive failures"
         );
@@ -505,7 +505,7 @@ impl<C> Core<C> {
             }
             #[cfg(feature = "metrics")]
             e.metrics.healthy.set(if healthy { 1.0 } else { 0.0 });
-            tracing::info!(balancer = %self.name, endpoint = %e.name, healthy, "endpoint health changed");
+            tracing::info!(balancer = %self.name, target = %e.name, healthy, "endpoint health changed");
             if healthy {
                 // Back from unhealthy: whatever failures ejected it are older than the checks
                 // that now pass, so it returns from ejection too (as Envoy's

@@ -88,7 +88,7 @@ where
                         self.balance.remove(i);
                         self.keys.remove(i);
                     }
-                    tracing::info!(endpoint = %key, "endpoint added");
+                    tracing::info!(balancer = %self.balance.name(), target = %key, "endpoint added");
                     let id = self.balance.insert(key.to_string(), endpoint);
                     if let Some(on_insert) = &mut self.on_insert {
                         on_insert(&key, id);
@@ -97,7 +97,7 @@ where
                 }
                 Poll::Ready(Some(Ok(Change::Remove(key)))) => {
                     if let Some(i) = self.keys.iter().position(|k| *k == key) {
-                        tracing::info!(endpoint = %key, "endpoint removed");
+                        tracing::info!(balancer = %self.balance.name(), target = %key, "endpoint removed");
                         self.balance.remove(i);
                         self.keys.remove(i);
                     }

@@ -70,6 +70,11 @@ impl<S, C, A> Balance<S, C, A> {
         &self.endpoints
     }
 
+    /// The balancer's name.
+    pub(crate) fn name(&self) -> &str {
+        &self.core.get().name
+    }
+
     pub(crate) fn core_arc(&self) -> Arc<Core<C>> {
         self.core.shared().clone()
     }

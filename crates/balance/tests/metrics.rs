@@ -43,7 +43,7 @@ async fn requests_ejections_and_health_are_reported_per_endpoint() {
                 key.kind() == kind
                     && k.name() == name
                     && k.labels()
-                        .any(|l| l.key() == "endpoint" && l.value() == endpoint)
+                        .any(|l| l.key() == "target" && l.value() == endpoint)
                     && outcome
                         .is_none_or(|o| k.labels().any(|l| l.key() == "outcome" && l.value() == o))
             })

@@ -106,7 +106,14 @@ pub enum Window {
 /// How long the breaker stays open.
 #[derive(Debug, Clone, Copy, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Deserialize))]
-#[cfg_attr(feature = "serde", serde(untagged))]
+#[cfg_attr(
+    feature = "serde",
+    serde(
+        untagged,
+        deny_unknown_fields,
+        expecting = "a duration (\"30s\") or a table of `initial`, `multiplier`, `max` and `jitter`"
+    )
+)]
 pub enum OpenPeriod {
     /// Always the same time (`open = "30s"`).
     Fixed(#[cfg_attr(feature = "serde", serde(with = "humantime_serde"))] Duration),

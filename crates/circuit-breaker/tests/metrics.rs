@@ -50,7 +50,7 @@ async fn counters_and_the_state_gauge_follow_the_breaker() {
             Some(DebugValue::Counter(n)) => *n,
             other => panic!("{name} {labels:?}: {other:?}"),
         };
-    let b = ("breaker", "store-1");
+    let b = ("name", "store-1");
     assert_eq!(
         counter(
             "bulwark_circuit_breaker_calls_total",

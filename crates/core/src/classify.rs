@@ -10,7 +10,28 @@
 //! * [`DefaultClassifier`] for plain services: every `Err` is a failure, every `Ok` a success.
 //! * `HttpClassifier` (feature `http`) for `http::Response`s: errors and 5xx statuses are
 //!   failures (configurable with a [`StatusSet`]), everything else, 404 included, is a success.
+//! * `GrpcClassifier` (feature `grpc`, in [`grpc`](crate::grpc)) for gRPC over `http`:
+//!   the `grpc-status` decides, not the HTTP status (gRPC failures come with HTTP 200).
+//!   UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED and INTERNAL are failures
+//!   (configurable with a `GrpcCodeSet`), every other code, NOT_FOUND included, is an answer.
+//!   It classifies the response head; what that means for statuses sent in trailers is in
+//!   the [`grpc`](crate::grpc) module's docs.
 //! * A closure `Fn(&Result<Res, E>) -> Outcome`, or your own type, for anything else.
+//!
+//! ```
+//! # #[cfg(feature = "grpc")]
+//! # {
+//! use bulwark_core::{Classify, GrpcClassifier, HttpClassifier, Outcome};
+//!
+//! // A gRPC server answers "unavailable" with HTTP 200 and `grpc-status: 14`.
+//! let unavailable: Result<http::Response<()>, std::io::Error> = Ok(http::Response::builder()
+//!     .header("grpc-status", "14")
+//!     .body(())
+//!     .unwrap());
+//! assert_eq!(HttpClassifier::new().classify(&unavailable), Outcome::Success); // fooled
+//! assert_eq!(GrpcClassifier::new().classify(&unavailable), Outcome::Failure);
+//! # }
+//! ```
 
 /// What a finished call tells a resilience layer about the service that answered it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -43,7 +64,8 @@ impl std::fmt::Display for Outcome {
 
 /// Decides the [`Outcome`] of a call from its whole result.
 ///
-/// Implemented for [`DefaultClassifier`], `HttpClassifier` (feature `http`) and every closure
+/// Implemented for [`DefaultClassifier`], `HttpClassifier` (feature `http`), `GrpcClassifier`
+/// (feature `grpc`) and every closure
 /// `Fn(&Result<Res, E>) -> Outcome`.
 ///
 /// ```

@@ -130,6 +130,9 @@ pub enum GiveUpReason {
     RetryAfterTooLong,
     /// The policy says this failure is not worth retrying.
     NotRetryable,
+    /// The server asked not to retry: gRPC's `grpc-retry-pushback-ms` with a negative or
+    /// malformed value.
+    Pushback,
 }
 
 impl GiveUpReason {
@@ -142,6 +145,7 @@ impl GiveUpReason {
             GiveUpReason::NotResendable => "not_resendable",
             GiveUpReason::RetryAfterTooLong => "retry_after_too_long",
             GiveUpReason::NotRetryable => "not_retryable",
+            GiveUpReason::Pushback => "pushback",
         }
     }
 }

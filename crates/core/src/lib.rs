@@ -14,6 +14,9 @@
 //!   or additive jitter), used by the retry layer and by fan-out targets behind it.
 //! * [`budget`]: the retry budget (a share of recent requests plus a floor), shareable by
 //!   several layers.
+//! * [`grpc`] (feature `grpc`): `GrpcClassifier`, which classifies gRPC responses by their
+//!   `grpc-status` (in the headers of a Trailers-Only response, or in the trailers), and
+//!   `GrpcBody`, which reports the status of a call whose status comes in the trailers.
 //! * [`replay`] (feature `http`): `ReplayBody`, which keeps up to a cap of a streaming body as
 //!   it is first sent, so retry, failover and fan-out can send a request again.
 //! * [`attempts`]: which endpoints a request has been sent to, shared by its clones, so a
@@ -27,7 +30,10 @@
 //!
 //! * `http`: [`HttpClassifier`] and [`StatusSet`], classifying `http::Response`s by status;
 //!   request replay; `HttpAttempts`.
-//! * `serde`: deserialize a [`StatusSet`] and an [`ExponentialBackoff`].
+//! * `grpc` (implies `http`): [`GrpcClassifier`], [`GrpcCode`] and [`GrpcCodeSet`], and the
+//!   [`grpc`] module.
+//! * `serde`: deserialize a [`StatusSet`] and an [`ExponentialBackoff`] (and, with `grpc`, a
+//!   [`GrpcCodeSet`] and a [`GrpcCode`], by name or number).
 //!
 //! # Example
 //!
@@ -53,6 +59,8 @@ pub mod backoff;
 pub mod budget;
 pub mod classify;
 pub mod event;
+#[cfg(feature = "grpc")]
+pub mod grpc;
 pub mod local;
 pub mod random;
 #[cfg(feature = "http")]
@@ -67,6 +75,8 @@ pub use event::{
     CircuitState, Event, FailoverReason, GiveUpReason, Listener, NoopListener, SharedListener,
     TripReason,
 };
+#[cfg(feature = "grpc")]
+pub use grpc::{GrpcClassifier, GrpcCode, GrpcCodeSet};
 pub use random::{RandomSource, SplitMix64};
 #[cfg(feature = "http")]
 pub use replay::{replayable, CanReplay, ReplayBody, ReplayError, DEFAULT_REPLAY_CAP};

@@ -8,10 +8,12 @@ use bulwark_core::{BoxError, FailoverReason};
 use pin_project_lite::pin_project;
 use std::fmt;
 use std::future::Future;
+use std::mem::ManuallyDrop;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use tokio::time::{Instant, Sleep};
 use tower_service::Service;
+use tracing::Span;
 
 pin_project! {
     /// The future of a [`Failover`](crate::Failover) call.
@@ -36,7 +38,7 @@ pin_project! {
         request: Option<Req>,
         shared: CallRef<Shared<S, P>>,
         current: usize,
-        trail: Option<Box<Trail<S::Response, S::Error>>>,
+        trail: TrailSlot<S::Response, S::Error>,
     }
 }
 
@@ -44,9 +46,49 @@ pin_project! {
 struct Trail<Res, E> {
     start: usize,
     tried: usize,
+    /// Attempts sent, the first included (a target skipped as not ready is not one).
+    attempts: u32,
+    /// The running attempt's `failover` span (attempts after the first have one), entered
+    /// while its future is polled.
+    span: Span,
     reason: FailoverReason,
     failures: Vec<TargetFailure>,
     last: Option<Result<Res, E>>,
+}
+
+/// The trail, if the request has failed over: an `Option<Box<Trail>>` whose drop looks for
+/// `None` inline, so a request that never failed over pays no call to drop it.
+struct TrailSlot<Res, E>(ManuallyDrop<Option<Box<Trail<Res, E>>>>);
+
+impl<Res, E> std::ops::Deref for TrailSlot<Res, E> {
+    type Target = Option<Box<Trail<Res, E>>>;
+
+    #[inline]
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl<Res, E> std::ops::DerefMut for TrailSlot<Res, E> {
+    #[inline]
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl<Res, E> Drop for TrailSlot<Res, E> {
+    #[inline]
+    fn drop(&mut self) {
+        if self.0.is_some() {
+            drop_trail(std::mem::take(&mut *self.0));
+        }
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn drop_trail<T>(trail: T) {
+    drop(trail);
 }
 
 pin_project! {
@@ -79,7 +121,7 @@ where
             request,
             shared,
             current: index,
-            trail: None,
+            trail: TrailSlot(ManuallyDrop::new(None)),
         }
     }
 
@@ -91,7 +133,7 @@ where
             request: None,
             shared,
             current: 0,
-            trail: None,
+            trail: TrailSlot(ManuallyDrop::new(None)),
         }
     }
 }
@@ -136,8 +178,11 @@ where
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
-        // The fast path: the target answered, and the answer is not a failure.
-        if let StateProj::Calling { future } = this.state.as_mut().project() {
+        // The fast path: the first attempt, answered, and the answer is not a failure. (An
+        // attempt after a failover runs in its span, in `drive`.)
+        if let (None, StateProj::Calling { future }) =
+            (this.trail.as_ref(), this.state.as_mut().project())
+        {
             return match future.poll(cx) {
                 Poll::Ready(result) => {
                     if !this.shared.policy.is_failure(&result) {
@@ -183,25 +228,32 @@ where
         let result = match ended.take() {
             Some(result) => result,
             None => match this.state.as_mut().project() {
-                StateProj::Calling { future } => match future.poll(cx) {
-                    Poll::Ready(result) => {
-                        if !this.shared.policy.is_failure(&result) {
-                            this.shared.succeeded(*this.current);
-                            this.state.set(State::Done);
-                            return Poll::Ready(result.map_err(Into::into));
-                        }
-                        Some(result)
-                    }
-                    Poll::Pending => match *this.limit {
-                        Some(limit) => {
-                            if poll_timer(this.timer.as_mut(), limit, cx).is_pending() {
-                                return Poll::Pending;
+                StateProj::Calling { future } => {
+                    // An attempt after the first runs in its span.
+                    let polled = {
+                        let _entered = this.trail.as_ref().map(|t| t.span.enter());
+                        future.poll(cx)
+                    };
+                    match polled {
+                        Poll::Ready(result) => {
+                            if !this.shared.policy.is_failure(&result) {
+                                this.shared.succeeded(*this.current);
+                                this.state.set(State::Done);
+                                return Poll::Ready(result.map_err(Into::into));
                             }
-                            None
+                            Some(result)
                         }
-                        None => return Poll::Pending,
-                    },
-                },
+                        Poll::Pending => match *this.limit {
+                            Some(limit) => {
+                                if poll_timer(this.timer.as_mut(), limit, cx).is_pending() {
+                                    return Poll::Pending;
+                                }
+                                None
+                            }
+                            None => return Poll::Pending,
+                        },
+                    }
+                }
                 StateProj::Waiting => {
                     if let Some(timer) = this.timer.as_mut().as_pin_mut() {
                         if timer.poll(cx).is_pending() {
@@ -246,6 +298,8 @@ where
             Box::new(Trail {
                 start: i,
                 tried: 0,
+                attempts: 1,
+                span: Span::none(),
                 reason,
                 failures: Vec::with_capacity(shared.targets),
                 last: None,
@@ -325,7 +379,8 @@ where
             )))),
         });
     };
-    shared.failing_over(*this.current, j, trail.reason);
+    trail.attempts = trail.attempts.saturating_add(1);
+    shared.failing_over(*this.current, j, trail.reason, trail.attempts);
     *this.current = j;
     let request = match this.request.as_ref() {
         Some(r) => r.clone(),
@@ -333,7 +388,15 @@ where
     };
     trail.last = None;
     *this.limit = shared.attempt_timeout.map(|t| Instant::now() + t);
-    let future = target.call(request);
+    // Each attempt after the first runs in a span naming the layer, the target and the
+    // attempt (the first, on the fast path, has none: it costs nothing there).
+    trail.span = tracing::debug_span!(
+        "failover",
+        failover = %shared.name,
+        target = %shared.names[j],
+        attempt = trail.attempts
+    );
+    let future = trail.span.in_scope(|| target.call(request));
     this.state.set(State::Calling { future });
     None
 }

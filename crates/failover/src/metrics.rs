@@ -2,9 +2,13 @@
 //!
 //! Handles are registered when the failover set is built: install your recorder first.
 //!
+//! Labels follow the scheme every layer shares: `name` is the layer's configured name, `target` the
+//! target's (from `target_names`, or its index). Every layer's metrics, `Event`s and `tracing`
+//! events and spans are listed together in `TELEMETRY.md`, at the root of the repository.
+//!
 //! | name | type | labels | meaning |
 //! | --- | --- | --- | --- |
-//! | `bulwark_failover_attempts_total` | counter | `failover`, `target`, `outcome` (`success`, `error`, `timeout`, `failure_response`) | attempts sent to each target, by how they ended |
+//! | `bulwark_failover_attempts_total` | counter | `name`, `target`, `outcome` (`success`, `error`, `timeout`, `failure_response`) | attempts sent to each target, by how they ended |
 
 use bulwark_core::FailoverReason;
 use metrics::{counter, Counter};
@@ -19,7 +23,7 @@ impl Metrics {
         let c = |target: &str, outcome: &'static str| {
             counter!(
                 "bulwark_failover_attempts_total",
-                "failover" => name.to_owned(),
+                "name" => name.to_owned(),
                 "target" => target.to_owned(),
                 "outcome" => outcome
             )

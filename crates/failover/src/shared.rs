@@ -112,13 +112,20 @@ impl<S, P> Shared<S, P> {
         self.metrics.failure(index, reason);
     }
 
-    /// The request goes from target `from` to target `to`.
-    pub(crate) fn failing_over(&self, from: usize, to: usize, reason: FailoverReason) {
+    /// The request goes from target `from` to target `to`, as attempt number `attempt`.
+    pub(crate) fn failing_over(
+        &self,
+        from: usize,
+        to: usize,
+        reason: FailoverReason,
+        attempt: u32,
+    ) {
         tracing::debug!(
             failover = %self.name,
             from = %self.names[from],
             to = %self.names[to],
             reason = reason.as_str(),
+            attempt,
             "failing over"
         );
         if let Some(l) = &self.listener {

@@ -1,8 +1,14 @@
 //! Metrics through the `metrics` facade (feature `metrics`).
 //!
+//! Handles are registered when a fan-out is built: install your recorder first.
+//!
+//! Labels follow the scheme every layer shares: `name` is the layer's configured name, `target` the
+//! target's (from `target_names`, or its index). Every layer's metrics, `Event`s and `tracing`
+//! events and spans are listed together in `TELEMETRY.md`, at the root of the repository.
+//!
 //! | name | type | labels | meaning |
 //! | --- | --- | --- | --- |
-//! | `bulwark_fanout_target_total` | counter | `fanout`, `target`, `outcome` (`success`, `failure`) | each target's part of each request, by how it ended (the seed's `target_domain_success_counter_total`) |
+//! | `bulwark_fanout_requests_total` | counter | `name`, `target`, `outcome` (`success`, `failure`) | each target's part of each request, by how it ended (the seed's `target_domain_success_counter_total`) |
 
 use bulwark_core::Outcome;
 use metrics::{counter, Counter};
@@ -14,7 +20,7 @@ pub(crate) struct Metrics {
 
 impl Metrics {
     pub(crate) fn new(name: &str, targets: &[Arc<str>]) -> Self {
-        let c = |target: &str, outcome: &'static str| counter!("bulwark_fanout_target_total", "fanout" => name.to_owned(), "target" => target.to_owned(), "outcome" => outcome);
+        let c = |target: &str, outcome: &'static str| counter!("bulwark_fanout_requests_total", "name" => name.to_owned(), "target" => target.to_owned(), "outcome" => outcome);
         Metrics {
             per_target: targets
                 .iter()

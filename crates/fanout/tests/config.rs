@@ -60,7 +60,7 @@ async fn per_target_counters() {
     let count = |target: &str, outcome: &str| {
         snapshot.iter().find_map(|(key, _, _, v)| {
             let k = key.key();
-            let matches = k.name() == "bulwark_fanout_target_total"
+            let matches = k.name() == "bulwark_fanout_requests_total"
                 && k.labels()
                     .any(|l| l.key() == "target" && l.value() == target)
                 && k.labels()

@@ -44,6 +44,9 @@ pin_project! {
         timer: Option<Pin<Box<Sleep>>>,
         // The last attempt's result, kept while waiting to retry in case the deadline ends it.
         last: Option<F::Output>,
+        // The `retry{retry, attempt}` span of a retry (attempt 2 and later), entered while
+        // that attempt is called and polled; only made when a subscriber wants it.
+        span: Option<Box<tracing::Span>>,
     }
 }
 
@@ -84,6 +87,7 @@ where
             limit,
             timer: None,
             last: None,
+            span: None,
         }
     }
 }
@@ -176,6 +180,7 @@ where
             Some(attempt) => attempt,
             None => match this.state.as_mut().project() {
                 StateProj::Calling { future } => {
+                    let _entered = this.span.as_deref().map(tracing::Span::enter);
                     let result = match future.poll(cx) {
                         Poll::Ready(result) => Some(result),
                         Poll::Pending => {
@@ -250,7 +255,16 @@ where
                         Some(t) => Some(earliest(Instant::now() + t, *this.deadline)),
                         None => *this.deadline,
                     };
-                    let future = service.call(request);
+                    let span = tracing::debug_span!(
+                        "retry",
+                        retry = %shared.name,
+                        attempt = *this.attempts
+                    );
+                    *this.span = (!span.is_disabled()).then(|| Box::new(span));
+                    let future = {
+                        let _entered = this.span.as_deref().map(tracing::Span::enter);
+                        service.call(request)
+                    };
                     this.state.set(State::Calling { future });
                     continue;
                 }

@@ -11,6 +11,9 @@ use std::time::{Duration, SystemTime};
 /// The `Idempotency-Key` header: a request carrying it may be retried whatever its method.
 pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 
+/// The longest `Retry-After` (or gRPC pushback) the policies honour unless told otherwise.
+pub(crate) const DEFAULT_MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
+
 /// Retries HTTP requests that are safe to send twice when the failure is one a retry can fix.
 ///
 /// * Requests: idempotent methods (GET, HEAD, OPTIONS, PUT, DELETE, TRACE), any method whose
@@ -61,7 +64,7 @@ impl HttpRetryPolicy {
         HttpRetryPolicy {
             statuses: StatusSet::empty().with(429).with(502).with(503).with(504),
             methods: Vec::new(),
-            max_retry_after: Duration::from_secs(30),
+            max_retry_after: DEFAULT_MAX_RETRY_AFTER,
         }
     }
 

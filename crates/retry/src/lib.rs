@@ -12,7 +12,7 @@
 //!   last outcome.
 //! * **Polite**: exponential backoff with jitter between attempts (full jitter by default;
 //!   see [`ExponentialBackoff`]), the server's
-//!   `Retry-After` honoured up to a cap, and a [`RetryBudget`]
+//!   `Retry-After` (or gRPC's `grpc-retry-pushback-ms`) honoured up to a cap, and a [`RetryBudget`]
 //!   (20% of requests plus 10/s over 10 s by default) so a failing backend does not get a
 //!   retry storm on top of its load. A budget can be shared by several layers.
 //!
@@ -49,6 +49,62 @@
 //! # }
 //! ```
 //!
+//! # gRPC
+//!
+//! [`GrpcRetryPolicy`] (feature `grpc`) retries gRPC calls by their `grpc-status`
+//! (UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED and INTERNAL by default, as the shared
+//! [`GrpcClassifier`](bulwark_core::GrpcClassifier) sees them) and on connection failures,
+//! and honours the server's `grpc-retry-pushback-ms`: a delay in milliseconds replaces the
+//! backoff's (up to a cap), a negative value stops the retries
+//! ([`GiveUpReason::Pushback`]). It reads the response head, where servers put the status of
+//! a call that failed without sending a message (see [`bulwark_core::grpc`] for statuses
+//! sent in trailers). A tonic request body cannot be cloned: wrap it with
+//! [`replayable`](bulwark_core::replay::replayable) above the layer.
+//!
+//! ```
+//! # #[cfg(feature = "grpc")]
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() {
+//! use bulwark_retry::{BackoffRetryLayer, GrpcRetryPolicy};
+//! use std::sync::atomic::{AtomicU32, Ordering};
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//! use tokio::time::Instant;
+//! use tower::{service_fn, Layer, Service, ServiceExt};
+//!
+//! // A server that is busy once and asks for 50 ms, then answers.
+//! let calls = Arc::new(AtomicU32::new(0));
+//! let server = service_fn({
+//!     let calls = calls.clone();
+//!     move |_: http::Request<String>| {
+//!         let busy = calls.fetch_add(1, Ordering::SeqCst) == 0;
+//!         async move {
+//!             let resp = http::Response::builder();
+//!             let resp = if busy {
+//!                 resp.header("grpc-status", "14").header("grpc-retry-pushback-ms", "50")
+//!             } else {
+//!                 resp.header("grpc-status", "0")
+//!             };
+//!             Ok::<_, std::io::Error>(resp.body(()).unwrap())
+//!         }
+//!     }
+//! });
+//! let mut client = BackoffRetryLayer::builder()
+//!     .policy(GrpcRetryPolicy::new())
+//!     .build()
+//!     .unwrap()
+//!     .layer(server);
+//! let start = Instant::now();
+//! let request = http::Request::post("/books.Store/Get").body(String::new()).unwrap();
+//! let resp = client.ready().await.unwrap().call(request).await.unwrap();
+//! assert_eq!(resp.headers()["grpc-status"], "0");
+//! assert_eq!(calls.load(Ordering::SeqCst), 2);
+//! assert_eq!(start.elapsed(), Duration::from_millis(50));
+//! # }
+//! # #[cfg(not(feature = "grpc"))]
+//! # fn main() {}
+//! ```
+//!
 //! # Cost
 //!
 //! On the success path: the request is cloned once (when it may be resent), the inner service
@@ -60,12 +116,15 @@
 //! # Feature flags
 //!
 //! * `http`: [`HttpRetryPolicy`], [`parse_retry_after`].
+//! * `grpc` (implies `http`): [`GrpcRetryPolicy`], [`parse_pushback`].
 //! * `serde`: [`RetryConfig`] deserializes, durations in human form (`"100ms"`).
 //! * `metrics`: counters through the `metrics` facade; names in [`metrics`].
 
 mod config;
 mod error;
 mod future;
+#[cfg(feature = "grpc")]
+mod grpc;
 #[cfg(feature = "http")]
 mod http;
 mod layer;
@@ -78,6 +137,8 @@ mod shared;
 pub use config::{BudgetConfig, ConfigError, RetryConfig, MAX_ATTEMPTS};
 pub use error::{AttemptTimedOut, DeadlineExceeded, Misuse};
 pub use future::ResponseFuture;
+#[cfg(feature = "grpc")]
+pub use grpc::{parse_pushback, GrpcRetryPolicy, Pushback, GRPC_RETRY_PUSHBACK_MS};
 #[cfg(feature = "http")]
 pub use http::{
     is_connection_failure, parse_retry_after, AsError, HttpRetryPolicy, IDEMPOTENCY_KEY,

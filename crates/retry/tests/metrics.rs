@@ -52,7 +52,7 @@ async fn retries_and_give_ups_are_counted() {
                 other => panic!("{other:?}"),
             })
     };
-    let r = ("retry", "store-1");
+    let r = ("name", "store-1");
     assert_eq!(counter("bulwark_retry_retries_total", &[r]), Some(4));
     assert_eq!(
         counter(

@@ -1,0 +1,255 @@
+//! `cargo run --example grpc_health`: gRPC through the layers, over two real tonic servers on
+//! loopback, one of which fails.
+//!
+//! The client: a tonic `Channel` per server, each in a circuit breaker (readiness mode,
+//! classifying by `grpc-status` with `GrpcClassifier`), balanced by `BalanceLayer` with the
+//! gRPC health checking protocol as its active health check, and `BackoffRetryLayer` with
+//! `GrpcRetryPolicy` on top; a typed `HealthClient` over the whole stack.
+//!
+//! The service called is `grpc.health.v1.Health` itself (tonic-health ships its generated
+//! code, so no protoc is needed): calls check the service `"work"`; the balancer's probes
+//! check each server as a whole (`""`). Server `healthy` answers; server `broken` fails every
+//! `"work"` call with UNAVAILABLE (an HTTP 200 with `grpc-status: 14`: only a gRPC-aware
+//! classifier sees the failure), and after a while reports NOT_SERVING.
+//!
+//! What it prints: every call succeeds (the ones sent to `broken` are retried on `healthy`);
+//! `broken`'s breaker opens after 3 failures, after which the balancer skips it; when `broken`
+//! turns NOT_SERVING its health probe marks it unhealthy.
+//!
+//! The probe (`GrpcHealthProbe` below) is a `Service<()>` calling `Health/Check` through a
+//! `HealthClient` over the endpoint's channel, not through its breaker, so it still reaches a
+//! server whose breaker is open. It lives here rather than in `bulwark-balance`, so that the
+//! balancer does not depend on tonic and prost; copy it.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tonic::transport::{Channel, Endpoint, Server};
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+use tonic_health::pb::health_server::{Health, HealthServer};
+use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
+use tower::{Layer, Service, ServiceBuilder};
+use tower_bulwark::balance::{BalanceLayer, HealthCheck, Strategy};
+use tower_bulwark::circuit_breaker::CircuitBreakerLayer;
+use tower_bulwark::core::backoff::{ExponentialBackoff, Jitter};
+use tower_bulwark::core::replay::{replayable, ReplayBody, DEFAULT_REPLAY_CAP};
+use tower_bulwark::core::{BoxError, Event, GrpcClassifier};
+use tower_bulwark::retry::{BackoffRetryLayer, GrpcRetryPolicy};
+
+/// A balancer health probe over the gRPC health checking protocol: `Health/Check` for the
+/// server as a whole (service `""`); healthy only when the answer is SERVING.
+#[derive(Clone)]
+struct GrpcHealthProbe {
+    client: HealthClient<Channel>,
+}
+
+impl Service<()> for GrpcHealthProbe {
+    type Response = ();
+    type Error = BoxError;
+    // A probe every few hundred milliseconds per endpoint: boxing its future costs nothing
+    // that matters.
+    type Future = Pin<Box<dyn Future<Output = Result<(), BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: ()) -> Self::Future {
+        let mut client = self.client.clone();
+        Box::pin(async move {
+            let request = HealthCheckRequest {
+                service: String::new(),
+            };
+            match client.check(request).await?.into_inner().status() {
+                ServingStatus::Serving => Ok(()),
+                other => Err(format!("health: {}", other.as_str_name()).into()),
+            }
+        })
+    }
+}
+
+/// The broken server: `"work"` fails with UNAVAILABLE; its overall health is settable.
+#[derive(Clone)]
+struct Broken {
+    health: Arc<AtomicI32>,
+    work_calls: Arc<AtomicUsize>,
+}
+
+#[tonic::async_trait]
+impl Health for Broken {
+    async fn check(
+        &self,
+        request: tonic::Request<HealthCheckRequest>,
+    ) -> Result<tonic::Response<HealthCheckResponse>, tonic::Status> {
+        if request.get_ref().service == "work" {
+            self.work_calls.fetch_add(1, Ordering::SeqCst);
+            return Err(tonic::Status::unavailable("overloaded"));
+        }
+        Ok(tonic::Response::new(HealthCheckResponse {
+            status: self.health.load(Ordering::SeqCst),
+        }))
+    }
+
+    type WatchStream = futures_util::stream::Empty<Result<HealthCheckResponse, tonic::Status>>;
+
+    async fn watch(
+        &self,
+        _: tonic::Request<HealthCheckRequest>,
+    ) -> Result<tonic::Response<Self::WatchStream>, tonic::Status> {
+        Err(tonic::Status::unimplemented("watch"))
+    }
+}
+
+async fn serve<S: Health>(service: HealthServer<S>) -> Result<std::net::SocketAddr, BoxError> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let incoming = tonic::transport::server::TcpIncoming::from(listener);
+    tokio::spawn(Server::builder().serve_with_incoming(service, incoming));
+    Ok(addr)
+}
+
+/// Prints what the layers report.
+fn print_event(event: &Event<'_>) {
+    match event {
+        Event::StateTransition { name, from, to } => {
+            println!("    [breaker {name}] {from:?} -> {to:?}")
+        }
+        Event::RetryScheduled { attempt, delay, .. } => {
+            println!("    [retry] attempt {attempt} failed, retrying in {delay:?}")
+        }
+        Event::RetryGaveUp { reason, .. } => println!("    [retry] gave up: {reason}"),
+        Event::EndpointHealthChanged {
+            endpoint, healthy, ..
+        } => println!("    [balance] endpoint {endpoint} healthy: {healthy}"),
+        Event::EndpointEjected { endpoint, .. } => {
+            println!("    [balance] endpoint {endpoint} ejected")
+        }
+        _ => {}
+    }
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), BoxError> {
+    let (reporter, healthy) = tonic_health::server::health_reporter();
+    reporter
+        .set_service_status("work", tonic_health::ServingStatus::Serving)
+        .await;
+    let broken = Broken {
+        health: Arc::new(AtomicI32::new(ServingStatus::Serving as i32)),
+        work_calls: Arc::new(AtomicUsize::new(0)),
+    };
+    let addrs = [
+        serve(healthy).await?,
+        serve(HealthServer::new(broken.clone())).await?,
+    ];
+    println!("servers: healthy on {}, broken on {}", addrs[0], addrs[1]);
+
+    let channels = addrs.map(|addr| {
+        Endpoint::from_shared(format!("http://{addr}"))
+            .expect("a valid URI")
+            .connect_lazy()
+    });
+    let names = ["healthy", "broken"];
+    let endpoints = channels
+        .iter()
+        .zip(names)
+        .map(|(channel, name)| {
+            let breaker = CircuitBreakerLayer::builder()
+                .name(name)
+                .readiness_mode()
+                .classifier(GrpcClassifier::new())
+                .consecutive_failures(3)
+                .open_for(Duration::from_secs(30))
+                .listener(print_event)
+                .build()?;
+            Ok(breaker.layer(channel.clone()))
+        })
+        .collect::<Result<Vec<_>, BoxError>>()?;
+    let breakers: Vec<_> = endpoints.iter().map(|e| e.handle()).collect();
+    let probes = channels
+        .iter()
+        .map(|channel| GrpcHealthProbe {
+            client: HealthClient::new(channel.clone()),
+        })
+        .collect();
+    let balance = BalanceLayer::builder()
+        .endpoint_names(names)
+        .strategy(Strategy::RoundRobin)
+        .classifier(GrpcClassifier::new())
+        .http()
+        .health_check(HealthCheck {
+            interval: Duration::from_millis(100),
+            timeout: Duration::from_secs(1),
+            unhealthy_after: 1,
+            healthy_after: 1,
+            jitter: 0.1,
+        })
+        .listener(print_event)
+        .build()?
+        .build_with_health(endpoints, probes)?;
+    let balancer = balance.handle();
+
+    let retry = BackoffRetryLayer::builder()
+        .max_attempts(3)
+        .backoff(ExponentialBackoff::new(
+            Duration::from_millis(10),
+            2.0,
+            Duration::from_millis(200),
+            Jitter::Full,
+        )?)
+        .policy(GrpcRetryPolicy::new())
+        .listener(print_event)
+        .build()?;
+    // Tonic's request body cannot be cloned: keep a copy (up to 64 KiB) above the retry, and
+    // give the channels tonic's body again below it.
+    let stack = ServiceBuilder::new()
+        .map_request(|r: http::Request<tonic::body::Body>| replayable(r, DEFAULT_REPLAY_CAP))
+        .layer(retry)
+        .map_request(|r: http::Request<ReplayBody<tonic::body::Body>>| {
+            r.map(tonic::body::Body::new)
+        })
+        .service(balance);
+    let mut client = HealthClient::new(stack);
+
+    let work = || HealthCheckRequest {
+        service: "work".into(),
+    };
+    println!("\n10 calls, round robin over both servers:");
+    for i in 1..=10 {
+        let answer = client.check(work()).await?;
+        println!("  call {i}: {}", answer.into_inner().status().as_str_name());
+    }
+    println!(
+        "broken server got {} calls; breakers: healthy {:?}, broken {:?}",
+        broken.work_calls.load(Ordering::SeqCst),
+        breakers[0].state(),
+        breakers[1].state()
+    );
+
+    println!("\nthe broken server now reports NOT_SERVING:");
+    broken
+        .health
+        .store(ServingStatus::NotServing as i32, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for e in balancer.endpoints() {
+        println!(
+            "  endpoint {}: healthy {}, {} successes, {} failures",
+            e.name, e.healthy, e.successes, e.failures
+        );
+    }
+
+    println!("\n5 more calls:");
+    for i in 1..=5 {
+        let answer = client.check(work()).await?;
+        println!("  call {i}: {}", answer.into_inner().status().as_str_name());
+    }
+    println!(
+        "broken server got {} calls in all",
+        broken.work_calls.load(Ordering::SeqCst)
+    );
+    Ok(())
+}

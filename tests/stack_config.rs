@@ -1,0 +1,564 @@
+//! One TOML file for a whole stack: `examples/stack.toml` parses, builds every layer and names
+//! every key each layer accepts; durations are in human form; an unknown key or a bad value in
+//! any table is an error naming the table and the key.
+
+use serde::de::{self, Deserialize, Deserializer, Visitor};
+use std::fmt;
+use std::time::Duration;
+use tower::{service_fn, Service, ServiceBuilder, ServiceExt};
+use tower_bulwark::balance::{BalanceConfig, Ejection, FailureRate, HealthCheck, Strategy};
+use tower_bulwark::circuit_breaker::{
+    CircuitBreakerConfig, Mode as BreakerMode, OpenPeriod, SlowCalls, Window,
+};
+use tower_bulwark::config::{StackConfig, StackConfigError};
+use tower_bulwark::core::{ExponentialBackoff, Jitter};
+use tower_bulwark::failover::{FailoverConfig, Mode as FailoverMode};
+use tower_bulwark::fanout::{FanOutConfig, Policy, Stragglers};
+use tower_bulwark::retry::{BudgetConfig, RetryConfig};
+use tower_bulwark::ServiceBuilderExt;
+
+const EXAMPLE: &str = include_str!("../examples/stack.toml");
+
+fn parse(text: &str) -> Result<StackConfig, StackConfigError> {
+    let de = toml::Deserializer::parse(text).expect("TOML syntax");
+    StackConfig::from_deserializer(de)
+}
+
+fn error(text: &str) -> StackConfigError {
+    match parse(text) {
+        Ok(c) => panic!("accepted:\n{text}\n{c:#?}"),
+        Err(e) => e,
+    }
+}
+
+/// `text`'s error names `key` (table first) and says something about it.
+#[track_caller]
+fn assert_names(text: &str, key: &str, says: &str) {
+    let e = error(text);
+    assert_eq!(e.key(), key, "{text}\n{e}");
+    assert_eq!(
+        e.section(),
+        Some(key.split(['.', '[']).next().unwrap()),
+        "{e}"
+    );
+    assert!(
+        e.to_string().starts_with(&format!("{key}: ")),
+        "the message leads with the key: {e}"
+    );
+    assert!(e.message().contains(says), "{text}\n{e}");
+}
+
+const fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+#[test]
+fn the_example_reads_with_every_value_in_place() {
+    let c = parse(EXAMPLE).unwrap_or_else(|e| panic!("examples/stack.toml: {e}"));
+
+    let cb = c.circuit_breaker.as_ref().unwrap();
+    assert_eq!(cb.name, "inventory");
+    assert_eq!(cb.window, Window::Count { size: 50 });
+    assert_eq!((cb.min_calls, cb.consecutive_failures), (10, Some(5)));
+    assert_eq!(
+        cb.slow_calls,
+        Some(SlowCalls {
+            threshold: secs(2),
+            rate: 0.8
+        })
+    );
+    assert_eq!(
+        cb.open,
+        OpenPeriod::Exponential {
+            initial: secs(10),
+            multiplier: 2.0,
+            max: secs(300),
+            jitter: 0.1
+        }
+    );
+    assert_eq!(cb.max_wait_in_half_open, Some(secs(30)));
+    assert_eq!(cb.mode, BreakerMode::FailFast);
+
+    let r = c.retry.as_ref().unwrap();
+    assert_eq!(r.max_attempts, 4);
+    assert_eq!(
+        (r.deadline, r.attempt_timeout),
+        (Some(secs(10)), Some(secs(2)))
+    );
+    assert_eq!(
+        r.backoff,
+        ExponentialBackoff::new(Duration::from_millis(100), 2.0, secs(2), Jitter::Full).unwrap()
+    );
+    assert_eq!(r.budget, Some(BudgetConfig::default()));
+
+    let f = c.failover.as_ref().unwrap();
+    assert_eq!(f.target_names, ["primary", "backup"]);
+    assert_eq!(f.mode, FailoverMode::Sticky);
+    assert_eq!(f.attempt_timeout, Some(secs(5)));
+
+    let b = c.balance.as_ref().unwrap();
+    assert_eq!(b.strategy, Strategy::P2cPeakEwma);
+    assert_eq!(b.default_rtt, Duration::from_millis(30));
+    assert_eq!(
+        b.ejection.failure_rate,
+        Some(FailureRate {
+            rate: 0.5,
+            min_requests: 20,
+            window: secs(30)
+        })
+    );
+    assert_eq!(b.health, HealthCheck::default());
+    assert_eq!(b.panic_threshold, Some(0.5));
+
+    let o = c.fanout.as_ref().unwrap();
+    assert_eq!(o.policy, Policy::Quorum(2));
+    assert_eq!(o.stragglers, Stragglers::Finish(secs(5)));
+    assert_eq!(
+        (o.branch_deadline, o.deadline),
+        (Some(secs(2)), Some(secs(3)))
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_example_builds_every_layer_into_a_stack() {
+    let c = parse(EXAMPLE).unwrap();
+    let echo = || service_fn(|n: u32| std::future::ready(Ok::<_, std::io::Error>(n + 1)));
+
+    let breaker = c.circuit_breaker_layer().unwrap();
+    assert_eq!(breaker.config().name, "inventory");
+    let retry = c.retry_layer().unwrap();
+    assert!(retry.budget().is_some());
+    let mut svc = ServiceBuilder::new()
+        .backoff_retry(retry)
+        .circuit_breaker(breaker)
+        .service(echo());
+    assert_eq!(svc.ready().await.unwrap().call(1).await.unwrap(), 2);
+
+    let failover = c.failover_layer().unwrap();
+    assert_eq!(failover.config().attempt_timeout, Some(secs(5)));
+    let set = failover.build(vec![echo(), echo()]).unwrap();
+    assert_eq!(set.target_names(), ["primary", "backup"]);
+    assert_eq!(set.oneshot(2).await.unwrap(), 3);
+
+    let balance = c.balance_layer().unwrap();
+    let lb = balance.build(vec![echo(), echo(), echo()]).unwrap();
+    assert_eq!(lb.oneshot(3).await.unwrap(), 4);
+
+    let fanout = c.fanout_layer().unwrap();
+    let write = ServiceBuilder::new()
+        .fan_out(fanout)
+        .service(vec![echo(), echo(), echo()]);
+    let outcomes = write.oneshot(4).await.unwrap();
+    assert!(outcomes.met, "a quorum of 2");
+    assert!(outcomes.successes() >= 2);
+    assert_eq!(outcomes.target_name(2), "replica-3");
+
+    // The builders start from the file's settings, for what a file cannot say.
+    let breaker = c
+        .circuit_breaker_builder()
+        .name("inventory-eu")
+        .readiness_mode()
+        .build()
+        .unwrap();
+    assert_eq!(breaker.config().min_calls, 10);
+    assert_eq!(breaker.config().mode, BreakerMode::Readiness);
+}
+
+#[test]
+fn a_missing_table_is_the_layer_defaults_and_an_empty_file_is_valid() {
+    let c = parse("").unwrap();
+    assert_eq!(c, StackConfig::default());
+    assert_eq!(
+        c.circuit_breaker_layer().unwrap().config(),
+        &CircuitBreakerConfig::default()
+    );
+    assert_eq!(
+        c.failover_layer().unwrap().config(),
+        &FailoverConfig::default()
+    );
+    let c = parse("[retry]\n").unwrap();
+    assert_eq!(c.retry, Some(RetryConfig::default()));
+    assert_eq!(c.balance, None);
+}
+
+#[test]
+fn durations_are_in_human_form() {
+    let c = parse(
+        "[retry]\ndeadline = \"1m 30s\"\nattempt_timeout = \"250ms\"\n\
+         [balance.ejection]\nbase = \"2m\"\nmax = \"1h\"\n\
+         [circuit_breaker]\nwindow = { kind = \"time\", length = \"90s\", buckets = 9 }\nopen = \"45s\"\n",
+    )
+    .unwrap();
+    let r = c.retry.unwrap();
+    assert_eq!(r.deadline, Some(secs(90)));
+    assert_eq!(r.attempt_timeout, Some(Duration::from_millis(250)));
+    let e = c.balance.unwrap().ejection;
+    assert_eq!((e.base, e.max), (secs(120), secs(3600)));
+    let cb = c.circuit_breaker.unwrap();
+    assert_eq!(
+        cb.window,
+        Window::Time {
+            length: secs(90),
+            buckets: 9
+        }
+    );
+    assert_eq!(cb.open, OpenPeriod::Fixed(secs(45)));
+
+    // A number is not a duration: the unit must be said.
+    assert_names("[retry]\ndeadline = 10\n", "retry.deadline", "invalid type");
+    assert_names(
+        "[retry]\ndeadline = \"10 parsecs\"\n",
+        "retry.deadline",
+        "parsecs",
+    );
+    assert_names(
+        "[fanout]\nstragglers = { finish = \"soon\" }\n",
+        "fanout.stragglers.finish",
+        "soon",
+    );
+}
+
+#[test]
+fn an_unknown_key_in_any_table_names_the_table_and_the_key() {
+    for (text, key) in [
+        ("[circuit_breaker]\nfailure_rat = 0.5\n", "circuit_breaker.failure_rat"),
+        (
+            "[circuit_breaker]\nslow_calls = { threshold = \"1s\", rate = 0.5, ratee = 1 }\n",
+            "circuit_breaker.slow_calls.ratee",
+        ),
+        ("[retry]\nmax_attemps = 3\n", "retry.max_attemps"),
+        ("[retry]\nbackoff = { bse = \"1s\" }\n", "retry.backoff.bse"),
+        ("[retry.budget]\nfloor = 3\n", "retry.budget.floor"),
+        ("[failover]\ntargets = [\"a\"]\n", "failover.targets"),
+        ("[balance]\nstrategie = \"round_robin\"\n", "balance.strategie"),
+        ("[balance.ejection]\nconsecutive = 3\n", "balance.ejection.consecutive"),
+        (
+            "[balance.ejection]\nfailure_rate = { rate = 0.5, min_requests = 5, window = \"10s\", min = 1 }\n",
+            "balance.ejection.failure_rate.min",
+        ),
+        ("[balance.health]\npath = \"/health\"\n", "balance.health.path"),
+        ("[fanout]\nquorum = 2\n", "fanout.quorum"),
+    ] {
+        assert_names(text, key, "unknown field");
+    }
+    // Tables whose form is chosen by their content name the table.
+    assert_names(
+        "[circuit_breaker]\nwindow = { kind = \"count\", size = 10, buckets = 2 }\n",
+        "circuit_breaker.window",
+        "unknown field `buckets`",
+    );
+    assert_names(
+        "[circuit_breaker]\nopen = { initial = \"1s\", multiplier = 2.0, max = \"1m\", jiter = 0.1 }\n",
+        "circuit_breaker.open",
+        "a duration (\"30s\") or a table",
+    );
+    // And a table no layer has.
+    let e = error("[retries]\nmax_attempts = 3\n");
+    assert_eq!((e.key(), e.section()), ("retries", Some("retries")));
+    assert!(e.message().contains("unknown layer table `retries`"), "{e}");
+    assert!(e.message().contains("`retry`"), "{e}");
+}
+
+#[test]
+fn a_bad_value_in_any_table_names_the_table_and_the_key() {
+    for (text, key, says) in [
+        // Out of range: refused by the layer itself, as its builder would.
+        (
+            "[circuit_breaker]\nfailure_rate = 1.5\n",
+            "circuit_breaker.failure_rate",
+            "1.5",
+        ),
+        (
+            "[circuit_breaker]\nwindow = { kind = \"count\", size = 0 }\n",
+            "circuit_breaker.window.size",
+            "greater than zero",
+        ),
+        (
+            "[circuit_breaker]\nmin_calls = 200\n",
+            "circuit_breaker.min_calls",
+            "larger than the count window",
+        ),
+        ("[retry]\nmax_attempts = 0\n", "retry.max_attempts", "got 0"),
+        ("[retry.budget]\nratio = -1.0\n", "retry.budget.ratio", "-1"),
+        (
+            "[failover]\nattempt_timeout = \"0s\"\n",
+            "failover.attempt_timeout",
+            "greater than zero",
+        ),
+        (
+            "[failover]\nwait_for_ready = \"2d\"\n",
+            "failover.wait_for_ready",
+            "longer than a day",
+        ),
+        (
+            "[balance.ejection]\nmax_ejected = 2.0\n",
+            "balance.ejection.max_ejected",
+            "2",
+        ),
+        (
+            "[balance.health]\ninterval = \"0s\"\n",
+            "balance.health.interval",
+            "greater than zero",
+        ),
+        (
+            "[balance]\npanic_threshold = 0.0\n",
+            "balance.panic_threshold",
+            "(0, 1]",
+        ),
+        (
+            "[fanout]\npolicy = { quorum = 0 }\n",
+            "fanout.policy",
+            "at least 1",
+        ),
+        (
+            "[fanout]\ntarget_names = [\"a\", \"b\"]\npolicy = { quorum = 3 }\n",
+            "fanout.policy",
+            "quorum of 3",
+        ),
+        (
+            "[fanout]\ndeadline = \"0s\"\n",
+            "fanout.deadline",
+            "greater than zero",
+        ),
+        // The wrong type, or a name no variant has.
+        (
+            "[circuit_breaker]\nmin_calls = \"ten\"\n",
+            "circuit_breaker.min_calls",
+            "invalid type",
+        ),
+        (
+            "[circuit_breaker]\nmode = \"panic\"\n",
+            "circuit_breaker.mode",
+            "unknown variant",
+        ),
+        (
+            "[retry]\nmax_attempts = -1\n",
+            "retry.max_attempts",
+            "invalid value",
+        ),
+        (
+            "[retry]\nbackoff = { jitter = \"some\" }\n",
+            "retry.backoff.jitter",
+            "unknown variant",
+        ),
+        (
+            "[retry]\nbackoff = { base = \"2s\", max = \"1s\" }\n",
+            "retry.backoff",
+            "`max`",
+        ),
+        (
+            "[retry.budget]\nfloor_per_sec = 1.5\n",
+            "retry.budget.floor_per_sec",
+            "invalid type",
+        ),
+        (
+            "[failover]\nmode = \"random\"\n",
+            "failover.mode",
+            "unknown variant `random`",
+        ),
+        (
+            "[failover]\ntarget_names = [\"a\", 3]\n",
+            "failover.target_names[1]",
+            "invalid type",
+        ),
+        (
+            "[balance]\nstrategy = \"fastest\"\n",
+            "balance.strategy",
+            "unknown variant",
+        ),
+        (
+            "[balance.health]\njitter = \"lots\"\n",
+            "balance.health.jitter",
+            "invalid type",
+        ),
+        (
+            "[fanout]\npolicy = \"most\"\n",
+            "fanout.policy",
+            "unknown variant",
+        ),
+        (
+            "[fanout]\nbranch_deadline = true\n",
+            "fanout.branch_deadline",
+            "invalid type",
+        ),
+    ] {
+        assert_names(text, key, says);
+    }
+    // A table that is not a table.
+    assert_names("retry = 3\n", "retry", "invalid type");
+}
+
+#[test]
+fn a_validation_error_keeps_the_layers_own_error_as_its_source() {
+    use std::error::Error as _;
+    let e = error("[retry]\nmax_attempts = 0\n");
+    let source = e.source().expect("the retry layer's error");
+    assert_eq!(
+        source.downcast_ref::<tower_bulwark::retry::ConfigError>(),
+        Some(&tower_bulwark::retry::ConfigError::MaxAttempts(0))
+    );
+}
+
+#[test]
+fn toml_from_str_and_other_formats_work_too() {
+    // Through `Deserialize`: the format's own error, carrying the same message.
+    let c: StackConfig = toml::from_str(EXAMPLE).unwrap();
+    assert_eq!(c, parse(EXAMPLE).unwrap());
+    let e = toml::from_str::<StackConfig>("[retry]\nmax_attempts = 0\n").unwrap_err();
+    assert!(e.message().starts_with("retry.max_attempts: "), "{e}");
+
+    // Any self-describing format: JSON.
+    let json =
+        r#"{ "retry": { "max_attempts": 5, "deadline": "3s" }, "fanout": { "policy": "first" } }"#;
+    let c = StackConfig::from_deserializer(&mut serde_json::Deserializer::from_str(json)).unwrap();
+    assert_eq!(c.retry.as_ref().unwrap().max_attempts, 5);
+    assert_eq!(c.retry.as_ref().unwrap().deadline, Some(secs(3)));
+    assert_eq!(c.fanout.unwrap().policy, Policy::First);
+    let e = StackConfig::from_deserializer(&mut serde_json::Deserializer::from_str(
+        r#"{ "balance": { "ejection": { "base": "0s" } } }"#,
+    ))
+    .unwrap_err();
+    assert_eq!(e.key(), "balance.ejection.base");
+}
+
+// ---------------------------------------------------------------------------------------------
+// The example names every key: the keys each type accepts, read from its `Deserialize`.
+// ---------------------------------------------------------------------------------------------
+
+/// The fields a derived `Deserialize` struct accepts, asked of it by a deserializer that
+/// answers nothing else.
+fn fields_of<T: for<'de> Deserialize<'de>>() -> &'static [&'static str] {
+    match T::deserialize(FieldNames) {
+        Err(Captured::Fields(fields)) => fields,
+        Err(Captured::Other(e)) => panic!("{} is not a struct: {e}", std::any::type_name::<T>()),
+        Ok(_) => unreachable!(),
+    }
+}
+
+struct FieldNames;
+
+#[derive(Debug)]
+enum Captured {
+    Fields(&'static [&'static str]),
+    Other(String),
+}
+
+impl fmt::Display for Captured {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{self:?}")
+    }
+}
+
+impl std::error::Error for Captured {}
+
+impl de::Error for Captured {
+    fn custom<T: fmt::Display>(msg: T) -> Self {
+        Captured::Other(msg.to_string())
+    }
+}
+
+impl<'de> Deserializer<'de> for FieldNames {
+    type Error = Captured;
+
+    fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Captured> {
+        Err(Captured::Other(String::from("not a struct")))
+    }
+
+    fn deserialize_struct<V: Visitor<'de>>(
+        self,
+        _: &'static str,
+        fields: &'static [&'static str],
+        _: V,
+    ) -> Result<V::Value, Captured> {
+        Err(Captured::Fields(fields))
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+        option unit unit_struct newtype_struct seq tuple tuple_struct map enum identifier
+        ignored_any
+    }
+}
+
+/// The example's text from `[header]` to the next table header.
+fn table_text(header: &str) -> &'static str {
+    let start = EXAMPLE
+        .find(&format!("\n[{header}]\n"))
+        .unwrap_or_else(|| panic!("examples/stack.toml has no [{header}]"));
+    let rest = &EXAMPLE[start + header.len() + 3..];
+    let end = rest.find("\n[").unwrap_or(rest.len());
+    &rest[..end]
+}
+
+#[test]
+fn the_example_names_every_key_of_every_layer() {
+    // (table, keys it must set or show in a comment): the keys come from the types
+    // themselves, so a setting added to a layer fails here until the example shows it.
+    let window = &["kind", "size", "length", "buckets"][..];
+    let open = &["initial", "multiplier", "max", "jitter"][..];
+    let tables: [(&str, &[&str]); 12] = [
+        ("circuit_breaker", fields_of::<CircuitBreakerConfig>()),
+        ("circuit_breaker", fields_of::<SlowCalls>()),
+        ("circuit_breaker", window),
+        ("circuit_breaker", open),
+        ("retry", fields_of::<RetryConfig>()),
+        ("retry", fields_of::<ExponentialBackoff>()),
+        ("retry.budget", fields_of::<BudgetConfig>()),
+        ("failover", fields_of::<FailoverConfig>()),
+        ("balance", fields_of::<BalanceConfig>()),
+        ("balance.ejection", fields_of::<Ejection>()),
+        ("balance.ejection", fields_of::<FailureRate>()),
+        ("balance.health", fields_of::<HealthCheck>()),
+    ];
+    let fanout = ("fanout", fields_of::<FanOutConfig>());
+    let mut missing = Vec::new();
+    for (table, keys) in tables.into_iter().chain([fanout]) {
+        let text = table_text(table);
+        for key in keys {
+            let set = text.contains(&format!("\n{key} = ")) || text.contains(&format!(" {key} = "));
+            let sub_table = EXAMPLE.contains(&format!("\n[{table}.{key}]\n"));
+            if !(set || sub_table) {
+                missing.push(format!("{table}.{key}"));
+            }
+        }
+    }
+    assert!(missing.is_empty(), "examples/stack.toml lacks {missing:?}");
+    // Each alternative form is shown too.
+    for form in [
+        "kind = \"time\"",
+        "open = \"30s\"",
+        "\"readiness\"",
+        "{ additive = ",
+        "\"decorrelated\"",
+        "\"priority\"",
+        "\"round_robin\"",
+        "\"first_available\"",
+        "\"p2c_pending\"",
+        "\"first\"",
+        "\"cancel\"",
+    ] {
+        assert!(
+            EXAMPLE.contains(form),
+            "examples/stack.toml does not show {form}"
+        );
+    }
+}
+
+#[test]
+fn the_balance_and_failure_rate_defaults_in_the_example_comments_are_the_real_ones() {
+    // Spot checks of the comments against the types' defaults.
+    let b = BalanceConfig::default();
+    assert_eq!(b.wait_for_ready, secs(1));
+    assert_eq!(b.default_rtt, Duration::from_millis(30));
+    assert_eq!(b.ejection, Ejection::default());
+    assert_eq!((b.ejection.base, b.ejection.max), (secs(30), secs(300)));
+    let f = FailoverConfig::default();
+    assert_eq!(f.attempt_timeout, Some(secs(30)));
+    let r = RetryConfig::default();
+    assert_eq!(r.max_attempts, 3);
+    assert_eq!(r.backoff.max(), secs(64));
+    let cb = CircuitBreakerConfig::default();
+    assert_eq!(cb.open, OpenPeriod::Fixed(secs(30)));
+    assert_eq!(cb.min_calls, 20);
+    assert_eq!(FanOutConfig::default().policy, Policy::All);
+}
