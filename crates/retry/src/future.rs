@@ -46,8 +46,40 @@ pin_project! {
         last: Option<F::Output>,
         // The `retry{retry, attempt}` span of a retry (attempt 2 and later), entered while
         // that attempt is called and polled; only made when a subscriber wants it.
-        span: Option<Box<tracing::Span>>,
+        span: SpanSlot,
     }
+}
+
+/// The retry's span, if it has one: an `Option<Box<Span>>` whose drop looks for `None`
+/// inline, so a request that was never retried pays no call to drop it.
+#[derive(Default)]
+struct SpanSlot(std::mem::ManuallyDrop<Option<Box<tracing::Span>>>);
+
+impl SpanSlot {
+    #[inline]
+    fn enter(&self) -> Option<tracing::span::Entered<'_>> {
+        self.0.as_deref().map(tracing::Span::enter)
+    }
+
+    fn set(&mut self, span: tracing::Span) {
+        let old = std::mem::replace(&mut *self.0, (!span.is_disabled()).then(|| Box::new(span)));
+        cold_drop(old);
+    }
+}
+
+impl Drop for SpanSlot {
+    #[inline]
+    fn drop(&mut self) {
+        if self.0.is_some() {
+            cold_drop(std::mem::take(&mut *self.0));
+        }
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn cold_drop<T>(value: T) {
+    drop(value);
 }
 
 pin_project! {
@@ -87,7 +119,7 @@ where
             limit,
             timer: None,
             last: None,
-            span: None,
+            span: SpanSlot::default(),
         }
     }
 }
@@ -180,7 +212,7 @@ where
             Some(attempt) => attempt,
             None => match this.state.as_mut().project() {
                 StateProj::Calling { future } => {
-                    let _entered = this.span.as_deref().map(tracing::Span::enter);
+                    let _entered = this.span.enter();
                     let result = match future.poll(cx) {
                         Poll::Ready(result) => Some(result),
                         Poll::Pending => {
@@ -260,9 +292,9 @@ where
                         retry = %shared.name,
                         attempt = *this.attempts
                     );
-                    *this.span = (!span.is_disabled()).then(|| Box::new(span));
+                    this.span.set(span);
                     let future = {
-                        let _entered = this.span.as_deref().map(tracing::Span::enter);
+                        let _entered = this.span.enter();
                         service.call(request)
                     };
                     this.state.set(State::Calling { future });
