@@ -21,18 +21,15 @@
 //! server whose breaker is open. It lives here rather than in `bulwark-balance`, so that the
 //! balancer does not depend on tonic and prost; copy it.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
-use tonic::transport::{Channel, Endpoint, Server};
+use tonic::transport::Endpoint;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
-use tonic_health::pb::health_server::{Health, HealthServer};
-use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
-use tower::{Layer, Service, ServiceBuilder};
+use tonic_health::pb::health_server::HealthServer;
+use tonic_health::pb::HealthCheckRequest;
+use tower::{Layer, ServiceBuilder};
 use tower_bulwark::balance::{BalanceLayer, HealthCheck, Strategy};
 use tower_bulwark::circuit_breaker::CircuitBreakerLayer;
 use tower_bulwark::core::backoff::{ExponentialBackoff, Jitter};
@@ -40,77 +37,9 @@ use tower_bulwark::core::replay::{replayable, ReplayBody, DEFAULT_REPLAY_CAP};
 use tower_bulwark::core::{BoxError, Event, GrpcClassifier};
 use tower_bulwark::retry::{BackoffRetryLayer, GrpcRetryPolicy};
 
-/// A balancer health probe over the gRPC health checking protocol: `Health/Check` for the
-/// server as a whole (service `""`); healthy only when the answer is SERVING.
-#[derive(Clone)]
-struct GrpcHealthProbe {
-    client: HealthClient<Channel>,
-}
-
-impl Service<()> for GrpcHealthProbe {
-    type Response = ();
-    type Error = BoxError;
-    // A probe every few hundred milliseconds per endpoint: boxing its future costs nothing
-    // that matters.
-    type Future = Pin<Box<dyn Future<Output = Result<(), BoxError>> + Send>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, _: ()) -> Self::Future {
-        let mut client = self.client.clone();
-        Box::pin(async move {
-            let request = HealthCheckRequest {
-                service: String::new(),
-            };
-            match client.check(request).await?.into_inner().status() {
-                ServingStatus::Serving => Ok(()),
-                other => Err(format!("health: {}", other.as_str_name()).into()),
-            }
-        })
-    }
-}
-
-/// The broken server: `"work"` fails with UNAVAILABLE; its overall health is settable.
-#[derive(Clone)]
-struct Broken {
-    health: Arc<AtomicI32>,
-    work_calls: Arc<AtomicUsize>,
-}
-
-#[tonic::async_trait]
-impl Health for Broken {
-    async fn check(
-        &self,
-        request: tonic::Request<HealthCheckRequest>,
-    ) -> Result<tonic::Response<HealthCheckResponse>, tonic::Status> {
-        if request.get_ref().service == "work" {
-            self.work_calls.fetch_add(1, Ordering::SeqCst);
-            return Err(tonic::Status::unavailable("overloaded"));
-        }
-        Ok(tonic::Response::new(HealthCheckResponse {
-            status: self.health.load(Ordering::SeqCst),
-        }))
-    }
-
-    type WatchStream = futures_util::stream::Empty<Result<HealthCheckResponse, tonic::Status>>;
-
-    async fn watch(
-        &self,
-        _: tonic::Request<HealthCheckRequest>,
-    ) -> Result<tonic::Response<Self::WatchStream>, tonic::Status> {
-        Err(tonic::Status::unimplemented("watch"))
-    }
-}
-
-async fn serve<S: Health>(service: HealthServer<S>) -> Result<std::net::SocketAddr, BoxError> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let incoming = tonic::transport::server::TcpIncoming::from(listener);
-    tokio::spawn(Server::builder().serve_with_incoming(service, incoming));
-    Ok(addr)
-}
+#[path = "support/grpc.rs"]
+mod support;
+use support::{serve, Broken, GrpcHealthProbe};
 
 /// Prints what the layers report.
 fn print_event(event: &Event<'_>) {

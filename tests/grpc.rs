@@ -13,18 +13,16 @@
 use bytes::Bytes;
 use http_body_util::StreamBody;
 use hyper::body::Frame;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::time::Instant;
-use tonic::transport::{Channel, Endpoint, Server};
+use tonic::transport::{Channel, Endpoint};
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
-use tonic_health::pb::health_server::{Health, HealthServer};
-use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
+use tonic_health::pb::health_server::HealthServer;
+use tonic_health::pb::HealthCheckRequest;
 use tower::{Layer, Service, ServiceBuilder};
 use tower_bulwark::balance::{BalanceLayer, HealthCheck, Strategy};
 use tower_bulwark::circuit_breaker::CircuitBreakerLayer;
@@ -33,81 +31,9 @@ use tower_bulwark::core::replay::{replayable, ReplayBody, DEFAULT_REPLAY_CAP};
 use tower_bulwark::core::{BoxError, CircuitState, Event, GiveUpReason, GrpcClassifier};
 use tower_bulwark::retry::{BackoffRetryLayer, GrpcRetryPolicy};
 
-/// The health probe of one endpoint: `grpc.health.v1.Health/Check` for the server as a whole
-/// (service `""`), through a `HealthClient` over the endpoint's channel (not through its
-/// breaker: a probe must reach an endpoint whose breaker is open). Ok only for SERVING.
-#[derive(Clone)]
-struct GrpcHealthProbe {
-    client: HealthClient<Channel>,
-}
-
-impl Service<()> for GrpcHealthProbe {
-    type Response = ();
-    type Error = BoxError;
-    type Future = Pin<Box<dyn Future<Output = Result<(), BoxError>> + Send>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, _: ()) -> Self::Future {
-        let mut client = self.client.clone();
-        Box::pin(async move {
-            let request = HealthCheckRequest {
-                service: String::new(),
-            };
-            match client.check(request).await?.into_inner().status() {
-                ServingStatus::Serving => Ok(()),
-                other => Err(format!("health: {}", other.as_str_name()).into()),
-            }
-        })
-    }
-}
-
-/// A server whose `"work"` always fails with UNAVAILABLE, and whose overall health (`""`) is
-/// whatever the test sets.
-#[derive(Clone)]
-struct Broken {
-    health: Arc<AtomicI32>,
-    work_calls: Arc<AtomicUsize>,
-}
-
-#[tonic::async_trait]
-impl Health for Broken {
-    async fn check(
-        &self,
-        request: tonic::Request<HealthCheckRequest>,
-    ) -> Result<tonic::Response<HealthCheckResponse>, tonic::Status> {
-        if request.get_ref().service == "work" {
-            self.work_calls.fetch_add(1, Ordering::SeqCst);
-            return Err(tonic::Status::unavailable("overloaded"));
-        }
-        Ok(tonic::Response::new(HealthCheckResponse {
-            status: self.health.load(Ordering::SeqCst),
-        }))
-    }
-
-    type WatchStream = futures_util::stream::Empty<Result<HealthCheckResponse, tonic::Status>>;
-
-    async fn watch(
-        &self,
-        _: tonic::Request<HealthCheckRequest>,
-    ) -> Result<tonic::Response<Self::WatchStream>, tonic::Status> {
-        Err(tonic::Status::unimplemented("watch"))
-    }
-}
-
-/// Serves `service` on an ephemeral loopback port until the test ends.
-async fn serve<S>(service: HealthServer<S>) -> std::net::SocketAddr
-where
-    S: Health,
-{
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let incoming = tonic::transport::server::TcpIncoming::from(listener);
-    tokio::spawn(Server::builder().serve_with_incoming(service, incoming));
-    addr
-}
+#[path = "../examples/support/grpc.rs"]
+mod support;
+use support::{serve, Broken, GrpcHealthProbe};
 
 fn channel(addr: std::net::SocketAddr) -> Channel {
     Endpoint::from_shared(format!("http://{addr}"))
@@ -147,12 +73,12 @@ async fn breaker_retry_and_health_checked_balance_over_real_tonic_servers() {
     reporter
         .set_service_status("work", tonic_health::ServingStatus::Serving)
         .await;
-    let good = serve(healthy).await;
+    let good = serve(healthy).await.unwrap();
     let broken = Broken {
         health: Arc::new(AtomicI32::new(ServingStatus::Serving as i32)),
         work_calls: Arc::new(AtomicUsize::new(0)),
     };
-    let bad = serve(HealthServer::new(broken.clone())).await;
+    let bad = serve(HealthServer::new(broken.clone())).await.unwrap();
 
     // Per endpoint: its channel in a breaker that opens after 3 failures in a row and stays
     // open for the whole test; in readiness mode, so the balancer skips it while open.
