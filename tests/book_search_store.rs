@@ -1,6 +1,8 @@
 //! Tests of the book_search demo's mock book store, over real HTTP on loopback.
 #![allow(dead_code)]
 
+#[path = "../examples/book_search/app/serve.rs"]
+mod serve;
 #[path = "../examples/book_search/app/store.rs"]
 mod store;
 
@@ -687,4 +689,36 @@ async fn three_stores_run_side_by_side() {
     for store in &stores {
         store.shutdown().await;
     }
+}
+
+#[tokio::test]
+async fn a_full_store_answers_507_and_keeps_what_it_holds() {
+    let store = spawn("store-1").await;
+    let client = client();
+    // 60 KiB of text per book: the 16 MiB cap is reached after some 280 books.
+    let author = "a".repeat(60 * 1024);
+    let mut stored = 0;
+    let status = loop {
+        let book =
+            json!({"title": format!("Vol. {stored}"), "author": author, "isbn": "1", "price": 1.0});
+        let (status, body) = post_book(&client, &store, book.to_string()).await;
+        if status != StatusCode::CREATED {
+            error_message(&body);
+            break status;
+        }
+        stored += 1;
+        assert!(
+            stored <= store::MAX_HELD_BYTES / (60 * 1024),
+            "no cap after {stored} books"
+        );
+    };
+    assert_eq!(status, StatusCode::INSUFFICIENT_STORAGE);
+    assert_eq!(store.books().len(), catalogue().len() + stored);
+    // What it holds is still served, and a book it holds is still an idempotent 201.
+    let (status, _) = get(&client, &store, "/books/Dune").await;
+    assert_eq!(status, StatusCode::OK);
+    let again = json!({"title": "Vol. 0", "author": author, "isbn": "1", "price": 1.0});
+    let (status, _) = post_book(&client, &store, again.to_string()).await;
+    assert_eq!(status, StatusCode::CREATED);
+    store.shutdown().await;
 }

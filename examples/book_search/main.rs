@@ -7,12 +7,16 @@ use app::config::{parse_args, Command, Config, USAGE};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let (listen, config_path) = match parse_args(std::env::args().skip(1)) {
+    let (listen, config_path, allow_chaos) = match parse_args(std::env::args().skip(1)) {
         Ok(Command::Help) => {
             print!("{USAGE}");
             return ExitCode::SUCCESS;
         }
-        Ok(Command::Run { listen, config }) => (listen, config),
+        Ok(Command::Run {
+            listen,
+            config,
+            allow_chaos,
+        }) => (listen, config, allow_chaos),
         Err(message) => {
             eprintln!("book_search: {message}");
             return ExitCode::from(2);
@@ -57,7 +61,11 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(async move {
-        let demo = match app::start(config, listen).await {
+        let options = app::Options {
+            allow_chaos,
+            ..app::Options::default()
+        };
+        let demo = match app::start_with(config, listen, options).await {
             Ok(d) => d,
             Err(e) => {
                 eprintln!("book_search: cannot start: {e}");
@@ -74,6 +82,12 @@ fn main() -> ExitCode {
         println!("  curl -s {url}/book/Dune");
         println!("  curl -s {url}/stores");
         println!("  curl -s -X PUT {url}/stores/store-1/fault -d '{{\"mode\":\"down\"}}'");
+        if !app::chaos_allowed(demo.addr, allow_chaos) {
+            println!(
+                "  (the chaos controls answer 403: {} is not loopback; --allow-chaos turns them on)",
+                demo.addr
+            );
+        }
         println!(
             "  curl -s -X POST {url}/book -d '{{\"title\":\"A Memory Called Empire\",\"author\":\"Arkady Martine\",\"isbn\":\"9781250186430\",\"price\":12.99}}'"
         );

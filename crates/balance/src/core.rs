@@ -1,10 +1,10 @@
 //! The balancer's shared state: settings, the member list, and one record per endpoint.
 
 use crate::config::{BalanceConfig, Ejection, Strategy};
+use crate::sync::{lock, AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Mutex, Ordering};
 use bulwark_core::rolling::SlotSnapshots;
 use bulwark_core::{Event, SharedListener};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::task::Waker;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -50,8 +50,16 @@ impl EndpointState {
     }
 }
 
+#[cfg(all(test, bulwark_loom))]
+impl EndpointState {
+    /// How many times it was ejected (for the loom model).
+    pub(crate) fn ejections(&self) -> u32 {
+        self.ejections.load(Ordering::Acquire)
+    }
+}
+
 /// Tells balancers apart in a request's `Attempts`.
-static NEXT_SCOPE: AtomicUsize = AtomicUsize::new(0);
+static NEXT_SCOPE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 pub(crate) struct Core<C> {
     pub(crate) name: Box<str>,
@@ -65,6 +73,10 @@ pub(crate) struct Core<C> {
     members: Mutex<Vec<Arc<EndpointState>>>,
     count: AtomicUsize,
     next_id: AtomicUsize,
+    /// Clones made so far: each clone starts its random sequence and its round-robin
+    /// position from its own number, so balancers cloned once per request (by a retry
+    /// layer, `oneshot`, axum) do not all make the same first pick.
+    clones: AtomicU64,
     ejected: AtomicUsize,
     /// Members marked healthy (for panic mode).
     healthy: AtomicUsize,
@@ -75,9 +87,18 @@ pub(crate) struct Core<C> {
     listener: Option<SharedListener>,
     base: Instant,
     /// Balancers waiting for an endpoint, woken when one is marked healthy or added.
-    waiters: Mutex<Vec<Waker>>,
+    /// Each with the clock time of its latest registration (see `register`).
+    waiters: Mutex<Vec<(Waker, u64)>>,
     /// The health-check task, stopped when the last reference to the balancer goes.
     pub(crate) health_task: Mutex<Option<tokio::task::AbortHandle>>,
+}
+
+impl<C> Core<C> {
+    /// A number for a new clone of the balancer (see `clones`).
+    #[inline]
+    pub(crate) fn next_clone(&self) -> u64 {
+        self.clones.fetch_add(1, Ordering::Relaxed)
+    }
 }
 
 impl<C> Drop for Core<C> {
@@ -98,10 +119,14 @@ impl<C> std::fmt::Debug for Core<C> {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    match m.lock() {
-        Ok(g) => g,
-        Err(poisoned) => poisoned.into_inner(),
+#[cfg(all(test, bulwark_loom))]
+impl<C> Core<C> {
+    /// The members marked healthy and the members ejected, as counted (for the loom model).
+    pub(crate) fn counts(&self) -> (usize, usize) {
+        (
+            self.healthy.load(Ordering::Acquire),
+            self.ejected.load(Ordering::Acquire),
+        )
     }
 }
 
@@ -122,6 +147,7 @@ impl<C> Core<C> {
             members: Mutex::new(Vec::new()),
             count: AtomicUsize::new(0),
             next_id: AtomicUsize::new(0),
+            clones: AtomicU64::new(0),
             ejected: AtomicUsize::new(0),
             healthy: AtomicUsize::new(0),
             panic_threshold: config.panic_threshold,
@@ -167,7 +193,9 @@ impl<C> Core<C> {
         }
         lock(&self.members).retain(|m| !Arc::ptr_eq(m, state));
         self.count.fetch_sub(1, Ordering::AcqRel);
-        if state.healthy.load(Ordering::Acquire) {
+        // Its health flag goes down with it (a swap, so a health check marking it at the same
+        // moment cannot make the count move twice, or not at all; see `set_healthy`).
+        if state.healthy.swap(false, Ordering::AcqRel) {
             self.healthy.fetch_sub(1, Ordering::AcqRel);
         }
         if state.ejected_until.swap(0, Ordering::AcqRel) != 0 {
@@ -181,15 +209,25 @@ impl<C> Core<C> {
     }
 
     /// Registers a balancer waiting for an endpoint.
+    ///
+    /// A waiter registers again each time it is polled, and its own timer wakes it within
+    /// `wait_for_ready` of that poll; so an entry older than `wait_for_ready` is of no more
+    /// use, and is dropped here. Without this the list would keep one waker per request that
+    /// ever waited (and, through the waker, that finished task's memory) until the next
+    /// endpoint is marked healthy or added, which, with no health checks, is never.
     pub(crate) fn register(&self, waker: &Waker) {
+        let now = self.now();
+        let keep = u64::try_from(self.wait_for_ready.as_nanos()).unwrap_or(u64::MAX);
         let mut w = lock(&self.waiters);
-        if !w.iter().any(|x| x.will_wake(waker)) {
-            w.push(waker.clone());
+        w.retain(|(_, at)| now.saturating_sub(*at) <= keep);
+        match w.iter_mut().find(|(x, _)| x.will_wake(waker)) {
+            Some((_, at)) => *at = now,
+            None => w.push((waker.clone(), now)),
         }
     }
 
     fn wake_waiters(&self) {
-        for w in lock(&self.waiters).drain(..) {
+        for (w, _) in lock(&self.waiters).drain(..) {
             w.wake();
         }
     }
@@ -378,9 +416,23 @@ impl<C> Core<C> {
     }
 
     /// Records a finished call on `e`.
+    #[inline]
     pub(crate) fn record(&self, e: &EndpointState, failed: bool, started: Option<u64>) {
+        self.record_at(e, failed, started, || self.now());
+    }
+
+    /// [`Core::record`] with the clock read by `now` (only when needed; the loom model passes
+    /// a constant).
+    #[inline]
+    pub(crate) fn record_at(
+        &self,
+        e: &EndpointState,
+        failed: bool,
+        started: Option<u64>,
+        now: impl Fn() -> u64,
+    ) {
         if let Some(start) = started {
-            let now = self.now();
+            let now = now();
             self.observe(e, now.saturating_sub(start) as f64, now);
         }
         #[cfg(feature = "metrics")]
@@ -396,7 +448,7 @@ impl<C> Core<C> {
             }
             if let (Some(rule), Some(window)) = (&self.ejection.failure_rate, &e.rate_window) {
                 let slot = (rule.window.as_nanos() / 10).max(1) as u64;
-                window.take(self.now() / slot, || {
+                window.take(now() / slot, || {
                     [
                         e.successes.load(Ordering::Acquire),
                         e.failures.load(Ordering::Acquire),
@@ -408,20 +460,20 @@ impl<C> Core<C> {
         e.failures.fetch_add(1, Ordering::Relaxed);
         let run = e.consecutive.fetch_add(1, Ordering::AcqRel) + 1;
         let k = self.ejection.consecutive_failures;
-        if ((k != 0 && run >= k) || self.failure_rate_reached(e))
+        if ((k != 0 && run >= k) || self.failure_rate_reached(e, &now))
             && !e.removed.load(Ordering::Acquire)
         {
-            self.eject(e);
+            self.eject(e, now());
         }
     }
 
     /// Whether `e`'s share of failures over the failure-rate window calls for an ejection.
-    fn failure_rate_reached(&self, e: &EndpointState) -> bool {
+    fn failure_rate_reached(&self, e: &EndpointState, now: impl Fn() -> u64) -> bool {
         let (Some(rule), Some(window)) = (&self.ejection.failure_rate, &e.rate_window) else {
             return false;
         };
         let slot = (rule.window.as_nanos() / 10).max(1) as u64;
-        let epoch = self.now() / slot;
+        let epoch = now() / slot;
         let read = || {
             [
                 e.successes.load(Ordering::Acquire),
@@ -439,8 +491,7 @@ impl<C> Core<C> {
     }
 
     #[cold]
-    fn eject(&self, e: &EndpointState) {
-        let now = self.now();
+    fn eject(&self, e: &EndpointState, now: u64) {
         self.sweep(now);
         if e.ejected_until.load(Ordering::Acquire) != 0 {
             return;
@@ -462,7 +513,9 @@ impl<C> Core<C> {
                 Err(seen) => out = seen,
             }
         }
-        let times = e.ejections.fetch_add(1, Ordering::AcqRel) + 1;
+        // This is its ejection number `times`; the count moves only once the ejection has
+        // happened (below), so one that loses a race to eject it does not count.
+        let times = e.ejections.load(Ordering::Acquire).saturating_add(1);
         let duration = self
             .ejection
             .base
@@ -474,6 +527,19 @@ impl<C> Core<C> {
             .is_err()
         {
             self.ejected.fetch_sub(1, Ordering::AcqRel); // someone else ejected it meanwhile
+            return;
+        }
+        e.ejections.fetch_add(1, Ordering::AcqRel);
+        // Removed meanwhile? `remove` ends the ejection of the member it removes, but may have
+        // looked before this one began; then it ends here (once: whoever takes `until` out
+        // gives its place in the count back).
+        if e.removed.load(Ordering::Acquire) {
+            if e.ejected_until
+                .compare_exchange(until, 0, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
+                self.ejected.fetch_sub(1, Ordering::AcqRel);
+            }
             return;
         }
         self.next_due.fetch_min(until, Ordering::AcqRel);
@@ -495,11 +561,23 @@ impl<C> Core<C> {
         });
     }
 
-    /// Marks `e` healthy or not.
+    /// Marks `e` healthy or not. A member removed meanwhile (a health check may still hold
+    /// it) is left alone: its health no longer counts.
     pub(crate) fn set_healthy(&self, e: &EndpointState, healthy: bool) {
+        if e.removed.load(Ordering::Acquire) {
+            return;
+        }
         if e.healthy.swap(healthy, Ordering::AcqRel) != healthy {
             if healthy {
                 self.healthy.fetch_add(1, Ordering::AcqRel);
+                // Removed since the check above: `remove` may have taken its flag down before
+                // this raised it; take it down again (once: whoever swaps it out counts it).
+                if e.removed.load(Ordering::Acquire) {
+                    if e.healthy.swap(false, Ordering::AcqRel) {
+                        self.healthy.fetch_sub(1, Ordering::AcqRel);
+                    }
+                    return;
+                }
             } else {
                 self.healthy.fetch_sub(1, Ordering::AcqRel);
             }

@@ -12,10 +12,10 @@ use tower_service::Service;
 #[cfg_attr(feature = "serde", derive(serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(default, deny_unknown_fields))]
 pub struct HealthCheck {
-    /// Time between two rounds of probes.
+    /// Time between two rounds of probes (at most a day).
     #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
     pub interval: Duration,
-    /// A probe that takes longer fails.
+    /// A probe that takes longer fails (at most a day).
     #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
     pub timeout: Duration,
     /// A healthy endpoint is marked unhealthy after this many failed probes in a row.
@@ -53,6 +53,16 @@ impl HealthCheck {
             return Err(ConfigError::Zero {
                 setting: "health.timeout",
             });
+        }
+        // A day at most: the jittered interval of a duration near `Duration::MAX` would
+        // overflow.
+        for (setting, d) in [
+            ("health.interval", self.interval),
+            ("health.timeout", self.timeout),
+        ] {
+            if d > Duration::from_secs(24 * 3600) {
+                return Err(ConfigError::TooLong { setting });
+            }
         }
         if self.unhealthy_after == 0 {
             return Err(ConfigError::Zero {

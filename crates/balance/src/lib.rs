@@ -64,9 +64,12 @@ mod future;
 mod handle;
 mod health;
 mod layer;
+#[cfg(all(test, bulwark_loom))]
+mod loom_tests;
 #[cfg(feature = "metrics")]
 pub mod metrics;
 mod service;
+mod sync;
 
 pub use config::{BalanceConfig, ConfigError, Ejection, FailureRate, Strategy};
 pub use discover::DiscoverBalance;

@@ -125,8 +125,16 @@ impl<S, C, A> Balance<S, C, A> {
 
 impl<S: Clone, C, A: Clone> Clone for Balance<S, C, A> {
     /// Clones every endpoint (one `Vec` allocation); the clones share the endpoints' state
-    /// (loads, ejections, health).
+    /// (loads, ejections, health). Each clone draws its own random sequence and round-robin
+    /// starting point from a counter the clones share, so clones used for one request each
+    /// (a retry above, `oneshot`, axum) spread their picks as one balancer would.
     fn clone(&self) -> Self {
+        let k = self.core.get().next_clone();
+        // SplitMix64's finalizer over the clone's number and the parent's state.
+        let mut z = (self.rng ^ k.wrapping_mul(0x9E37_79B9_7F4A_7C15)).wrapping_add(k);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
         Balance {
             endpoints: self.endpoints.clone(),
             states: self.states.clone(),
@@ -134,8 +142,8 @@ impl<S: Clone, C, A: Clone> Clone for Balance<S, C, A> {
             chosen: None,
             chosen_at: 0,
             refused: None,
-            next: self.next,
-            rng: self.rng.rotate_left(17) ^ 0x9E37_79B9_7F4A_7C15,
+            next: self.next.wrapping_add(k as usize) % self.endpoints.len().max(1),
+            rng: z | 1,
             waiting_since: None,
             timer: None,
             attempts: self.attempts.clone(),

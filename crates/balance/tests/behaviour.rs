@@ -385,3 +385,40 @@ async fn the_handle_reports_each_endpoints_load() {
     assert_eq!(sorted, vec![1.0, 2.0], "{loads:?}");
     pending.abort();
 }
+
+/// A balancer cloned once per request (what a retry layer above it, `oneshot` or axum do)
+/// spreads the requests as one balancer would: each clone starts from its own random state
+/// and round-robin position.
+#[tokio::test(start_paused = true)]
+async fn clones_used_once_each_spread_their_picks() {
+    for strategy in [
+        Strategy::RoundRobin,
+        Strategy::P2cPending,
+        Strategy::P2cPeakEwma,
+    ] {
+        let lb = BalanceLayer::builder()
+            .strategy(strategy)
+            .random(SplitMix64::new(5))
+            .build()
+            .unwrap()
+            .build(vec![
+                answering("a", Duration::from_millis(1)),
+                answering("b", Duration::from_millis(1)),
+                answering("c", Duration::from_millis(1)),
+            ])
+            .unwrap();
+        let mut seen: HashMap<&str, usize> = HashMap::new();
+        for _ in 0..60 {
+            let name = lb.clone().oneshot(()).await.unwrap();
+            *seen.entry(name).or_default() += 1;
+        }
+        assert_eq!(
+            seen.len(),
+            3,
+            "{strategy:?}: every endpoint picked: {seen:?}"
+        );
+        if strategy == Strategy::RoundRobin {
+            assert!(seen.values().all(|&n| n == 20), "{seen:?}");
+        }
+    }
+}

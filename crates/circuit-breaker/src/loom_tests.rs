@@ -121,3 +121,33 @@ fn loom_two_failures_trip_once() {
         assert_eq!(core.state(0), CircuitState::Open);
     });
 }
+
+#[test]
+fn loom_time_window_outcomes_racing_a_new_bucket_are_not_lost() {
+    model(|| {
+        // A time window of two 1 ms buckets, metrics-only (records, never trips). Two
+        // outcomes arrive at once in a bucket no call has opened yet: whichever thread takes
+        // the bucket's snapshot, both outcomes are in the window.
+        let mut config = CircuitBreakerConfig::default();
+        config.window = Window::Time {
+            length: Duration::from_millis(2),
+            buckets: 2,
+        };
+        config.validate().unwrap();
+        let core = Arc::new(Core::new(
+            &config,
+            None,
+            std::sync::Arc::new(SplitMix64::new(1)),
+        ));
+        core.force(CircuitState::MetricsOnly, 0);
+        let gen = core.generation();
+        let other = core.clone();
+        let t = thread::spawn(move || {
+            other.record(gen, false, Outcome::Failure, false, || 5 * MS);
+        });
+        core.record(gen, false, Outcome::Success, false, || 5 * MS);
+        t.join().unwrap();
+        let stats = core.window_stats(5 * MS);
+        assert_eq!((stats.calls, stats.failures), (2, 1));
+    });
+}

@@ -4,7 +4,7 @@ use crate::config::Mode;
 use crate::error::Open;
 use crate::future::{Permit, ResponseFuture};
 use crate::handle::Handle;
-use crate::state::{Admission, Core, Rejection};
+use crate::state::{Admission, Core, Rejection, WaitSlot};
 use bulwark_core::local::LocalRef;
 use bulwark_core::{BoxError, Classify};
 use std::fmt;
@@ -60,6 +60,8 @@ pub struct CircuitBreaker<S, C> {
     /// Why the breaker refused, when `ticket` is `Refused`.
     rejection: Option<Rejection>,
     sleep: Option<Pin<Box<Sleep>>>,
+    /// Where this clone's task waits in readiness mode (made the first time it is refused).
+    wait: Option<Arc<WaitSlot>>,
 }
 
 /// What `poll_ready` reserved for the next `call`: small, so the hot path moves 8 bytes.
@@ -78,6 +80,7 @@ impl<S, C> CircuitBreaker<S, C> {
             ticket: Ticket::None,
             rejection: None,
             sleep: None,
+            wait: None,
         }
     }
 
@@ -113,6 +116,7 @@ impl<S: Clone, C> Clone for CircuitBreaker<S, C> {
             ticket: Ticket::None,
             rejection: None,
             sleep: None,
+            wait: None,
         }
     }
 }
@@ -168,7 +172,8 @@ impl<S, C> CircuitBreaker<S, C> {
         }
         self.ticket = Ticket::None;
         // Register before looking again, so a state change in between wakes this task.
-        shared.core.register(cx.waker());
+        let slot = self.wait.get_or_insert_with(Arc::default);
+        shared.core.register(slot, cx.waker());
         let mut timer_fired = 0;
         loop {
             match shared.core.acquire(|| shared.now()) {

@@ -22,7 +22,7 @@ use crate::config::{CircuitBreakerConfig, OpenPeriod};
 use crate::sync::{lock, AtomicU32, AtomicU64, Mutex, Ordering};
 use crate::window::{CountWindow, Sample, Stats, TimeWindow, Window};
 use bulwark_core::{CircuitState, Event, Outcome, RandomSource, SharedListener, TripReason};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::task::Waker;
 use std::time::Duration;
 
@@ -98,6 +98,13 @@ pub(crate) enum Admission {
     Rejected(Rejection),
 }
 
+/// Where a service clone waiting in readiness mode keeps its waker: its latest waker, and
+/// whether the breaker's list holds it. One per clone, made the first time it is turned away.
+#[derive(Debug, Default)]
+pub(crate) struct WaitSlot {
+    state: Mutex<(Option<Waker>, bool)>,
+}
+
 /// Why a call may not go, and until when.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Rejection {
@@ -137,7 +144,7 @@ pub(crate) struct Core {
     /// recorders are inside (low 32 bits). See [`Core::record`] and [`Core::apply`].
     recording: AtomicU64,
     not_permitted: AtomicU64,
-    waiters: Mutex<Vec<Waker>>,
+    waiters: Mutex<Vec<Weak<WaitSlot>>>,
     listener: Option<SharedListener>,
     random: Arc<dyn RandomSource>,
     #[cfg(feature = "metrics")]
@@ -662,18 +669,40 @@ impl Core {
         self.wake_all();
     }
 
-    /// Registers a task to wake on the next state change or freed probe slot.
-    pub(crate) fn register(&self, waker: &Waker) {
-        let mut waiters = lock(&self.waiters);
-        if !waiters.iter().any(|w| w.will_wake(waker)) {
-            waiters.push(waker.clone());
+    /// Registers the task waiting in a service clone (its `slot`) to wake on the next state
+    /// change or freed probe slot. The list holds each waiting clone once, weakly, with the
+    /// clone's latest waker: a clone that is dropped takes its waker (and the task memory it
+    /// keeps) with it, so the list does not grow with every task ever turned away.
+    pub(crate) fn register(&self, slot: &Arc<WaitSlot>, waker: &Waker) {
+        let add = {
+            let mut s = lock(&slot.state);
+            match &s.0 {
+                Some(w) if w.will_wake(waker) => {}
+                _ => s.0 = Some(waker.clone()),
+            }
+            !std::mem::replace(&mut s.1, true)
+        };
+        if add {
+            let mut waiters = lock(&self.waiters);
+            if waiters.len() == waiters.capacity() {
+                // About to grow: drop the entries of clones that are gone first.
+                waiters.retain(|w| w.strong_count() > 0);
+            }
+            waiters.push(Arc::downgrade(slot));
         }
     }
 
     fn wake_all(&self) {
-        let mut waiters = lock(&self.waiters);
-        for w in waiters.drain(..) {
-            w.wake();
+        let waiters = std::mem::take(&mut *lock(&self.waiters));
+        for slot in waiters.iter().filter_map(Weak::upgrade) {
+            let waker = {
+                let mut s = lock(&slot.state);
+                s.1 = false;
+                s.0.take()
+            };
+            if let Some(w) = waker {
+                w.wake();
+            }
         }
     }
 
@@ -721,28 +750,28 @@ impl Core {
     }
 
     /// Half-open probes in flight and succeeded (for the loom model).
-    #[cfg(bulwark_loom)]
+    #[cfg(all(test, bulwark_loom))]
     pub(crate) fn probe_counts(&self) -> (u32, u32) {
         let w = self.load();
         (w.in_flight(), w.successes())
     }
 
-    #[cfg(bulwark_loom)]
+    #[cfg(all(test, bulwark_loom))]
     pub(crate) fn generation(&self) -> u32 {
         self.load().gen()
     }
 
-    #[cfg(bulwark_loom)]
+    #[cfg(all(test, bulwark_loom))]
     pub(crate) fn consecutive(&self) -> u32 {
         self.consecutive_failures.load(Ordering::SeqCst)
     }
 
-    #[cfg(bulwark_loom)]
+    #[cfg(all(test, bulwark_loom))]
     pub(crate) fn window_stats(&self, now: u64) -> Stats {
         self.window.stats(now)
     }
 
-    #[cfg(bulwark_loom)]
+    #[cfg(all(test, bulwark_loom))]
     pub(crate) fn window_recount(&self) -> Stats {
         match &self.window {
             Window::Count(w) => w.recount(),

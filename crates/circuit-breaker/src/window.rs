@@ -144,7 +144,7 @@ impl CountWindow {
 
     /// The totals recounted from the slots (for the loom model: must equal `stats` whenever
     /// no recording is in progress).
-    #[cfg(any(test, bulwark_loom))]
+    #[cfg(test)]
     pub(crate) fn recount(&self) -> Stats {
         let mut s = Stats::default();
         for slot in self.slots.iter() {

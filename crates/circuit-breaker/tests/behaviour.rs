@@ -636,3 +636,30 @@ async fn an_ignored_probe_frees_its_slot_without_deciding() {
         .unwrap();
     assert_eq!(h.state(), CircuitState::Closed);
 }
+
+/// Counts nothing; only its reference count matters (who still holds a waker made from it).
+struct Task;
+
+impl std::task::Wake for Task {
+    fn wake(self: Arc<Self>) {}
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_clone_turned_away_and_dropped_leaves_no_waker_behind() {
+    let svc = layer()
+        .mode(Mode::Readiness)
+        .build()
+        .unwrap()
+        .layer(Backend::default());
+    svc.handle().force_open();
+    let task = Arc::new(Task);
+    for _ in 0..100 {
+        let mut clone = svc.clone();
+        let waker = std::task::Waker::from(task.clone());
+        let mut cx = std::task::Context::from_waker(&waker);
+        assert!(tower::Service::poll_ready(&mut clone, &mut cx).is_pending());
+    }
+    // Every clone that waited is gone: so are the wakers it registered (and the task memory
+    // a real waker keeps), however long the breaker stays open.
+    assert_eq!(Arc::strong_count(&task), 1);
+}

@@ -62,10 +62,13 @@ pub mod event;
 #[cfg(feature = "grpc")]
 pub mod grpc;
 pub mod local;
+#[cfg(all(test, bulwark_loom))]
+mod loom_tests;
 pub mod random;
 #[cfg(feature = "http")]
 pub mod replay;
 pub mod rolling;
+mod sync;
 
 pub use backoff::{Backoff, BackoffError, ExponentialBackoff, Jitter};
 pub use classify::{Classify, DefaultClassifier, Outcome};

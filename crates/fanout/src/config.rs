@@ -46,8 +46,8 @@ pub enum Stragglers {
     /// They are cancelled (their futures dropped): the default.
     #[default]
     Cancel,
-    /// They finish on a background task, for at most this long (a write that should still
-    /// reach every replica, say); then they are dropped.
+    /// They finish on a background task, for at most this long (a day at most; a write that
+    /// should still reach every replica, say); then they are dropped.
     Finish(#[cfg_attr(feature = "serde", serde(with = "humantime_serde"))] Duration),
 }
 
@@ -70,10 +70,10 @@ pub struct FanOutConfig {
     pub target_names: Vec<String>,
     /// When the fan-out has succeeded.
     pub policy: Policy,
-    /// Time each target has, counted from the call.
+    /// Time each target has, counted from the call (at most a day).
     #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
     pub branch_deadline: Option<Duration>,
-    /// Time the whole fan-out has, counted from the call.
+    /// Time the whole fan-out has, counted from the call (at most a day).
     #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
     pub deadline: Option<Duration>,
     /// What happens to targets still running when the answer is known.
@@ -111,6 +111,11 @@ pub enum ConfigError {
         /// The setting.
         setting: &'static str,
     },
+    /// A deadline (or the stragglers' time to finish) is longer than a day.
+    TooLong {
+        /// The setting.
+        setting: &'static str,
+    },
     /// `target_names` does not have one name per target.
     TargetNames {
         /// Names given.
@@ -126,7 +131,7 @@ impl ConfigError {
         match self {
             ConfigError::NoTargets => "targets",
             ConfigError::Quorum { .. } => "policy",
-            ConfigError::ZeroDeadline { setting } => setting,
+            ConfigError::ZeroDeadline { setting } | ConfigError::TooLong { setting } => setting,
             ConfigError::TargetNames { .. } => "target_names",
         }
     }
@@ -142,6 +147,9 @@ impl fmt::Display for ConfigError {
             ),
             ConfigError::ZeroDeadline { setting } => {
                 write!(f, "fan-out `{setting}` must be greater than zero")
+            }
+            ConfigError::TooLong { setting } => {
+                write!(f, "fan-out `{setting}` is longer than a day")
             }
             ConfigError::TargetNames { names, targets } => write!(
                 f,
@@ -175,6 +183,10 @@ impl FanOutConfig {
         ] {
             if d.is_some_and(|d| d.is_zero()) {
                 return Err(ConfigError::ZeroDeadline { setting });
+            }
+            // A day at most: a duration near `Duration::MAX` would overflow the clock.
+            if d.is_some_and(|d| d > Duration::from_secs(24 * 3600)) {
+                return Err(ConfigError::TooLong { setting });
             }
         }
         if !self.target_names.is_empty() && self.target_names.len() != targets {

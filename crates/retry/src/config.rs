@@ -8,6 +8,10 @@ use std::time::Duration;
 /// The most attempts a layer may make for one request.
 pub const MAX_ATTEMPTS: u32 = 10_000;
 
+/// The longest `deadline` or `attempt_timeout`: a day (a longer one is almost surely a
+/// mistake in units, and one near `Duration::MAX` would overflow the clock).
+const LONGEST: Duration = Duration::from_secs(24 * 3600);
+
 /// The settings of a retry layer.
 ///
 /// | setting | default | why |
@@ -38,10 +42,11 @@ pub struct RetryConfig {
     pub backoff: ExponentialBackoff,
     /// The retry budget, or `None` for no budget (not recommended).
     pub budget: Option<BudgetConfig>,
-    /// Time for all attempts together, counted from the call.
+    /// Time for all attempts together, counted from the call (at most a day).
     #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
     pub deadline: Option<Duration>,
-    /// Time for each attempt; a timed-out attempt counts as a retryable failure.
+    /// Time for each attempt (at most a day); a timed-out attempt counts as a retryable
+    /// failure.
     #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
     pub attempt_timeout: Option<Duration>,
 }
@@ -98,6 +103,11 @@ pub enum ConfigError {
     Backoff(BackoffError),
     /// The budget is invalid.
     Budget(BudgetError),
+    /// A `deadline` or `attempt_timeout` is longer than a day.
+    TooLong {
+        /// The setting.
+        setting: &'static str,
+    },
 }
 
 impl ConfigError {
@@ -105,7 +115,7 @@ impl ConfigError {
     pub fn setting(&self) -> String {
         match self {
             ConfigError::MaxAttempts(_) => "max_attempts".into(),
-            ConfigError::Zero { setting } => (*setting).into(),
+            ConfigError::Zero { setting } | ConfigError::TooLong { setting } => (*setting).into(),
             ConfigError::Backoff(e) => format!("backoff.{}", e.setting()),
             ConfigError::Budget(e) => format!("budget.{}", e.setting()),
         }
@@ -124,6 +134,9 @@ impl fmt::Display for ConfigError {
             }
             ConfigError::Backoff(e) => write!(f, "retry: {e}"),
             ConfigError::Budget(e) => write!(f, "retry: {e}"),
+            ConfigError::TooLong { setting } => {
+                write!(f, "retry `{setting}` is longer than a day")
+            }
         }
     }
 }
@@ -157,15 +170,15 @@ impl RetryConfig {
             bulwark_core::budget::RetryBudget::new(b.ratio, b.floor_per_sec, b.window)
                 .map_err(ConfigError::Budget)?;
         }
-        if self.deadline == Some(Duration::ZERO) {
-            return Err(ConfigError::Zero {
-                setting: "deadline",
-            });
-        }
-        if self.attempt_timeout == Some(Duration::ZERO) {
-            return Err(ConfigError::Zero {
-                setting: "attempt_timeout",
-            });
+        for (setting, d) in [
+            ("deadline", self.deadline),
+            ("attempt_timeout", self.attempt_timeout),
+        ] {
+            match d {
+                Some(d) if d.is_zero() => return Err(ConfigError::Zero { setting }),
+                Some(d) if d > LONGEST => return Err(ConfigError::TooLong { setting }),
+                _ => {}
+            }
         }
         Ok(())
     }

@@ -381,6 +381,8 @@ pub enum Command {
         listen: SocketAddr,
         /// The TOML file, if any.
         config: Option<PathBuf>,
+        /// Answer the chaos controls even when `listen` is not a loopback address.
+        allow_chaos: bool,
     },
     /// Print the usage.
     Help,
@@ -396,6 +398,9 @@ USAGE:
 OPTIONS:
     --listen ADDR    where the search service listens (default 127.0.0.1:9090; port 0 picks a free one)
     --config FILE    a TOML file overriding any setting (see the README's configuration table)
+    --allow-chaos    answer the chaos controls (PUT /stores/{name}/fault) even when ADDR is not
+                     loopback; without it they answer 403 there (anyone who can reach the port
+                     could take the stores down)
     --help           print this
 ";
 
@@ -403,6 +408,7 @@ OPTIONS:
 pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, String> {
     let mut listen: SocketAddr = ([127, 0, 0, 1], 9090).into();
     let mut config = None;
+    let mut allow_chaos = false;
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
         let (flag, inline) = match arg.split_once('=') {
@@ -411,6 +417,7 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, St
         };
         match flag.as_str() {
             "--help" | "-h" => return Ok(Command::Help),
+            "--allow-chaos" if inline.is_none() => allow_chaos = true,
             "--listen" => {
                 let v = inline
                     .or_else(|| args.next())
@@ -428,5 +435,9 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, St
             other => return Err(format!("unknown argument {other:?} (see --help)")),
         }
     }
-    Ok(Command::Run { listen, config })
+    Ok(Command::Run {
+        listen,
+        config,
+        allow_chaos,
+    })
 }

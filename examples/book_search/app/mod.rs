@@ -9,6 +9,7 @@ pub mod client;
 pub mod config;
 pub mod outbound;
 pub mod search;
+pub mod serve;
 pub mod store;
 
 use config::Config;
@@ -49,31 +50,59 @@ pub struct Demo {
     server: JoinHandle<std::io::Result<()>>,
 }
 
-/// Starts three stores on ephemeral loopback ports and the search service on `listen`.
+/// How the demo's servers face their clients: settings that are not in the TOML file.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Answer the chaos controls (`PUT /stores/{name}/fault`; each store's `PUT /fault` and
+    /// `POST /health/flip`) even when listening on an address that is not loopback
+    /// (`--allow-chaos`). On loopback they always answer; elsewhere, without this, they answer
+    /// 403.
+    pub allow_chaos: bool,
+    /// The search service's per-connection bounds (the stores, whose only client is the
+    /// search service, use [`serve::Limits::store`]).
+    pub limits: serve::Limits,
+}
+
+/// Whether a server bound to `addr` answers its chaos controls: on loopback always, elsewhere
+/// (`0.0.0.0` included) only if `allow_chaos`.
+pub fn chaos_allowed(addr: SocketAddr, allow_chaos: bool) -> bool {
+    allow_chaos || addr.ip().to_canonical().is_loopback()
+}
+
+/// Starts three stores on ephemeral loopback ports and the search service on `listen`, with
+/// the default [`Options`].
 pub async fn start(config: Config, listen: SocketAddr) -> Result<Demo, BoxError> {
+    start_with(config, listen, Options::default()).await
+}
+
+/// Starts three stores on ephemeral loopback ports and the search service on `listen`.
+pub async fn start_with(
+    config: Config,
+    listen: SocketAddr,
+    options: Options,
+) -> Result<Demo, BoxError> {
     let metrics = metrics_handle();
+    let store_limits = serve::Limits::store();
     let mut stores = Vec::with_capacity(client::STORES);
     for i in 1..=client::STORES {
         let addr: SocketAddr = ([127, 0, 0, 1], 0).into();
-        stores.push(Store::spawn(&format!("store-{i}"), addr, i as u64).await?);
+        let name = format!("store-{i}");
+        let store = Store::spawn_with(&name, addr, i as u64, options.allow_chaos, store_limits);
+        stores.push(store.await?);
     }
     let clients = client::Clients::new();
     let outbound = outbound::build(&config, &stores, &clients)?;
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    let addr = listener.local_addr()?;
     let app = search::router(search::AppState {
         config: Arc::new(config),
         outbound: Arc::new(outbound.clone()),
         metrics,
+        chaos: chaos_allowed(addr, options.allow_chaos),
+        limits: options.limits,
     });
-    let listener = tokio::net::TcpListener::bind(listen).await?;
-    let addr = listener.local_addr()?;
     let (stop, stopped) = oneshot::channel::<()>();
-    let server = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = stopped.await;
-            })
-            .await
-    });
+    let server = tokio::spawn(serve::serve(listener, app, options.limits, stopped));
     Ok(Demo {
         addr,
         stores,

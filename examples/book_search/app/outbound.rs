@@ -142,8 +142,8 @@ impl RetryPolicy<Request<Body>, Answer, BoxError> for ReadPolicy {
 }
 
 /// Retries a write to one store until it answers 201: after an error, a 5xx, 408 or 429. A
-/// 409 (the title is stored with other fields) or another 4xx will not change: given up.
-/// The store's `POST /books` is idempotent, so resending is safe.
+/// 409 (the title is stored with other fields), a 507 (the store is full) or another 4xx will
+/// not change: given up. The store's `POST /books` is idempotent, so resending is safe.
 #[derive(Clone, Copy, Debug)]
 pub struct WritePolicy;
 
@@ -151,6 +151,9 @@ impl RetryPolicy<Request<Body>, Answer, BoxError> for WritePolicy {
     fn decide(&self, result: &Result<Answer, BoxError>) -> Decision {
         match result {
             Ok(resp) if resp.status() == http::StatusCode::CREATED => Decision::Accept,
+            Ok(resp) if resp.status() == http::StatusCode::INSUFFICIENT_STORAGE => {
+                Decision::GiveUp(GiveUpReason::NotRetryable)
+            }
             Ok(resp)
                 if resp.status().is_server_error()
                     || resp.status() == http::StatusCode::REQUEST_TIMEOUT

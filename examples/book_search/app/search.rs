@@ -4,9 +4,11 @@
 use super::client::{Body, SendsRef};
 use super::config::Config;
 use super::outbound::{Outbound, StoreView};
-use super::store::{Book, Fault};
+use super::serve::{bounded_body, BodyBounds, Limits};
+use super::store::{Book, Fault, FAULT_BODY_LIMIT};
 use axum::body::Bytes;
-use axum::extract::{MatchedPath, Path, Request, State};
+use axum::extract::rejection::PathRejection;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Path, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -33,24 +35,46 @@ pub struct AppState {
     pub outbound: Arc<Outbound>,
     /// Renders the metrics recorder.
     pub metrics: PrometheusHandle,
+    /// Whether `PUT /stores/{name}/fault` answers: the service listens on loopback, or was
+    /// started with `--allow-chaos`. Otherwise it answers 403.
+    pub chaos: bool,
+    /// The bounds on each connection; handlers read bodies within its `body_read_timeout`.
+    pub limits: Limits,
 }
 
 /// The search service's routes.
+///
+/// Every body is read whole before its handler runs, within `limits.body_read_timeout` (408
+/// after) and up to 64 KiB (1 KiB for a fault; 413 over): see [`bounded_body`].
 pub fn router(state: AppState) -> Router {
+    let within = state.limits.body_read_timeout;
+    let body = |limit| middleware::from_fn_with_state(BodyBounds { limit, within }, bounded_body);
     Router::new()
         .route("/book/{title}", get(get_book))
         .route("/book", post(post_book))
         .route("/stores", get(list_stores))
-        .route("/stores/{name}/fault", put(set_fault))
+        .route(
+            "/stores/{name}/fault",
+            put(set_fault)
+                .route_layer(body(FAULT_BODY_LIMIT))
+                .route_layer(DefaultBodyLimit::max(FAULT_BODY_LIMIT)),
+        )
         .route("/metrics", get(render_metrics))
         .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such route") })
+        .method_not_allowed_fallback(|| async {
+            error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
+        })
+        .layer(body(MAX_BODY))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(middleware::from_fn(count_requests))
         .with_state(state)
 }
 
 /// `book_search_requests_total{route,status}`: the one count no layer keeps (the answers of
-/// the search service itself).
+/// the search service itself). `route` is the matched route's template (`/book/{title}`), or
+/// `unmatched`: a request's path never becomes a label value, so no client can grow the
+/// number of series.
 async fn count_requests(req: Request, next: Next) -> Response {
     let route = req
         .extensions()
@@ -111,7 +135,19 @@ fn all_circuits_open(stores: &[StoreView]) -> Option<Duration> {
     soonest
 }
 
-async fn get_book(State(state): State<AppState>, Path(title): Path<String>) -> Response {
+/// A path parameter that is not valid percent-encoded UTF-8: 400 `{"error"}`.
+fn bad_path(rejection: PathRejection) -> Response {
+    error(StatusCode::BAD_REQUEST, rejection.body_text())
+}
+
+async fn get_book(
+    State(state): State<AppState>,
+    title: Result<Path<String>, PathRejection>,
+) -> Response {
+    let title = match title {
+        Ok(Path(title)) => title,
+        Err(rejection) => return bad_path(rejection),
+    };
     if title.is_empty() {
         return error(StatusCode::BAD_REQUEST, "the title is empty");
     }
@@ -256,6 +292,7 @@ pub fn parse_new_book(body: &[u8]) -> Result<Book, String> {
 }
 
 async fn post_book(State(state): State<AppState>, body: axum::body::Body) -> Response {
+    // Already read whole by `bounded_body`; the limit here is a second guard.
     let bytes = match axum::body::to_bytes(body, MAX_BODY).await {
         Ok(b) => b,
         Err(_) => {
@@ -405,9 +442,20 @@ async fn list_stores(State(state): State<AppState>) -> Response {
 
 async fn set_fault(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    name: Result<Path<String>, PathRejection>,
     body: Bytes,
 ) -> Response {
+    if !state.chaos {
+        return error(
+            StatusCode::FORBIDDEN,
+            "chaos controls are off: the service listens beyond loopback (allow them with \
+             --allow-chaos)",
+        );
+    }
+    let name = match name {
+        Ok(Path(name)) => name,
+        Err(rejection) => return bad_path(rejection),
+    };
     let Some(view) = state
         .outbound
         .stores

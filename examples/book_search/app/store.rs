@@ -9,7 +9,14 @@
 //!   fields; 400 for malformed JSON or a missing or empty field; 413 for bodies over 64 KiB.
 //! * `GET /health`: 200 `{"healthy":true}` or 503 `{"healthy":false}`.
 //! * `POST /health/flip`: toggles health, 200 `{"healthy":BOOL}`.
-//! * `PUT /fault`: sets the [`Fault`] mode; 200 with the mode in force, 400 if invalid.
+//! * `PUT /fault`: sets the [`Fault`] mode; 200 with the mode in force, 400 if invalid, 413
+//!   for a body over 1 KiB.
+//!
+//! The chaos controls (`PUT /fault`, `POST /health/flip`) answer 403 when the store listens on
+//! an address that is not loopback, unless it was started with `allow_chaos` (the demo's
+//! stores always listen on loopback). A store holds at most [`MAX_BOOKS`] books and
+//! [`MAX_HELD_BYTES`] bytes of text; a `POST /books` past that answers 507. Connections are
+//! bounded as [`Limits`] says; a body must arrive within its `body_read_timeout` (408).
 //!
 //! The error, flaky and slow modes touch only the book routes (`/books...`). The down mode
 //! closes the listener and drops every open connection until a non-down mode is set in process
@@ -44,8 +51,20 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 use tower_bulwark::core::{RandomSource, SplitMix64};
 
+use super::serve::{bounded_body, BodyBounds, Limits};
+
 /// The largest request body a store (and [`json_body`]) accepts: 64 KiB.
 pub const BODY_LIMIT: usize = 64 * 1024;
+
+/// The largest `PUT /fault` body: 1 KiB (a fault is a few dozen bytes).
+pub const FAULT_BODY_LIMIT: usize = 1024;
+
+/// The most books a store holds (the catalogue included); a `POST /books` past it answers 507.
+pub const MAX_BOOKS: usize = 10_000;
+
+/// The most bytes of text (titles, authors, ISBNs) a store holds; a `POST /books` past it
+/// answers 507.
+pub const MAX_HELD_BYTES: usize = 16 * 1024 * 1024;
 
 /// How long a store waits after answering `PUT /fault {"mode":"down"}` before going down, so
 /// the 200 can reach the client before its connection is dropped.
@@ -292,8 +311,14 @@ pub fn json_body<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Re
 struct StoreState {
     books: Vec<Book>,
     index: HashMap<String, usize>,
+    /// The bytes of text in `books`.
+    held_bytes: usize,
     fault: Fault,
     healthy: bool,
+}
+
+fn text_bytes(book: &Book) -> usize {
+    book.title.len() + book.author.len() + book.isbn.len()
 }
 
 /// What every clone of a store and its handlers share.
@@ -303,6 +328,10 @@ struct Shared {
     addr: SocketAddr,
     state: Mutex<StoreState>,
     rng: SplitMix64,
+    /// Whether `PUT /fault` and `POST /health/flip` answer (loopback, or allowed).
+    chaos: bool,
+    /// The bounds on each connection.
+    limits: Limits,
 }
 
 impl Shared {
@@ -340,11 +369,26 @@ pub struct Store {
 
 impl Store {
     /// Starts a store named `name` on `addr` (port 0 picks a free one). `seed` seeds the flaky
-    /// mode's randomness.
+    /// mode's randomness. Its chaos controls answer only on loopback; its connections have
+    /// [`Limits::store`].
     pub async fn spawn(name: &str, addr: SocketAddr, seed: u64) -> io::Result<Store> {
+        Store::spawn_with(name, addr, seed, false, Limits::store()).await
+    }
+
+    /// [`Store::spawn`], with the chaos controls answering on any address if `allow_chaos`,
+    /// and the connections bounded by `limits`.
+    pub async fn spawn_with(
+        name: &str,
+        addr: SocketAddr,
+        seed: u64,
+        allow_chaos: bool,
+        limits: Limits,
+    ) -> io::Result<Store> {
         let listener = bind(addr)?;
         let addr = listener.local_addr()?;
+        let chaos = allow_chaos || addr.ip().to_canonical().is_loopback();
         let books = catalogue();
+        let held_bytes = books.iter().map(text_bytes).sum();
         let index = books
             .iter()
             .enumerate()
@@ -356,10 +400,13 @@ impl Store {
             state: Mutex::new(StoreState {
                 books,
                 index,
+                held_bytes,
                 fault: Fault::Ok,
                 healthy: true,
             }),
             rng: SplitMix64::new(seed),
+            chaos,
+            limits,
         });
         let (control, commands) = mpsc::unbounded_channel();
         let router = router(AppState {
@@ -480,6 +527,8 @@ async fn accept_loop(
 ) {
     let mut listener = Some(listener);
     let mut connections = JoinSet::new();
+    let http1 = Arc::new(shared.limits.http1());
+    let max_connections = shared.limits.max_connections.max(1);
     loop {
         tokio::select! {
             command = commands.recv() => match command {
@@ -509,13 +558,14 @@ async fn accept_loop(
                 }
                 None => break,
             },
-            accepted = accept(&listener) => match accepted {
+            // At most `max_connections` at once: the next waits in the backlog.
+            accepted = accept(&listener), if connections.len() < max_connections => match accepted {
                 Ok((stream, _peer)) => {
                     let _ = stream.set_nodelay(true);
                     let service = TowerToHyperService::new(router.clone());
+                    let http1 = Arc::clone(&http1);
                     connections.spawn(async move {
-                        let connection = hyper::server::conn::http1::Builder::new()
-                            .serve_connection(TokioIo::new(stream), service);
+                        let connection = http1.serve_connection(TokioIo::new(stream), service);
                         if let Err(err) = connection.await {
                             tracing::debug!(error = %err, "store connection ended with an error");
                         }
@@ -536,6 +586,8 @@ async fn accept_loop(
 }
 
 fn router(state: AppState) -> Router {
+    let within = state.shared.limits.body_read_timeout;
+    let body = |limit| middleware::from_fn_with_state(BodyBounds { limit, within }, bounded_body);
     let books = Router::new()
         .route("/books", get(list_books).post(add_book))
         .route("/books/{title}", get(get_book))
@@ -543,10 +595,17 @@ fn router(state: AppState) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/health/flip", post(flip_health))
-        .route("/fault", put(set_fault).get(get_fault))
+        .route(
+            "/fault",
+            put(set_fault)
+                .get(get_fault)
+                .route_layer(body(FAULT_BODY_LIMIT))
+                .route_layer(DefaultBodyLimit::max(FAULT_BODY_LIMIT)),
+        )
         .merge(books)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(body(BODY_LIMIT))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)
 }
@@ -659,6 +718,14 @@ async fn add_book(State(app): State<AppState>, body: Result<Bytes, BytesRejectio
             )
         };
     }
+    let bytes = text_bytes(&book);
+    if state.books.len() >= MAX_BOOKS || state.held_bytes + bytes > MAX_HELD_BYTES {
+        return error_response(
+            StatusCode::INSUFFICIENT_STORAGE,
+            format!("{name} is full ({MAX_BOOKS} books or {MAX_HELD_BYTES} bytes of text)"),
+        );
+    }
+    state.held_bytes += bytes;
     let position = state.books.len();
     state.index.insert(book.title.clone(), position);
     let response = (StatusCode::CREATED, Json(stored(&book, name))).into_response();
@@ -681,7 +748,24 @@ async fn health(State(app): State<AppState>) -> Response {
     (status, Json(Health { healthy })).into_response()
 }
 
+/// 403 for a chaos control of a store that listens beyond loopback without `allow_chaos`.
+fn chaos_refused(shared: &Shared) -> Option<Response> {
+    (!shared.chaos).then(|| {
+        error_response(
+            StatusCode::FORBIDDEN,
+            format!(
+                "chaos controls are off: {} listens on {}, not loopback (allow them with \
+                 --allow-chaos)",
+                shared.name, shared.addr
+            ),
+        )
+    })
+}
+
 async fn flip_health(State(app): State<AppState>) -> Response {
+    if let Some(refused) = chaos_refused(&app.shared) {
+        return refused;
+    }
     let healthy = flip(&app.shared);
     Json(Health { healthy }).into_response()
 }
@@ -694,6 +778,9 @@ async fn get_fault(State(app): State<AppState>) -> Response {
 /// `PUT /fault`. Down goes into force [`HTTP_DOWN_DELAY`] after the answer, so the 200 can
 /// reach the client first (the answer may still race with the close).
 async fn set_fault(State(app): State<AppState>, body: Result<Bytes, BytesRejection>) -> Response {
+    if let Some(refused) = chaos_refused(&app.shared) {
+        return refused;
+    }
     let bytes = match body {
         Ok(bytes) => bytes,
         Err(rejection) => return ApiError::from(rejection).into_response(),
