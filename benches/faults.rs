@@ -165,10 +165,11 @@ impl Scenario {
     }
 
     /// The most request calls our breakers let through to backends in an outage: per
-    /// outage, `min_calls` (5) to trip, then one probe per open period (5 s) while it lasts.
-    /// The health checks only lower this (an unhealthy backend gets no request at all).
+    /// outage, `min_calls` (5) to trip, one more that can be in flight (admitted) when the
+    /// tripping failure lands, then one probe per open period (5 s) while it lasts. The
+    /// health checks only lower this (an unhealthy backend gets no request at all).
     fn breaker_bound(self) -> Option<u64> {
-        let per_outage = |secs: u64| 5 + secs.div_ceil(5);
+        let per_outage = |secs: u64| 5 + 1 + secs.div_ceil(5);
         match self {
             Scenario::NoFault | Scenario::OneFailing30 => None,
             Scenario::OneDown | Scenario::OneStalled => Some(per_outage(30)),
