@@ -345,13 +345,15 @@ impl<C> Core<C> {
         }
     }
 
-    /// The earliest time (ns) an ejected endpoint comes back, if any is out.
+    /// The earliest time (ns) an ejected endpoint that its health checks pass comes back, if
+    /// any is out (one that is unhealthy too is not back when its ejection ends).
     pub(crate) fn next_return(&self) -> Option<u64> {
         if self.ejected.load(Ordering::Acquire) == 0 {
             return None;
         }
         lock(&self.members)
             .iter()
+            .filter(|e| e.is_healthy())
             .filter_map(|e| e.ejected_until())
             .min()
     }

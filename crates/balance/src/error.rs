@@ -48,7 +48,9 @@ impl fmt::Display for Unavailable {
 pub struct NoEndpointReady {
     /// Why.
     pub reason: Unavailable,
-    /// When an endpoint is known to come back (the end of the earliest ejection), if known.
+    /// When an endpoint is known to come back: the end of the earliest ejection of an
+    /// endpoint whose health checks pass. `None` when none is ejected, or every ejected one is
+    /// also unhealthy (it is back when its checks pass, which no one can foretell).
     pub retry_after: Option<Duration>,
     /// How long the request waited.
     pub waited: Duration,

@@ -171,3 +171,35 @@ async fn coming_back_healthy_also_ends_an_ejection() {
     }
     assert_eq!(a.load(Ordering::SeqCst), before + 1, "picked again");
 }
+
+#[tokio::test(start_paused = true)]
+async fn when_none_is_healthy_no_ejection_end_is_given_as_the_time_to_retry() {
+    let (a, b) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let mut lb = BalanceLayer::builder()
+        .strategy(Strategy::RoundRobin)
+        .wait_for_ready(Duration::from_millis(100))
+        .build()
+        .unwrap()
+        .build(vec![flaky("a", 1, &a), flaky("b", 1_000, &b)])
+        .unwrap();
+    let handle = lb.handle();
+    for _ in 0..10 {
+        let _ = lb.ready().await.unwrap().call(()).await;
+    }
+    assert!(handle.endpoints()[0].ejected_for.is_some());
+    // Only b unhealthy: a's ejection end is when something can take a request.
+    handle.set_healthy(1, false);
+    let err = lb.ready().await.unwrap().call(()).await.unwrap_err();
+    let refused = err
+        .downcast_ref::<bulwark_balance::NoEndpointReady>()
+        .unwrap();
+    assert!(refused.retry_after.is_some(), "{refused:?}");
+    // a unhealthy too: its ejection ending would not bring it back.
+    assert!(handle.set_healthy(0, false));
+    let err = lb.ready().await.unwrap().call(()).await.unwrap_err();
+    let refused = err
+        .downcast_ref::<bulwark_balance::NoEndpointReady>()
+        .unwrap();
+    assert_eq!(refused.reason, bulwark_balance::Unavailable::NoneHealthy);
+    assert_eq!(refused.retry_after, None, "{refused:?}");
+}
