@@ -11,39 +11,20 @@
 //! Paused tokio time, seeded randomness: a failure names its seed and round.
 
 use bulwark_balance::{Balance, BalanceLayer, Ejection, Handle, HealthCheck, Strategy};
-use bulwark_core::{BoxError, DefaultClassifier, RandomSource, SplitMix64};
+use bulwark_core::{BoxError, DefaultClassifier, SplitMix64};
+use bulwark_test_support::{ms, Rng};
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
-use std::time::Duration;
 use tokio::time::Sleep;
 use tower::Service;
 
 const ROUNDS: usize = 300;
 const ENDPOINTS: usize = 3;
 const WORKERS: usize = 3;
-
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
-}
-
-/// A seeded random source with the few draws the harness needs.
-struct Rng(SplitMix64);
-
-impl Rng {
-    fn new(seed: u64) -> Self {
-        Rng(SplitMix64::new(seed))
-    }
-    fn below(&self, n: u64) -> u64 {
-        self.0.next_u64() % n
-    }
-    fn chance(&self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-}
 
 const RANDOM: u8 = 0;
 const HEALTHY: u8 = 1;

@@ -9,7 +9,8 @@
 use bulwark_circuit_breaker::{
     CircuitBreaker, CircuitBreakerLayer, CircuitState, DefaultClassifier, Event, Handle, Mode, Open,
 };
-use bulwark_core::{BoxError, RandomSource, SplitMix64};
+use bulwark_core::{BoxError, SplitMix64};
+use bulwark_test_support::{ms, Rng};
 use std::collections::HashMap;
 use std::future::Future;
 use std::io;
@@ -25,25 +26,6 @@ const ROUNDS: usize = 300;
 const PROBES: usize = 2;
 const OPEN_FOR: Duration = Duration::from_millis(50);
 const WINDOW: u32 = 4;
-
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
-}
-
-/// A seeded random source with the few draws the harness needs.
-struct Rng(SplitMix64);
-
-impl Rng {
-    fn new(seed: u64) -> Self {
-        Rng(SplitMix64::new(seed))
-    }
-    fn below(&self, n: u64) -> u64 {
-        self.0.next_u64() % n
-    }
-    fn chance(&self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-}
 
 /// What the backend does with a call: draw its fate, or as told.
 #[derive(Debug, Clone, Copy)]

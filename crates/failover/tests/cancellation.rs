@@ -6,39 +6,20 @@
 //!
 //! Paused tokio time, seeded randomness: a failure names its seed and round.
 
-use bulwark_core::{BoxError, Event, RandomSource, SplitMix64};
+use bulwark_core::{BoxError, Event};
 use bulwark_failover::{FailOnFailure, Failover, FailoverLayer, Mode};
+use bulwark_test_support::{ms, Rng};
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
-use std::time::Duration;
 use tokio::time::{Instant, Sleep};
 use tower::{Service, ServiceExt};
 
 const ROUNDS: usize = 300;
 const TARGETS: usize = 3;
-
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
-}
-
-/// A seeded random source with the few draws the harness needs.
-struct Rng(SplitMix64);
-
-impl Rng {
-    fn new(seed: u64) -> Self {
-        Rng(SplitMix64::new(seed))
-    }
-    fn below(&self, n: u64) -> u64 {
-        self.0.next_u64() % n
-    }
-    fn chance(&self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-}
 
 /// How a target behaves.
 const RANDOM: u8 = 0;

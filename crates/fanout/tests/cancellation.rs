@@ -7,8 +7,9 @@
 //!
 //! Paused tokio time, seeded randomness: a failure names its seed and round.
 
-use bulwark_core::{BoxError, RandomSource, SplitMix64};
+use bulwark_core::BoxError;
 use bulwark_fanout::{FanOut, FanOutLayer, Policy};
+use bulwark_test_support::{ms, Rng};
 use std::collections::HashMap;
 use std::future::Future;
 use std::io;
@@ -21,25 +22,6 @@ use tower::{Service, ServiceExt};
 
 const ROUNDS: usize = 300;
 const TARGETS: usize = 3;
-
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
-}
-
-/// A seeded random source with the few draws the harness needs.
-struct Rng(SplitMix64);
-
-impl Rng {
-    fn new(seed: u64) -> Self {
-        Rng(SplitMix64::new(seed))
-    }
-    fn below(&self, n: u64) -> u64 {
-        self.0.next_u64() % n
-    }
-    fn chance(&self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-}
 
 /// Calls alive per request id, across every target.
 type Live = Arc<Mutex<HashMap<u32, usize>>>;

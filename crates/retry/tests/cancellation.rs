@@ -12,8 +12,9 @@
 //! Paused tokio time, seeded randomness: a failure names its seed and round.
 
 use bulwark_core::backoff::{ExponentialBackoff, Jitter};
-use bulwark_core::{BoxError, Event, RandomSource, SplitMix64};
+use bulwark_core::{BoxError, Event, SplitMix64};
 use bulwark_retry::{BackoffRetry, BackoffRetryLayer, RetryBudget, RetryFailures};
+use bulwark_test_support::{ms, Rng};
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
@@ -26,25 +27,6 @@ use tower::{Layer, Service, ServiceExt};
 
 const ROUNDS: usize = 300;
 const DAY: Duration = Duration::from_secs(24 * 3600);
-
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
-}
-
-/// A seeded random source with the few draws the harness needs.
-struct Rng(SplitMix64);
-
-impl Rng {
-    fn new(seed: u64) -> Self {
-        Rng(SplitMix64::new(seed))
-    }
-    fn below(&self, n: u64) -> u64 {
-        self.0.next_u64() % n
-    }
-    fn chance(&self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-}
 
 /// What the test sees of the layer and the backend.
 #[derive(Default)]
