@@ -26,7 +26,9 @@ use tower_service::Service;
 /// other holds a reservation. An endpoint that is not ready is skipped, never dropped.
 pub struct Balance<S, C, A = NoAttempts> {
     endpoints: Vec<S>,
-    states: Vec<Arc<EndpointState>>,
+    /// The endpoints' shared state, in the same order; shared by the clones (a clone per
+    /// request under a retry costs no copy of it), rebuilt when membership changes.
+    states: Arc<[Arc<EndpointState>]>,
     core: LocalRef<Core<C>>,
     chosen: Option<usize>,
     /// The clock reading of the `poll_ready` that chose (for peak EWMA: the call's start).
@@ -84,7 +86,9 @@ impl<S, C, A> Balance<S, C, A> {
         let state = self.core.get().add(name);
         let id = state.id;
         self.endpoints.push(endpoint);
-        self.states.push(state);
+        let mut states = self.states.to_vec();
+        states.push(state);
+        self.states = states.into();
         id
     }
 
@@ -95,7 +99,9 @@ impl<S, C, A> Balance<S, C, A> {
         }
         self.core.get().remove(&self.states[i]);
         self.endpoints.remove(i);
-        self.states.remove(i);
+        let mut states = self.states.to_vec();
+        states.remove(i);
+        self.states = states.into();
         self.chosen = match self.chosen {
             Some(c) if c == i => None, // its reservation goes with it
             Some(c) if c > i => Some(c - 1),
@@ -125,7 +131,7 @@ impl<S, C, A> Balance<S, C, A> {
 
 impl<S: Clone, C, A: Clone> Clone for Balance<S, C, A> {
     /// Clones every endpoint (one `Vec` allocation); the clones share the endpoints' state
-    /// (loads, ejections, health). Each clone draws its own random sequence and round-robin
+    /// (loads, ejections, health) and its list. Each clone draws its own random sequence and round-robin
     /// starting point from a counter the clones share, so clones used for one request each
     /// (a retry above, `oneshot`, axum) spread their picks as one balancer would.
     fn clone(&self) -> Self {
