@@ -1,8 +1,11 @@
 //! The demo's settings: the TOML file of the contract, its defaults, and its validation.
 //!
 //! Every key is optional. An unknown key, a wrong type or an invalid value is an error that
-//! names the key (`circuit_breaker.failure_rate: must be in (0, 1], got 1.5`); `main` prints
-//! it and exits with code 2.
+//! names the key (``circuit_breaker.failure_rate: circuit breaker `failure_rate` must be in
+//! (0, 1], got 1.5``); `main` prints it and exits with code 2. Each layer's settings are
+//! checked by the layer's own builder (no second copy of its rules here), its error renamed
+//! to the file's key; the demo adds only its own rules (durations up to a day, the health
+//! path, failover codes).
 
 use serde::Deserialize;
 use std::fmt;
@@ -268,34 +271,6 @@ impl Config {
                 ));
             }
         }
-        let cb = &self.circuit_breaker;
-        if !(cb.failure_rate > 0.0 && cb.failure_rate <= 1.0) {
-            return Err(bad(
-                "circuit_breaker.failure_rate",
-                format!("must be in (0, 1], got {}", cb.failure_rate),
-            ));
-        }
-        if cb.window == 0 || cb.window > 1_000_000 {
-            return Err(bad(
-                "circuit_breaker.window",
-                format!("must be in 1..=1000000, got {}", cb.window),
-            ));
-        }
-        if cb.min_calls == 0 || cb.min_calls > cb.window {
-            return Err(bad(
-                "circuit_breaker.min_calls",
-                format!(
-                    "must be in 1..=window ({}), got {}",
-                    cb.window, cb.min_calls
-                ),
-            ));
-        }
-        if cb.half_open_probes == 0 || cb.half_open_probes > 65_535 {
-            return Err(bad(
-                "circuit_breaker.half_open_probes",
-                format!("must be in 1..=65535, got {}", cb.half_open_probes),
-            ));
-        }
         let h = &self.health;
         if !h.path.starts_with('/') || h.path.parse::<http::uri::PathAndQuery>().is_err() {
             return Err(bad(
@@ -303,44 +278,57 @@ impl Config {
                 format!("must be a path starting with '/', got {:?}", h.path),
             ));
         }
-        if h.unhealthy_after == 0 {
-            return Err(bad("health.unhealthy_after", "must be at least 1"));
+        // The rest is checked by the layers themselves, their errors renamed to the file's keys.
+        let cb = &self.circuit_breaker;
+        if let Err(e) = tower_bulwark::circuit_breaker::CircuitBreakerLayer::builder()
+            .failure_rate(cb.failure_rate)
+            .count_window(cb.window)
+            .min_calls(cb.min_calls)
+            .open_for(cb.open)
+            .half_open_probes(cb.half_open_probes)
+            .build()
+        {
+            let key = match e.setting() {
+                "window.size" => "window",
+                other => other,
+            };
+            return Err(bad(&format!("circuit_breaker.{key}"), e.to_string()));
         }
-        if h.healthy_after == 0 {
-            return Err(bad("health.healthy_after", "must be at least 1"));
-        }
-        // The balancer validates its own settings and names them as the file does.
+        // The balancer names its settings as the file does (`health.interval`, `ejection.max`).
         if let Err(e) = tower_bulwark::balance::BalanceLayer::builder()
+            .health_check(tower_bulwark::balance::HealthCheck {
+                interval: h.interval,
+                timeout: h.timeout,
+                unhealthy_after: h.unhealthy_after,
+                healthy_after: h.healthy_after,
+                ..Default::default()
+            })
             .ejection(self.ejection)
             .build()
         {
             return Err(bad(e.setting(), e.to_string()));
         }
         let f = &self.fanout;
-        if !(f.factor.is_finite() && f.factor >= 1.0) {
-            return Err(bad(
-                "fanout.factor",
-                format!("must be a number >= 1, got {}", f.factor),
-            ));
-        }
-        if f.max_backoff < f.base {
-            return Err(bad(
-                "fanout.max_backoff",
-                format!(
-                    "must be at least fanout.base ({:?}), got {:?}",
-                    f.base, f.max_backoff
-                ),
-            ));
-        }
-        if f.max_attempts == 0 || f.max_attempts > bulwark_retry::MAX_ATTEMPTS {
-            return Err(bad(
-                "fanout.max_attempts",
-                format!(
-                    "must be in 1..={}, got {}",
-                    bulwark_retry::MAX_ATTEMPTS,
-                    f.max_attempts
-                ),
-            ));
+        let backoff = tower_bulwark::core::ExponentialBackoff::new(
+            f.base,
+            f.factor,
+            f.max_backoff,
+            tower_bulwark::core::Jitter::Full,
+        )
+        .map_err(|e| {
+            let key = match e.setting() {
+                "max" => "max_backoff",
+                other => other,
+            };
+            bad(&format!("fanout.{key}"), e.to_string())
+        })?;
+        if let Err(e) = tower_bulwark::retry::BackoffRetryLayer::builder()
+            .backoff(backoff)
+            .max_attempts(f.max_attempts)
+            .deadline(f.deadline)
+            .build()
+        {
+            return Err(bad(&format!("fanout.{}", e.setting()), e.to_string()));
         }
         Ok(())
     }
