@@ -103,10 +103,24 @@ impl Clients {
 /// `bookstore_requests_total{store,outcome}` and, for a resend, `bookstore_retries_total{store}`.
 #[derive(Clone, Debug)]
 pub struct StoreClient {
-    name: Arc<str>,
+    counters: Arc<Counters>,
     index: usize,
     authority: http::uri::Authority,
     http: Client<HttpConnector, Body>,
+}
+
+/// The store's counters, registered once when the client is made (after `app::start` has
+/// installed the recorder), so a request only increments them.
+struct Counters {
+    success: metrics::Counter,
+    failure: metrics::Counter,
+    retries: metrics::Counter,
+}
+
+impl std::fmt::Debug for Counters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Counters")
+    }
 }
 
 impl StoreClient {
@@ -121,8 +135,18 @@ impl StoreClient {
             .to_string()
             .parse()
             .unwrap_or_else(|_| http::uri::Authority::from_static("127.0.0.1"));
+        let store = name.to_string();
+        let counters = Arc::new(Counters {
+            success: metrics::counter!(
+                "bookstore_requests_total", "store" => store.clone(), "outcome" => "success"
+            ),
+            failure: metrics::counter!(
+                "bookstore_requests_total", "store" => store.clone(), "outcome" => "failure"
+            ),
+            retries: metrics::counter!("bookstore_retries_total", "store" => store),
+        });
         StoreClient {
-            name: name.into(),
+            counters,
             index,
             authority,
             http,
@@ -154,7 +178,7 @@ impl Service<Request<Body>> for StoreClient {
             .authority(self.authority.clone())
             .path_and_query(path)
             .build();
-        let name = self.name.clone();
+        let counters = self.counters.clone();
         let index = self.index;
         let sends = req.extensions().get::<SendsRef>().cloned();
         let retry = match &sends {
@@ -174,7 +198,7 @@ impl Service<Request<Body>> for StoreClient {
             None => false,
         };
         if retry {
-            metrics::counter!("bookstore_retries_total", "store" => name.to_string()).increment(1);
+            counters.retries.increment(1);
         }
         let fut = match uri {
             Ok(uri) => {
@@ -196,16 +220,10 @@ impl Service<Request<Body>> for StoreClient {
                     slot.store(resp.status().as_u16(), Ordering::Relaxed);
                 }
             }
-            let outcome = match &result {
-                Ok(resp) if !resp.status().is_server_error() => "success",
-                _ => "failure",
-            };
-            metrics::counter!(
-                "bookstore_requests_total",
-                "store" => name.to_string(),
-                "outcome" => outcome
-            )
-            .increment(1);
+            match &result {
+                Ok(resp) if !resp.status().is_server_error() => counters.success.increment(1),
+                _ => counters.failure.increment(1),
+            }
             result
         })
     }
