@@ -41,8 +41,8 @@ use tower_bulwark::balance::{BalanceLayer, HealthCheck, Strategy};
 use tower_bulwark::circuit_breaker::{CircuitBreakerLayer, Mode};
 use tower_bulwark::core::attempts::{Attempts, RequestAttempts};
 use tower_bulwark::core::backoff::{ExponentialBackoff, Jitter};
-use tower_bulwark::core::{BoxError, RandomSource, SplitMix64};
-use tower_bulwark::retry::{BackoffRetryLayer, BudgetConfig, Decision, RetryPolicy};
+use tower_bulwark::core::{BoxError, DefaultClassifier, RandomSource, SplitMix64};
+use tower_bulwark::retry::{BackoffRetryLayer, BudgetConfig, RetryFailures};
 
 #[global_allocator]
 static GLOBAL: &stats_alloc::StatsAlloc<std::alloc::System> = &stats_alloc::INSTRUMENTED_SYSTEM;
@@ -76,23 +76,6 @@ impl RequestAttempts<Req> for ReqAttempts {
 
     fn ensure(&self, request: &mut Req) {
         request.attempts.get_or_insert_with(Attempts::new);
-    }
-}
-
-/// Our retry policy for [`Req`]: every error is retried, on another backend.
-#[derive(Clone, Copy, Debug)]
-struct RetryErrors;
-
-impl RetryPolicy<Req, u64, BoxError> for RetryErrors {
-    fn decide(&self, result: &Result<u64, BoxError>) -> Decision {
-        match result {
-            Ok(_) => Decision::Accept,
-            Err(_) => Decision::Retry,
-        }
-    }
-
-    fn prepare(&self, request: &mut Req) {
-        ReqAttempts.ensure(request);
     }
 }
 
@@ -413,7 +396,7 @@ fn ours(backends: Vec<Backend>) -> Stack {
         .budget(BudgetConfig::default())
         .deadline(Duration::from_secs(2))
         .random(SplitMix64::new(43))
-        .policy(RetryErrors)
+        .policy(RetryFailures::new(DefaultClassifier).attempts(ReqAttempts))
         .build()
         .expect("valid retry");
     Stack::new(retry.layer(our_balance(backends)))

@@ -51,12 +51,10 @@ use tower_bulwark::core::attempts::{Attempts, RequestAttempts};
 use tower_bulwark::core::backoff::{ExponentialBackoff, Jitter};
 use tower_bulwark::core::budget::BudgetStats;
 use tower_bulwark::core::{
-    BoxError, CircuitState, Event, GiveUpReason, Listener, Outcome, RandomSource, SharedListener,
-    SplitMix64,
+    BoxError, CircuitState, DefaultClassifier, Event, GiveUpReason, Listener, Outcome,
+    RandomSource, SharedListener, SplitMix64,
 };
-use tower_bulwark::retry::{
-    BackoffRetryLayer, BudgetConfig, DeadlineExceeded, Decision, RetryPolicy,
-};
+use tower_bulwark::retry::{BackoffRetryLayer, BudgetConfig, DeadlineExceeded, RetryFailures};
 
 // Counts live heap bytes (allocated minus freed), a finer leak detector than resident memory.
 #[global_allocator]
@@ -114,23 +112,6 @@ impl RequestAttempts<Req> for ReqAttempts {
 
     fn ensure(&self, request: &mut Req) {
         request.attempts.get_or_insert_with(Attempts::new);
-    }
-}
-
-/// Every error is retried, on another backend.
-#[derive(Clone, Copy, Debug)]
-struct RetryErrors;
-
-impl RetryPolicy<Req, u64, BoxError> for RetryErrors {
-    fn decide(&self, result: &Result<u64, BoxError>) -> Decision {
-        match result {
-            Ok(_) => Decision::Accept,
-            Err(_) => Decision::Retry,
-        }
-    }
-
-    fn prepare(&self, request: &mut Req) {
-        ReqAttempts.ensure(request);
     }
 }
 
@@ -848,7 +829,7 @@ fn build(
         .deadline(DEADLINE)
         .random(SplitMix64::new(seed ^ 0x4e7)) // jitter
         .shared_listener(listener)
-        .policy(RetryErrors)
+        .policy(RetryFailures::new(DefaultClassifier).attempts(ReqAttempts))
         .build()
         .expect("valid retry");
     let budget_created = Instant::now();

@@ -1,5 +1,6 @@
 //! What is worth retrying.
 
+use bulwark_core::attempts::{NoAttempts, RequestAttempts};
 use bulwark_core::{Classify, DefaultClassifier, GiveUpReason, Outcome};
 use std::time::Duration;
 
@@ -46,6 +47,11 @@ pub trait RetryPolicy<Req, Res, E> {
 
 /// Retries every outcome its classifier calls a [`Outcome::Failure`]; accepts the rest.
 ///
+/// With [`RetryFailures::attempts`], it also attaches the shared
+/// [`Attempts`](bulwark_core::attempts::Attempts) to a request that may be resent, so a
+/// balancer below sends each resend to an endpoint the request has not been to (for your own
+/// request type: say where it keeps them with a [`RequestAttempts`]).
+///
 /// ```
 /// use bulwark_retry::{Decision, RetryFailures, RetryPolicy};
 /// let policy: RetryFailures = RetryFailures::default();
@@ -53,20 +59,55 @@ pub trait RetryPolicy<Req, Res, E> {
 /// assert_eq!(RetryPolicy::<(), (), &str>::decide(&policy, &failed), Decision::Retry);
 /// ```
 #[derive(Debug, Clone, Copy, Default)]
-pub struct RetryFailures<C = DefaultClassifier> {
+pub struct RetryFailures<C = DefaultClassifier, A = NoAttempts> {
     classifier: C,
+    attempts: A,
 }
 
 impl<C> RetryFailures<C> {
     /// Retries what `classifier` calls a failure.
     pub fn new(classifier: C) -> Self {
-        RetryFailures { classifier }
+        RetryFailures {
+            classifier,
+            attempts: NoAttempts,
+        }
     }
 }
 
-impl<Req, Res, E, C> RetryPolicy<Req, Res, E> for RetryFailures<C>
+impl<C, A> RetryFailures<C, A> {
+    /// Attaches the request's attempts where `attempts` says the request type keeps them,
+    /// before it is copied for resending (so a balancer below avoids the endpoints it has
+    /// been to).
+    ///
+    /// ```
+    /// use bulwark_core::attempts::{Attempts, RequestAttempts};
+    /// use bulwark_retry::{RetryFailures, RetryPolicy};
+    ///
+    /// #[derive(Clone, Default)]
+    /// struct Req { attempts: Option<Attempts> }
+    /// struct InReq;
+    /// impl RequestAttempts<Req> for InReq {
+    ///     fn attempts<'r>(&self, r: &'r Req) -> Option<&'r Attempts> { r.attempts.as_ref() }
+    ///     fn ensure(&self, r: &mut Req) { r.attempts.get_or_insert_with(Attempts::new); }
+    /// }
+    ///
+    /// let policy = RetryFailures::default().attempts(InReq);
+    /// let mut req = Req::default();
+    /// RetryPolicy::<Req, (), std::io::Error>::prepare(&policy, &mut req);
+    /// assert!(req.attempts.is_some());
+    /// ```
+    pub fn attempts<A2>(self, attempts: A2) -> RetryFailures<C, A2> {
+        RetryFailures {
+            classifier: self.classifier,
+            attempts,
+        }
+    }
+}
+
+impl<Req, Res, E, C, A> RetryPolicy<Req, Res, E> for RetryFailures<C, A>
 where
     C: Classify<Res, E>,
+    A: RequestAttempts<Req>,
 {
     #[inline]
     fn decide(&self, result: &Result<Res, E>) -> Decision {
@@ -74,5 +115,9 @@ where
             Outcome::Failure => Decision::Retry,
             Outcome::Success | Outcome::Ignored => Decision::Accept,
         }
+    }
+
+    fn prepare(&self, request: &mut Req) {
+        self.attempts.ensure(request);
     }
 }
