@@ -91,7 +91,7 @@ impl<C, A> RetryFailures<C, A> {
     ///     fn ensure(&self, r: &mut Req) { r.attempts.get_or_insert_with(Attempts::new); }
     /// }
     ///
-    /// let policy = RetryFailures::default().attempts(InReq);
+    /// let policy = RetryFailures::new(bulwark_core::DefaultClassifier).attempts(InReq);
     /// let mut req = Req::default();
     /// RetryPolicy::<Req, (), std::io::Error>::prepare(&policy, &mut req);
     /// assert!(req.attempts.is_some());
