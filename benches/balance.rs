@@ -98,9 +98,9 @@ fn bulwark(
         .expect("bulwark balance config");
     assert_eq!(layer.config().strategy, strategy);
     let lb = layer
-        .build((0..n).map(|_| bare()).collect())
+        .build((0..n).map(|_| bare()).collect::<Vec<_>>())
         .expect("bulwark balancer");
-    assert_eq!(lb.endpoints().len(), n);
+    assert_eq!(lb.len(), n);
     let handle = lb.handle();
     (lb, handle)
 }

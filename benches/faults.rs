@@ -37,7 +37,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::time::Instant;
 use tower::{Layer, Service, ServiceExt};
-use tower_bulwark::balance::{BalanceLayer, HealthCheck, Strategy};
+use tower_bulwark::balance::{BalanceLayer, Endpoints, HealthCheck, Strategy};
 use tower_bulwark::circuit_breaker::{CircuitBreakerLayer, Mode};
 use tower_bulwark::core::attempts::{Attempts, RequestAttempts};
 use tower_bulwark::core::backoff::{ExponentialBackoff, Jitter};
@@ -375,7 +375,7 @@ fn our_balance(
         .random(SplitMix64::new(42))
         .build()
         .expect("valid balancer")
-        .build_with_health(endpoints, probes)
+        .build(Endpoints::list(endpoints).health(probes))
         .expect("three endpoints, three probes")
 }
 

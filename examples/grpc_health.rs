@@ -30,7 +30,7 @@ use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::health_server::HealthServer;
 use tonic_health::pb::HealthCheckRequest;
 use tower::{Layer, ServiceBuilder};
-use tower_bulwark::balance::{BalanceLayer, HealthCheck, Strategy};
+use tower_bulwark::balance::{BalanceLayer, Endpoints, HealthCheck, Strategy};
 use tower_bulwark::circuit_breaker::CircuitBreakerLayer;
 use tower_bulwark::core::backoff::{ExponentialBackoff, Jitter};
 use tower_bulwark::core::replay::{replayable, ReplayBody, DEFAULT_REPLAY_CAP};
@@ -119,7 +119,7 @@ async fn main() -> Result<(), BoxError> {
         })
         .listener(print_event)
         .build()?
-        .build_with_health(endpoints, probes)?;
+        .build(Endpoints::list(endpoints).health(probes))?;
     let balancer = balance.handle();
 
     let retry = BackoffRetryLayer::builder()

@@ -490,7 +490,9 @@ fn check_stack(stack: Result<StackConfig, tower_bulwark::config::StackConfigErro
         }
         if let Ok(layer) = stack.balance_layer() {
             let endpoints = vec![flaky(0), flaky(0)];
-            if let Ok(balance) = layer.build_with_health(endpoints, vec![probe(), probe()]) {
+            if let Ok(balance) = layer.build(
+                tower_bulwark::balance::Endpoints::list(endpoints).health(vec![probe(), probe()]),
+            ) {
                 exercise(balance).await;
                 tokio::time::sleep(Duration::from_secs(3 * 24 * 3600)).await;
             }
@@ -737,13 +739,19 @@ proptest! {
         health in (any_duration(), any_duration(), any_count(), any_count(), any_rate()),
         panic_threshold in prop::option::of(any_rate()),
         strategy in 0usize..4,
+        extra in (any_duration(), prop::option::of((any_duration(), any_rate(), any_rate()))),
     ) {
         let before = count_panics();
         let mut c = BalanceConfig::default();
         let (consecutive_failures, base, max, max_ejected) = ejection;
+        let (forget_after, slow_start) = extra;
+        c.slow_start = slow_start.map(|(window, aggression, min_weight)| {
+            tower_bulwark::balance::SlowStart { window, aggression, min_weight }
+        });
         c.ejection = Ejection {
             consecutive_failures,
             base,
+            forget_after,
             max,
             max_ejected,
             failure_rate: failure_rate
@@ -767,7 +775,7 @@ proptest! {
         match built {
             Ok(layer) => paused_runtime().block_on(async {
                 let endpoints = vec![flaky(3), flaky(0)];
-                if let Ok(balance) = layer.build_with_health(endpoints, vec![probe(), probe()]) {
+                if let Ok(balance) = layer.build(tower_bulwark::balance::Endpoints::list(endpoints).health(vec![probe(), probe()])) {
                     for _ in 0..3 {
                         exercise(balance.clone()).await;
                     }

@@ -47,7 +47,7 @@ use std::future::{ready, Ready};
 use tower::layer::util::Stack;
 use tower::util::{BoxCloneSyncService, MapRequest, MapRequestLayer, ServiceFn};
 use tower::{Layer, Service, ServiceBuilder, ServiceExt};
-use tower_bulwark::balance::{Balance, BalanceLayer, DiscoverBalance, Handle as BalanceHandle};
+use tower_bulwark::balance::{Balance, BalanceLayer, Handle as BalanceHandle};
 use tower_bulwark::circuit_breaker::{CircuitBreaker, CircuitBreakerLayer, Handle, Open};
 use tower_bulwark::core::attempts::{HttpAttempts, NoAttempts};
 use tower_bulwark::core::replay::{replayable, ReplayBody, DEFAULT_REPLAY_CAP};
@@ -71,16 +71,6 @@ use tower_bulwark::ServiceBuilderExt;
 fn assert_service<S, Req>()
 where
     S: Service<Req> + Clone + Send + Sync + 'static,
-    S::Future: Send + 'static,
-    S::Response: Send + 'static,
-    S::Error: Send + Sync + 'static,
-{
-}
-
-/// What `tower::buffer::Buffer` asks of the service it owns (a service that cannot be cloned).
-fn assert_owned_service<S, Req>()
-where
-    S: Service<Req> + Send + 'static,
     S::Future: Send + 'static,
     S::Response: Send + 'static,
     S::Error: Send + Sync + 'static,
@@ -227,20 +217,8 @@ fn balance_service_and_future() {
     assert_service::<Balance<Client, HttpClassifier, HttpAttempts>, http::Request<ClientBody>>();
     assert_service::<Balance<FnClient, DefaultClassifier, NoAttempts>, http::Request<ClientBody>>();
     assert_service::<Balance<FnClient, HttpClassifier, HttpAttempts>, http::Request<ClientBody>>();
-    // Over a `Discover`, the balancer owns the discovery stream: like tower's own `Balance`
-    // it is neither `Clone` nor `Sync` (the hook that hands each new endpoint's health probe
-    // over is an `FnMut + Send`). It is `Send` with a `Send` future, so a `Buffer` in front
-    // makes it a service axum takes.
-    type Discovered = tower::discover::ServiceList<Vec<Client>>;
-    type Discovering = DiscoverBalance<Discovered, HttpClassifier, HttpAttempts>;
-    assert_owned_service::<Discovering, http::Request<ClientBody>>();
-    assert_service::<
-        tower::buffer::Buffer<
-            http::Request<ClientBody>,
-            <Discovering as Service<http::Request<ClientBody>>>::Future,
-        >,
-        http::Request<ClientBody>,
-    >();
+    // A balancer fed by a `Discover` stream (or a DNS name) is the same type: the stream
+    // lives in the state the clones share, so it is `Clone + Send + Sync` too.
 }
 
 #[test]

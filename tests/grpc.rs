@@ -24,7 +24,7 @@ use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::health_server::HealthServer;
 use tonic_health::pb::HealthCheckRequest;
 use tower::{Layer, Service, ServiceBuilder};
-use tower_bulwark::balance::{BalanceLayer, HealthCheck, Strategy};
+use tower_bulwark::balance::{BalanceLayer, Endpoints, HealthCheck, Strategy};
 use tower_bulwark::circuit_breaker::CircuitBreakerLayer;
 use tower_bulwark::core::backoff::{ExponentialBackoff, Jitter};
 use tower_bulwark::core::replay::{replayable, ReplayBody, DEFAULT_REPLAY_CAP};
@@ -111,7 +111,7 @@ async fn breaker_retry_and_health_checked_balance_over_real_tonic_servers() {
         })
         .build()
         .unwrap()
-        .build_with_health(endpoints, probes)
+        .build(Endpoints::list(endpoints).health(probes))
         .unwrap();
     let balancer = balance.handle();
 

@@ -42,7 +42,8 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tower::{Layer, Service, ServiceExt};
 use tower_bulwark::balance::{
-    BalanceLayer, EndpointSnapshot, Handle as BalanceHandle, HealthCheck, NoEndpointReady, Strategy,
+    BalanceLayer, EndpointSnapshot, Endpoints, Handle as BalanceHandle, HealthCheck,
+    NoEndpointReady, Strategy,
 };
 use tower_bulwark::circuit_breaker::{
     CircuitBreakerLayer, Handle as BreakerHandle, MetricsSnapshot, Mode,
@@ -797,6 +798,7 @@ fn build(
         .ejection(tower_bulwark::balance::Ejection {
             consecutive_failures: 5,
             base: Duration::from_secs(1),
+            forget_after: Duration::from_secs(1),
             max: Duration::from_secs(8),
             max_ejected: MAX_EJECTED,
             failure_rate: None,
@@ -810,7 +812,7 @@ fn build(
         .random(SplitMix64::new(seed ^ 0xba1a))
         .build()
         .expect("valid balancer")
-        .build_with_health(endpoints, probes)
+        .build(Endpoints::list(endpoints).health(probes))
         .expect("one probe per endpoint");
     let balance_handle = balance.handle();
     let retry = BackoffRetryLayer::builder()

@@ -35,6 +35,11 @@ pub struct Ejection {
     /// The first ejection lasts this long; the n-th lasts n times as long.
     #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
     pub base: Duration,
+    /// Ejections are forgotten as an endpoint stays in: each span of this length it spends
+    /// back in without being ejected takes one off its count, so an endpoint ejected often
+    /// long ago is not ejected for the longest time on its next failure.
+    #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
+    pub forget_after: Duration,
     /// The longest an ejection lasts.
     #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
     pub max: Duration,
@@ -62,14 +67,54 @@ pub struct FailureRate {
 
 impl Default for Ejection {
     /// Envoy's outlier-detection defaults: 5 consecutive failures, 30 s times the number of
-    /// ejections, capped at 300 s, at most half the endpoints out at once.
+    /// ejections, capped at 300 s, at most half the endpoints out at once; one ejection
+    /// forgotten per 30 s spent back in.
     fn default() -> Self {
         Ejection {
             consecutive_failures: 5,
             base: Duration::from_secs(30),
+            forget_after: Duration::from_secs(30),
             max: Duration::from_secs(300),
             max_ejected: 0.5,
             failure_rate: None,
+        }
+    }
+}
+
+/// Slow start: an endpoint that joins (or comes back from failing its health checks) gets a
+/// share of requests that grows over `window` instead of its full share at once, so a cold
+/// backend (empty caches, a JIT not warmed up, a connection pool being filled) is not
+/// flooded. Its weight is multiplied by `max(min_weight, (t / window) ^ (1 / aggression))`
+/// at time `t` after it joined, as Envoy's slow start does; this applies with every strategy.
+/// The endpoints a balancer starts with do not ramp up (they are all equally new).
+///
+/// ```
+/// use bulwark_balance::SlowStart;
+/// use std::time::Duration;
+/// let s = SlowStart { window: Duration::from_secs(30), ..SlowStart::default() };
+/// assert_eq!((s.aggression, s.min_weight), (1.0, 0.1));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(default, deny_unknown_fields))]
+pub struct SlowStart {
+    /// How long the ramp lasts (at most a day).
+    #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
+    pub window: Duration,
+    /// The ramp's shape: 1.0 is linear; above 1 the weight rises faster at first.
+    pub aggression: f64,
+    /// The least share of its weight an endpoint gets while it ramps up, in `(0, 1]`.
+    pub min_weight: f64,
+}
+
+impl Default for SlowStart {
+    /// A linear 30 s ramp from a tenth of the weight (Envoy's aggression and minimum weight
+    /// defaults; Envoy has no default window).
+    fn default() -> Self {
+        SlowStart {
+            window: Duration::from_secs(30),
+            aggression: 1.0,
+            min_weight: 0.1,
         }
     }
 }
@@ -110,6 +155,9 @@ pub struct BalanceConfig {
     /// balance over all of them (ready ones) rather than pile everything on the few left.
     /// `None` (the default) turns it off.
     pub panic_threshold: Option<f64>,
+    /// Slow start for endpoints that join after the balancer is built (`None`, the default:
+    /// a new endpoint gets its full share at once, counted at `default_rtt` until it answers).
+    pub slow_start: Option<SlowStart>,
 }
 
 impl Default for BalanceConfig {
@@ -124,6 +172,7 @@ impl Default for BalanceConfig {
             default_rtt: Duration::from_millis(30),
             health: crate::HealthCheck::default(),
             panic_threshold: None,
+            slow_start: None,
         }
     }
 }
@@ -162,6 +211,13 @@ pub enum ConfigError {
         /// The value given.
         value: f64,
     },
+    /// A number that must be positive and finite is not.
+    NotPositive {
+        /// The setting.
+        setting: &'static str,
+        /// The value given.
+        value: f64,
+    },
     /// The probes do not number one per endpoint.
     Probes {
         /// Probes given.
@@ -183,7 +239,9 @@ impl ConfigError {
             ConfigError::MaxEjected(_) => "ejection.max_ejected",
             ConfigError::EndpointNames { .. } => "endpoint_names",
             ConfigError::Jitter(_) => "health.jitter",
-            ConfigError::Share { setting, .. } => setting,
+            ConfigError::Share { setting, .. } | ConfigError::NotPositive { setting, .. } => {
+                setting
+            }
             ConfigError::Probes { .. } => "probes",
             ConfigError::NoRuntime => "health",
         }
@@ -218,6 +276,12 @@ impl fmt::Display for ConfigError {
             ConfigError::Share { setting, value } => {
                 write!(f, "balance `{setting}` must be in (0, 1], got {value}")
             }
+            ConfigError::NotPositive { setting, value } => {
+                write!(
+                    f,
+                    "balance `{setting}` must be positive and finite, got {value}"
+                )
+            }
             ConfigError::Probes { probes, endpoints } => {
                 write!(
                     f,
@@ -251,6 +315,40 @@ impl BalanceConfig {
             if e.max > DAY {
                 return Err(ConfigError::TooLong {
                     setting: "ejection.max",
+                });
+            }
+        }
+        if e.forget_after.is_zero() {
+            return Err(ConfigError::Zero {
+                setting: "ejection.forget_after",
+            });
+        }
+        if e.forget_after > DAY {
+            return Err(ConfigError::TooLong {
+                setting: "ejection.forget_after",
+            });
+        }
+        if let Some(s) = &self.slow_start {
+            if s.window.is_zero() {
+                return Err(ConfigError::Zero {
+                    setting: "slow_start.window",
+                });
+            }
+            if s.window > DAY {
+                return Err(ConfigError::TooLong {
+                    setting: "slow_start.window",
+                });
+            }
+            if !(s.aggression > 0.0 && s.aggression.is_finite()) {
+                return Err(ConfigError::NotPositive {
+                    setting: "slow_start.aggression",
+                    value: s.aggression,
+                });
+            }
+            if !(s.min_weight > 0.0 && s.min_weight <= 1.0) {
+                return Err(ConfigError::Share {
+                    setting: "slow_start.min_weight",
+                    value: s.min_weight,
                 });
             }
         }

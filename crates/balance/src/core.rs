@@ -1,6 +1,7 @@
 //! The balancer's shared state: settings, the member list, and one record per endpoint.
 
-use crate::config::{BalanceConfig, Ejection, Strategy};
+use crate::config::{BalanceConfig, Ejection, SlowStart, Strategy};
+use crate::key::Refresh;
 use crate::sync::{lock, AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Mutex, Ordering};
 use bulwark_core::rolling::SlotSnapshots;
 use bulwark_core::{Event, SharedListener};
@@ -18,6 +19,18 @@ pub(crate) struct EndpointState {
     /// A stable identifier (its position for a static list), used in events.
     pub(crate) id: usize,
     pub(crate) name: String,
+    /// Its position in the member list (kept by the writer of the list, under its lock).
+    pub(crate) index: AtomicUsize,
+    /// Its weight (at least 1) and priority (lower is preferred), from its key.
+    pub(crate) weight: AtomicU32,
+    pub(crate) priority: AtomicU32,
+    /// Clock time (ns) it joined.
+    joined_at: u64,
+    /// Clock time (ns) its slow start began; 0 when it is not ramping up.
+    warm_from: AtomicU64,
+    /// Clock time (ns) it last came back from an ejection (the ejection count decays from
+    /// then on); 0 if never ejected.
+    returned_at: AtomicU64,
     pub(crate) in_flight: AtomicU32,
     pub(crate) successes: AtomicU64,
     pub(crate) failures: AtomicU64,
@@ -37,6 +50,17 @@ pub(crate) struct EndpointState {
 }
 
 impl EndpointState {
+    /// Its position in the member list.
+    #[inline]
+    pub(crate) fn index(&self) -> usize {
+        self.index.load(Ordering::Acquire)
+    }
+
+    /// Whether it left the balancer.
+    pub(crate) fn is_removed(&self) -> bool {
+        self.removed.load(Ordering::Acquire)
+    }
+
     pub(crate) fn is_healthy(&self) -> bool {
         self.healthy.load(Ordering::Acquire)
     }
@@ -68,6 +92,22 @@ pub(crate) struct Core<C> {
     pub(crate) strategy: Strategy,
     pub(crate) ejection: Ejection,
     pub(crate) wait_for_ready: Duration,
+    slow_start: Option<SlowStart>,
+    /// The end (ns) of the latest slow start: before it, weights are not all equal.
+    warm_until: AtomicU64,
+    /// Whether the members' weights differ (or some member's is not 1).
+    weights_vary: AtomicBool,
+    /// The largest weight of a member.
+    max_weight: AtomicU32,
+    /// Members per priority level (kept with the member list).
+    levels: Mutex<std::collections::BTreeMap<u32, usize>>,
+    /// The most preferred priority that has a member that is healthy and not ejected
+    /// (`u32::MAX` when none has); members of a less preferred one are not picked.
+    active_priority: AtomicU32,
+    /// Whether members have more than one priority.
+    prioritized: AtomicBool,
+    /// The discovery source to ask to look again when nothing can take a request.
+    refresh: Option<Arc<dyn Refresh>>,
     decay_nanos: f64,
     default_rtt: f64,
     members: Mutex<Vec<Arc<EndpointState>>>,
@@ -131,10 +171,20 @@ impl<C> Core<C> {
 }
 
 impl<C> Core<C> {
+    #[cfg(all(test, bulwark_loom))]
     pub(crate) fn new(
         config: &BalanceConfig,
         classifier: C,
         listener: Option<SharedListener>,
+    ) -> Self {
+        Self::with_refresh(config, classifier, listener, None)
+    }
+
+    pub(crate) fn with_refresh(
+        config: &BalanceConfig,
+        classifier: C,
+        listener: Option<SharedListener>,
+        refresh: Option<Arc<dyn Refresh>>,
     ) -> Self {
         Core {
             name: config.name.clone().into_boxed_str(),
@@ -142,6 +192,14 @@ impl<C> Core<C> {
             strategy: config.strategy,
             ejection: config.ejection,
             wait_for_ready: config.wait_for_ready,
+            slow_start: config.slow_start,
+            warm_until: AtomicU64::new(0),
+            weights_vary: AtomicBool::new(false),
+            max_weight: AtomicU32::new(1),
+            levels: Mutex::new(std::collections::BTreeMap::new()),
+            active_priority: AtomicU32::new(0),
+            prioritized: AtomicBool::new(false),
+            refresh,
             decay_nanos: config.ewma_decay.as_nanos() as f64,
             default_rtt: config.default_rtt.as_nanos() as f64,
             members: Mutex::new(Vec::new()),
@@ -160,10 +218,39 @@ impl<C> Core<C> {
         }
     }
 
-    /// Adds a member named `name`.
+    /// Adds a member named `name` (weight 1, priority 0, no slow start).
+    #[cfg(all(test, bulwark_loom))]
     pub(crate) fn add(&self, name: String) -> Arc<EndpointState> {
+        self.add_member(name, 1, 0, false)
+    }
+
+    /// Adds a member; `warm` starts its slow start (when one is configured).
+    pub(crate) fn add_member(
+        &self,
+        name: String,
+        weight: u32,
+        priority: u32,
+        warm: bool,
+    ) -> Arc<EndpointState> {
+        let warm_from = match (&self.slow_start, warm) {
+            (Some(s), true) => {
+                let now = self.now();
+                let until =
+                    now.saturating_add(u64::try_from(s.window.as_nanos()).unwrap_or(u64::MAX));
+                self.warm_until.fetch_max(until, Ordering::AcqRel);
+                now
+            }
+            _ => 0,
+        };
+        let mut members = lock(&self.members);
         let state = Arc::new(EndpointState {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            index: AtomicUsize::new(members.len()),
+            weight: AtomicU32::new(weight.max(1)),
+            priority: AtomicU32::new(priority),
+            joined_at: self.now(),
+            warm_from: AtomicU64::new(warm_from),
+            returned_at: AtomicU64::new(0),
             in_flight: AtomicU32::new(0),
             successes: AtomicU64::new(0),
             failures: AtomicU64::new(0),
@@ -179,11 +266,115 @@ impl<C> Core<C> {
             metrics: crate::metrics::EndpointMetrics::new(&self.name, &name),
             name,
         });
-        lock(&self.members).push(state.clone());
+        members.push(state.clone());
         self.count.fetch_add(1, Ordering::AcqRel);
         self.healthy.fetch_add(1, Ordering::AcqRel);
+        *lock(&self.levels).entry(priority).or_insert(0) += 1;
+        self.weights_changed(&members);
+        drop(members);
+        self.priorities_changed();
         self.wake_waiters();
         state
+    }
+
+    /// Sets a member's weight and priority (its key was inserted again with new ones).
+    pub(crate) fn update(&self, state: &EndpointState, weight: u32, priority: u32) {
+        let members = lock(&self.members);
+        state.weight.store(weight.max(1), Ordering::Release);
+        let old = state.priority.swap(priority, Ordering::AcqRel);
+        if old != priority {
+            let mut levels = lock(&self.levels);
+            if let Some(n) = levels.get_mut(&old) {
+                *n -= 1;
+                if *n == 0 {
+                    levels.remove(&old);
+                }
+            }
+            *levels.entry(priority).or_insert(0) += 1;
+        }
+        self.weights_changed(&members);
+        drop(members);
+        self.priorities_changed();
+    }
+
+    /// Recomputes the largest weight and whether weights differ: one pass over the members,
+    /// on a change of membership or weight only.
+    fn weights_changed(&self, members: &[Arc<EndpointState>]) {
+        let mut max = 1;
+        let mut vary = false;
+        for m in members {
+            let w = m.weight.load(Ordering::Acquire);
+            vary |= w != 1;
+            max = max.max(w);
+        }
+        self.max_weight.store(max, Ordering::Release);
+        self.weights_vary.store(vary, Ordering::Release);
+    }
+
+    /// Whether weights (or a slow start) make some members worth less than others now.
+    #[inline]
+    pub(crate) fn weighted(&self, now: u64) -> bool {
+        self.weights_vary.load(Ordering::Relaxed) || now < self.warm_until.load(Ordering::Relaxed)
+    }
+
+    /// A member's weight now: its own, times its slow-start ramp
+    /// (`max(min_weight, (t / window) ^ (1 / aggression))`, Envoy's formula).
+    pub(crate) fn effective_weight(&self, e: &EndpointState, now: u64) -> f64 {
+        let w = f64::from(e.weight.load(Ordering::Relaxed));
+        let from = e.warm_from.load(Ordering::Relaxed);
+        let Some(s) = &self.slow_start else {
+            return w;
+        };
+        if from == 0 {
+            return w;
+        }
+        let t = now.saturating_sub(from) as f64;
+        let window = s.window.as_nanos() as f64;
+        if t >= window {
+            e.warm_from.store(0, Ordering::Relaxed);
+            return w;
+        }
+        w * (t / window).powf(1.0 / s.aggression).max(s.min_weight)
+    }
+
+    /// The largest weight of a member.
+    #[inline]
+    pub(crate) fn max_weight(&self) -> f64 {
+        f64::from(self.max_weight.load(Ordering::Relaxed))
+    }
+
+    /// Recomputes the most preferred priority with a member that can take requests (only
+    /// when members have more than one priority).
+    pub(crate) fn priorities_changed(&self) {
+        let mixed = lock(&self.levels).len() > 1;
+        self.prioritized.store(mixed, Ordering::Release);
+        if !mixed {
+            self.active_priority.store(u32::MAX, Ordering::Release);
+            return;
+        }
+        let now = self.now();
+        let best = lock(&self.members)
+            .iter()
+            .filter(|e| {
+                e.healthy.load(Ordering::Acquire) && {
+                    let until = e.ejected_until.load(Ordering::Acquire);
+                    until == 0 || now >= until
+                }
+            })
+            .map(|e| e.priority.load(Ordering::Acquire))
+            .min()
+            .unwrap_or(u32::MAX);
+        let old = self.active_priority.swap(best, Ordering::AcqRel);
+        if old != best {
+            tracing::info!(balancer = %self.name, priority = best, "active priority changed");
+        }
+    }
+
+    /// Asks the discovery source, if any, to look again (every endpoint failing or out).
+    pub(crate) fn stale(&self) {
+        if let Some(r) = &self.refresh {
+            r.refresh();
+        }
     }
 
     /// Removes a member; requests in flight on it finish as usual.
@@ -191,7 +382,28 @@ impl<C> Core<C> {
         if state.removed.swap(true, Ordering::AcqRel) {
             return;
         }
-        lock(&self.members).retain(|m| !Arc::ptr_eq(m, state));
+        {
+            let mut members = lock(&self.members);
+            let i = state.index.load(Ordering::Acquire);
+            if i < members.len() && Arc::ptr_eq(&members[i], state) {
+                members.swap_remove(i);
+                if let Some(moved) = members.get(i) {
+                    moved.index.store(i, Ordering::Release);
+                }
+            } else {
+                members.retain(|m| !Arc::ptr_eq(m, state));
+            }
+            let p = state.priority.load(Ordering::Acquire);
+            let mut levels = lock(&self.levels);
+            if let Some(n) = levels.get_mut(&p) {
+                *n -= 1;
+                if *n == 0 {
+                    levels.remove(&p);
+                }
+            }
+            drop(levels);
+            self.weights_changed(&members);
+        }
         self.count.fetch_sub(1, Ordering::AcqRel);
         // Its health flag goes down with it (a swap, so a health check marking it at the same
         // moment cannot make the count move twice, or not at all; see `set_healthy`).
@@ -201,11 +413,19 @@ impl<C> Core<C> {
         if state.ejected_until.swap(0, Ordering::AcqRel) != 0 {
             self.ejected.fetch_sub(1, Ordering::AcqRel);
         }
+        self.priorities_changed();
     }
 
-    /// The members, in order.
+    /// The members, in the order they joined.
     pub(crate) fn members(&self) -> Vec<Arc<EndpointState>> {
-        lock(&self.members).clone()
+        let mut m = lock(&self.members).clone();
+        m.sort_unstable_by_key(|e| e.id);
+        m
+    }
+
+    /// The member with this id, if it still is one.
+    pub(crate) fn member_with_id(&self, id: usize) -> Option<Arc<EndpointState>> {
+        lock(&self.members).iter().find(|e| e.id == id).cloned()
     }
 
     /// Registers a balancer waiting for an endpoint.
@@ -226,7 +446,7 @@ impl<C> Core<C> {
         }
     }
 
-    fn wake_waiters(&self) {
+    pub(crate) fn wake_waiters(&self) {
         for (w, _) in lock(&self.waiters).drain(..) {
             w.wake();
         }
@@ -246,7 +466,10 @@ impl<C> Core<C> {
     /// begin meanwhile).
     #[inline]
     pub(crate) fn now_if_needed(&self) -> u64 {
-        if self.strategy == Strategy::P2cPeakEwma || self.ejected.load(Ordering::Acquire) != 0 {
+        if self.strategy == Strategy::P2cPeakEwma
+            || self.ejected.load(Ordering::Acquire) != 0
+            || self.warm_until.load(Ordering::Relaxed) != 0
+        {
             self.now()
         } else {
             0
@@ -294,7 +517,11 @@ impl<C> Core<C> {
     /// up ends here.
     #[inline]
     pub(crate) fn eligible(&self, e: &EndpointState, now: u64) -> bool {
-        if !e.healthy.load(Ordering::Relaxed) {
+        if !e.healthy.load(Ordering::Relaxed)
+            || (self.prioritized.load(Ordering::Relaxed)
+                && e.priority.load(Ordering::Relaxed)
+                    > self.active_priority.load(Ordering::Relaxed))
+        {
             return false;
         }
         let until = e.ejected_until.load(Ordering::Acquire);
@@ -310,6 +537,7 @@ impl<C> Core<C> {
         {
             self.ejected.fetch_sub(1, Ordering::AcqRel);
             e.consecutive.store(0, Ordering::Release);
+            e.returned_at.store(self.now(), Ordering::Release);
             #[cfg(feature = "metrics")]
             e.metrics.ejected.set(0.0);
             tracing::info!(balancer = %self.name, target = %e.name, "endpoint returned");
@@ -317,6 +545,9 @@ impl<C> Core<C> {
                 name: &self.name,
                 endpoint: e.id,
             });
+            if self.prioritized.load(Ordering::Acquire) {
+                self.priorities_changed();
+            }
         }
         true
     }
@@ -364,11 +595,8 @@ impl<C> Core<C> {
         let in_flight = e.in_flight.load(Ordering::Relaxed);
         let pending = f64::from(in_flight) + 1.0;
         match self.strategy {
-            // An endpoint that has never answered, with nothing in flight, is tried first:
-            // one request measures it (the estimate then follows its real latency).
-            Strategy::P2cPeakEwma if in_flight == 0 && e.ewma_at.load(Ordering::Relaxed) == 0 => {
-                0.0
-            }
+            // An endpoint that has not answered yet counts as `default_rtt` (see `rtt`): a
+            // new endpoint is not sent everything first.
             Strategy::P2cPeakEwma => self.rtt(e, now) * pending,
             _ => pending,
         }
@@ -381,7 +609,11 @@ impl<C> Core<C> {
     pub(crate) fn rtt(&self, e: &EndpointState, now: u64) -> f64 {
         let at = e.ewma_at.load(Ordering::Relaxed);
         if at == 0 {
-            return self.default_rtt;
+            // Not measured yet: the default, decaying like a measure taken when it joined,
+            // so a new endpoint is tried once the others' loads rise above it, or after a
+            // while even if they do not (one answer then puts it where it belongs).
+            return self.default_rtt
+                * Self::decay(now.saturating_sub(e.joined_at) as f64 / self.decay_nanos);
         }
         let ewma = f64::from_bits(e.ewma.load(Ordering::Relaxed));
         ewma * Self::decay(now.saturating_sub(at) as f64 / self.decay_nanos)
@@ -517,7 +749,17 @@ impl<C> Core<C> {
         }
         // This is its ejection number `times`; the count moves only once the ejection has
         // happened (below), so one that loses a race to eject it does not count.
-        let times = e.ejections.load(Ordering::Acquire).saturating_add(1);
+        // Its earlier ejections count less the longer it has stayed in since the last one: one
+        // fewer per `forget_after` (Envoy lowers its multiplier while the host stays in).
+        let before = e.ejections.load(Ordering::Acquire);
+        let back = e.returned_at.load(Ordering::Acquire);
+        let forgiven = if back == 0 {
+            0
+        } else {
+            let per = self.ejection.forget_after.as_nanos().max(1);
+            u32::try_from(u128::from(now.saturating_sub(back)) / per).unwrap_or(u32::MAX)
+        };
+        let times = before.saturating_sub(forgiven).saturating_add(1);
         let duration = self
             .ejection
             .base
@@ -531,7 +773,7 @@ impl<C> Core<C> {
             self.ejected.fetch_sub(1, Ordering::AcqRel); // someone else ejected it meanwhile
             return;
         }
-        e.ejections.fetch_add(1, Ordering::AcqRel);
+        e.ejections.store(times, Ordering::Release);
         // Removed meanwhile? `remove` ends the ejection of the member it removes, but may have
         // looked before this one began; then it ends here (once: whoever takes `until` out
         // gives its place in the count back).
@@ -545,6 +787,9 @@ impl<C> Core<C> {
             return;
         }
         self.next_due.fetch_min(until, Ordering::AcqRel);
+        if self.prioritized.load(Ordering::Acquire) {
+            self.priorities_changed();
+        }
         #[cfg(feature = "metrics")]
         {
             e.metrics.ejections.increment(1);
@@ -594,6 +839,19 @@ impl<C> Core<C> {
                 if until != 0 {
                     self.return_endpoint(e, until);
                 }
+                // Back from failing its checks: it ramps up again, as a new endpoint does.
+                if let Some(s) = &self.slow_start {
+                    let now = self.now();
+                    e.warm_from.store(now, Ordering::Relaxed);
+                    let end =
+                        now.saturating_add(u64::try_from(s.window.as_nanos()).unwrap_or(u64::MAX));
+                    self.warm_until.fetch_max(end, Ordering::AcqRel);
+                }
+            }
+            if self.prioritized.load(Ordering::Acquire) {
+                self.priorities_changed();
+            }
+            if healthy {
                 self.wake_waiters();
             }
             self.emit(&Event::EndpointHealthChanged {

@@ -1,6 +1,6 @@
 //! Reading the endpoints' state, and marking their health.
 
-use crate::core::Core;
+use crate::core::{Core, EndpointState};
 use std::fmt;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -8,15 +8,13 @@ use std::time::Duration;
 
 pub(crate) trait Endpoints: Send + Sync + 'static {
     fn core_snapshot(&self) -> Vec<EndpointSnapshot>;
+    /// Marks the `endpoint`-th member (in the order they joined).
     fn mark(&self, endpoint: usize, healthy: bool) -> bool;
-    fn healthy(&self, endpoint: usize) -> bool;
     fn name(&self) -> &str;
-    /// The members' stable ids, in order.
-    fn member_ids(&self) -> Vec<usize>;
-    /// Marks the member with this id; false if it is no longer a member.
-    fn mark_id(&self, id: usize, healthy: bool) -> bool;
-    /// Whether the member with this id is healthy (false if it is gone).
-    fn healthy_id(&self, id: usize) -> bool;
+    /// The member with this id, if it still is one.
+    fn state_of(&self, id: usize) -> Option<Arc<EndpointState>>;
+    /// Marks a member healthy or not.
+    fn set_health(&self, state: &EndpointState, healthy: bool);
 }
 
 impl<C: Send + Sync + 'static> Endpoints for Core<C> {
@@ -50,29 +48,12 @@ impl<C: Send + Sync + 'static> Endpoints for Core<C> {
         }
     }
 
-    fn healthy(&self, endpoint: usize) -> bool {
-        self.members().get(endpoint).is_some_and(|e| e.is_healthy())
+    fn state_of(&self, id: usize) -> Option<Arc<EndpointState>> {
+        self.member_with_id(id)
     }
 
-    fn member_ids(&self) -> Vec<usize> {
-        self.members().iter().map(|e| e.id).collect()
-    }
-
-    fn mark_id(&self, id: usize, healthy: bool) -> bool {
-        match self.members().into_iter().find(|e| e.id == id) {
-            Some(e) => {
-                self.set_healthy(&e, healthy);
-                true
-            }
-            None => false,
-        }
-    }
-
-    fn healthy_id(&self, id: usize) -> bool {
-        self.members()
-            .iter()
-            .find(|e| e.id == id)
-            .is_some_and(|e| e.is_healthy())
+    fn set_health(&self, state: &EndpointState, healthy: bool) {
+        self.set_healthy(state, healthy)
     }
 
     fn name(&self) -> &str {

@@ -124,37 +124,9 @@ async fn pause(check: &HealthCheck, random: &dyn RandomSource) {
     tokio::time::sleep(check.interval.mul_f64(spread.max(0.0))).await;
 }
 
-/// Runs the probes of a static list (one per endpoint, in order) until the balancer is gone.
+/// Runs the probes until the balancer is gone: probes arrive with their endpoint's id (made
+/// when the endpoint joins) and are dropped when the endpoint leaves.
 pub(crate) async fn run<P>(
-    endpoints: Weak<dyn Endpoints>,
-    mut probes: Vec<P>,
-    check: HealthCheck,
-    random: Arc<dyn RandomSource>,
-) where
-    P: Service<()>,
-    P::Error: Into<BoxError>,
-{
-    let mut tallies = vec![Tally::default(); probes.len()];
-    loop {
-        let results =
-            futures_util::future::join_all(probes.iter_mut().map(|p| probe_once(p, check.timeout)))
-                .await;
-        let Some(target) = endpoints.upgrade() else {
-            return; // the balancer is gone
-        };
-        for (i, ok) in results.into_iter().enumerate() {
-            if let Some(healthy) = tallies[i].observe(ok, target.healthy(i), &check) {
-                target.mark(i, healthy);
-            }
-        }
-        drop(target);
-        pause(&check, &*random).await;
-    }
-}
-
-/// Runs the probes of a balancer whose members change: probes arrive with their endpoint's
-/// id (made when the endpoint is inserted) and are dropped when the endpoint leaves.
-pub(crate) async fn run_dynamic<P>(
     endpoints: Weak<dyn Endpoints>,
     mut arrivals: tokio::sync::mpsc::UnboundedReceiver<(usize, P)>,
     check: HealthCheck,
@@ -163,18 +135,20 @@ pub(crate) async fn run_dynamic<P>(
     P: Service<()>,
     P::Error: Into<BoxError>,
 {
-    let mut probes: Vec<(usize, P, Tally)> = Vec::new();
+    let mut probes: Vec<(Arc<crate::core::EndpointState>, P, Tally)> = Vec::new();
     loop {
-        while let Ok((id, probe)) = arrivals.try_recv() {
-            probes.retain(|p| p.0 != id);
-            probes.push((id, probe, Tally::default()));
-        }
         {
             let Some(target) = endpoints.upgrade() else {
                 return;
             };
-            let members = target.member_ids();
-            probes.retain(|p| members.contains(&p.0));
+            while let Ok((id, probe)) = arrivals.try_recv() {
+                if let Some(state) = target.state_of(id) {
+                    probes.retain(|p| p.0.id != id);
+                    probes.push((state, probe, Tally::default()));
+                }
+            }
+            // A member that left takes its probe with it.
+            probes.retain(|p| !p.0.is_removed());
         }
         let results = futures_util::future::join_all(
             probes
@@ -185,9 +159,9 @@ pub(crate) async fn run_dynamic<P>(
         let Some(target) = endpoints.upgrade() else {
             return;
         };
-        for ((id, _, tally), ok) in probes.iter_mut().zip(results) {
-            if let Some(healthy) = tally.observe(ok, target.healthy_id(*id), &check) {
-                target.mark_id(*id, healthy);
+        for ((state, _, tally), ok) in probes.iter_mut().zip(results) {
+            if let Some(healthy) = tally.observe(ok, state.is_healthy(), &check) {
+                target.set_health(state, healthy);
             }
         }
         drop(target);

@@ -2,6 +2,9 @@
 
 use crate::config::{BalanceConfig, ConfigError, Ejection, Strategy};
 use crate::core::Core;
+use crate::endpoints::{Endpoints, Source};
+use crate::key::Refresh;
+use crate::membership::{Members, Membership};
 use crate::service::Balance;
 use bulwark_core::attempts::NoAttempts;
 use bulwark_core::{DefaultClassifier, Listener, RandomSource, SharedListener, SplitMix64};
@@ -17,6 +20,7 @@ pub struct BalanceLayer<C = DefaultClassifier, A = NoAttempts> {
     attempts: A,
     listener: Option<SharedListener>,
     random: Arc<dyn RandomSource>,
+    refresh: Option<Arc<dyn Refresh>>,
 }
 
 impl<C, A> fmt::Debug for BalanceLayer<C, A> {
@@ -40,141 +44,110 @@ impl<C: Clone, A: Clone> BalanceLayer<C, A> {
         &self.config
     }
 
-    /// A balancer over `endpoints`.
-    pub fn build<S>(&self, endpoints: Vec<S>) -> Result<Balance<S, C, A>, ConfigError> {
-        self.config.validate_for(endpoints.len())?;
-        Ok(self.make(endpoints))
-    }
-
-    /// The balancer, for settings already validated (the builder checked everything but the
-    /// names against the list): names that do not match the list one for one are replaced by
-    /// the endpoints' indexes, never paired up wrongly.
-    fn make<S>(&self, endpoints: Vec<S>) -> Balance<S, C, A> {
-        let names = &self.config.endpoint_names;
-        let names: &[String] = if names.len() == endpoints.len() {
-            names
-        } else {
-            if !names.is_empty() {
-                tracing::warn!(
-                    balancer = %self.config.name,
-                    names = names.len(),
-                    endpoints = endpoints.len(),
-                    "endpoint_names does not match the endpoints; naming them by index"
-                );
-            }
-            &[]
-        };
-        let core = Core::new(&self.config, self.classifier.clone(), self.listener.clone());
-        Balance::new(
-            endpoints,
-            names,
-            Arc::new(core),
-            self.random.next_u64(),
-            self.attempts.clone(),
-        )
-    }
-
-    /// A balancer whose endpoints come and go through `discover` (a `tower::discover`
-    /// stream of insertions and removals). A removed endpoint's requests in flight finish as
-    /// usual. Endpoints are named by their keys.
-    pub fn build_discover<D>(
+    /// A balancer over `endpoints`: a static list (a `Vec<S>`), or an [`Endpoints`] built
+    /// from a `tower::discover` stream (a DNS name among them), either with health checks.
+    ///
+    /// Fails with a [`ConfigError`] naming the setting when `endpoint_names` or the health
+    /// probes do not match a static list one for one, or when health checks are asked for
+    /// outside a tokio runtime.
+    pub fn build<S>(
         &self,
-        discover: D,
-    ) -> Result<crate::DiscoverBalance<D, C, A>, ConfigError>
-    where
-        D: tower::discover::Discover,
-    {
-        self.config.validate()?;
-        let core = Core::new(&self.config, self.classifier.clone(), self.listener.clone());
-        Ok(crate::DiscoverBalance::new(
-            discover,
-            Balance::new(
-                Vec::new(),
-                &[],
-                Arc::new(core),
-                self.random.next_u64(),
-                self.attempts.clone(),
-            ),
-        ))
-    }
-
-    /// A balancer over `endpoints` whose health is checked with `probes` (one per endpoint,
-    /// in order; any `Service<()>` whose `Ok` means healthy, such as an
-    /// `HttpProbe` for `GET /health`) on a background task that stops when the balancer is
-    /// dropped. Needs a tokio runtime.
-    pub fn build_with_health<S, P>(
-        &self,
-        endpoints: Vec<S>,
-        probes: Vec<P>,
+        endpoints: impl Into<Endpoints<S>>,
     ) -> Result<Balance<S, C, A>, ConfigError>
     where
+        S: Clone + Send + 'static,
         C: Send + Sync + 'static,
-        P: tower_service::Service<()> + Send + 'static,
-        P::Error: Into<bulwark_core::BoxError>,
-        P::Future: Send,
     {
-        if probes.len() != endpoints.len() {
-            return Err(ConfigError::Probes {
-                probes: probes.len(),
-                endpoints: endpoints.len(),
-            });
+        let endpoints = endpoints.into();
+        if let Some(n) = endpoints.static_len() {
+            self.config.validate_for(n)?;
+            if let Some(probes) = endpoints.probe_count {
+                if probes != n {
+                    return Err(ConfigError::Probes {
+                        probes,
+                        endpoints: n,
+                    });
+                }
+            }
+        } else {
+            self.config.validate()?;
         }
-        let runtime = tokio::runtime::Handle::try_current().map_err(|_| ConfigError::NoRuntime)?;
-        let balance = self.build(endpoints)?;
-        let shared = balance.core_arc();
-        let weak: std::sync::Weak<dyn crate::handle::Endpoints> = {
-            let strong: Arc<dyn crate::handle::Endpoints> = shared.clone();
-            Arc::downgrade(&strong)
+        let runtime = match endpoints.health {
+            Some(_) => {
+                Some(tokio::runtime::Handle::try_current().map_err(|_| ConfigError::NoRuntime)?)
+            }
+            None => None,
         };
-        let task = runtime.spawn(crate::health::run(
-            weak,
-            probes,
-            self.config.health,
-            self.random.clone(),
-        ));
-        if let Ok(mut slot) = shared.health_task.lock() {
-            *slot = Some(task.abort_handle());
-        }
-        Ok(balance)
+        Ok(self.make(endpoints, runtime))
     }
 
-    /// Like [`BalanceLayer::build_discover`], with active health checks: `probe_for` makes
-    /// the probe of each endpoint as it arrives (from its key); a removed endpoint's probe is
-    /// dropped. The checks run on a background task that stops when the balancer is dropped.
-    /// Needs a tokio runtime.
-    pub fn build_discover_with_health<D, P, F>(
+    /// The balancer, for settings already validated: names that do not match a static list
+    /// one for one are replaced by the endpoints' indexes, never paired up wrongly.
+    fn make<S>(
         &self,
-        discover: D,
-        mut probe_for: F,
-    ) -> Result<crate::DiscoverBalance<D, C, A>, ConfigError>
+        endpoints: Endpoints<S>,
+        runtime: Option<tokio::runtime::Handle>,
+    ) -> Balance<S, C, A>
     where
-        D: tower::discover::Discover,
+        S: Clone + Send + 'static,
         C: Send + Sync + 'static,
-        P: tower_service::Service<()> + Send + 'static,
-        P::Error: Into<bulwark_core::BoxError>,
-        P::Future: Send,
-        F: FnMut(&D::Key) -> P + Send + 'static,
     {
-        let runtime = tokio::runtime::Handle::try_current().map_err(|_| ConfigError::NoRuntime)?;
-        let balance = self.build_discover(discover)?;
-        let shared = balance.balance().core_arc();
-        let weak: std::sync::Weak<dyn crate::handle::Endpoints> = {
-            let strong: Arc<dyn crate::handle::Endpoints> = shared.clone();
-            Arc::downgrade(&strong)
-        };
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        let task = runtime.spawn(crate::health::run_dynamic(
-            weak,
-            rx,
-            self.config.health,
-            self.random.clone(),
+        let core = Arc::new(Core::with_refresh(
+            &self.config,
+            self.classifier.clone(),
+            self.listener.clone(),
+            self.refresh.clone(),
         ));
-        if let Ok(mut slot) = shared.health_task.lock() {
-            *slot = Some(task.abort_handle());
+        let Endpoints {
+            source,
+            health,
+            probes_for_list,
+            ..
+        } = endpoints;
+        let members_core: Arc<dyn Members> = core.clone();
+        let (feed, list) = match source {
+            Source::List(list) => (None, Some(list)),
+            Source::Feed(feed) => (Some(feed), None),
+        };
+        let members = Arc::new(Membership::new(members_core, feed));
+        if let Some(list) = list {
+            let names = &self.config.endpoint_names;
+            let names: &[String] = if names.len() == list.len() {
+                names
+            } else {
+                if !names.is_empty() {
+                    tracing::warn!(
+                        balancer = %self.config.name,
+                        names = names.len(),
+                        endpoints = list.len(),
+                        "endpoint_names does not match the endpoints; naming them by index"
+                    );
+                }
+                &[]
+            };
+            let mut ids = Vec::with_capacity(list.len());
+            members.edit(|edit| {
+                for (i, endpoint) in list.into_iter().enumerate() {
+                    let name = names.get(i).cloned().unwrap_or_else(|| i.to_string());
+                    ids.push(edit.add_initial(name, endpoint).id);
+                }
+            });
+            if let Some(hand_over) = probes_for_list {
+                hand_over(&ids);
+            }
         }
-        Ok(balance.with_probes(Box::new(move |key, id| {
-            let _ = tx.send((id, probe_for(key)));
-        })))
+        if let (Some(spawn), Some(runtime)) = (health, runtime) {
+            let weak: std::sync::Weak<dyn crate::handle::Endpoints> = {
+                let strong: Arc<dyn crate::handle::Endpoints> = core.clone();
+                Arc::downgrade(&strong)
+            };
+            let _guard = runtime.enter();
+            let task = spawn(weak, self.config.health, self.random.clone());
+            if let Ok(mut slot) = core.health_task.lock() {
+                *slot = Some(task);
+            }
+        }
+        Balance::new(core, members, self.random.next_u64(), self.attempts.clone())
     }
 
     /// A balancer over `endpoints`, each wrapped in `per_endpoint` first (a circuit breaker
@@ -186,12 +159,14 @@ impl<C: Clone, A: Clone> BalanceLayer<C, A> {
     ) -> Result<Balance<L::Service, C, A>, ConfigError>
     where
         L: tower_layer::Layer<S>,
+        L::Service: Clone + Send + 'static,
+        C: Send + Sync + 'static,
     {
         self.build(
             endpoints
                 .into_iter()
                 .map(|e| per_endpoint.layer(e))
-                .collect(),
+                .collect::<Vec<_>>(),
         )
     }
 }
@@ -205,7 +180,7 @@ impl<C: Clone, A: Clone> BalanceLayer<C, A> {
 /// * an empty list gives a balancer that has nothing to pick: each request waits
 ///   `wait_for_ready`, then fails with [`NoEndpointReady`](crate::NoEndpointReady) (reason
 ///   [`Unavailable::NoEndpoints`](crate::Unavailable::NoEndpoints)), like a
-///   [`build_discover`](BalanceLayer::build_discover) balancer before its first endpoint;
+///   balancer fed by [`Endpoints::discover`] before its first endpoint;
 /// * `endpoint_names` that do not match the list one for one are replaced by the endpoints'
 ///   indexes (with a `tracing` warning), never paired up wrongly.
 ///
@@ -229,11 +204,16 @@ impl<C: Clone, A: Clone> BalanceLayer<C, A> {
 /// assert_eq!(err.downcast_ref::<NoEndpointReady>().unwrap().reason, Unavailable::NoEndpoints);
 /// # }
 /// ```
-impl<S, C: Clone, A: Clone> tower_layer::Layer<Vec<S>> for BalanceLayer<C, A> {
+impl<S, C, A> tower_layer::Layer<Vec<S>> for BalanceLayer<C, A>
+where
+    S: Clone + Send + 'static,
+    C: Clone + Send + Sync + 'static,
+    A: Clone,
+{
     type Service = Balance<S, C, A>;
 
     fn layer(&self, endpoints: Vec<S>) -> Self::Service {
-        self.make(endpoints)
+        self.make(Endpoints::list(endpoints), None)
     }
 }
 
@@ -244,6 +224,7 @@ pub struct Builder<C = DefaultClassifier, A = NoAttempts> {
     attempts: A,
     listener: Option<SharedListener>,
     random: Option<Arc<dyn RandomSource>>,
+    refresh: Option<Arc<dyn Refresh>>,
 }
 
 impl<C, A> fmt::Debug for Builder<C, A> {
@@ -263,6 +244,7 @@ impl Builder {
             attempts: NoAttempts,
             listener: None,
             random: None,
+            refresh: None,
         }
     }
 }
@@ -317,6 +299,7 @@ impl<C, A> Builder<C, A> {
             attempts: self.attempts,
             listener: self.listener,
             random: self.random,
+            refresh: self.refresh,
         }
     }
 
@@ -330,6 +313,7 @@ impl<C, A> Builder<C, A> {
             attempts,
             listener: self.listener,
             random: self.random,
+            refresh: self.refresh,
         }
     }
 
@@ -346,10 +330,30 @@ impl<C, A> Builder<C, A> {
         self
     }
 
-    /// Active health-check settings (used by
-    /// [`BalanceLayer::build_with_health`]).
+    /// Active health-check settings (used when the [`Endpoints`] have probes).
     pub fn health_check(mut self, check: crate::HealthCheck) -> Self {
         self.config.health = check;
+        self
+    }
+
+    /// Slow start for endpoints that join after the balancer is built (see [`SlowStart`](crate::SlowStart)).
+    pub fn slow_start(mut self, slow_start: crate::SlowStart) -> Self {
+        self.config.slow_start = Some(slow_start);
+        self
+    }
+
+    /// The latency assumed for an endpoint that has not answered yet, by peak EWMA (default
+    /// 30 ms): a new endpoint is compared at this latency, not sent everything first.
+    pub fn default_rtt(mut self, rtt: Duration) -> Self {
+        self.config.default_rtt = rtt;
+        self
+    }
+
+    /// When no endpoint can take a request (every one failing, ejected or unhealthy), ask
+    /// `refresh` to look again: the discovery source (a DNS name re-resolved early, as gRPC
+    /// clients do when their connections fail). The source rate-limits it.
+    pub fn refresh(mut self, refresh: impl Refresh) -> Self {
+        self.refresh = Some(Arc::new(refresh));
         self
     }
 
@@ -370,6 +374,7 @@ impl<C, A> Builder<C, A> {
             random: self
                 .random
                 .unwrap_or_else(|| Arc::new(SplitMix64::from_entropy())),
+            refresh: self.refresh,
         })
     }
 }

@@ -1,37 +1,55 @@
-//! A load balancer for Tower services that knows which endpoints are alive.
+//! A load balancer for Tower services that knows which endpoints are alive, and follows a
+//! fleet that changes.
 //!
-//! **Status:** everything the project's issue names is here; the benchmark's peak-EWMA target
-//! (100 ns) is met with 100 endpoints and missed by about 12 ns with 3 (`BENCHMARKS.md`).
+//! One service type, [`Balance`], built one way ([`BalanceLayer::build`]) over
+//! [`Endpoints`]: a static list, a `tower::discover` stream, or (feature `dns`) a DNS name.
 //!
 //! * **Strategies**: round robin, power of two choices by requests in flight, power of two
 //!   choices by peak-EWMA latency (the default), first available in order.
-//! * **Never sends to an endpoint it knows is down**: an endpoint marked unhealthy, ejected, or
-//!   not ready (an open circuit breaker in readiness mode) is never picked, and never dropped.
+//! * **Chooses among endpoints that can take the request**: an endpoint marked unhealthy,
+//!   ejected, of a less preferred priority, or not ready (an open circuit breaker in readiness
+//!   mode, a full concurrency limit) is never picked, and never dropped; power of two choices
+//!   draws both candidates among the endpoints that may be picked, and one found not ready is
+//!   replaced by another draw, so a slow endpoint is not taken because its rival was out.
 //!   An ejected endpoint comes back by itself when its time is up; a request waiting for an
-//!   endpoint is woken then, or when an endpoint is marked healthy again.
-//! * **Active health checks** ([`BalanceLayer::build_with_health`], or
-//!   [`BalanceLayer::build_discover_with_health`] with a probe made per discovered endpoint):
-//!   a probe per endpoint (any
-//!   `Service<()>`, or [`HttpProbe`] for `GET /health`, 2xx healthy) every 2 s with a 2 s
-//!   timeout; unhealthy after 2 failures, healthy after 1 success; 10% jitter. The task stops
-//!   when the balancer is dropped.
+//!   endpoint is woken then, when an endpoint is marked healthy again, or when one joins.
+//! * **Membership**: a static list, or a stream of changes ([`Endpoints::discover`], keys
+//!   implementing [`EndpointKey`], with a weight and a priority): an insertion under a key
+//!   already present updates that endpoint and keeps what the balancer learned of it (latency,
+//!   ejections, health); a removed endpoint gets no new request and its requests in flight
+//!   finish. A changed list costs the chunks it touches, not a copy of the list, and a clone
+//!   of the balancer (a retry above clones it per request) costs a few reference counts
+//!   whatever the number of endpoints.
+//! * **New endpoints do not take the whole load**: an endpoint that has not answered yet
+//!   counts at `default_rtt` (30 ms) for peak EWMA, and, with [`SlowStart`] (off by default),
+//!   an endpoint that joins, or comes back from failing its health checks, gets a share that
+//!   ramps up over a window (Envoy's formula), with every strategy.
+//! * **Weights and priorities**: endpoints of a discovered set may carry a weight (their
+//!   share of requests) and a priority (requests go to the most preferred priority that has an
+//!   endpoint that is healthy and not ejected), as SRV records do.
+//! * **Active health checks** ([`Endpoints::health`] for a list, or
+//!   [`Endpoints::discover_with_health`] with a probe made per discovered endpoint): a probe
+//!   per endpoint (any `Service<()>`, or [`HttpProbe`] for `GET /health`, 2xx healthy) every
+//!   2 s with a 2 s timeout; unhealthy after 2 failures, healthy after 1 success; 10% jitter.
+//!   The task stops when the balancer is dropped.
 //! * **Resends go elsewhere**: with [`Builder::http`] (or [`Builder::attempts`] for your own
-//!   request type), a retry or failover layer stacked above does not send a resend back to an
-//!   endpoint the request already went to while another can take it (the layers' HTTP
-//!   policies attach the shared [`Attempts`](bulwark_core::attempts::Attempts) to the request).
-//! * **Membership**: a static list ([`BalanceLayer::build`]) or a `tower::discover` stream
-//!   ([`BalanceLayer::build_discover`]); a removed endpoint's requests in flight finish.
+//!   request type), a retry layer stacked above that says which request it readies for
+//!   ([`Attempts::scope`](bulwark_core::attempts::Attempts::scope), as the retry layer's
+//!   policies do) gets an endpoint the request has not been to, reserved in `poll_ready` and
+//!   used by `call`, while another can take it.
 //! * **Passive ejection**: after 5 failures in a row (by the shared classification) an endpoint
 //!   is ejected for 30 s times the number of its ejections, capped at 300 s (or until its
-//!   health checks, having failed, pass again); at most half the
-//!   endpoints are out at once (one always may be). Optionally also on the share of failures
-//!   over a window ([`FailureRate`]), and an optional panic mode (`panic_threshold`, off by
-//!   default): when too few endpoints are healthy and not ejected, balance over all of them.
-//! * **Observability**: events (ejected, returned, health changed), `tracing` on each, and
-//!   per-endpoint metrics (feature `metrics`; names in [`metrics`]).
-//! * **When nothing can take a request**: it waits up to `wait_for_ready` (1 s), then fails
-//!   with [`NoEndpointReady`], which says why (none healthy, all ejected, none ready) and when
-//!   the first ejected endpoint returns.
+//!   health checks, having failed, pass again); each 30 s it then stays in takes one ejection
+//!   off its count. At most half the endpoints are out at once (one always may be).
+//!   Optionally also on the share of failures over a window ([`FailureRate`]), and an
+//!   optional panic mode (`panic_threshold`, off by default): when too few endpoints are
+//!   healthy and not ejected, balance over all of them.
+//! * **Observability**: events (ejected, returned, health changed), `tracing` on each and on
+//!   membership changes, and per-endpoint metrics (feature `metrics`; names in [`metrics`]).
+//! * **When nothing can take a request**: it asks the discovery source to look again
+//!   ([`Builder::refresh`]), waits up to `wait_for_ready` (1 s), then fails with
+//!   [`NoEndpointReady`], which says why (none healthy, all ejected, none ready) and when the
+//!   first ejected endpoint returns.
 //!
 //! # Example
 //!
@@ -58,26 +76,30 @@
 
 mod config;
 mod core;
-mod discover;
+mod endpoints;
 mod error;
 mod future;
 mod handle;
 mod health;
+mod key;
 mod layer;
 #[cfg(all(test, bulwark_loom))]
 mod loom_tests;
+mod membership;
 #[cfg(feature = "metrics")]
 pub mod metrics;
+mod roster;
 mod service;
 mod sync;
 
-pub use config::{BalanceConfig, ConfigError, Ejection, FailureRate, Strategy};
-pub use discover::DiscoverBalance;
+pub use config::{BalanceConfig, ConfigError, Ejection, FailureRate, SlowStart, Strategy};
+pub use endpoints::Endpoints;
 pub use error::{Misuse, NoEndpointReady, Unavailable};
 pub use future::ResponseFuture;
 pub use handle::{EndpointSnapshot, Handle};
 #[cfg(feature = "http")]
 pub use health::HttpProbe;
 pub use health::{HealthCheck, UnhealthyStatus};
+pub use key::{EndpointKey, Refresh, Weighted};
 pub use layer::{BalanceLayer, Builder};
 pub use service::Balance;

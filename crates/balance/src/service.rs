@@ -5,6 +5,8 @@ use crate::core::{Core, EndpointState};
 use crate::error::{Misuse, NoEndpointReady, Unavailable};
 use crate::future::{InFlight, ResponseFuture};
 use crate::handle::Handle;
+use crate::membership::{materialize, Member, Membership, Slot};
+use crate::roster::Roster;
 use bulwark_core::attempts::{Attempts, NoAttempts, RequestAttempts};
 use bulwark_core::local::LocalRef;
 use bulwark_core::{BoxError, Classify};
@@ -17,20 +19,35 @@ use std::time::Duration;
 use tokio::time::{Instant, Sleep};
 use tower_service::Service;
 
-/// A load balancer over a list of endpoints. Built by [`BalanceLayer`](crate::BalanceLayer);
-/// see the crate docs.
+/// How many endpoints a balancer (each clone) keeps a ready-to-use clone of. A balancer over
+/// a few endpoints keeps one of each and clones none per call; over many, it clones the one
+/// it picks (a reference count for the clients users balance: a tonic `Channel`, a hyper
+/// `Client`, our layers over them).
+const CACHE: usize = 4;
+
+/// A load balancer. Built by [`BalanceLayer::build`](crate::BalanceLayer::build) from a
+/// static list, a `tower::discover` stream or a DNS name (see the crate docs).
 ///
-/// `poll_ready` picks an endpoint by the strategy among those that may take a request
-/// (healthy, not ejected), and asks only that one (or, if it is not ready, the next
-/// candidate) whether it is ready: the endpoint it reserves is the one `call` uses, and no
-/// other holds a reservation. An endpoint that is not ready is skipped, never dropped.
+/// `poll_ready` picks an endpoint by the strategy among those that can take a request
+/// (healthy, not ejected, of the preferred priority, ready), reserves it, and `call` sends
+/// the request to that endpoint: no other endpoint holds a reservation. For a resend, a retry
+/// layer above says which request it readies for (see
+/// [`Attempts::scope`](bulwark_core::attempts::Attempts::scope)), and the pick avoids the
+/// endpoints that request has been to while another can take it. An endpoint that is not
+/// ready is skipped, never dropped.
+///
+/// Clones share the members and what is known of them; a clone costs a few reference
+/// counts, whatever the number of endpoints.
 pub struct Balance<S, C, A = NoAttempts> {
-    endpoints: Vec<S>,
-    /// The endpoints' shared state, in the same order; shared by the clones (a clone per
-    /// request under a retry costs no copy of it), rebuilt when membership changes.
-    states: Arc<[Arc<EndpointState>]>,
     core: LocalRef<Core<C>>,
-    chosen: Option<usize>,
+    members: Arc<Membership<S>>,
+    roster: Roster<Arc<Member<S>>>,
+    version: u64,
+    /// Clones of endpoints this balancer sent to lately (none is reserved).
+    cache: [Option<Slot<S>>; CACHE],
+    evict: usize,
+    /// The endpoint reserved by `poll_ready`, for `call`.
+    chosen: Option<Slot<S>>,
     /// The clock reading of the `poll_ready` that chose (for peak EWMA: the call's start).
     chosen_at: u64,
     refused: Option<NoEndpointReady>,
@@ -43,19 +60,22 @@ pub struct Balance<S, C, A = NoAttempts> {
 
 impl<S, C, A> Balance<S, C, A> {
     pub(crate) fn new(
-        endpoints: Vec<S>,
-        names: &[String],
         core: Arc<Core<C>>,
+        members: Arc<Membership<S>>,
         seed: u64,
         attempts: A,
-    ) -> Self {
-        let states = (0..endpoints.len())
-            .map(|i| core.add(names.get(i).cloned().unwrap_or_else(|| i.to_string())))
-            .collect();
+    ) -> Self
+    where
+        S: Clone + Send + 'static,
+    {
+        let (roster, version) = members.current();
         Balance {
-            endpoints,
-            states,
             core: LocalRef::new(core),
+            members,
+            roster,
+            version,
+            cache: Default::default(),
+            evict: 0,
             chosen: None,
             chosen_at: 0,
             refused: None,
@@ -67,46 +87,14 @@ impl<S, C, A> Balance<S, C, A> {
         }
     }
 
-    /// The endpoints, in order.
-    pub fn endpoints(&self) -> &[S] {
-        &self.endpoints
+    /// How many endpoints the balancer has now.
+    pub fn len(&self) -> usize {
+        self.roster.len()
     }
 
-    /// The balancer's name.
-    pub(crate) fn name(&self) -> &str {
-        &self.core.get().name
-    }
-
-    pub(crate) fn core_arc(&self) -> Arc<Core<C>> {
-        self.core.shared().clone()
-    }
-
-    /// Adds an endpoint at the end; returns its stable id.
-    pub(crate) fn insert(&mut self, name: String, endpoint: S) -> usize {
-        let state = self.core.get().add(name);
-        let id = state.id;
-        self.endpoints.push(endpoint);
-        let mut states = self.states.to_vec();
-        states.push(state);
-        self.states = states.into();
-        id
-    }
-
-    /// Removes endpoint `i`; requests in flight on it finish as usual.
-    pub(crate) fn remove(&mut self, i: usize) {
-        if i >= self.endpoints.len() {
-            return;
-        }
-        self.core.get().remove(&self.states[i]);
-        self.endpoints.remove(i);
-        let mut states = self.states.to_vec();
-        states.remove(i);
-        self.states = states.into();
-        self.chosen = match self.chosen {
-            Some(c) if c == i => None, // its reservation goes with it
-            Some(c) if c > i => Some(c - 1),
-            other => other,
-        };
+    /// Whether the balancer has no endpoint now.
+    pub fn is_empty(&self) -> bool {
+        self.roster.is_empty()
     }
 
     /// A handle to read the endpoints' state and mark their health.
@@ -127,11 +115,17 @@ impl<S, C, A> Balance<S, C, A> {
         self.rng = x;
         ((u128::from(x) * n as u128) >> 64) as usize
     }
+
+    /// A random number in `[0, 1)`.
+    #[inline]
+    fn unit(&mut self) -> f64 {
+        (self.random(1 << 53) as f64) / (1u64 << 53) as f64
+    }
 }
 
 impl<S: Clone, C, A: Clone> Clone for Balance<S, C, A> {
-    /// Clones every endpoint (one `Vec` allocation); the clones share the endpoints' state
-    /// (loads, ejections, health) and its list. Each clone draws its own random sequence and round-robin
+    /// Shares the members and what is known of them (a few reference counts, whatever the
+    /// number of endpoints). Each clone draws its own random sequence and round-robin
     /// starting point from a counter the clones share, so clones used for one request each
     /// (a retry above, `oneshot`, axum) spread their picks as one balancer would.
     fn clone(&self) -> Self {
@@ -142,13 +136,16 @@ impl<S: Clone, C, A: Clone> Clone for Balance<S, C, A> {
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         z ^= z >> 31;
         Balance {
-            endpoints: self.endpoints.clone(),
-            states: self.states.clone(),
             core: self.core.clone(),
+            members: self.members.clone(),
+            roster: self.roster.clone(),
+            version: self.version,
+            cache: Default::default(),
+            evict: 0,
             chosen: None,
             chosen_at: 0,
             refused: None,
-            next: self.next.wrapping_add(k as usize) % self.endpoints.len().max(1),
+            next: self.next.wrapping_add(k as usize),
             rng: z | 1,
             waiting_since: None,
             timer: None,
@@ -157,166 +154,354 @@ impl<S: Clone, C, A: Clone> Clone for Balance<S, C, A> {
     }
 }
 
-impl<S: fmt::Debug, C, A> fmt::Debug for Balance<S, C, A> {
+impl<S, C, A> fmt::Debug for Balance<S, C, A> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Balance")
-            .field("endpoints", &self.endpoints)
+            .field("endpoints", &self.roster.len())
             .field("core", self.core.get())
             .finish()
     }
 }
 
-impl<S, C, A> Balance<S, C, A> {
-    /// For a resend: an eligible endpoint the request has not been to, ready right now
-    /// (asked with a no-op waker: `call` cannot wait), if there is one.
+/// What a pick may not choose: endpoints found not ready during this pick (a few, inline),
+/// and those the request has been to (while another can take it).
+struct Avoid<'a> {
+    not_ready: [usize; 4],
+    n: usize,
+    tried: Option<(&'a Attempts, usize)>,
+}
+
+impl Avoid<'_> {
+    #[inline]
+    fn excludes(&self, i: usize, e: &EndpointState) -> bool {
+        self.not_ready[..self.n].contains(&i)
+            || self.tried.is_some_and(|(a, scope)| a.tried(scope, e.id))
+    }
+
+    #[inline]
+    fn reject(&mut self, i: usize) -> bool {
+        if self.n < self.not_ready.len() {
+            self.not_ready[self.n] = i;
+            self.n += 1;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+impl<S: Clone, C, A> Balance<S, C, A> {
+    /// Takes the newest member list if it changed (and polls the discovery feed if it woke).
+    #[inline]
+    fn sync(&mut self) {
+        self.members.drive();
+        if self.members.version() != self.version {
+            self.refresh_roster();
+        }
+    }
+
     #[cold]
-    fn untried<Req>(&mut self, attempts: &Attempts, now: u64) -> Option<usize>
-    where
-        S: Service<Req>,
-    {
-        let n = self.endpoints.len();
-        let scope = self.core.get().scope;
-        let mut cx = Context::from_waker(std::task::Waker::noop());
-        let start = self.random(n.max(1));
-        let mut i = start;
-        for _ in 0..n {
-            if !attempts.tried(scope, self.states[i].id)
-                && self.core.get().eligible(&self.states[i], now)
-                && self.ready::<Req>(i, &mut cx)
+    fn refresh_roster(&mut self) {
+        let (roster, version) = self.members.current();
+        self.roster = roster;
+        self.version = version;
+        for entry in &mut self.cache {
+            let stale = entry.as_ref().is_some_and(|s| {
+                let i = s.state.index();
+                s.state.is_removed()
+                    || i >= self.roster.len()
+                    || !Arc::ptr_eq(self.roster.get(i), &s.member)
+            });
+            if stale {
+                *entry = None; // removed (drained: no new request) or given a new service
+            }
+        }
+    }
+
+    /// Whether endpoint `i` may be picked: healthy, not ejected, of the preferred priority
+    /// (all of them in panic mode).
+    #[inline]
+    fn eligible(&self, i: usize, now: u64, all: bool) -> bool {
+        all || self.core.get().eligible(&self.roster.get(i).state, now)
+    }
+
+    /// Whether endpoint `i` passes its weight's draw (always, when weights are equal).
+    #[inline]
+    fn weight_draw(&mut self, i: usize, now: u64, weighted: bool) -> bool {
+        if !weighted {
+            return true;
+        }
+        let core = self.core.get();
+        let share = core.effective_weight(&self.roster.get(i).state, now) / core.max_weight();
+        share >= 1.0 || self.unit() < share
+    }
+
+    /// A random endpoint that may be picked and is not avoided (and not `other`), drawn in
+    /// proportion to the weights: a few random draws, then a scan from a random start.
+    fn draw(
+        &mut self,
+        now: u64,
+        all: bool,
+        weighted: bool,
+        avoid: &Avoid<'_>,
+        other: Option<usize>,
+    ) -> Option<usize> {
+        let n = self.roster.len();
+        for _ in 0..8 {
+            let i = self.random(n);
+            if Some(i) != other
+                && self.eligible(i, now, all)
+                && !avoid.excludes(i, &self.roster.get(i).state)
+                && self.weight_draw(i, now, weighted)
             {
                 return Some(i);
             }
-            i += 1;
-            if i == n {
-                i = 0;
-            }
         }
-        None
+        let start = self.random(n);
+        (0..n).map(|k| (start + k) % n).find(|&i| {
+            Some(i) != other
+                && self.eligible(i, now, all)
+                && !avoid.excludes(i, &self.roster.get(i).state)
+        })
+    }
+
+    /// The load the strategy compares, divided by the endpoint's weight.
+    #[inline]
+    fn score(&self, i: usize, now: u64, weighted: bool) -> f64 {
+        let core = self.core.get();
+        let e = &self.roster.get(i).state;
+        let load = core.load(e, now);
+        if weighted {
+            load / core.effective_weight(e, now).max(f64::MIN_POSITIVE)
+        } else {
+            load
+        }
     }
 
     /// Finds an endpoint that may be picked and is ready; reserves it.
-    fn pick<Req>(&mut self, cx: &mut Context<'_>, now: u64) -> Option<usize>
+    fn pick<Req>(
+        &mut self,
+        cx: &mut Context<'_>,
+        now: u64,
+        hint: Option<&Attempts>,
+    ) -> Option<Slot<S>>
     where
         S: Service<Req>,
     {
-        let n = self.endpoints.len();
-        if n == 0 {
+        if self.roster.is_empty() {
             return None;
         }
-        let strategy = self.core.get().strategy;
-        match strategy {
-            Strategy::RoundRobin => {
-                let start = if self.next < n { self.next } else { 0 };
-                let i = self.scan::<Req>(cx, now, start, usize::MAX, usize::MAX)?;
-                self.next = i + 1;
-                Some(i)
+        let scope = self.core.get().scope;
+        // First among the endpoints the request has not been to; then, if none of those can
+        // take it, among all.
+        if let Some(attempts) = hint {
+            let mut avoid = Avoid {
+                not_ready: [0; 4],
+                n: 0,
+                tried: Some((attempts, scope)),
+            };
+            if let Some(slot) = self.pick_avoiding::<Req>(cx, now, &mut avoid) {
+                return Some(slot);
             }
-            Strategy::FirstAvailable => self.scan::<Req>(cx, now, 0, usize::MAX, usize::MAX),
-            _ => {
-                let a = self.random(n);
-                let b = if n > 1 {
-                    let b = self.random(n - 1);
-                    if b >= a {
-                        b + 1
-                    } else {
-                        b
+        }
+        let mut avoid = Avoid {
+            not_ready: [0; 4],
+            n: 0,
+            tried: None,
+        };
+        self.pick_avoiding::<Req>(cx, now, &mut avoid)
+    }
+
+    fn pick_avoiding<Req>(
+        &mut self,
+        cx: &mut Context<'_>,
+        now: u64,
+        avoid: &mut Avoid<'_>,
+    ) -> Option<Slot<S>>
+    where
+        S: Service<Req>,
+    {
+        let n = self.roster.len();
+        let core = self.core.get();
+        let all = core.panicking();
+        let weighted = core.weighted(now);
+        match core.strategy {
+            Strategy::RoundRobin | Strategy::FirstAvailable => {
+                let rr = core.strategy == Strategy::RoundRobin;
+                let start = if rr { self.next % n } else { 0 };
+                for k in 0..n {
+                    let i = (start + k) % n;
+                    if !self.eligible(i, now, all)
+                        || avoid.excludes(i, &self.roster.get(i).state)
+                        || !self.weight_draw(i, now, weighted)
+                    {
+                        continue;
                     }
-                } else {
-                    a
-                };
-                let core = self.core.get();
-                let (sa, sb) = (&self.states[a], &self.states[b]);
-                let all = core.panicking();
-                let (ea, eb) = (all || core.eligible(sa, now), all || core.eligible(sb, now));
-                let (first, second) = match (ea, eb) {
-                    (true, true) if core.load(sb, now) < core.load(sa, now) => (Some(b), Some(a)),
-                    (true, true) => (Some(a), Some(b)),
-                    (true, false) => (Some(a), None),
-                    (false, true) => (Some(b), None),
-                    (false, false) => (None, None),
-                };
-                for i in [first, second].into_iter().flatten() {
-                    if self.ready::<Req>(i, cx) {
-                        return Some(i);
+                    if let Some(slot) = self.ready::<Req>(i, cx) {
+                        if rr {
+                            self.next = i + 1;
+                        }
+                        return Some(slot);
                     }
                 }
-                // Neither could take it: any other eligible, ready endpoint will do.
-                let start = self.random(n);
-                self.scan::<Req>(cx, now, start, a, b)
+                // Weighted draws may have passed over every ready endpoint: any will do.
+                if weighted {
+                    for k in 0..n {
+                        let i = (start + k) % n;
+                        if self.eligible(i, now, all)
+                            && !avoid.excludes(i, &self.roster.get(i).state)
+                        {
+                            if let Some(slot) = self.ready::<Req>(i, cx) {
+                                if rr {
+                                    self.next = i + 1;
+                                }
+                                return Some(slot);
+                            }
+                        }
+                    }
+                }
+                None
+            }
+            Strategy::P2cPending | Strategy::P2cPeakEwma => {
+                // Two endpoints drawn among those that can take the request; the less loaded
+                // is asked first. One that is not ready is put aside and another drawn in
+                // its place, so the comparison is always between two that may be ready.
+                let mut a = self.draw(now, all, weighted, avoid, None)?;
+                loop {
+                    let b = self.draw(now, all, weighted, avoid, Some(a));
+                    let (first, second) = match b {
+                        Some(b) if self.score(b, now, weighted) < self.score(a, now, weighted) => {
+                            (b, Some(a))
+                        }
+                        Some(b) => (a, Some(b)),
+                        None => (a, None),
+                    };
+                    if let Some(slot) = self.ready::<Req>(first, cx) {
+                        return Some(slot);
+                    }
+                    let Some(second) = second else {
+                        return None; // the only candidate left is not ready
+                    };
+                    if !avoid.reject(first) {
+                        // Many not ready: any eligible, ready one will do.
+                        return self.scan::<Req>(cx, now, all, avoid);
+                    }
+                    a = second;
+                }
             }
         }
     }
 
-    /// The first eligible, ready endpoint from `start` in order (wrapping), skipping two.
+    /// The first eligible, ready endpoint from a random start.
+    #[cold]
     fn scan<Req>(
         &mut self,
         cx: &mut Context<'_>,
         now: u64,
-        start: usize,
-        skip_a: usize,
-        skip_b: usize,
-    ) -> Option<usize>
+        all: bool,
+        avoid: &Avoid<'_>,
+    ) -> Option<Slot<S>>
     where
         S: Service<Req>,
     {
-        let n = self.endpoints.len();
-        let all = self.core.get().panicking();
-        let mut i = start;
-        for _ in 0..n {
-            if i != skip_a
-                && i != skip_b
-                && (all || self.core.get().eligible(&self.states[i], now))
-                && self.ready::<Req>(i, cx)
-            {
-                return Some(i);
-            }
-            i += 1;
-            if i == n {
-                i = 0;
+        let n = self.roster.len();
+        let start = self.random(n);
+        for k in 0..n {
+            let i = (start + k) % n;
+            if self.eligible(i, now, all) && !avoid.excludes(i, &self.roster.get(i).state) {
+                if let Some(slot) = self.ready::<Req>(i, cx) {
+                    return Some(slot);
+                }
             }
         }
         None
     }
 
+    /// Asks endpoint `i` whether it is ready (through this balancer's clone of it); if it
+    /// is, takes that clone out to be called.
     #[inline]
-    fn ready<Req>(&mut self, i: usize, cx: &mut Context<'_>) -> bool
+    fn ready<Req>(&mut self, i: usize, cx: &mut Context<'_>) -> Option<Slot<S>>
     where
         S: Service<Req>,
     {
+        let member = self.roster.get(i);
+        let at = match self
+            .cache
+            .iter()
+            .position(|c| c.as_ref().is_some_and(|c| Arc::ptr_eq(&c.member, member)))
+        {
+            Some(at) => at,
+            None => {
+                let at = match self.cache.iter().position(Option::is_none) {
+                    Some(free) => free,
+                    None => {
+                        self.evict = (self.evict + 1) % CACHE;
+                        self.evict
+                    }
+                };
+                let slot = materialize(member);
+                self.cache[at] = Some(slot);
+                at
+            }
+        };
+        let slot = self.cache[at].as_mut()?;
         // An error from poll_ready means the endpoint failed for good: it is skipped (and
-        // never dropped: membership is the caller's to change).
-        matches!(self.endpoints[i].poll_ready(cx), Poll::Ready(Ok(())))
+        // never dropped: membership is the discovery's to change).
+        match slot.service.poll_ready(cx) {
+            Poll::Ready(Ok(())) => self.cache[at].take(),
+            _ => None,
+        }
+    }
+
+    /// Puts a called endpoint's clone back for the next pick.
+    #[inline]
+    fn keep(&mut self, slot: Slot<S>) {
+        match self.cache.iter().position(Option::is_none) {
+            Some(free) => self.cache[free] = Some(slot),
+            None => {
+                self.evict = (self.evict + 1) % CACHE;
+                self.cache[self.evict] = Some(slot);
+            }
+        }
     }
 
     /// Why nothing could be picked.
     fn why(&self, now: u64) -> Unavailable {
-        if self.states.is_empty() {
+        if self.roster.is_empty() {
             return Unavailable::NoEndpoints;
         }
-        let healthy: Vec<&Arc<EndpointState>> =
-            self.states.iter().filter(|e| e.is_healthy()).collect();
-        if healthy.is_empty() {
-            Unavailable::NoneHealthy
-        } else if healthy
+        let mut healthy = self
+            .roster
             .iter()
-            .all(|e| e.ejected_until().is_some_and(|u| u > now))
-        {
+            .filter(|m| m.state.is_healthy())
+            .peekable();
+        if healthy.peek().is_none() {
+            Unavailable::NoneHealthy
+        } else if healthy.all(|m| m.state.ejected_until().is_some_and(|u| u > now)) {
             Unavailable::AllEjected
         } else {
             Unavailable::NoneReady
         }
     }
 
-    /// Nothing can be picked now: wait (woken by an endpoint, a health change or the end of
-    /// an ejection) up to `wait_for_ready`, then let `call` fail.
+    /// Nothing can be picked now: wait (woken by an endpoint, a health change, a membership
+    /// change or the end of an ejection) up to `wait_for_ready`, then let `call` fail.
     #[cold]
-    fn wait<Req>(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>>
+    fn wait<Req>(
+        &mut self,
+        cx: &mut Context<'_>,
+        hint: Option<&Attempts>,
+    ) -> Poll<Result<(), BoxError>>
     where
         S: Service<Req>,
     {
         let shared = self.core.shared().clone();
         let core = &*shared;
         core.register(cx.waker());
+        if self.waiting_since.is_none() {
+            // Every endpoint failing or out: the discovery source may know better.
+            core.stale();
+        }
         loop {
             let since = *self.waiting_since.get_or_insert_with(Instant::now);
             let deadline = since + core.wait_for_ready;
@@ -347,10 +532,12 @@ impl<S, C, A> Balance<S, C, A> {
                 return Poll::Pending;
             }
             // The timer fired: an ejection may be over.
+            self.sync();
             let now = core.now();
             core.sweep(now);
-            if let Some(i) = self.pick::<Req>(cx, now) {
-                self.chosen = Some(i);
+            if let Some(slot) = self.pick::<Req>(cx, now, hint) {
+                self.chosen = Some(slot);
+                self.chosen_at = 0;
                 self.waiting_since = None;
                 return Poll::Ready(Ok(()));
             }
@@ -360,7 +547,7 @@ impl<S, C, A> Balance<S, C, A> {
 
 impl<S, C, A, Req> Service<Req> for Balance<S, C, A>
 where
-    S: Service<Req>,
+    S: Service<Req> + Clone,
     S::Error: Into<BoxError>,
     C: Classify<S::Response, S::Error> + Send + Sync + 'static,
     A: RequestAttempts<Req>,
@@ -373,35 +560,28 @@ where
         if self.chosen.is_some() || self.refused.is_some() {
             return Poll::Ready(Ok(()));
         }
+        self.sync();
         let now = self.core.get().now_if_needed();
         self.core.get().sweep(now);
-        if let Some(i) = self.pick::<Req>(cx, now) {
-            self.chosen = Some(i);
+        let hint = Attempts::current();
+        if let Some(slot) = self.pick::<Req>(cx, now, hint.as_ref()) {
+            self.chosen = Some(slot);
             self.chosen_at = now;
             self.waiting_since = None;
             return Poll::Ready(Ok(()));
         }
-        self.wait::<Req>(cx)
+        self.wait::<Req>(cx, hint.as_ref())
     }
 
     fn call(&mut self, request: Req) -> Self::Future {
         if let Some(refused) = self.refused.take() {
             return ResponseFuture::failed(Box::new(refused));
         }
-        let Some(mut i) = self.chosen.take() else {
+        let Some(mut slot) = self.chosen.take() else {
             return ResponseFuture::failed(Box::new(Misuse));
         };
         if let Some(attempts) = self.attempts.attempts(&request) {
-            let attempts = attempts.clone();
-            let scope = self.core.get().scope;
-            // A resend: not to the endpoint that already had it, while another can take it.
-            if attempts.tried(scope, self.states[i].id) {
-                let now = self.core.get().now();
-                if let Some(j) = self.untried::<Req>(&attempts, now) {
-                    i = j;
-                }
-            }
-            attempts.record(scope, self.states[i].id);
+            attempts.record(self.core.get().scope, slot.state.id);
         }
         let core = self.core.get();
         // Peak EWMA times the call from the clock reading that chose the endpoint (taken
@@ -414,7 +594,9 @@ where
             }
         });
         self.chosen_at = 0;
-        let in_flight = InFlight::new(self.core.for_call(), self.states[i].clone(), started);
-        ResponseFuture::called(self.endpoints[i].call(request), in_flight)
+        let in_flight = InFlight::new(self.core.for_call(), slot.state.clone(), started);
+        let future = slot.service.call(request);
+        self.keep(slot);
+        ResponseFuture::called(future, in_flight)
     }
 }

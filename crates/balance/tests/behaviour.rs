@@ -49,7 +49,12 @@ async fn round_robin_is_exact() {
         .strategy(Strategy::RoundRobin)
         .build()
         .unwrap()
-        .build(names.iter().map(|n| answering(n, Duration::ZERO)).collect())
+        .build(
+            names
+                .iter()
+                .map(|n| answering(n, Duration::ZERO))
+                .collect::<Vec<_>>(),
+        )
         .unwrap();
     let mut seen = Vec::new();
     for _ in 0..9 {
@@ -60,8 +65,10 @@ async fn round_robin_is_exact() {
 
 #[tokio::test(start_paused = true)]
 async fn peak_ewma_sends_most_traffic_to_the_fast_endpoint() {
+    // New endpoints are counted at `default_rtt` until they answer: at 1 ms, each is tried.
     let mut lb = BalanceLayer::builder()
         .random(SplitMix64::new(11))
+        .default_rtt(Duration::from_millis(1))
         .build()
         .unwrap()
         .build(vec![
@@ -104,6 +111,7 @@ async fn failing_endpoints_are_ejected_within_the_cap_and_come_back_by_themselve
         .ejection(Ejection {
             consecutive_failures: 2,
             base: Duration::from_secs(30),
+            forget_after: Duration::from_secs(30),
             max: Duration::from_secs(300),
             max_ejected: 0.5,
             failure_rate: None,
@@ -127,7 +135,7 @@ async fn failing_endpoints_are_ejected_within_the_cap_and_come_back_by_themselve
                 .iter()
                 .zip(&down)
                 .map(|(n, d)| failing_while(n, d))
-                .collect(),
+                .collect::<Vec<_>>(),
         )
         .unwrap();
     let handle = lb.handle();
@@ -274,7 +282,12 @@ async fn the_seed_session_of_health_flips() {
         .wait_for_ready(Duration::from_secs(2))
         .build()
         .unwrap()
-        .build(names.iter().map(|n| answering(n, Duration::ZERO)).collect())
+        .build(
+            names
+                .iter()
+                .map(|n| answering(n, Duration::ZERO))
+                .collect::<Vec<_>>(),
+        )
         .unwrap();
     let health = lb.handle();
 
@@ -399,6 +412,7 @@ async fn clones_used_once_each_spread_their_picks() {
         let lb = BalanceLayer::builder()
             .strategy(strategy)
             .random(SplitMix64::new(5))
+            .default_rtt(Duration::from_millis(1))
             .build()
             .unwrap()
             .build(vec![

@@ -10,7 +10,7 @@
 //!
 //! Paused tokio time, seeded randomness: a failure names its seed and round.
 
-use bulwark_balance::{Balance, BalanceLayer, Ejection, Handle, HealthCheck, Strategy};
+use bulwark_balance::{Balance, BalanceLayer, Ejection, Endpoints, Handle, HealthCheck, Strategy};
 use bulwark_core::{BoxError, DefaultClassifier, SplitMix64};
 use bulwark_test_support::{ms, Rng};
 use std::future::Future;
@@ -156,7 +156,7 @@ impl Fixture {
             .random(SplitMix64::new(seed))
             .build()
             .unwrap()
-            .build_with_health(endpoints.clone(), probes)
+            .build(Endpoints::list(endpoints.clone()).health(probes))
             .unwrap();
         let handle = svc.handle();
         Fixture {

@@ -1,6 +1,6 @@
 //! Membership through `tower::discover`: endpoints inserted and removed while requests flow.
 
-use bulwark_balance::{BalanceLayer, Strategy};
+use bulwark_balance::{BalanceLayer, Endpoints, Strategy};
 use std::convert::Infallible;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -27,7 +27,7 @@ async fn endpoints_come_and_go_without_losing_requests_in_flight() {
         .strategy(Strategy::RoundRobin)
         .build()
         .unwrap()
-        .build_discover(Box::pin(changes))
+        .build(Endpoints::discover(Box::pin(changes)))
         .unwrap();
     let handle = lb.handle();
 
@@ -81,7 +81,7 @@ async fn with_no_endpoint_yet_a_request_waits_for_the_first_to_arrive() {
         .wait_for_ready(Duration::from_secs(5))
         .build()
         .unwrap()
-        .build_discover(Box::pin(changes))
+        .build(Endpoints::discover(Box::pin(changes)))
         .unwrap();
     let waiting = tokio::spawn(async move {
         let start = tokio::time::Instant::now();
@@ -136,7 +136,10 @@ async fn discovered_endpoints_are_health_checked_and_their_probes_leave_with_the
         .health_check(HealthCheck::default())
         .build()
         .unwrap()
-        .build_discover_with_health(Box::pin(changes), probe_for)
+        .build(Endpoints::discover_with_health(
+            Box::pin(changes),
+            probe_for,
+        ))
         .unwrap();
     let handle = lb.handle();
     tx.send(Change::Insert("a", endpoint("a", Duration::ZERO)))

@@ -1,7 +1,9 @@
 //! Active health checks: the software-aware load-balancing seed's session, driven by the
 //! balancer's own probes under paused time.
 
-use bulwark_balance::{BalanceLayer, HealthCheck, NoEndpointReady, Strategy, Unavailable};
+use bulwark_balance::{
+    BalanceLayer, Endpoints, HealthCheck, NoEndpointReady, Strategy, Unavailable,
+};
 use bulwark_core::SplitMix64;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -54,9 +56,9 @@ async fn the_seed_session_with_the_balancers_own_health_checks() {
     let flags: Vec<Arc<AtomicBool>> = (0..3).map(|_| Arc::new(AtomicBool::new(true))).collect();
     let names = ["e0", "e1", "e2"];
     let mut lb = layer()
-        .build_with_health(
-            names.iter().map(|n| endpoint(n)).collect(),
-            flags.iter().map(probe).collect(),
+        .build(
+            Endpoints::list(names.iter().map(|n| endpoint(n)).collect())
+                .health(flags.iter().map(probe).collect()),
         )
         .unwrap();
     let handle = lb.handle();
@@ -104,9 +106,8 @@ async fn a_probe_that_hangs_fails_by_its_timeout() {
     }));
     let ok = Arc::new(AtomicBool::new(true));
     let lb = layer()
-        .build_with_health(
-            vec![endpoint("e0"), endpoint("e1")],
-            vec![hanging, probe(&ok)],
+        .build(
+            Endpoints::list(vec![endpoint("e0"), endpoint("e1")]).health(vec![hanging, probe(&ok)]),
         )
         .unwrap();
     let handle = lb.handle();
@@ -121,7 +122,7 @@ async fn the_health_task_stops_when_the_balancer_is_dropped() {
     let before = metrics.num_alive_tasks();
     let flag = Arc::new(AtomicBool::new(true));
     let lb = layer()
-        .build_with_health(vec![endpoint("e0")], vec![probe(&flag)])
+        .build(Endpoints::list(vec![endpoint("e0")]).health(vec![probe(&flag)]))
         .unwrap();
     tokio::task::yield_now().await;
     assert_eq!(metrics.num_alive_tasks(), before + 1);
@@ -134,7 +135,7 @@ async fn the_health_task_stops_when_the_balancer_is_dropped() {
 fn health_checks_need_a_runtime_and_one_probe_per_endpoint() {
     let flag = Arc::new(AtomicBool::new(true));
     let err = layer()
-        .build_with_health(vec![endpoint("e0")], vec![probe(&flag)])
+        .build(Endpoints::list(vec![endpoint("e0")]).health(vec![probe(&flag)]))
         .unwrap_err();
     assert_eq!(err.setting(), "health");
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -143,7 +144,7 @@ fn health_checks_need_a_runtime_and_one_probe_per_endpoint() {
         .unwrap();
     let _guard = rt.enter();
     let err = layer()
-        .build_with_health(vec![endpoint("e0"), endpoint("e1")], vec![probe(&flag)])
+        .build(Endpoints::list(vec![endpoint("e0"), endpoint("e1")]).health(vec![probe(&flag)]))
         .unwrap_err();
     assert_eq!(err.setting(), "probes");
     let err = BalanceLayer::builder()
@@ -173,7 +174,7 @@ async fn the_http_probe_treats_2xx_as_healthy() {
     );
     let probe = HttpProbe::new(client, "http://127.0.0.1:1/health".parse().unwrap());
     let lb = layer()
-        .build_with_health(vec![endpoint("e0")], vec![probe])
+        .build(Endpoints::list(vec![endpoint("e0")]).health(vec![probe]))
         .unwrap();
     let handle = lb.handle();
     tokio::time::sleep(Duration::from_secs(3)).await;

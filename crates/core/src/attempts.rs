@@ -86,6 +86,52 @@ impl Attempts {
     }
 }
 
+thread_local! {
+    /// The attempts of the request whose readiness a layer above is polling for (see
+    /// [`Attempts::scope`]).
+    static CURRENT: std::cell::RefCell<Option<Attempts>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Puts back the attempts a scope replaced, even if the scope's work panics.
+struct Restore(Option<Attempts>);
+
+impl Drop for Restore {
+    fn drop(&mut self) {
+        let previous = self.0.take();
+        CURRENT.with(|c| *c.borrow_mut() = previous);
+    }
+}
+
+impl Attempts {
+    /// Runs `ready` (a readiness poll of the service below) with these attempts as those of
+    /// the request about to be sent, so a balancer below chooses, when it reserves an
+    /// endpoint, one the request has not been to. A retry layer wraps its resends' readiness
+    /// polls in it (the request is known before its `call`); the balancer then `call`s the
+    /// endpoint it reserved, and nothing reserved is left held.
+    ///
+    /// ```
+    /// use bulwark_core::attempts::Attempts;
+    ///
+    /// let attempts = Attempts::new();
+    /// attempts.record(1, 7);
+    /// let seen = attempts.scope(|| Attempts::current().map(|a| a.tried(1, 7)));
+    /// assert_eq!(seen, Some(true));
+    /// assert!(Attempts::current().is_none());
+    /// ```
+    pub fn scope<R>(&self, ready: impl FnOnce() -> R) -> R {
+        let previous = CURRENT.with(|c| c.borrow_mut().replace(self.clone()));
+        let _restore = Restore(previous);
+        ready()
+    }
+
+    /// The attempts of the request whose readiness is being polled, if the layer polling
+    /// said so with [`Attempts::scope`].
+    #[inline]
+    pub fn current() -> Option<Attempts> {
+        CURRENT.with(|c| c.borrow().clone())
+    }
+}
+
 impl fmt::Debug for Attempts {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.0.lock() {

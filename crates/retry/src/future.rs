@@ -246,7 +246,17 @@ where
                     let Some(service) = this.service.as_mut() else {
                         return Poll::Ready(Err(Box::new(Misuse)));
                     };
-                    match service.poll_ready(cx) {
+                    // A resend: the balancer below, if any, reserves an endpoint this
+                    // request has not been to.
+                    let hint = this
+                        .request
+                        .as_ref()
+                        .and_then(|r| this.shared.policy.attempts(r));
+                    let ready = match hint {
+                        Some(attempts) => attempts.scope(|| service.poll_ready(cx)),
+                        None => service.poll_ready(cx),
+                    };
+                    match ready {
                         Poll::Ready(Ok(())) => {}
                         Poll::Ready(Err(e)) => {
                             this.state.set(State::Done);

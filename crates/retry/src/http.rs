@@ -217,4 +217,11 @@ where
         use bulwark_core::attempts::{HttpAttempts, RequestAttempts};
         HttpAttempts.ensure(request);
     }
+
+    fn attempts<'r>(
+        &self,
+        request: &'r Request<B>,
+    ) -> Option<&'r bulwark_core::attempts::Attempts> {
+        request.extensions().get()
+    }
 }

@@ -39,9 +39,18 @@ pub trait RetryPolicy<Req, Res, E> {
     /// Called once, before the copy for resending is taken: a policy may attach what the
     /// attempts should share (the HTTP policy attaches
     /// [`Attempts`](bulwark_core::attempts::Attempts), so a balancer below sends a retry to a
-    /// different endpoint).
+    /// different endpoint). A policy that attaches them also says where they are, in
+    /// [`RetryPolicy::attempts`].
     fn prepare(&self, request: &mut Req) {
         let _ = request;
+    }
+
+    /// The request's shared attempts, if it carries them: the layer polls the service's
+    /// readiness for a resend inside [`Attempts::scope`](bulwark_core::attempts::Attempts::scope),
+    /// so a balancer below reserves an endpoint the request has not been to.
+    fn attempts<'r>(&self, request: &'r Req) -> Option<&'r bulwark_core::attempts::Attempts> {
+        let _ = request;
+        None
     }
 }
 
@@ -119,5 +128,9 @@ where
 
     fn prepare(&self, request: &mut Req) {
         self.attempts.ensure(request);
+    }
+
+    fn attempts<'r>(&self, request: &'r Req) -> Option<&'r bulwark_core::attempts::Attempts> {
+        RequestAttempts::attempts(&self.attempts, request)
     }
 }

@@ -36,9 +36,9 @@ use std::time::Duration;
 use tower::timeout::TimeoutLayer;
 use tower::util::BoxCloneSyncService;
 use tower::{Layer, Service};
-use tower_bulwark::balance::{self, BalanceLayer, Ejection, HealthCheck, HttpProbe};
+use tower_bulwark::balance::{self, BalanceLayer, Ejection, Endpoints, HealthCheck, HttpProbe};
 use tower_bulwark::circuit_breaker::{self, CircuitBreakerLayer, Mode};
-use tower_bulwark::core::attempts::{HttpAttempts, RequestAttempts};
+use tower_bulwark::core::attempts::{Attempts, HttpAttempts, RequestAttempts};
 use tower_bulwark::core::backoff::{ExponentialBackoff, Jitter};
 use tower_bulwark::core::{BoxError, HttpClassifier, Outcome, StatusSet};
 use tower_bulwark::failover::{self, FailoverLayer, HttpFailoverPolicy};
@@ -138,6 +138,10 @@ impl RetryPolicy<Request<Body>, Answer, BoxError> for ReadPolicy {
     fn prepare(&self, request: &mut Request<Body>) {
         // So the balancer sends each resend to a store the request has not been to.
         HttpAttempts.ensure(request);
+    }
+
+    fn attempts<'r>(&self, request: &'r Request<Body>) -> Option<&'r Attempts> {
+        HttpAttempts.attempts(request)
     }
 }
 
@@ -268,7 +272,7 @@ pub fn build(config: &Config, stores: &[Store], clients: &Clients) -> Result<Out
                 .classifier(HttpClassifier::new())
                 .http()
                 .build()?
-                .build_with_health(leaves, probes)?;
+                .build(Endpoints::list(leaves).health(probes))?;
             let handle = balance.handle();
             let views = stores
                 .iter()
@@ -306,7 +310,9 @@ pub fn build(config: &Config, stores: &[Store], clients: &Clients) -> Result<Out
                     })
                     .classifier(HttpClassifier::new())
                     .build()?
-                    .build_with_health(vec![leaf], vec![probe(clients, store, config)?])?;
+                    .build(
+                        Endpoints::list(vec![leaf]).health(vec![probe(clients, store, config)?]),
+                    )?;
                 views.push(StoreView {
                     store: store.clone(),
                     breaker,
