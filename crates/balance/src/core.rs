@@ -790,6 +790,10 @@ impl<C> Core<C> {
         if self.prioritized.load(Ordering::Acquire) {
             self.priorities_changed();
         }
+        if self.ejected.load(Ordering::Acquire) >= self.count.load(Ordering::Acquire) {
+            // Every endpoint out: the discovery source may know of others.
+            self.stale();
+        }
         #[cfg(feature = "metrics")]
         {
             e.metrics.ejections.increment(1);

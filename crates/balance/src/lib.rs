@@ -2,7 +2,13 @@
 //! fleet that changes.
 //!
 //! One service type, [`Balance`], built one way ([`BalanceLayer::build`]) over
-//! [`Endpoints`]: a static list, a `tower::discover` stream, or (feature `dns`) a DNS name.
+//! [`Endpoints`]: a static list, a `tower::discover` stream, or (feature `dns`) a DNS name
+//! (`dns::DnsDiscover`: A/AAAA or SRV records, refreshed on their TTL, the last good set kept
+//! when resolution fails).
+//!
+//! Features: `dns` (the DNS source, over hickory-resolver), `http` ([`HttpProbe`]), `metrics`
+//! (per-endpoint metrics through the `metrics` facade), `serde` (deserialize
+//! [`BalanceConfig`]).
 //!
 //! * **Strategies**: round robin, power of two choices by requests in flight, power of two
 //!   choices by peak-EWMA latency (the default), first available in order.
@@ -76,6 +82,8 @@
 
 mod config;
 mod core;
+#[cfg(feature = "dns")]
+pub mod dns;
 mod endpoints;
 mod error;
 mod future;
