@@ -11,6 +11,10 @@
 //! read-modify-writes on shared words) in the timings too. Built with
 //! `--cfg bulwark_bench_uncounted`, no allocator is installed and the allocation report is
 //! skipped.
+//!
+//! The balance and churn benches also use [`Client`], an endpoint that holds an `Arc` as real
+//! clients do, and drive stacks that need a tokio runtime (tower's `Buffer`) on a
+//! current-thread one ([`runtime`], [`bench_on`], [`AllocReport::stack_on`]).
 
 // `bulwark_bench_uncounted` is the benches' own opt-out switch (see above), not a crate cfg.
 #![allow(unexpected_cfgs)]
@@ -22,6 +26,7 @@ use std::fmt::Debug;
 use std::future::{ready, Future, Ready};
 use std::hint::black_box;
 use std::pin::pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 use std::thread;
@@ -52,6 +57,57 @@ pub(crate) fn bare(
 ) -> impl Service<u64, Response = u64, Error = Infallible, Future = EchoFuture> + Clone + Send + 'static
 {
     tower::service_fn(echo)
+}
+
+// ---------------------------------------------------------------------------------------------
+// An endpoint that holds an `Arc`, as real clients do.
+// ---------------------------------------------------------------------------------------------
+
+/// What a [`Client`]'s clones share: here only a count of the calls it answered.
+#[derive(Debug, Default)]
+pub(crate) struct ClientState {
+    calls: AtomicU64,
+}
+
+/// An endpoint shaped like the clients users balance (a tonic `Channel`, a hyper `Client`):
+/// a `Clone` handle on shared state (`Arc`), so cloning it costs a reference count, as a
+/// zero-sized `service_fn` would hide. Always ready; `call` counts the call in the shared
+/// state (one relaxed add) and answers the request at once.
+#[derive(Clone, Debug, Default)]
+#[allow(dead_code)] // the balance and churn benches only
+pub(crate) struct Client {
+    shared: Arc<ClientState>,
+}
+
+#[allow(dead_code)] // the balance and churn benches only
+impl Client {
+    /// The calls this endpoint (any of its clones) answered.
+    pub(crate) fn calls(&self) -> u64 {
+        self.shared.calls.load(Ordering::Relaxed)
+    }
+}
+
+impl Service<u64> for Client {
+    type Response = u64;
+    type Error = Infallible;
+    type Future = EchoFuture;
+
+    #[inline]
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    #[inline]
+    fn call(&mut self, x: u64) -> EchoFuture {
+        self.shared.calls.fetch_add(1, Ordering::Relaxed);
+        ready(Ok(x))
+    }
+}
+
+/// `n` distinct [`Client`]s.
+#[allow(dead_code)] // the balance and churn benches only
+pub(crate) fn clients(n: usize) -> Vec<Client> {
+    (0..n).map(|_| Client::default()).collect()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -124,6 +180,51 @@ where
 }
 
 // ---------------------------------------------------------------------------------------------
+// Driving calls on a current-thread tokio runtime (for stacks that spawn a task: `Buffer`).
+// ---------------------------------------------------------------------------------------------
+
+/// A current-thread runtime with the timer: a stack that spawns a task (tower's `Buffer`
+/// worker) is built inside it (`enter`) and driven by `block_on`, so the worker runs on the
+/// calling thread whenever the caller waits.
+#[allow(dead_code)] // the balance and churn benches only
+pub(crate) fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("a current-thread runtime")
+}
+
+/// `ServiceExt::ready` + `call` + `.await`, on whatever runtime polls it.
+#[allow(dead_code)] // the balance and churn benches only
+#[inline(always)]
+async fn one_call_async<S>(svc: &mut S, x: u64) -> u64
+where
+    S: Service<u64, Response = u64>,
+    S::Error: Debug,
+{
+    use tower::ServiceExt;
+    let ready = svc.ready().await.expect("poll_ready failed");
+    ready.call(x).await.expect("call failed")
+}
+
+/// `n` calls in a row on `rt`, each checked to answer its own request if `check`.
+#[allow(dead_code)] // the balance and churn benches only
+fn calls_on<S>(rt: &tokio::runtime::Runtime, svc: &mut S, n: u64, check: bool)
+where
+    S: Service<u64, Response = u64>,
+    S::Error: Debug,
+{
+    rt.block_on(async {
+        for i in 0..n {
+            let y = black_box(one_call_async(svc, black_box(i)).await);
+            if check {
+                assert_eq!(y, i);
+            }
+        }
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
 // Allocations per call, counted before criterion runs.
 // ---------------------------------------------------------------------------------------------
 
@@ -131,6 +232,15 @@ where
 pub(crate) const ALLOC_WARMUP: u64 = 1_000;
 /// Calls counted on each stack.
 pub(crate) const ALLOC_CALLS: u64 = 10_000;
+
+/// Runs `f` and returns what it returned with the allocations it made (on any thread: the
+/// counters are global), by the one counting allocator above.
+#[allow(dead_code)] // the churn bench only
+pub(crate) fn allocations<T>(f: impl FnOnce() -> T) -> (T, stats_alloc::Stats) {
+    let region = stats_alloc::Region::new(GLOBAL);
+    let out = f();
+    (out, region.change())
+}
 
 /// Prints one line per stack: its allocations (and deallocations, reallocations, bytes
 /// allocated) per call, over [`ALLOC_CALLS`] calls after [`ALLOC_WARMUP`] uncounted ones.
@@ -155,6 +265,25 @@ impl AllocReport {
         let region = stats_alloc::Region::new(GLOBAL);
         self.calls(&mut svc, &mut cx, ALLOC_CALLS);
         let d = region.change();
+        self.print(name, d);
+    }
+
+    /// The same for a stack driven on `rt` (`ready().await`, `call`, `.await`, inside one
+    /// `block_on` per pass: the runtime itself allocates nothing per call).
+    #[allow(dead_code)] // the balance and churn benches only
+    pub(crate) fn stack_on<S>(self, rt: &tokio::runtime::Runtime, name: &str, mut svc: S)
+    where
+        S: Service<u64, Response = u64>,
+        S::Error: Debug,
+    {
+        calls_on(rt, &mut svc, ALLOC_WARMUP, self.check_echo);
+        let region = stats_alloc::Region::new(GLOBAL);
+        calls_on(rt, &mut svc, ALLOC_CALLS, self.check_echo);
+        let d = region.change();
+        self.print(name, d);
+    }
+
+    fn print(self, name: &str, d: stats_alloc::Stats) {
         let per = |v: usize| v as f64 / ALLOC_CALLS as f64;
         let width = self.name_width;
         println!(
@@ -211,6 +340,34 @@ where
         b.iter(|| {
             i = i.wrapping_add(1);
             one_call(&mut svc, &mut cx, black_box(i))
+        })
+    });
+}
+
+/// Times one call per iteration on `svc`, driven on `rt`: `ready().await` + `call` +
+/// `.await`, `iters` calls in one `block_on` (criterion's `iter_custom`), timed on tokio's
+/// clock (unpaused: the wall clock).
+#[allow(dead_code)] // the balance and churn benches only
+pub(crate) fn bench_on<S>(
+    g: &mut BenchmarkGroup<'_, WallTime>,
+    name: &str,
+    rt: &tokio::runtime::Runtime,
+    mut svc: S,
+) where
+    S: Service<u64, Response = u64>,
+    S::Error: Debug,
+{
+    let mut i = 0u64;
+    g.bench_function(name, |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let start = tokio::time::Instant::now();
+                for _ in 0..iters {
+                    i = i.wrapping_add(1);
+                    black_box(one_call_async(&mut svc, black_box(i)).await);
+                }
+                start.elapsed()
+            })
         })
     });
 }

@@ -32,6 +32,10 @@ pub(crate) struct EndpointState {
     /// then on); 0 if never ejected.
     returned_at: AtomicU64,
     pub(crate) in_flight: AtomicU32,
+    /// The sum of the start times of its timed requests in flight, in units of 1024 ns (so
+    /// a year of clock time times a hundred thousand requests fits): with `in_flight`, how
+    /// long they have been waiting on average.
+    pub(crate) started_sum: AtomicU64,
     pub(crate) successes: AtomicU64,
     pub(crate) failures: AtomicU64,
     consecutive: AtomicU32,
@@ -99,8 +103,9 @@ pub(crate) struct Core<C> {
     weights_vary: AtomicBool,
     /// The largest weight of a member.
     max_weight: AtomicU32,
-    /// Members per priority level (kept with the member list).
+    /// Members per priority level, and per weight (kept with the member list).
     levels: Mutex<std::collections::BTreeMap<u32, usize>>,
+    weights: Mutex<std::collections::BTreeMap<u32, usize>>,
     /// The most preferred priority that has a member that is healthy and not ejected
     /// (`u32::MAX` when none has); members of a less preferred one are not picked.
     active_priority: AtomicU32,
@@ -117,6 +122,8 @@ pub(crate) struct Core<C> {
     /// position from its own number, so balancers cloned once per request (by a retry
     /// layer, `oneshot`, axum) do not all make the same first pick.
     clones: AtomicU64,
+    /// Round robin's cursor.
+    turn: AtomicUsize,
     ejected: AtomicUsize,
     /// Members marked healthy (for panic mode).
     healthy: AtomicUsize,
@@ -134,6 +141,12 @@ pub(crate) struct Core<C> {
 }
 
 impl<C> Core<C> {
+    /// The next turn of round robin (shared by the clones).
+    #[inline]
+    pub(crate) fn next_turn(&self) -> usize {
+        self.turn.fetch_add(1, Ordering::Relaxed)
+    }
+
     /// A number for a new clone of the balancer (see `clones`).
     #[inline]
     pub(crate) fn next_clone(&self) -> u64 {
@@ -197,6 +210,7 @@ impl<C> Core<C> {
             weights_vary: AtomicBool::new(false),
             max_weight: AtomicU32::new(1),
             levels: Mutex::new(std::collections::BTreeMap::new()),
+            weights: Mutex::new(std::collections::BTreeMap::new()),
             active_priority: AtomicU32::new(0),
             prioritized: AtomicBool::new(false),
             refresh,
@@ -206,6 +220,7 @@ impl<C> Core<C> {
             count: AtomicUsize::new(0),
             next_id: AtomicUsize::new(0),
             clones: AtomicU64::new(0),
+            turn: AtomicUsize::new(0),
             ejected: AtomicUsize::new(0),
             healthy: AtomicUsize::new(0),
             panic_threshold: config.panic_threshold,
@@ -252,6 +267,7 @@ impl<C> Core<C> {
             warm_from: AtomicU64::new(warm_from),
             returned_at: AtomicU64::new(0),
             in_flight: AtomicU32::new(0),
+            started_sum: AtomicU64::new(0),
             successes: AtomicU64::new(0),
             failures: AtomicU64::new(0),
             consecutive: AtomicU32::new(0),
@@ -270,8 +286,8 @@ impl<C> Core<C> {
         self.count.fetch_add(1, Ordering::AcqRel);
         self.healthy.fetch_add(1, Ordering::AcqRel);
         *lock(&self.levels).entry(priority).or_insert(0) += 1;
-        self.weights_changed(&members);
         drop(members);
+        self.count_weight(None, weight.max(1));
         self.priorities_changed();
         self.wake_waiters();
         state
@@ -280,7 +296,7 @@ impl<C> Core<C> {
     /// Sets a member's weight and priority (its key was inserted again with new ones).
     pub(crate) fn update(&self, state: &EndpointState, weight: u32, priority: u32) {
         let members = lock(&self.members);
-        state.weight.store(weight.max(1), Ordering::Release);
+        let old_weight = state.weight.swap(weight.max(1), Ordering::AcqRel);
         let old = state.priority.swap(priority, Ordering::AcqRel);
         if old != priority {
             let mut levels = lock(&self.levels);
@@ -292,21 +308,29 @@ impl<C> Core<C> {
             }
             *levels.entry(priority).or_insert(0) += 1;
         }
-        self.weights_changed(&members);
         drop(members);
+        self.count_weight(Some(old_weight), weight.max(1));
         self.priorities_changed();
     }
 
-    /// Recomputes the largest weight and whether weights differ: one pass over the members,
-    /// on a change of membership or weight only.
-    fn weights_changed(&self, members: &[Arc<EndpointState>]) {
-        let mut max = 1;
-        let mut vary = false;
-        for m in members {
-            let w = m.weight.load(Ordering::Acquire);
-            vary |= w != 1;
-            max = max.max(w);
+    /// Counts a member's weight (`new`, in place of `old` for a member already counted; `0`
+    /// for one leaving) and recomputes the largest weight and whether weights differ: a few
+    /// operations on a map of the weights in use, whatever the number of members.
+    fn count_weight(&self, old: Option<u32>, new: u32) {
+        let mut weights = lock(&self.weights);
+        if let Some(old) = old {
+            if let Some(n) = weights.get_mut(&old) {
+                *n -= 1;
+                if *n == 0 {
+                    weights.remove(&old);
+                }
+            }
         }
+        if new != 0 {
+            *weights.entry(new).or_insert(0) += 1;
+        }
+        let max = weights.keys().next_back().copied().unwrap_or(1);
+        let vary = weights.len() > 1 || max != 1;
         self.max_weight.store(max, Ordering::Release);
         self.weights_vary.store(vary, Ordering::Release);
     }
@@ -402,8 +426,8 @@ impl<C> Core<C> {
                 }
             }
             drop(levels);
-            self.weights_changed(&members);
         }
+        self.count_weight(Some(state.weight.load(Ordering::Acquire)), 0);
         self.count.fetch_sub(1, Ordering::AcqRel);
         // Its health flag goes down with it (a swap, so a health check marking it at the same
         // moment cannot make the count move twice, or not at all; see `set_healthy`).
@@ -597,7 +621,18 @@ impl<C> Core<C> {
         match self.strategy {
             // An endpoint that has not answered yet counts as `default_rtt` (see `rtt`): a
             // new endpoint is not sent everything first.
-            Strategy::P2cPeakEwma => self.rtt(e, now) * pending,
+            Strategy::P2cPeakEwma => {
+                // Requests waiting on it longer than its estimate say more than the estimate:
+                // a backend that has stopped answering is not sent more while its first
+                // requests wait for their timeout.
+                let mut rtt = self.rtt(e, now);
+                if in_flight != 0 {
+                    let mean_start =
+                        (e.started_sum.load(Ordering::Relaxed) / u64::from(in_flight)) << 10;
+                    rtt = rtt.max(now.saturating_sub(mean_start) as f64);
+                }
+                rtt * pending
+            }
             _ => pending,
         }
     }

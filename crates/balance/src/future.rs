@@ -26,6 +26,13 @@ impl<C> InFlight<C> {
         endpoint: Arc<EndpointState>,
         started: Option<u64>,
     ) -> Self {
+        // The start first, the count second (and the other way round when it ends): a reader
+        // that sees one without the other sees a request younger than it is, not older.
+        if let Some(start) = started {
+            endpoint
+                .started_sum
+                .fetch_add(start >> 10, Ordering::Relaxed);
+        }
         endpoint.in_flight.fetch_add(1, Ordering::Relaxed);
         InFlight {
             core,
@@ -38,6 +45,11 @@ impl<C> InFlight<C> {
 impl<C> Drop for InFlight<C> {
     fn drop(&mut self) {
         self.endpoint.in_flight.fetch_sub(1, Ordering::Relaxed);
+        if let Some(start) = self.started {
+            self.endpoint
+                .started_sum
+                .fetch_sub(start >> 10, Ordering::Relaxed);
+        }
     }
 }
 

@@ -79,6 +79,9 @@ pub(crate) struct Edit<'a, S> {
     roster: &'a mut Roster<Arc<Member<S>>>,
     core: &'a dyn Members,
     changed: bool,
+    /// Whether the list had members when this batch of changes began: the members of the
+    /// first batch (a first DNS answer, say) are the balancer's start and do not ramp up.
+    warm: bool,
 }
 
 impl<S: Clone> Edit<'_, S> {
@@ -90,9 +93,8 @@ impl<S: Clone> Edit<'_, S> {
         priority: u32,
         service: S,
     ) -> Arc<EndpointState> {
-        // A member that joins a balancer that already has members ramps up (slow start).
-        let warm = !self.roster.is_empty();
-        let state = self.core.add(name, weight, priority, warm);
+        // A member that joins a balancer that already had members ramps up (slow start).
+        let state = self.core.add(name, weight, priority, self.warm);
         self.roster.push(Arc::new(Member {
             state: state.clone(),
             service: Mutex::new(service),
@@ -213,6 +215,7 @@ impl<S: Clone + Send + 'static> Membership<S> {
         let mut writer = lock(&self.writer);
         let writer = &mut *writer;
         let mut edit = Edit {
+            warm: !writer.roster.is_empty(),
             roster: &mut writer.roster,
             core: &*self.core,
             changed: false,
@@ -264,6 +267,7 @@ impl<S> Membership<S> {
         self.flag.dirty.store(false, Ordering::Release);
         let mut cx = Context::from_waker(&self.waker);
         let mut edit = Edit {
+            warm: !writer.roster.is_empty(),
             roster: &mut writer.roster,
             core: &*self.core,
             changed: false,

@@ -51,7 +51,6 @@ pub struct Balance<S, C, A = NoAttempts> {
     /// The clock reading of the `poll_ready` that chose (for peak EWMA: the call's start).
     chosen_at: u64,
     refused: Option<NoEndpointReady>,
-    next: usize,
     rng: u64,
     waiting_since: Option<Instant>,
     timer: Option<Pin<Box<Sleep>>>,
@@ -79,7 +78,6 @@ impl<S, C, A> Balance<S, C, A> {
             chosen: None,
             chosen_at: 0,
             refused: None,
-            next: 0,
             rng: seed | 1,
             waiting_since: None,
             timer: None,
@@ -125,9 +123,10 @@ impl<S, C, A> Balance<S, C, A> {
 
 impl<S: Clone, C, A: Clone> Clone for Balance<S, C, A> {
     /// Shares the members and what is known of them (a few reference counts, whatever the
-    /// number of endpoints). Each clone draws its own random sequence and round-robin
-    /// starting point from a counter the clones share, so clones used for one request each
-    /// (a retry above, `oneshot`, axum) spread their picks as one balancer would.
+    /// number of endpoints). Each clone draws its own random sequence from a counter the
+    /// clones share, and round robin turns a cursor they share, so clones used for one
+    /// request each (a retry above, `oneshot`, axum) spread their picks as one balancer
+    /// would.
     fn clone(&self) -> Self {
         let k = self.core.get().next_clone();
         // SplitMix64's finalizer over the clone's number and the parent's state.
@@ -145,7 +144,6 @@ impl<S: Clone, C, A: Clone> Clone for Balance<S, C, A> {
             chosen: None,
             chosen_at: 0,
             refused: None,
-            next: self.next.wrapping_add(k as usize),
             rng: z | 1,
             waiting_since: None,
             timer: None,
@@ -265,17 +263,11 @@ impl<S: Clone, C, A> Balance<S, C, A> {
         })
     }
 
-    /// The load the strategy compares, divided by the endpoint's weight.
+    /// The load the strategy compares. Weights are not in it: they are in the draw, which
+    /// already picks the candidates in proportion to them.
     #[inline]
-    fn score(&self, i: usize, now: u64, weighted: bool) -> f64 {
-        let core = self.core.get();
-        let e = &self.roster.get(i).state;
-        let load = core.load(e, now);
-        if weighted {
-            load / core.effective_weight(e, now).max(f64::MIN_POSITIVE)
-        } else {
-            load
-        }
+    fn score(&self, i: usize, now: u64) -> f64 {
+        self.core.get().load(&self.roster.get(i).state, now)
     }
 
     /// Finds an endpoint that may be picked and is ready; reserves it.
@@ -328,7 +320,9 @@ impl<S: Clone, C, A> Balance<S, C, A> {
         match core.strategy {
             Strategy::RoundRobin | Strategy::FirstAvailable => {
                 let rr = core.strategy == Strategy::RoundRobin;
-                let start = if rr { self.next % n } else { 0 };
+                // Round robin turns one cursor the clones share, so clones used once each
+                // (however many a layer above makes per request) go round as one balancer.
+                let start = if rr { core.next_turn() % n } else { 0 };
                 for k in 0..n {
                     let i = (start + k) % n;
                     if !self.eligible(i, now, all)
@@ -338,9 +332,6 @@ impl<S: Clone, C, A> Balance<S, C, A> {
                         continue;
                     }
                     if let Some(slot) = self.ready::<Req>(i, cx) {
-                        if rr {
-                            self.next = i + 1;
-                        }
                         return Some(slot);
                     }
                 }
@@ -352,9 +343,6 @@ impl<S: Clone, C, A> Balance<S, C, A> {
                             && !avoid.excludes(i, &self.roster.get(i).state)
                         {
                             if let Some(slot) = self.ready::<Req>(i, cx) {
-                                if rr {
-                                    self.next = i + 1;
-                                }
                                 return Some(slot);
                             }
                         }
@@ -370,9 +358,7 @@ impl<S: Clone, C, A> Balance<S, C, A> {
                 loop {
                     let b = self.draw(now, all, weighted, avoid, Some(a));
                     let (first, second) = match b {
-                        Some(b) if self.score(b, now, weighted) < self.score(a, now, weighted) => {
-                            (b, Some(a))
-                        }
+                        Some(b) if self.score(b, now) < self.score(a, now) => (b, Some(a)),
                         Some(b) => (a, Some(b)),
                         None => (a, None),
                     };
