@@ -32,6 +32,13 @@
 //! (tonic servers serving `grpc.health.v1.Health`, whose generated code tonic-health ships, so
 //! no protoc: calls check the service `"work"`, the balancer's probes check `""`).
 //!
+//! The name server is a [`DnsKind`] too. Every scenario runs against hickory; the rolling
+//! restart and the DNS outage run again (over hyper) against Debian's dnsmasq, a server the
+//! resolver was not written with (`crates/balance/tests/support/dnsmasq.rs`: a child process
+//! on a loopback port answering from a hosts directory it re-reads, TTL 1 s; an outage kills
+//! it and starts it again on the same port). Without dnsmasq those two fail when `CI` is set,
+//! and elsewhere print why and check nothing.
+//!
 //! Real sockets run on real time, so TTLs, refresh intervals and health-check intervals are
 //! tens of milliseconds, every wait polls for a condition under a timeout, and nothing is
 //! asserted of elapsed time. Run: `cargo test --features dns --test fleet`.
@@ -49,6 +56,7 @@ use std::fmt;
 use std::future::Future;
 use std::net::{Ipv4Addr, Shutdown, SocketAddr};
 use std::os::fd::AsFd;
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -78,12 +86,17 @@ use tower_bulwark::retry::{BackoffRetryLayer, RetryFailures};
 mod dns_server;
 use dns_server::DnsServer;
 
+#[path = "../crates/balance/tests/support/dnsmasq.rs"]
+mod dnsmasq;
+use dnsmasq::Dnsmasq;
+
 #[path = "../examples/support/grpc.rs"]
 #[allow(dead_code)]
 mod grpc_support;
 use grpc_support::GrpcHealthProbe;
 
-/// The name the fleet is published under (A records, TTL 0: refreshed every `MIN_REFRESH`).
+/// The name the fleet is published under (A records; TTL 0 from hickory: refreshed every
+/// `MIN_REFRESH`; 1 s from dnsmasq: refreshed every second).
 const OWNER: &str = "fleet.test.";
 const MIN_REFRESH: Duration = Duration::from_millis(100);
 /// The longest any awaited condition may take before the test fails (it never hangs).
@@ -534,9 +547,99 @@ impl Transport for Tonic {
 // The fleet, its DNS, and the load
 // ---------------------------------------------------------------------------------------------
 
+/// Which name server a fleet's name is served by.
+#[derive(Clone)]
+enum DnsKind {
+    /// hickory-server in this process (`support/dns_server.rs`): the zone is changed in
+    /// memory, an outage stops its sockets.
+    Hickory,
+    /// Debian's dnsmasq (this binary) as a child process (`support/dnsmasq.rs`): the answer
+    /// is changed by rewriting a file of its hosts directory, an outage kills the process
+    /// (and starts it again on the same port).
+    Dnsmasq(PathBuf),
+}
+
+impl DnsKind {
+    /// dnsmasq, or `None` (the test checks nothing, and says so) when it is not installed
+    /// outside CI. Panics when it is missing under CI.
+    fn dnsmasq(test: &str) -> Option<DnsKind> {
+        dnsmasq::binary_or_skip(test).map(DnsKind::Dnsmasq)
+    }
+}
+
+/// The fleet's running name server: what a scenario does to DNS, whichever server it is.
+enum FleetDns {
+    Hickory(DnsServer),
+    Dnsmasq(Dnsmasq),
+}
+
+impl FleetDns {
+    /// Starts a server with nothing published.
+    async fn start(kind: DnsKind) -> FleetDns {
+        match kind {
+            DnsKind::Hickory => FleetDns::Hickory(DnsServer::start().await),
+            DnsKind::Dnsmasq(binary) => {
+                let mut dnsmasq = Dnsmasq::new(binary);
+                dnsmasq.start();
+                FleetDns::Dnsmasq(dnsmasq)
+            }
+        }
+    }
+
+    /// Where it answers (UDP and TCP).
+    fn addr(&self) -> SocketAddr {
+        match self {
+            FleetDns::Hickory(server) => server.addr,
+            FleetDns::Dnsmasq(dnsmasq) => dnsmasq.addr(),
+        }
+    }
+
+    /// Publishes `ips` as `OWNER`'s A records. When this returns, a running server answers
+    /// them (dnsmasq applies a rewritten hosts file when it sees it change: this waits for
+    /// that); a stopped one answers them once it is back.
+    async fn publish(&self, ips: &[Ipv4Addr]) {
+        match self {
+            FleetDns::Hickory(server) => server.set_ips(OWNER, 0, ips).await,
+            FleetDns::Dnsmasq(dnsmasq) => {
+                dnsmasq.set_ips(OWNER, ips);
+                if dnsmasq.is_running() {
+                    dnsmasq.wait_serving(OWNER, ips, WAIT).await;
+                }
+            }
+        }
+    }
+
+    /// An outage: queries are no longer answered (refused).
+    async fn stop(&mut self) {
+        match self {
+            FleetDns::Hickory(server) => server.stop().await,
+            FleetDns::Dnsmasq(dnsmasq) => dnsmasq.kill(),
+        }
+    }
+
+    /// The end of an outage: the server answers again, on the same address, with what is
+    /// published now.
+    async fn restart(&mut self) {
+        match self {
+            FleetDns::Hickory(server) => server.restart().await,
+            FleetDns::Dnsmasq(dnsmasq) => dnsmasq.start(),
+        }
+    }
+
+    /// The A queries the server has received for `OWNER`, if it counts them (hickory does).
+    fn a_queries(&self) -> Option<usize> {
+        match self {
+            FleetDns::Hickory(server) => {
+                Some(server.queries(OWNER, hickory_server::proto::rr::RecordType::A))
+            }
+            FleetDns::Dnsmasq(_) => None,
+        }
+    }
+}
+
 /// Backends on 127.0.0.`host`, all on one port, and the DNS name that lists some of them.
 struct Fleet<T> {
-    dns: DnsServer,
+    dns: FleetDns,
     port: u16,
     backends: BTreeMap<u8, Backend>,
     in_dns: BTreeSet<u8>,
@@ -549,9 +652,10 @@ fn ip(host: u8) -> Ipv4Addr {
 }
 
 impl<T: Transport> Fleet<T> {
-    /// `n` backends on 127.0.0.11, .12, ... (the port: the one the first got), all in DNS.
-    async fn start(n: usize) -> Fleet<T> {
-        let dns = DnsServer::start().await;
+    /// `n` backends on 127.0.0.11, .12, ... (the port: the one the first got), all in DNS,
+    /// served by a name server of `dns`'s kind.
+    async fn start(n: usize, dns: DnsKind) -> Fleet<T> {
+        let dns = FleetDns::start(dns).await;
         let first = TcpListener::bind((ip(11), 0)).await.unwrap();
         let port = first.local_addr().unwrap().port();
         let mut fleet = Fleet {
@@ -610,7 +714,7 @@ impl<T: Transport> Fleet<T> {
     /// Publishes `in_dns` as the name's A records.
     async fn publish(&self) {
         let ips: Vec<Ipv4Addr> = self.in_dns.iter().map(|h| ip(*h)).collect();
-        self.dns.set_ips(OWNER, 0, &ips).await;
+        self.dns.publish(&ips).await;
     }
 
     /// The endpoint names the balancer should list: the addresses in DNS.
@@ -623,13 +727,14 @@ impl<T: Transport> Fleet<T> {
 
     fn a_queries(&self) -> usize {
         self.dns
-            .queries(OWNER, hickory_server::proto::rr::RecordType::A)
+            .a_queries()
+            .expect("a name server that counts its queries")
     }
 
     /// A client over the fleet's name.
     fn client(&self, settings: Settings) -> Client {
         let dns = DnsDiscover::builder(format!("fleet.test:{}", self.port))
-            .resolver_addr(self.dns.addr)
+            .resolver_addr(self.dns.addr())
             .min_refresh(MIN_REFRESH)
             .max_refresh(ms(1000))
             .timeout(ms(200))
@@ -867,8 +972,8 @@ async fn drain_and_stop<T: Transport>(
 
 /// 1. Each backend in turn leaves DNS, is drained and stopped, and is replaced by a new one
 ///    on a new address, which joins DNS and takes traffic.
-async fn rolling_restart<T: Transport>() {
-    let mut fleet = Fleet::<T>::start(3).await;
+async fn rolling_restart<T: Transport>(dns: DnsKind) {
+    let mut fleet = Fleet::<T>::start(3, dns).await;
     let client = fleet.client(Settings::default());
     let load = Load::start(&client.call);
     converged(&fleet, &client, &load).await;
@@ -902,7 +1007,7 @@ async fn rolling_restart<T: Transport>() {
 /// 2. A backend is killed without touching DNS: retries (to another endpoint), ejection and
 ///    health checks hide it; restarted on the same address, it takes traffic again.
 async fn crash<T: Transport>() {
-    let mut fleet = Fleet::<T>::start(3).await;
+    let mut fleet = Fleet::<T>::start(3, DnsKind::Hickory).await;
     let client = fleet.client(Settings::default());
     let load = Load::start(&client.call);
     converged(&fleet, &client, &load).await;
@@ -958,7 +1063,7 @@ async fn crash<T: Transport>() {
 ///    take traffic, less than the old ones early in the ramp, their full share after it.
 async fn scale_out<T: Transport>() {
     let window = ms(1500);
-    let mut fleet = Fleet::<T>::start(3).await;
+    let mut fleet = Fleet::<T>::start(3, DnsKind::Hickory).await;
     let client = fleet.client(Settings {
         // Least requests: with peak EWMA, a new endpoint's unknown latency (counted at
         // `default_rtt`) would keep its share low without any slow start.
@@ -1053,7 +1158,7 @@ async fn scale_out<T: Transport>() {
 
 /// 4. Scale-in 6 -> 3: the leaving backends are drained, then stopped.
 async fn scale_in<T: Transport>() {
-    let mut fleet = Fleet::<T>::start(6).await;
+    let mut fleet = Fleet::<T>::start(6, DnsKind::Hickory).await;
     let client = fleet.client(Settings::default());
     let load = Load::start(&client.call);
     converged(&fleet, &client, &load).await;
@@ -1086,11 +1191,11 @@ async fn scale_in<T: Transport>() {
 /// 5. The DNS server stops for several failed resolutions: no endpoint is lost and no request
 ///    fails. The zone changes meanwhile (one backend replaced); once the server is back, the
 ///    change is applied.
-async fn dns_outage<T: Transport>() {
+async fn dns_outage<T: Transport>(dns: DnsKind) {
     let failed = DnsFailures::default();
     // The current-thread runtime runs the resolution task on this thread.
     let _logs = tracing::subscriber::set_default(failed.clone());
-    let mut fleet = Fleet::<T>::start(3).await;
+    let mut fleet = Fleet::<T>::start(3, dns).await;
     let client = fleet.client(Settings::default());
     let load = Load::start(&client.call);
     converged(&fleet, &client, &load).await;
@@ -1136,7 +1241,7 @@ macro_rules! scenarios {
 
             #[tokio::test]
             async fn rolling_restart() {
-                bounded(super::rolling_restart::<$transport>()).await
+                bounded(super::rolling_restart::<$transport>(DnsKind::Hickory)).await
             }
 
             #[tokio::test]
@@ -1156,10 +1261,33 @@ macro_rules! scenarios {
 
             #[tokio::test]
             async fn dns_outage() {
-                bounded(super::dns_outage::<$transport>()).await
+                bounded(super::dns_outage::<$transport>(DnsKind::Hickory)).await
             }
         }
     )*};
 }
 
 scenarios!(over_hyper => Hyper, over_tonic => Tonic);
+
+/// The rolling restart and the DNS outage again, over hyper, with dnsmasq serving the name: the
+/// resolver proven against a server it was not written with. Without dnsmasq these fail under
+/// CI, and elsewhere print why and check nothing.
+mod over_hyper_dnsmasq {
+    use super::*;
+
+    #[tokio::test]
+    async fn rolling_restart() {
+        let Some(dns) = DnsKind::dnsmasq("over_hyper_dnsmasq::rolling_restart") else {
+            return;
+        };
+        bounded(super::rolling_restart::<Hyper>(dns)).await
+    }
+
+    #[tokio::test]
+    async fn dns_outage() {
+        let Some(dns) = DnsKind::dnsmasq("over_hyper_dnsmasq::dns_outage") else {
+            return;
+        };
+        bounded(super::dns_outage::<Hyper>(dns)).await
+    }
+}

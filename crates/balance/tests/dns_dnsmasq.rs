@@ -1,6 +1,7 @@
 //! `DnsDiscover` against Debian's dnsmasq, a name server that is not ours: the test starts it
 //! as a child process on 127.0.0.1 (a free port), serving the hosts files of a temporary
-//! directory (`--hostsdir`, re-read when a file changes) with a TTL of 1 s, and changes the
+//! directory (`--hostsdir`, re-read when a file changes) with a TTL of 1 s (the harness in
+//! `support/dnsmasq.rs`, shared with the workspace's `tests/fleet.rs`), and changes the
 //! answer by rewriting them: the initial set, a rolling change (one address replaced by
 //! another), and an outage (dnsmasq killed: the set is kept, nothing removed; started again:
 //! resolution resumes).
@@ -18,112 +19,20 @@ use bulwark_core::{ExponentialBackoff, Jitter, SplitMix64};
 use futures_util::{FutureExt, StreamExt};
 use std::collections::BTreeSet;
 use std::fmt;
-use std::net::{SocketAddr, UdpSocket};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tower::discover::Change;
 
+#[path = "support/dnsmasq.rs"]
+mod dnsmasq;
+use dnsmasq::Dnsmasq;
+
 const PORT: u16 = 50051;
+const BOOKS: &str = "books.test";
 const WAIT: Duration = Duration::from_secs(10);
 const FAILING: &str = "dns resolution failing; keeping the last endpoints";
 const RECOVERED: &str = "dns resolution recovered";
-
-fn dnsmasq_path() -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin".into(), "/sbin".into()])
-        .map(|dir| dir.join("dnsmasq"))
-        .find(|p| p.is_file())
-}
-
-/// A dnsmasq child process, killed when dropped, and the directory it reads hosts from.
-struct Dnsmasq {
-    binary: PathBuf,
-    dir: PathBuf,
-    port: u16,
-    child: Option<Child>,
-}
-
-impl Dnsmasq {
-    fn new(binary: PathBuf) -> Dnsmasq {
-        let dir = std::env::temp_dir().join(format!(
-            "bulwark-dnsmasq-{}-{}",
-            std::process::id(),
-            std::thread::current()
-                .name()
-                .unwrap_or("test")
-                .replace("::", "-")
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(dir.join("hosts")).unwrap();
-        // A free port (UDP; dnsmasq also takes TCP on it).
-        let port = UdpSocket::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        Dnsmasq {
-            binary,
-            dir,
-            port,
-            child: None,
-        }
-    }
-
-    fn addr(&self) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], self.port))
-    }
-
-    fn start(&mut self) {
-        let hostsdir = self.dir.join("hosts");
-        let child = Command::new(&self.binary)
-            .args([
-                "--no-daemon",
-                "--no-resolv",
-                "--no-hosts",
-                "--listen-address=127.0.0.1",
-                "--bind-interfaces",
-                "--local-ttl=1",
-            ])
-            .arg(format!("--port={}", self.port))
-            .arg(format!("--hostsdir={}", hostsdir.display()))
-            .arg(format!("--pid-file={}", self.dir.join("pid").display()))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("dnsmasq starts");
-        self.child = Some(child);
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    /// Replaces the hosts file with `books.test` at 127.0.0.`n` for each `n`: written beside
-    /// the watched directory, then renamed into it, so dnsmasq never reads half a file.
-    fn set_books(&self, hosts: &[u8]) {
-        let text: String = hosts
-            .iter()
-            .map(|n| format!("127.0.0.{n} books.test\n"))
-            .collect();
-        let staged = self.dir.join("books.staged");
-        std::fs::write(&staged, text).unwrap();
-        std::fs::rename(&staged, self.dir.join("hosts").join("books")).unwrap();
-    }
-}
-
-impl Drop for Dnsmasq {
-    fn drop(&mut self) {
-        self.kill();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 /// Collects the messages of `bulwark_balance` events.
 #[derive(Clone, Default)]
@@ -214,23 +123,17 @@ fn quiet(d: &mut Discover) {
 
 #[tokio::test]
 async fn dnsmasq_initial_set_rolling_change_and_outage() {
-    let Some(binary) = dnsmasq_path() else {
-        if std::env::var_os("CI").is_some() {
-            panic!(
-                "dnsmasq is not installed, and CI must run this test: apt-get install dnsmasq-base"
-            );
-        }
-        eprintln!("dnsmasq is not installed (apt-get install dnsmasq-base): not running this test");
+    let Some(binary) = dnsmasq::binary_or_skip("this test") else {
         return;
     };
     let logs = Logs::default();
     let _guard = tracing::subscriber::set_default(logs.clone());
 
     let mut dnsmasq = Dnsmasq::new(binary);
-    dnsmasq.set_books(&[11, 12]);
+    dnsmasq.set_a(BOOKS, &[11, 12]);
     dnsmasq.start();
 
-    let mut discover = DnsDiscover::builder(format!("books.test:{PORT}"))
+    let mut discover = DnsDiscover::builder(format!("{BOOKS}:{PORT}"))
         .resolver_addr(dnsmasq.addr())
         .min_refresh(Duration::from_millis(100))
         .max_refresh(Duration::from_secs(2))
@@ -255,7 +158,7 @@ async fn dnsmasq_initial_set_rolling_change_and_outage() {
     assert!(removed.is_empty());
 
     // A rolling change: 11 replaced by 13, seen on the next refresh (TTL 1 s).
-    dnsmasq.set_books(&[12, 13]);
+    dnsmasq.set_a(BOOKS, &[12, 13]);
     let (inserted, removed) = changes(&mut discover, 2).await;
     assert_eq!(inserted, BTreeSet::from([addr(13)]));
     assert_eq!(removed, BTreeSet::from([addr(11)]));
@@ -273,7 +176,7 @@ async fn dnsmasq_initial_set_rolling_change_and_outage() {
 
     // Back, with one more address: resolution resumes.
     let recovered = logs.count(RECOVERED);
-    dnsmasq.set_books(&[12, 13, 14]);
+    dnsmasq.set_a(BOOKS, &[12, 13, 14]);
     dnsmasq.start();
     let (inserted, removed) = changes(&mut discover, 1).await;
     assert_eq!(inserted, BTreeSet::from([addr(14)]));
