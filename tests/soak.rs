@@ -721,6 +721,12 @@ impl Listener for Observer {
                 bal.returns[endpoint] += 1;
                 bal.out_now = bal.out_now.saturating_sub(1);
             }
+            // The balancer's members at build (a static list: none leaves).
+            Event::EndpointAdded {
+                name: "soak",
+                endpoint,
+                ..
+            } if endpoint < BACKENDS => {}
             Event::RetryScheduled { name: "soak", .. } => m.retry.scheduled += 1,
             Event::RetryGaveUp {
                 name: "soak",

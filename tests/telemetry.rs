@@ -275,6 +275,29 @@ async fn exercise(events: Events) {
     handle.set_healthy(1, false);
     handle.set_healthy(1, true);
 
+    // Balance fed by discovery: an endpoint added, then removed.
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let changes = futures_util::stream::poll_fn(move |cx| {
+        rx.poll_recv(cx)
+            .map(|c| c.map(Ok::<_, std::convert::Infallible>))
+    });
+    let mut discovered = BalanceLayer::builder()
+        .name("discovered")
+        .listener(events.clone())
+        .build()
+        .unwrap()
+        .build(tower_bulwark::balance::Endpoints::discover(Box::pin(
+            changes,
+        )))
+        .unwrap();
+    tx.send(tower::discover::Change::Insert("d1", backend("d1", true)))
+        .unwrap();
+    let _ = discovered.ready().await.unwrap().call(1).await;
+    tx.send(tower::discover::Change::Remove("d1")).unwrap();
+    tx.send(tower::discover::Change::Insert("d2", backend("d2", true)))
+        .unwrap();
+    let _ = discovered.ready().await.unwrap().call(1).await;
+
     // Fan-out: one target succeeds, one fails.
     let fanout = FanOutLayer::builder()
         .name("writes")

@@ -288,6 +288,11 @@ impl<C> Core<C> {
         *lock(&self.levels).entry(priority).or_insert(0) += 1;
         drop(members);
         self.count_weight(None, weight.max(1));
+        self.emit(&Event::EndpointAdded {
+            name: &self.name,
+            endpoint: state.id,
+            target: &state.name,
+        });
         self.priorities_changed();
         self.wake_waiters();
         state
@@ -438,6 +443,11 @@ impl<C> Core<C> {
             self.ejected.fetch_sub(1, Ordering::AcqRel);
         }
         self.priorities_changed();
+        self.emit(&Event::EndpointRemoved {
+            name: &self.name,
+            endpoint: state.id,
+            target: &state.name,
+        });
     }
 
     /// The members, in the order they joined.

@@ -271,6 +271,25 @@ pub enum Event<'a> {
         /// The endpoint's index.
         endpoint: usize,
     },
+    /// An endpoint joined a balancer (from its list at build, or from discovery).
+    EndpointAdded {
+        /// The balancer's name.
+        name: &'a str,
+        /// The endpoint's id (its index, for a static list).
+        endpoint: usize,
+        /// The endpoint's name (its key, for a discovered endpoint).
+        target: &'a str,
+    },
+    /// An endpoint left a balancer (discovery removed it): it gets no new request, and its
+    /// requests in flight finish.
+    EndpointRemoved {
+        /// The balancer's name.
+        name: &'a str,
+        /// The endpoint's id.
+        endpoint: usize,
+        /// The endpoint's name.
+        target: &'a str,
+    },
     /// An endpoint was marked healthy or unhealthy (by a health check).
     EndpointHealthChanged {
         /// The balancer's name.
@@ -313,6 +332,8 @@ impl Event<'_> {
             | Event::FanOutTarget { name, .. }
             | Event::EndpointEjected { name, .. }
             | Event::EndpointReturned { name, .. }
+            | Event::EndpointAdded { name, .. }
+            | Event::EndpointRemoved { name, .. }
             | Event::EndpointHealthChanged { name, .. }
             | Event::RetryGaveUp { name, .. } => name,
         }
