@@ -23,9 +23,10 @@
 //!   implementing [`EndpointKey`], with a weight and a priority): an insertion under a key
 //!   already present updates that endpoint and keeps what the balancer learned of it (latency,
 //!   ejections, health); a removed endpoint gets no new request and its requests in flight
-//!   finish. A changed list costs the chunks it touches, not a copy of the list, and a clone
-//!   of the balancer (a retry above clones it per request) costs a few reference counts
-//!   whatever the number of endpoints.
+//!   finish. A batch of changes copies the chunks of 64 members it touches and the table of
+//!   chunk pointers (one pointer per 64 members), not the list; a clone of the balancer (a
+//!   retry above clones it per request) costs a few reference counts whatever the number of
+//!   endpoints.
 //! * **New endpoints do not take the whole load**: an endpoint that has not answered yet
 //!   counts at `default_rtt` (30 ms) for peak EWMA, and, with [`SlowStart`] (off by default),
 //!   an endpoint that joins, or comes back from failing its health checks, gets a share that
