@@ -52,7 +52,6 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::rt::TokioExecutor;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::fmt;
 use std::future::Future;
 use std::net::{Ipv4Addr, Shutdown, SocketAddr};
 use std::os::fd::AsFd;
@@ -894,41 +893,6 @@ async fn bounded<F: Future<Output = ()>>(scenario: F) {
         .expect("the scenario finished in time");
 }
 
-/// Counts the DNS source's "resolution failed" log events (at every level), as the outage
-/// scenario's clock: the outage lasts until several resolutions have failed.
-#[derive(Clone, Default)]
-struct DnsFailures(Arc<AtomicUsize>);
-
-struct Message<'a>(&'a mut String);
-
-impl tracing::field::Visit for Message<'_> {
-    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn fmt::Debug) {
-        if field.name() == "message" {
-            *self.0 = format!("{value:?}");
-        }
-    }
-}
-
-impl tracing::Subscriber for DnsFailures {
-    fn enabled(&self, meta: &tracing::Metadata<'_>) -> bool {
-        meta.target().starts_with("bulwark_balance::dns")
-    }
-    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
-        tracing::span::Id::from_u64(1)
-    }
-    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
-    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
-    fn event(&self, event: &tracing::Event<'_>) {
-        let mut message = String::new();
-        event.record(&mut Message(&mut message));
-        if message.starts_with("dns resolution fail") {
-            self.0.fetch_add(1, Ordering::SeqCst);
-        }
-    }
-    fn enter(&self, _: &tracing::span::Id) {}
-    fn exit(&self, _: &tracing::span::Id) {}
-}
-
 // ---------------------------------------------------------------------------------------------
 // The scenarios
 // ---------------------------------------------------------------------------------------------
@@ -1192,8 +1156,10 @@ async fn scale_in<T: Transport>() {
 ///    fails. The zone changes meanwhile (one backend replaced); once the server is back, the
 ///    change is applied.
 async fn dns_outage<T: Transport>(dns: DnsKind) {
-    let failed = DnsFailures::default();
-    // The current-thread runtime runs the resolution task on this thread.
+    // The DNS source's "resolution failed" log events (at every level) are the outage's clock:
+    // it lasts until several resolutions have failed. The current-thread runtime runs the
+    // resolution task on this thread.
+    let failed = bulwark_test_support::Logs::new("bulwark_balance::dns");
     let _logs = tracing::subscriber::set_default(failed.clone());
     let mut fleet = Fleet::<T>::start(3, dns).await;
     let client = fleet.client(Settings::default());
@@ -1208,11 +1174,11 @@ async fn dns_outage<T: Transport>(dns: DnsKind) {
     fleet.in_dns.remove(&13);
     fleet.in_dns.insert(new);
     fleet.publish().await;
-    let before = failed.0.load(Ordering::SeqCst);
+    let before = failed.count_starting("dns resolution fail");
     until("several failed resolutions", || {
         load.check();
         assert_eq!(members(&client.balancer), expected, "an endpoint was lost");
-        failed.0.load(Ordering::SeqCst) >= before + 5
+        failed.count_starting("dns resolution fail") >= before + 5
     })
     .await;
     load.progress(200).await;

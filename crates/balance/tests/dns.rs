@@ -24,10 +24,11 @@ use futures_util::{FutureExt, StreamExt};
 use hickory_server::proto::rr::rdata::{AAAA, SRV, TXT};
 use hickory_server::proto::rr::{RData, RecordType};
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
+
+use bulwark_test_support::Logs;
 use std::future::Future;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use tower::discover::Change;
 
@@ -37,56 +38,6 @@ use dns_server::{name, DnsServer, Mode};
 
 const PORT: u16 = 50051;
 const WAIT: Duration = Duration::from_secs(5);
-
-// ---------------------------------------------------------------------------------------------
-// What the source logs
-// ---------------------------------------------------------------------------------------------
-
-/// Collects the messages of `bulwark_balance` events, with their levels.
-#[derive(Clone, Default)]
-struct Logs(Arc<Mutex<Vec<(tracing::Level, String)>>>);
-
-impl Logs {
-    fn count(&self, level: tracing::Level, message: &str) -> usize {
-        self.0
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(l, m)| *l == level && m == message)
-            .count()
-    }
-}
-
-struct Message<'a>(&'a mut String);
-
-impl tracing::field::Visit for Message<'_> {
-    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn fmt::Debug) {
-        if field.name() == "message" {
-            *self.0 = format!("{value:?}");
-        }
-    }
-}
-
-impl tracing::Subscriber for Logs {
-    fn enabled(&self, meta: &tracing::Metadata<'_>) -> bool {
-        meta.target().starts_with("bulwark_balance")
-    }
-    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
-        tracing::span::Id::from_u64(1)
-    }
-    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
-    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
-    fn event(&self, event: &tracing::Event<'_>) {
-        let mut message = String::new();
-        event.record(&mut Message(&mut message));
-        self.0
-            .lock()
-            .unwrap()
-            .push((*event.metadata().level(), message));
-    }
-    fn enter(&self, _: &tracing::span::Id) {}
-    fn exit(&self, _: &tracing::span::Id) {}
-}
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -297,7 +248,7 @@ async fn the_ttl_sets_the_refresh_within_min_and_max() {
 
 #[tokio::test]
 async fn failures_keep_the_set_and_resolution_recovers() {
-    let logs = Logs::default();
+    let logs = Logs::new("bulwark_balance");
     with_logs(&logs, async {
         let mut server = DnsServer::start().await;
         server.set_a("books.test.", 0, &[11, 12]).await;

@@ -18,14 +18,15 @@ use bulwark_balance::dns::{DnsDiscover, DnsEndpoint};
 use bulwark_core::{ExponentialBackoff, Jitter, SplitMix64};
 use futures_util::{FutureExt, StreamExt};
 use std::collections::BTreeSet;
-use std::fmt;
+
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use tower::discover::Change;
 
 #[path = "support/dnsmasq.rs"]
 mod dnsmasq;
+use bulwark_test_support::Logs;
 use dnsmasq::Dnsmasq;
 
 const PORT: u16 = 50051;
@@ -33,49 +34,6 @@ const BOOKS: &str = "books.test";
 const WAIT: Duration = Duration::from_secs(10);
 const FAILING: &str = "dns resolution failing; keeping the last endpoints";
 const RECOVERED: &str = "dns resolution recovered";
-
-/// Collects the messages of `bulwark_balance` events.
-#[derive(Clone, Default)]
-struct Logs(Arc<Mutex<Vec<String>>>);
-
-impl Logs {
-    fn count(&self, message: &str) -> usize {
-        self.0
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|m| *m == message)
-            .count()
-    }
-}
-
-struct Message<'a>(&'a mut String);
-
-impl tracing::field::Visit for Message<'_> {
-    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn fmt::Debug) {
-        if field.name() == "message" {
-            *self.0 = format!("{value:?}");
-        }
-    }
-}
-
-impl tracing::Subscriber for Logs {
-    fn enabled(&self, meta: &tracing::Metadata<'_>) -> bool {
-        meta.target().starts_with("bulwark_balance")
-    }
-    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
-        tracing::span::Id::from_u64(1)
-    }
-    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
-    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
-    fn event(&self, event: &tracing::Event<'_>) {
-        let mut message = String::new();
-        event.record(&mut Message(&mut message));
-        self.0.lock().unwrap().push(message);
-    }
-    fn enter(&self, _: &tracing::span::Id) {}
-    fn exit(&self, _: &tracing::span::Id) {}
-}
 
 fn addr(n: u8) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, n], PORT))
@@ -126,7 +84,7 @@ async fn dnsmasq_initial_set_rolling_change_and_outage() {
     let Some(binary) = dnsmasq::binary_or_skip("this test") else {
         return;
     };
-    let logs = Logs::default();
+    let logs = Logs::new("bulwark_balance");
     let _guard = tracing::subscriber::set_default(logs.clone());
 
     let mut dnsmasq = Dnsmasq::new(binary);
@@ -164,22 +122,22 @@ async fn dnsmasq_initial_set_rolling_change_and_outage() {
     assert_eq!(removed, BTreeSet::from([addr(11)]));
 
     // An outage: nothing removed while dnsmasq is gone.
-    let failing = logs.count(FAILING);
+    let failing = logs.count_starting(FAILING);
     dnsmasq.kill();
     until("the failure to be noticed", || {
-        logs.count(FAILING) > failing
+        logs.count_starting(FAILING) > failing
     })
     .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     quiet(&mut discover);
-    assert_eq!(logs.count(FAILING), failing + 1, "logged once");
+    assert_eq!(logs.count_starting(FAILING), failing + 1, "logged once");
 
     // Back, with one more address: resolution resumes.
-    let recovered = logs.count(RECOVERED);
+    let recovered = logs.count_starting(RECOVERED);
     dnsmasq.set_a(BOOKS, &[12, 13, 14]);
     dnsmasq.start();
     let (inserted, removed) = changes(&mut discover, 1).await;
     assert_eq!(inserted, BTreeSet::from([addr(14)]));
     assert!(removed.is_empty());
-    assert_eq!(logs.count(RECOVERED), recovered + 1);
+    assert_eq!(logs.count_starting(RECOVERED), recovered + 1);
 }
