@@ -512,3 +512,35 @@ async fn the_first_discovered_endpoints_do_not_ramp_up() {
     }
     assert_eq!((seen["a"], seen["b"], seen["c"]), (10, 10, 10));
 }
+
+/// When no endpoint can take a request, the balancer asks its discovery source to look again
+/// (`Builder::refresh`): once when a request starts waiting, and when an ejection leaves
+/// every endpoint out.
+#[tokio::test(start_paused = true)]
+async fn nothing_to_take_a_request_asks_the_discovery_source_to_look_again() {
+    let asked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = asked.clone();
+    let failing = BoxCloneService::new(tower::service_fn(|_: ()| async {
+        Err::<&'static str, _>(std::io::Error::from(std::io::ErrorKind::ConnectionRefused))
+    }));
+    let mut lb = BalanceLayer::builder()
+        .ejection(Ejection {
+            consecutive_failures: 1,
+            max_ejected: 1.0,
+            ..Ejection::default()
+        })
+        .refresh(move || {
+            count.fetch_add(1, Ordering::SeqCst);
+        })
+        .build()
+        .unwrap()
+        .build(vec![failing])
+        .unwrap();
+    // Its only endpoint fails and is ejected: every endpoint out.
+    assert!(lb.ready().await.unwrap().call(()).await.is_err());
+    assert_eq!(asked.load(Ordering::SeqCst), 1);
+    // The next request finds nothing to take it: it asks again, waits, and fails.
+    let err = lb.ready().await.unwrap().call(()).await.unwrap_err();
+    assert!(err.is::<bulwark_balance::NoEndpointReady>(), "{err}");
+    assert_eq!(asked.load(Ordering::SeqCst), 2);
+}
