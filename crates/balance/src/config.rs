@@ -225,6 +225,12 @@ pub enum ConfigError {
         /// Endpoints given.
         endpoints: usize,
     },
+    /// A list of probes was given for a discovered set of endpoints (use
+    /// `Endpoints::discover_with_health`, which makes each endpoint's probe as it arrives).
+    ProbesForDiscovered {
+        /// Probes given.
+        probes: usize,
+    },
     /// Health checks run on a background task, so the balancer must be built inside a tokio
     /// runtime.
     NoRuntime,
@@ -242,7 +248,7 @@ impl ConfigError {
             ConfigError::Share { setting, .. } | ConfigError::NotPositive { setting, .. } => {
                 setting
             }
-            ConfigError::Probes { .. } => "probes",
+            ConfigError::Probes { .. } | ConfigError::ProbesForDiscovered { .. } => "probes",
             ConfigError::NoRuntime => "health",
         }
     }
@@ -288,6 +294,11 @@ impl fmt::Display for ConfigError {
                     "balance has {probes} health probes for {endpoints} endpoints"
                 )
             }
+            ConfigError::ProbesForDiscovered { probes } => write!(
+                f,
+                "balance has a list of {probes} health probes for discovered endpoints: use \
+                 Endpoints::discover_with_health to make each endpoint's probe as it arrives"
+            ),
             ConfigError::NoRuntime => f.write_str(
                 "balance health checks need a tokio runtime: build the balancer inside one",
             ),

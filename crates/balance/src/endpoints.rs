@@ -157,7 +157,9 @@ impl<S> Endpoints<S> {
     /// The checks run on a background task that stops when the balancer is dropped (so the
     /// balancer must be built inside a tokio runtime). A list of probes that does not match
     /// the endpoints one for one is refused at build
-    /// ([`ConfigError::Probes`](crate::ConfigError::Probes)).
+    /// ([`ConfigError::Probes`](crate::ConfigError::Probes)), and so is one given for a
+    /// discovered set ([`ConfigError::ProbesForDiscovered`](crate::ConfigError::ProbesForDiscovered):
+    /// use [`Endpoints::discover_with_health`]).
     pub fn health<P>(mut self, probes: Vec<P>) -> Self
     where
         P: Service<()> + Send + 'static,

@@ -71,6 +71,11 @@ impl<C: Clone, A: Clone> BalanceLayer<C, A> {
             }
         } else {
             self.config.validate()?;
+            if let Some(probes) = endpoints.probe_count {
+                // A list of probes pairs with a list of endpoints, in order: a discovered
+                // set has no order to pair them with (its probes come from `probe_for`).
+                return Err(ConfigError::ProbesForDiscovered { probes });
+            }
         }
         let runtime = match endpoints.health {
             Some(_) => {

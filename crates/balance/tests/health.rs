@@ -2,7 +2,7 @@
 //! balancer's own probes under paused time.
 
 use bulwark_balance::{
-    BalanceLayer, Endpoints, HealthCheck, NoEndpointReady, Strategy, Unavailable,
+    BalanceLayer, ConfigError, Endpoints, HealthCheck, NoEndpointReady, Strategy, Unavailable,
 };
 use bulwark_core::SplitMix64;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -182,4 +182,22 @@ async fn the_http_probe_treats_2xx_as_healthy() {
     status.store(503, Ordering::SeqCst);
     tokio::time::sleep(Duration::from_secs(5)).await;
     assert!(!handle.endpoints()[0].healthy);
+}
+
+/// Probes given as a list pair one for one with a static list (see the test above); a
+/// discovered set takes its probes from `discover_with_health`, and a list given for it is a
+/// typed error at build, not probes silently dropped.
+#[tokio::test(start_paused = true)]
+async fn a_list_of_probes_for_a_discovered_set_is_refused_at_build() {
+    let flag = Arc::new(AtomicBool::new(true));
+    let layer = BalanceLayer::builder().build().unwrap();
+    let changes = futures_util::stream::pending::<
+        Result<tower::discover::Change<usize, Endpoint>, std::convert::Infallible>,
+    >();
+    let err = layer
+        .build(Endpoints::discover(changes).health(vec![probe(&flag)]))
+        .unwrap_err();
+    assert_eq!(err, ConfigError::ProbesForDiscovered { probes: 1 });
+    assert_eq!(err.setting(), "probes");
+    assert!(err.to_string().contains("discover_with_health"), "{err}");
 }
