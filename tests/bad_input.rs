@@ -889,7 +889,7 @@ proptest! {
             let text = value.to_str().map(str::trim).unwrap_or("-");
             if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
                 let secs = text.parse::<u64>().unwrap_or(u64::MAX);
-                prop_assert_eq!(parsed, Some(Duration::from_secs(secs)));
+                prop_assert_eq!(parsed, Some(Pushback::After(Duration::from_secs(secs))));
             }
         }
         no_panics(before)?;
@@ -918,7 +918,7 @@ proptest! {
             // A date it reads, it reads right.
             let days = days_from_civil(i64::from(year), mon as i64 + 1, i64::from(day));
             let at = days * 86_400 + i64::from(h * 3600 + m * 60 + s);
-            prop_assert_eq!(parsed, Some(Duration::from_secs(at.max(0) as u64)));
+            prop_assert_eq!(parsed, Some(Pushback::After(Duration::from_secs(at.max(0) as u64))));
         }
         no_panics(before)?;
     }
@@ -2061,19 +2061,19 @@ async fn unmatched_paths_do_not_become_metric_labels() {
 
 #[test]
 fn a_full_store_is_not_retried() {
-    use tower_bulwark::retry::{Decision, RetryPolicy};
+    use tower_bulwark::core::{Classify, Decision, Outcome};
     let answer = |status: u16| -> Result<app::client::Answer, tower_bulwark::core::BoxError> {
         Ok(http::Response::builder()
             .status(status)
             .body(bytes::Bytes::new())
             .unwrap())
     };
-    let policy = app::outbound::WritePolicy;
-    let decide = |status| {
-        RetryPolicy::<http::Request<app::client::Body>, _, _>::decide(&policy, &answer(status))
-    };
+    let write = app::contract::Write;
+    let decide = |status| write.resend(&answer(status));
     assert!(matches!(decide(507), Decision::GiveUp(_)));
     assert!(matches!(decide(409), Decision::GiveUp(_)));
     assert_eq!(decide(503), Decision::Retry);
     assert_eq!(decide(201), Decision::Accept);
+    assert_eq!(write.classify(&answer(201)), Outcome::Success);
+    assert_eq!(write.classify(&answer(409)), Outcome::Failure);
 }

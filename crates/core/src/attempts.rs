@@ -176,6 +176,13 @@ pub trait RequestAttempts<Req> {
     fn ensure(&self, request: &mut Req) {
         let _ = request;
     }
+
+    /// Whether `request` may be sent again at all (idempotent, with a body that can be
+    /// replayed). Every request by default.
+    fn may_resend(&self, request: &Req) -> bool {
+        let _ = request;
+        true
+    }
 }
 
 /// For request types that carry no attempts: nothing is recorded or avoided.
@@ -206,5 +213,99 @@ impl<B> RequestAttempts<http::Request<B>> for HttpAttempts {
         if request.extensions().get::<Attempts>().is_none() {
             request.extensions_mut().insert(Attempts::new());
         }
+    }
+}
+
+/// Which `http::Request`s may be sent again, and where their attempts live (in the
+/// extensions, as [`HttpAttempts`]): the request half of what retry and failover ask, shared
+/// by their HTTP and gRPC policies.
+///
+/// * [`HttpResend::idempotent`]: the idempotent methods (GET, HEAD, OPTIONS, PUT, DELETE,
+///   TRACE), any request carrying an `Idempotency-Key` header, and the methods added with
+///   [`HttpResend::method`];
+/// * [`HttpResend::any_method`]: every method (gRPC, where every call is a POST; replicas
+///   that did not serve the request).
+///
+/// Either way only while the body can be sent again
+/// ([`CanReplay`](crate::replay::CanReplay)).
+///
+/// ```
+/// use bulwark_core::attempts::{HttpResend, RequestAttempts};
+/// use http::{Method, Request};
+///
+/// let get = Request::get("/book/dune").body(String::new()).unwrap();
+/// let post = Request::post("/book").body(String::from("{}")).unwrap();
+/// assert!(HttpResend::idempotent().may_resend(&get));
+/// assert!(!HttpResend::idempotent().may_resend(&post));
+/// assert!(HttpResend::idempotent().method(Method::POST).may_resend(&post));
+/// assert!(HttpResend::any_method().may_resend(&post));
+/// ```
+#[cfg(feature = "http")]
+#[derive(Debug, Clone, Default)]
+pub struct HttpResend {
+    any_method: bool,
+    methods: Vec<http::Method>,
+}
+
+/// The `Idempotency-Key` header: a request carrying it may be sent again whatever its method.
+#[cfg(feature = "http")]
+pub const IDEMPOTENCY_KEY: http::header::HeaderName =
+    http::header::HeaderName::from_static("idempotency-key");
+
+#[cfg(feature = "http")]
+impl HttpResend {
+    /// Idempotent methods, and requests with an `Idempotency-Key`.
+    pub fn idempotent() -> Self {
+        HttpResend::default()
+    }
+
+    /// Every method.
+    pub fn any_method() -> Self {
+        HttpResend {
+            any_method: true,
+            methods: Vec::new(),
+        }
+    }
+
+    /// Also resends requests with `method` (a POST you know to be idempotent).
+    pub fn method(mut self, method: http::Method) -> Self {
+        if !self.methods.contains(&method) {
+            self.methods.push(method);
+        }
+        self
+    }
+
+    /// Whether a request with `method` and `headers` may be sent again (its body aside).
+    pub fn method_allowed(&self, method: &http::Method, headers: &http::HeaderMap) -> bool {
+        use http::Method;
+        self.any_method
+            || matches!(
+                *method,
+                Method::GET
+                    | Method::HEAD
+                    | Method::OPTIONS
+                    | Method::PUT
+                    | Method::DELETE
+                    | Method::TRACE
+            )
+            || headers.contains_key(IDEMPOTENCY_KEY)
+            || self.methods.contains(method)
+    }
+}
+
+#[cfg(feature = "http")]
+impl<B: crate::replay::CanReplay> RequestAttempts<http::Request<B>> for HttpResend {
+    #[inline]
+    fn attempts<'r>(&self, request: &'r http::Request<B>) -> Option<&'r Attempts> {
+        HttpAttempts.attempts(request)
+    }
+
+    fn ensure(&self, request: &mut http::Request<B>) {
+        HttpAttempts.ensure(request);
+    }
+
+    fn may_resend(&self, request: &http::Request<B>) -> bool {
+        self.method_allowed(request.method(), request.headers())
+            && crate::replay::CanReplay::can_replay(request)
     }
 }

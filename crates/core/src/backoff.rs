@@ -125,6 +125,45 @@ pub struct ExponentialBackoff {
 }
 
 impl ExponentialBackoff {
+    /// No wait at all: every resend goes out at once (to another endpoint, when a balancer or
+    /// failover below avoids the ones tried). For resends bounded by something other than
+    /// time, such as one try per replica.
+    ///
+    /// ```
+    /// use bulwark_core::backoff::{Backoff, ExponentialBackoff};
+    /// use bulwark_core::SplitMix64;
+    /// use std::time::Duration;
+    /// let none = ExponentialBackoff::none();
+    /// assert_eq!(none.delay(3, Duration::ZERO, &SplitMix64::new(1)), Duration::ZERO);
+    /// assert!(none.is_none());
+    /// ```
+    pub const fn none() -> Self {
+        ExponentialBackoff {
+            base: Duration::ZERO,
+            factor: 1.0,
+            max: Duration::ZERO,
+            jitter: Jitter::None,
+        }
+    }
+
+    /// Checks the settings as [`ExponentialBackoff::new`] does ([`ExponentialBackoff::none`]
+    /// passes): for a backoff deserialized or copied from elsewhere.
+    ///
+    /// # Errors
+    ///
+    /// The [`BackoffError`] `new` would return.
+    pub fn validate(&self) -> Result<(), BackoffError> {
+        if *self == Self::none() {
+            return Ok(());
+        }
+        Self::new(self.base, self.factor, self.max, self.jitter).map(|_| ())
+    }
+
+    /// Whether this backoff never waits ([`ExponentialBackoff::none`]).
+    pub fn is_none(&self) -> bool {
+        self.max.is_zero() && !matches!(self.jitter, Jitter::Additive(d) if !d.is_zero())
+    }
+
     /// A backoff waiting `base` before the first retry, `factor` times longer before each next
     /// one, never longer than `max` (plus an [`Additive`](Jitter::Additive) jitter).
     ///

@@ -18,6 +18,13 @@
 //!   the [`grpc`](crate::grpc) module's docs.
 //! * A closure `Fn(&Result<Res, E>) -> Outcome`, or your own type, for anything else.
 //!
+//! A classifier answers two questions, and each layer asks the one it needs:
+//! [`Classify::classify`] (was the service healthy? asked by the circuit breaker, the
+//! balancer's ejection and fan-out) and [`Classify::resend`] (may sending the request again
+//! help, and when? asked by retry and failover). Declare the classifier once and give the same
+//! value to every layer of a stack: a 500 can count against a backend's health without being
+//! sent again, while a 503 with `Retry-After: 2` is both.
+//!
 //! ```
 //! # #[cfg(feature = "grpc")]
 //! # {
@@ -32,6 +39,9 @@
 //! assert_eq!(GrpcClassifier::new().classify(&unavailable), Outcome::Failure);
 //! # }
 //! ```
+
+use crate::event::GiveUpReason;
+use std::time::Duration;
 
 /// What a finished call tells a resilience layer about the service that answered it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -62,6 +72,54 @@ impl std::fmt::Display for Outcome {
     }
 }
 
+/// What a layer that can send a request again (a retry, a failover) should do after an
+/// attempt: the second half of a classifier's answer, [`Classify::resend`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Return this result: it is an answer (a success, or a failure that sending again would
+    /// not fix, such as a 500 that the request itself caused).
+    Accept,
+    /// Send again (elsewhere, or after the backoff's delay).
+    Retry,
+    /// Send again after the server's delay (`Retry-After`, gRPC pushback) instead of the
+    /// backoff's.
+    RetryAfter(Duration),
+    /// A failure, but do not send again: return it as it is.
+    GiveUp(GiveUpReason),
+}
+
+impl Decision {
+    /// Whether the request should be sent again ([`Decision::Retry`] or
+    /// [`Decision::RetryAfter`]).
+    #[inline]
+    pub const fn resends(self) -> bool {
+        matches!(self, Decision::Retry | Decision::RetryAfter(_))
+    }
+
+    /// The decision with a server's wait capped at `max`: a longer
+    /// [`Decision::RetryAfter`] becomes [`Decision::GiveUp`]`(`[`GiveUpReason::RetryAfterTooLong`]`)`.
+    ///
+    /// ```
+    /// use bulwark_core::{Decision, GiveUpReason};
+    /// use std::time::Duration;
+    /// let cap = Duration::from_secs(30);
+    /// assert_eq!(Decision::RetryAfter(Duration::from_secs(2)).capped(cap), Decision::RetryAfter(Duration::from_secs(2)));
+    /// assert_eq!(
+    ///     Decision::RetryAfter(Duration::from_secs(60)).capped(cap),
+    ///     Decision::GiveUp(GiveUpReason::RetryAfterTooLong)
+    /// );
+    /// ```
+    #[inline]
+    pub fn capped(self, max: Duration) -> Decision {
+        match self {
+            Decision::RetryAfter(wait) if wait > max => {
+                Decision::GiveUp(GiveUpReason::RetryAfterTooLong)
+            }
+            other => other,
+        }
+    }
+}
+
 /// Decides the [`Outcome`] of a call from its whole result.
 ///
 /// Implemented for [`DefaultClassifier`], `HttpClassifier` (feature `http`), `GrpcClassifier`
@@ -89,8 +147,21 @@ impl std::fmt::Display for Outcome {
 /// assert_eq!(MyClassifier.classify(&bad), Outcome::Ignored);
 /// ```
 pub trait Classify<Res, E> {
-    /// Classifies one finished call.
+    /// Classifies one finished call: what it says of the health of the service that answered
+    /// (asked by breakers, balancers' ejection and fan-out).
     fn classify(&self, result: &Result<Res, E>) -> Outcome;
+
+    /// Whether sending the request again may help, and when (asked by retry and failover).
+    /// By default: a [`Outcome::Failure`] is sent again, anything else is the answer.
+    /// [`HttpClassifier`] narrows it to a set of statuses and honours
+    /// `Retry-After`; [`GrpcClassifier`](crate::GrpcClassifier) honours gRPC pushback.
+    #[inline]
+    fn resend(&self, result: &Result<Res, E>) -> Decision {
+        match self.classify(result) {
+            Outcome::Failure => Decision::Retry,
+            Outcome::Success | Outcome::Ignored => Decision::Accept,
+        }
+    }
 }
 
 impl<F, Res, E> Classify<Res, E> for F
@@ -123,7 +194,8 @@ impl<Res, E> Classify<Res, E> for DefaultClassifier {
 
 #[cfg(feature = "http")]
 mod http_impl {
-    use super::{Classify, Outcome};
+    use super::{Classify, Decision, Outcome};
+    use crate::pushback::parse_retry_after;
     use std::fmt;
     use std::ops::RangeInclusive;
 
@@ -272,6 +344,10 @@ mod http_impl {
     /// set (5xx by default) is a failure; a status in the ignored set (empty by default) is
     /// ignored; everything else, 404 included, is a success.
     ///
+    /// What may be sent again ([`Classify::resend`]): every `Err`, and the statuses of
+    /// [`HttpClassifier::resend_statuses`] (by default, the failure statuses); a
+    /// `Retry-After` on such a response says when ([`Decision::RetryAfter`]).
+    ///
     /// ```
     /// use bulwark_core::{Classify, HttpClassifier, Outcome, StatusSet};
     ///
@@ -285,11 +361,20 @@ mod http_impl {
     /// // 429 means "slow down", not "broken": don't count it either way.
     /// let c = HttpClassifier::new().ignore(StatusSet::empty().with(429));
     /// assert_eq!(c.classify(&resp(429)), Outcome::Ignored);
+    ///
+    /// // One contract for a whole stack: 5xx count against a backend's health, but only
+    /// // 502, 503 and 504 are sent again (a 500 is the request's own fault).
+    /// use bulwark_core::Decision;
+    /// let c = HttpClassifier::new().resend_statuses(StatusSet::empty().with_range(502..=504));
+    /// assert_eq!(c.classify(&resp(500)), Outcome::Failure);
+    /// assert_eq!(c.resend(&resp(500)), Decision::Accept);
+    /// assert_eq!(c.resend(&resp(503)), Decision::Retry);
     /// ```
     #[derive(Debug, Clone, Copy, PartialEq, Eq)]
     pub struct HttpClassifier {
         failures: StatusSet,
         ignored: StatusSet,
+        resend: Option<StatusSet>,
     }
 
     impl HttpClassifier {
@@ -298,6 +383,43 @@ mod http_impl {
             HttpClassifier {
                 failures: StatusSet::server_errors(),
                 ignored: StatusSet::empty(),
+                resend: None,
+            }
+        }
+
+        /// Replaces the set of statuses worth sending again (by default, the failure
+        /// statuses). A status may be sent again without being a failure (a 429 says "slow
+        /// down", not "broken") and be a failure without being sent again (a 500).
+        pub fn resend_statuses(mut self, statuses: StatusSet) -> Self {
+            self.resend = Some(statuses);
+            self
+        }
+
+        /// The statuses worth sending again.
+        pub fn resent_statuses(&self) -> &StatusSet {
+            self.resend.as_ref().unwrap_or(&self.failures)
+        }
+
+        /// Whether a response with `status` and `headers` is worth sending again, and when.
+        #[inline]
+        pub fn resend_status(
+            &self,
+            status: http::StatusCode,
+            headers: &http::HeaderMap,
+        ) -> Decision {
+            let again = match &self.resend {
+                Some(set) => set.contains(status.as_u16()),
+                None => self.classify_status(status) == Outcome::Failure,
+            };
+            if !again {
+                return Decision::Accept;
+            }
+            match headers.get(http::header::RETRY_AFTER) {
+                Some(value) => match parse_retry_after(value, std::time::SystemTime::now()) {
+                    Some(pushback) => pushback.decision(),
+                    None => Decision::Retry,
+                },
+                None => Decision::Retry,
             }
         }
 
@@ -350,6 +472,14 @@ mod http_impl {
             match result {
                 Ok(resp) => self.classify_status(resp.status()),
                 Err(_) => Outcome::Failure,
+            }
+        }
+
+        #[inline]
+        fn resend(&self, result: &Result<http::Response<B>, E>) -> Decision {
+            match result {
+                Ok(resp) => self.resend_status(resp.status(), resp.headers()),
+                Err(_) => Decision::Retry,
             }
         }
     }

@@ -494,6 +494,23 @@ impl<B, E> Classify<http::Response<B>, E> for GrpcClassifier {
             Err(_) => Outcome::Failure,
         }
     }
+
+    /// A failure is sent again; a `grpc-retry-pushback-ms` on it says when, or that it must
+    /// not be ([`Pushback`](crate::pushback::Pushback)).
+    #[inline]
+    fn resend(&self, result: &Result<http::Response<B>, E>) -> crate::Decision {
+        use crate::pushback::{parse_pushback, GRPC_RETRY_PUSHBACK_MS};
+        match result {
+            Ok(response) if self.classify_response(response) != Outcome::Failure => {
+                crate::Decision::Accept
+            }
+            Ok(response) => match response.headers().get(GRPC_RETRY_PUSHBACK_MS) {
+                Some(value) => parse_pushback(value).decision(),
+                None => crate::Decision::Retry,
+            },
+            Err(_) => crate::Decision::Retry,
+        }
+    }
 }
 
 pin_project_lite::pin_project! {

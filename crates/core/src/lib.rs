@@ -19,6 +19,8 @@
 //!   `GrpcBody`, which reports the status of a call whose status comes in the trailers.
 //! * [`replay`] (feature `http`): `ReplayBody`, which keeps up to a cap of a streaming body as
 //!   it is first sent, so retry, failover and fan-out can send a request again.
+//! * [`pushback`] (feature `http`): what a server said about when to come back
+//!   (`Retry-After`, `grpc-retry-pushback-ms`), read into one [`Pushback`](pushback::Pushback).
 //! * [`attempts`]: which endpoints a request has been sent to, shared by its clones, so a
 //!   balancer sends a resend somewhere else.
 //! * [`local`]: per-clone reference counts for response futures, so threads sharing a layer do
@@ -64,6 +66,8 @@ pub mod grpc;
 pub mod local;
 #[cfg(all(test, bulwark_loom))]
 mod loom_tests;
+#[cfg(feature = "http")]
+pub mod pushback;
 pub mod random;
 #[cfg(feature = "http")]
 pub mod replay;
@@ -71,7 +75,7 @@ pub mod rolling;
 mod sync;
 
 pub use backoff::{Backoff, BackoffError, ExponentialBackoff, Jitter};
-pub use classify::{Classify, DefaultClassifier, Outcome};
+pub use classify::{Classify, Decision, DefaultClassifier, Outcome};
 #[cfg(feature = "http")]
 pub use classify::{HttpClassifier, StatusSet};
 pub use event::{

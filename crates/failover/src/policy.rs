@@ -1,6 +1,6 @@
 //! What counts as a failure worth failing over on.
 
-use bulwark_core::{Classify, DefaultClassifier, Outcome};
+use bulwark_core::{Classify, DefaultClassifier};
 use std::fmt::Display;
 
 /// Decides whether an attempt failed (so the request goes to the next target) and describes
@@ -27,7 +27,9 @@ pub trait FailoverPolicy<Req, Res, E> {
     }
 }
 
-/// Fails over on every outcome its classifier calls a failure (every error, by default).
+/// Fails over on what its classifier says may be sent again ([`Classify::resend`]: by default
+/// every outcome it calls a failure, every error included; `HttpClassifier::resend_statuses`
+/// narrows it). Give it the classifier the rest of the stack uses.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct FailOnFailure<C = DefaultClassifier> {
     classifier: C,
@@ -47,7 +49,7 @@ where
 {
     #[inline]
     fn is_failure(&self, result: &Result<Res, E>) -> bool {
-        self.classifier.classify(result) == Outcome::Failure
+        self.classifier.resend(result).resends()
     }
 
     fn describe(&self, result: &Result<Res, E>) -> String {
@@ -61,14 +63,17 @@ where
 #[cfg(feature = "http")]
 mod http_policy {
     use super::FailoverPolicy;
+    use bulwark_core::attempts::{HttpResend, RequestAttempts};
     use bulwark_core::replay::CanReplay;
-    use bulwark_core::StatusSet;
+    use bulwark_core::{Classify, HttpClassifier, StatusSet};
     use std::fmt::Display;
 
     /// The HTTP policy: every error, and the failover status codes (501, 502, 503 and 504 by
-    /// default, as the seed's Ballerina client plus 504), fail over; a request fails over only
-    /// while its body can be sent again ([`CanReplay`]). Any method fails over, as in the seed:
-    /// the targets are replicas and the failover statuses say the request was not served.
+    /// default), fail over; a request fails over only while its body can be sent again
+    /// ([`CanReplay`]). Any method fails over: the targets are replicas, and the failover
+    /// statuses say the request was not served. The status codes are its classifier's
+    /// [`HttpClassifier::resend_statuses`]: give it the stack's classifier with
+    /// [`HttpFailoverPolicy::classifier`].
     ///
     /// ```
     /// use bulwark_failover::{FailoverPolicy, HttpFailoverPolicy};
@@ -82,7 +87,7 @@ mod http_policy {
     /// ```
     #[derive(Debug, Clone, Copy)]
     pub struct HttpFailoverPolicy {
-        codes: StatusSet,
+        classifier: HttpClassifier,
     }
 
     impl Default for HttpFailoverPolicy {
@@ -95,19 +100,27 @@ mod http_policy {
         /// Fails over on errors and 501, 502, 503, 504.
         pub fn new() -> Self {
             HttpFailoverPolicy {
-                codes: StatusSet::empty().with_range(501..=504),
+                classifier: HttpClassifier::new()
+                    .resend_statuses(StatusSet::empty().with_range(501..=504)),
             }
+        }
+
+        /// Fails over on what `classifier` says may be sent again (every error, and its
+        /// [`HttpClassifier::resend_statuses`]).
+        pub fn classifier(mut self, classifier: HttpClassifier) -> Self {
+            self.classifier = classifier;
+            self
         }
 
         /// Replaces the failover status codes.
         pub fn failover_codes(mut self, codes: StatusSet) -> Self {
-            self.codes = codes;
+            self.classifier = self.classifier.resend_statuses(codes);
             self
         }
 
         /// The failover status codes.
         pub fn codes(&self) -> &StatusSet {
-            &self.codes
+            self.classifier.resent_statuses()
         }
     }
 
@@ -118,10 +131,7 @@ mod http_policy {
     {
         #[inline]
         fn is_failure(&self, result: &Result<http::Response<RB>, E>) -> bool {
-            match result {
-                Ok(resp) => self.codes.contains(resp.status().as_u16()),
-                Err(_) => true,
-            }
+            self.classifier.resend(result).resends()
         }
 
         fn describe(&self, result: &Result<http::Response<RB>, E>) -> String {
@@ -136,8 +146,7 @@ mod http_policy {
         }
 
         fn prepare(&self, request: &mut http::Request<B>) {
-            use bulwark_core::attempts::{HttpAttempts, RequestAttempts};
-            HttpAttempts.ensure(request);
+            HttpResend::any_method().ensure(request);
         }
     }
 }

@@ -159,13 +159,7 @@ impl RetryConfig {
         }
         // The backoff validates itself when built; re-check in case it was deserialized or
         // copied from elsewhere.
-        ExponentialBackoff::new(
-            self.backoff.base(),
-            self.backoff.factor(),
-            self.backoff.max(),
-            self.backoff.jitter(),
-        )
-        .map_err(ConfigError::Backoff)?;
+        self.backoff.validate().map_err(ConfigError::Backoff)?;
         if let Some(b) = &self.budget {
             bulwark_core::budget::RetryBudget::new(b.ratio, b.floor_per_sec, b.window)
                 .map_err(ConfigError::Budget)?;

@@ -1,51 +1,13 @@
 //! The gRPC policy: retry the statuses that say "try again", as the server allows.
 
-use crate::http::{is_connection_failure, AsError, DEFAULT_MAX_RETRY_AFTER};
+use crate::http::{decide_over, DEFAULT_MAX_RETRY_AFTER};
 use crate::policy::{Decision, RetryPolicy};
+use bulwark_core::attempts::{Attempts, HttpAttempts, RequestAttempts};
+use bulwark_core::pushback::AsError;
 use bulwark_core::replay::CanReplay;
-use bulwark_core::{GiveUpReason, GrpcClassifier, GrpcCodeSet, Outcome};
-use http::header::HeaderName;
-use http::{HeaderValue, Request, Response};
+use bulwark_core::{GrpcClassifier, GrpcCodeSet};
+use http::{Request, Response};
 use std::time::Duration;
-
-/// The `grpc-retry-pushback-ms` header: the server's say on whether, and when, to retry.
-pub const GRPC_RETRY_PUSHBACK_MS: HeaderName = HeaderName::from_static("grpc-retry-pushback-ms");
-
-/// What a `grpc-retry-pushback-ms` value asks of the client.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Pushback {
-    /// Retry after this long (instead of the backoff's delay).
-    After(Duration),
-    /// Do not retry: the value was negative, or not an integer.
-    Stop,
-}
-
-/// Parses a `grpc-retry-pushback-ms` value as gRPC's retry design (A6) reads it: a
-/// non-negative decimal integer is a delay in milliseconds; a negative value (any value with
-/// a sign), or anything that is not an integer, means "do not retry". Surrounding spaces are allowed; a value too
-/// large for a `u64` saturates (and then exceeds any cap). Never allocates, never panics.
-///
-/// ```
-/// use bulwark_retry::{parse_pushback, Pushback};
-/// use http::HeaderValue;
-/// use std::time::Duration;
-///
-/// assert_eq!(parse_pushback(&HeaderValue::from_static("250")), Pushback::After(Duration::from_millis(250)));
-/// assert_eq!(parse_pushback(&HeaderValue::from_static("-1")), Pushback::Stop);
-/// assert_eq!(parse_pushback(&HeaderValue::from_static("soon")), Pushback::Stop);
-/// ```
-pub fn parse_pushback(value: &HeaderValue) -> Pushback {
-    let text = value.as_bytes().trim_ascii();
-    if text.is_empty() || !text.iter().all(u8::is_ascii_digit) {
-        // Empty, negative ("-5"), signed ("+5"), fractional or not a number at all.
-        return Pushback::Stop;
-    }
-    let mut ms: u64 = 0;
-    for d in text {
-        ms = ms.saturating_mul(10).saturating_add(u64::from(d - b'0'));
-    }
-    Pushback::After(Duration::from_millis(ms))
-}
 
 /// Retries gRPC calls that failed in a way a retry can fix, as far as the server allows.
 ///
@@ -57,8 +19,8 @@ pub fn parse_pushback(value: &HeaderValue) -> Pushback {
 /// * `grpc-retry-pushback-ms` on a retryable response: a non-negative value replaces the
 ///   backoff's delay, up to [`GrpcRetryPolicy::max_retry_after`] (default 30 s, like the
 ///   HTTP policy's cap on `Retry-After`; a longer one means no retry,
-///   [`GiveUpReason::RetryAfterTooLong`]); a negative or malformed one means no retry
-///   ([`GiveUpReason::Pushback`]).
+///   [`GiveUpReason::RetryAfterTooLong`](crate::GiveUpReason::RetryAfterTooLong)); a negative or malformed one means no retry
+///   ([`GiveUpReason::Pushback`](crate::GiveUpReason::Pushback)).
 /// * Requests: any method (gRPC has no idempotency marker: every call is a POST), but only
 ///   while the body can be sent again ([`CanReplay`]). Tonic's request body cannot be
 ///   cloned: wrap it with [`replayable`](bulwark_core::replay::replayable) above the retry
@@ -137,24 +99,6 @@ impl GrpcRetryPolicy {
     pub const fn codes(&self) -> &GrpcCodeSet {
         self.classifier.failure_codes()
     }
-
-    fn decide_response<B>(&self, resp: &Response<B>) -> Decision {
-        if self.classifier.classify_response(resp) != Outcome::Failure {
-            return Decision::Accept;
-        }
-        match resp
-            .headers()
-            .get(GRPC_RETRY_PUSHBACK_MS)
-            .map(parse_pushback)
-        {
-            None => Decision::Retry,
-            Some(Pushback::Stop) => Decision::GiveUp(GiveUpReason::Pushback),
-            Some(Pushback::After(wait)) if wait > self.max_retry_after => {
-                Decision::GiveUp(GiveUpReason::RetryAfterTooLong)
-            }
-            Some(Pushback::After(wait)) => Decision::RetryAfter(wait),
-        }
-    }
 }
 
 impl<B, RB, E> RetryPolicy<Request<B>, Response<RB>, E> for GrpcRetryPolicy
@@ -164,11 +108,7 @@ where
 {
     #[inline]
     fn decide(&self, result: &Result<Response<RB>, E>) -> Decision {
-        match result {
-            Ok(resp) => self.decide_response(resp),
-            Err(e) if is_connection_failure(e.as_error()) => Decision::Retry,
-            Err(_) => Decision::GiveUp(GiveUpReason::NotRetryable),
-        }
+        decide_over(&self.classifier, result, self.max_retry_after)
     }
 
     fn may_resend(&self, request: &Request<B>) -> bool {
@@ -176,63 +116,10 @@ where
     }
 
     fn prepare(&self, request: &mut Request<B>) {
-        use bulwark_core::attempts::{HttpAttempts, RequestAttempts};
         HttpAttempts.ensure(request);
     }
 
-    fn attempts<'r>(
-        &self,
-        request: &'r Request<B>,
-    ) -> Option<&'r bulwark_core::attempts::Attempts> {
-        request.extensions().get()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-
-    proptest! {
-        #[test]
-        fn pushback_parsing_never_panics(raw in proptest::collection::vec(any::<u8>(), 0..32)) {
-            // Not every byte string is a valid header value; those that are must parse.
-            if let Ok(value) = HeaderValue::from_bytes(&raw) {
-                let parsed = parse_pushback(&value);
-                let digits = raw.trim_ascii();
-                if !digits.is_empty() && digits.iter().all(u8::is_ascii_digit) {
-                    prop_assert!(matches!(parsed, Pushback::After(_)));
-                } else {
-                    prop_assert_eq!(parsed, Pushback::Stop);
-                }
-            }
-        }
-
-        #[test]
-        fn non_negative_integers_are_delays(ms in any::<u64>()) {
-            let value = HeaderValue::from_str(&ms.to_string()).unwrap();
-            prop_assert_eq!(parse_pushback(&value), Pushback::After(Duration::from_millis(ms)));
-        }
-
-        #[test]
-        fn negative_integers_stop(ms in i64::MIN..0) {
-            let value = HeaderValue::from_str(&ms.to_string()).unwrap();
-            prop_assert_eq!(parse_pushback(&value), Pushback::Stop);
-        }
-    }
-
-    #[test]
-    fn odd_values() {
-        let p = |s: &'static str| parse_pushback(&HeaderValue::from_static(s));
-        assert_eq!(p(""), Pushback::Stop);
-        assert_eq!(p("+5"), Pushback::Stop);
-        assert_eq!(p("1.5"), Pushback::Stop);
-        assert_eq!(p("-0"), Pushback::Stop);
-        assert_eq!(p(" 7 "), Pushback::After(Duration::from_millis(7)));
-        assert_eq!(p("0"), Pushback::After(Duration::ZERO));
-        assert_eq!(
-            p("99999999999999999999999"),
-            Pushback::After(Duration::from_millis(u64::MAX))
-        );
+    fn attempts<'r>(&self, request: &'r Request<B>) -> Option<&'r Attempts> {
+        HttpAttempts.attempts(request)
     }
 }

@@ -134,15 +134,20 @@ mod policy;
 mod service;
 mod shared;
 
+#[cfg(feature = "http")]
+pub use bulwark_core::attempts::IDEMPOTENCY_KEY;
+#[cfg(feature = "http")]
+pub use bulwark_core::pushback::{
+    is_connection_failure, parse_pushback, parse_retry_after, AsError, Pushback,
+    GRPC_RETRY_PUSHBACK_MS,
+};
 pub use config::{BudgetConfig, ConfigError, RetryConfig, MAX_ATTEMPTS};
 pub use error::{AttemptTimedOut, DeadlineExceeded, Misuse};
 pub use future::ResponseFuture;
 #[cfg(feature = "grpc")]
-pub use grpc::{parse_pushback, GrpcRetryPolicy, Pushback, GRPC_RETRY_PUSHBACK_MS};
+pub use grpc::GrpcRetryPolicy;
 #[cfg(feature = "http")]
-pub use http::{
-    is_connection_failure, parse_retry_after, AsError, HttpRetryPolicy, IDEMPOTENCY_KEY,
-};
+pub use http::HttpRetryPolicy;
 pub use layer::{BackoffRetryLayer, Builder};
 pub use policy::{Decision, RetryFailures, RetryPolicy};
 pub use service::BackoffRetry;

@@ -1,22 +1,11 @@
 //! What is worth retrying.
 
 use bulwark_core::attempts::{NoAttempts, RequestAttempts};
-use bulwark_core::{Classify, DefaultClassifier, GiveUpReason, Outcome};
-use std::time::Duration;
+use bulwark_core::{Classify, DefaultClassifier};
 
-/// What to do after an attempt.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Decision {
-    /// Return this result: it is an answer (a success, or a failure the policy does not
-    /// consider a failure of the attempt, such as a 404).
-    Accept,
-    /// Retry after the backoff's delay.
-    Retry,
-    /// Retry after the server's delay (`Retry-After`), instead of the backoff's.
-    RetryAfter(Duration),
-    /// A failure, but do not retry it: return it as it is.
-    GiveUp(GiveUpReason),
-}
+/// What to do after an attempt: core's [`Decision`](bulwark_core::Decision), the answer of
+/// every classifier's [`Classify::resend`].
+pub use bulwark_core::Decision;
 
 /// Decides, per attempt, whether to retry. The layer adds the limits every policy shares:
 /// attempts, budget, deadline.
@@ -54,7 +43,11 @@ pub trait RetryPolicy<Req, Res, E> {
     }
 }
 
-/// Retries every outcome its classifier calls a [`Outcome::Failure`]; accepts the rest.
+/// Retries what its classifier says may be sent again ([`Classify::resend`]: by default every
+/// [`Outcome::Failure`](bulwark_core::Outcome::Failure); `HttpClassifier::resend_statuses`
+/// narrows it, and a server's `Retry-After` or gRPC pushback says when); accepts the rest.
+/// Which requests may be sent again, and where they keep their attempts, is its
+/// [`RequestAttempts`] (every request, none, by default).
 ///
 /// With [`RetryFailures::attempts`], it also attaches the shared
 /// [`Attempts`](bulwark_core::attempts::Attempts) to a request that may be resent, so a
@@ -120,10 +113,11 @@ where
 {
     #[inline]
     fn decide(&self, result: &Result<Res, E>) -> Decision {
-        match self.classifier.classify(result) {
-            Outcome::Failure => Decision::Retry,
-            Outcome::Success | Outcome::Ignored => Decision::Accept,
-        }
+        self.classifier.resend(result)
+    }
+
+    fn may_resend(&self, request: &Req) -> bool {
+        self.attempts.may_resend(request)
     }
 
     fn prepare(&self, request: &mut Req) {

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tower::Service;
-use tower_bulwark::core::BoxError;
+use tower_bulwark::core::{BoxError, Classify, HttpClassifier, Outcome};
 
 /// The body of every request the search service sends to a store.
 pub type Body = Full<Bytes>;
@@ -101,9 +101,14 @@ impl Clients {
 /// Sends requests to one store: takes the request's path and query, sends it to the store's
 /// address, reads the whole answer (up to 1 MiB), and counts it in
 /// `bookstore_requests_total{store,outcome}` and, for a resend, `bookstore_retries_total{store}`.
-#[derive(Clone, Debug)]
+///
+/// The outcome is the path's contract's ([`StoreClient::counted_by`]), decided where the
+/// request goes out: an attempt dropped before its answer came (cut by a per-attempt timeout
+/// or the deadline above) is a failure.
+#[derive(Clone)]
 pub struct StoreClient {
     counters: Arc<Counters>,
+    contract: Arc<dyn Classify<Answer, BoxError> + Send + Sync>,
     index: usize,
     authority: http::uri::Authority,
     http: Client<HttpConnector, Body>,
@@ -147,9 +152,55 @@ impl StoreClient {
         });
         StoreClient {
             counters,
+            contract: Arc::new(HttpClassifier::new()),
             index,
             authority,
             http,
+        }
+    }
+
+    /// Counts each answer as `contract` classifies it (a 5xx or an error is a failure by
+    /// default).
+    pub fn counted_by(
+        mut self,
+        contract: impl Classify<Answer, BoxError> + Send + Sync + 'static,
+    ) -> Self {
+        self.contract = Arc::new(contract);
+        self
+    }
+}
+
+impl std::fmt::Debug for StoreClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreClient")
+            .field("index", &self.index)
+            .field("authority", &self.authority)
+            .finish()
+    }
+}
+
+/// One request to a store, counted once: by its answer's outcome when it completes, as a
+/// failure when it is dropped before (a timeout or a deadline cut it).
+struct Counted {
+    counters: Arc<Counters>,
+    contract: Arc<dyn Classify<Answer, BoxError> + Send + Sync>,
+    done: bool,
+}
+
+impl Counted {
+    fn finish(&mut self, result: &Result<Answer, BoxError>) {
+        self.done = true;
+        match self.contract.classify(result) {
+            Outcome::Failure => self.counters.failure.increment(1),
+            Outcome::Success | Outcome::Ignored => self.counters.success.increment(1),
+        }
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        if !self.done {
+            self.counters.failure.increment(1);
         }
     }
 }
@@ -178,7 +229,11 @@ impl Service<Request<Body>> for StoreClient {
             .authority(self.authority.clone())
             .path_and_query(path)
             .build();
-        let counters = self.counters.clone();
+        let mut counted = Counted {
+            counters: self.counters.clone(),
+            contract: self.contract.clone(),
+            done: false,
+        };
         let index = self.index;
         let sends = req.extensions().get::<SendsRef>().cloned();
         let retry = match &sends {
@@ -198,7 +253,7 @@ impl Service<Request<Body>> for StoreClient {
             None => false,
         };
         if retry {
-            counters.retries.increment(1);
+            counted.counters.retries.increment(1);
         }
         let fut = match uri {
             Ok(uri) => {
@@ -220,10 +275,7 @@ impl Service<Request<Body>> for StoreClient {
                     slot.store(resp.status().as_u16(), Ordering::Relaxed);
                 }
             }
-            match &result {
-                Ok(resp) if !resp.status().is_server_error() => counters.success.increment(1),
-                _ => counters.failure.increment(1),
-            }
+            counted.finish(&result);
             result
         })
     }

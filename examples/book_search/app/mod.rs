@@ -7,6 +7,7 @@
 
 pub mod client;
 pub mod config;
+pub mod contract;
 pub mod outbound;
 pub mod search;
 pub mod serve;

@@ -27,8 +27,9 @@
 
 use super::client::{Answer, Body, Clients, StoreClient, STORES};
 use super::config::{Config, Strategy};
+use super::contract;
 use super::store::Store;
-use http::{Method, Request};
+use http::Request;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -38,12 +39,12 @@ use tower::util::BoxCloneSyncService;
 use tower::{Layer, Service};
 use tower_bulwark::balance::{self, BalanceLayer, Ejection, Endpoints, HealthCheck, HttpProbe};
 use tower_bulwark::circuit_breaker::{self, CircuitBreakerLayer, Mode};
-use tower_bulwark::core::attempts::{Attempts, HttpAttempts, RequestAttempts};
+use tower_bulwark::core::attempts::HttpResend;
 use tower_bulwark::core::backoff::{ExponentialBackoff, Jitter};
-use tower_bulwark::core::{BoxError, HttpClassifier, Outcome, StatusSet};
+use tower_bulwark::core::BoxError;
 use tower_bulwark::failover::{self, FailoverLayer, HttpFailoverPolicy};
 use tower_bulwark::fanout::{FanOutLayer, Outcomes, Policy};
-use tower_bulwark::retry::{BackoffRetryLayer, Decision, GiveUpReason, RetryPolicy};
+use tower_bulwark::retry::{BackoffRetryLayer, RetryFailures};
 
 /// The read path, whatever the strategy.
 pub type ReadService = BoxCloneSyncService<Request<Body>, Answer, BoxError>;
@@ -109,79 +110,6 @@ impl Service<Request<Body>> for RoundRobin {
     }
 }
 
-/// Retries a read on another store: after an error (a refused or dropped connection, a
-/// per-attempt timeout) or a failover status; a 404 and every other status are answers.
-/// Only GET and HEAD are resent.
-#[derive(Clone, Copy, Debug)]
-pub struct ReadPolicy {
-    codes: StatusSet,
-}
-
-impl RetryPolicy<Request<Body>, Answer, BoxError> for ReadPolicy {
-    fn decide(&self, result: &Result<Answer, BoxError>) -> Decision {
-        match result {
-            Ok(resp) if self.codes.contains(resp.status().as_u16()) => Decision::Retry,
-            Ok(_) => Decision::Accept,
-            // No store could take it within `wait_for_healthy`: trying again would only wait
-            // as long again.
-            Err(e) if e.is::<balance::NoEndpointReady>() || e.is::<failover::NoTargetReady>() => {
-                Decision::GiveUp(GiveUpReason::NotRetryable)
-            }
-            Err(_) => Decision::Retry,
-        }
-    }
-
-    fn may_resend(&self, request: &Request<Body>) -> bool {
-        matches!(*request.method(), Method::GET | Method::HEAD)
-    }
-
-    fn prepare(&self, request: &mut Request<Body>) {
-        // So the balancer sends each resend to a store the request has not been to.
-        HttpAttempts.ensure(request);
-    }
-
-    fn attempts<'r>(&self, request: &'r Request<Body>) -> Option<&'r Attempts> {
-        HttpAttempts.attempts(request)
-    }
-}
-
-/// Retries a write to one store until it answers 201: after an error, a 5xx, 408 or 429. A
-/// 409 (the title is stored with other fields), a 507 (the store is full) or another 4xx will
-/// not change: given up. The store's `POST /books` is idempotent, so resending is safe.
-#[derive(Clone, Copy, Debug)]
-pub struct WritePolicy;
-
-impl RetryPolicy<Request<Body>, Answer, BoxError> for WritePolicy {
-    fn decide(&self, result: &Result<Answer, BoxError>) -> Decision {
-        match result {
-            Ok(resp) if resp.status() == http::StatusCode::CREATED => Decision::Accept,
-            Ok(resp) if resp.status() == http::StatusCode::INSUFFICIENT_STORAGE => {
-                Decision::GiveUp(GiveUpReason::NotRetryable)
-            }
-            Ok(resp)
-                if resp.status().is_server_error()
-                    || resp.status() == http::StatusCode::REQUEST_TIMEOUT
-                    || resp.status() == http::StatusCode::TOO_MANY_REQUESTS =>
-            {
-                Decision::Retry
-            }
-            Ok(resp) if resp.status().is_client_error() => {
-                Decision::GiveUp(GiveUpReason::NotRetryable)
-            }
-            Ok(_) => Decision::Accept,
-            Err(_) => Decision::Retry,
-        }
-    }
-}
-
-/// A store's answer to a write succeeded only with 201.
-pub fn created(result: &Result<Answer, BoxError>) -> Outcome {
-    match result {
-        Ok(resp) if resp.status() == http::StatusCode::CREATED => Outcome::Success,
-        _ => Outcome::Failure,
-    }
-}
-
 fn health(config: &Config) -> HealthCheck {
     HealthCheck {
         interval: config.health.interval,
@@ -215,7 +143,8 @@ pub fn build(config: &Config, stores: &[Store], clients: &Clients) -> Result<Out
         return Err(format!("the demo runs {STORES} stores, got {}", stores.len()).into());
     }
     let names: Vec<String> = stores.iter().map(|s| s.name().to_string()).collect();
-    let failure_codes: StatusSet = config.attempt.failover_codes.iter().copied().collect();
+    // What counts as a failure, and what goes to another store: declared once.
+    let read = contract::read(config);
 
     // Per store: breaker (readiness) over a per-attempt timeout over the client.
     let mut leaves = Vec::with_capacity(STORES);
@@ -230,9 +159,10 @@ pub fn build(config: &Config, stores: &[Store], clients: &Clients) -> Result<Out
             .open_for(cb.open)
             .half_open_probes(cb.half_open_probes)
             .mode(Mode::Readiness)
-            .classifier(HttpClassifier::new())
+            .classifier(read)
             .build()?;
-        let client = StoreClient::new(store.name(), i, store.addr(), clients.books.clone());
+        let client =
+            StoreClient::new(store.name(), i, store.addr(), clients.books.clone()).counted_by(read);
         let leaf = breaker.layer(TimeoutLayer::new(config.attempt.timeout).layer(client));
         breakers.push(leaf.handle());
         leaves.push(leaf);
@@ -241,19 +171,13 @@ pub fn build(config: &Config, stores: &[Store], clients: &Clients) -> Result<Out
     let retry = BackoffRetryLayer::builder()
         .name("search")
         .max_attempts(STORES as u32)
-        // Another store, at once: the 1 ms is the smallest backoff the layer takes.
-        .backoff(ExponentialBackoff::new(
-            Duration::from_millis(1),
-            1.0,
-            Duration::from_millis(1),
-            Jitter::None,
-        )?)
+        // Another store, at once.
+        .backoff(ExponentialBackoff::none())
         // At most one try per store: the retries are bounded by the stores, not a budget.
         .no_budget()
         .deadline(config.search.deadline)
-        .policy(ReadPolicy {
-            codes: failure_codes,
-        })
+        // GET and HEAD go to another store; the balancer avoids the stores already tried.
+        .policy(RetryFailures::new(read).attempts(HttpResend::idempotent()))
         .build()?;
 
     let (read, views): (ReadService, Vec<StoreView>) = match config.search.strategy {
@@ -269,7 +193,7 @@ pub fn build(config: &Config, stores: &[Store], clients: &Clients) -> Result<Out
                 .wait_for_ready(config.search.wait_for_healthy)
                 .health_check(health(config))
                 .ejection(config.ejection)
-                .classifier(HttpClassifier::new())
+                .classifier(read)
                 .http()
                 .build()?
                 .build(Endpoints::list(leaves).health(probes))?;
@@ -308,7 +232,7 @@ pub fn build(config: &Config, stores: &[Store], clients: &Clients) -> Result<Out
                         consecutive_failures: 0,
                         ..Ejection::default()
                     })
-                    .classifier(HttpClassifier::new())
+                    .classifier(read)
                     .build()?
                     .build(
                         Endpoints::list(vec![leaf]).health(vec![probe(clients, store, config)?]),
@@ -328,7 +252,7 @@ pub fn build(config: &Config, stores: &[Store], clients: &Clients) -> Result<Out
                 // The per-attempt timeout is under each store's breaker already.
                 .no_attempt_timeout()
                 .wait_for_ready(config.search.wait_for_healthy)
-                .policy(HttpFailoverPolicy::new().failover_codes(failure_codes))
+                .policy(HttpFailoverPolicy::new().classifier(read))
                 .build()?
                 .build(targets)?;
             // The failover tries each store once; the retry layer above adds only the
@@ -338,9 +262,7 @@ pub fn build(config: &Config, stores: &[Store], clients: &Clients) -> Result<Out
                 .max_attempts(1)
                 .no_budget()
                 .deadline(config.search.deadline)
-                .policy(ReadPolicy {
-                    codes: failure_codes,
-                })
+                .policy(RetryFailures::new(read).attempts(HttpResend::idempotent()))
                 .build()?;
             (BoxCloneSyncService::new(once.layer(failover)), views)
         }
@@ -348,7 +270,9 @@ pub fn build(config: &Config, stores: &[Store], clients: &Clients) -> Result<Out
             let store_clients = stores
                 .iter()
                 .enumerate()
-                .map(|(i, s)| StoreClient::new(s.name(), i, s.addr(), clients.books.clone()))
+                .map(|(i, s)| {
+                    StoreClient::new(s.name(), i, s.addr(), clients.books.clone()).counted_by(read)
+                })
                 .collect();
             // `/stores` reads a balancer's and a breaker's handle per store. Rather than make
             // every `StoreView` field optional, bare mode keeps the per-store breakers built
@@ -390,9 +314,10 @@ pub fn build(config: &Config, stores: &[Store], clients: &Clients) -> Result<Out
             .backoff(backoff)
             .deadline(f.deadline)
             .attempt_timeout(config.attempt.timeout)
-            .policy(WritePolicy)
+            .policy(RetryFailures::new(contract::Write))
             .build()?;
-        let client = StoreClient::new(store.name(), i, store.addr(), clients.books.clone());
+        let client = StoreClient::new(store.name(), i, store.addr(), clients.books.clone())
+            .counted_by(contract::Write);
         branches.push(BoxCloneSyncService::new(retry.layer(client)));
     }
     let fanout = FanOutLayer::builder()
@@ -402,7 +327,7 @@ pub fn build(config: &Config, stores: &[Store], clients: &Clients) -> Result<Out
         .deadline(f.deadline)
         // A store that has failed for good does not stop the writes to the others.
         .finish_stragglers(f.deadline)
-        .classifier(created)
+        .classifier(contract::Write)
         .build()
         .build(branches)?;
     let write = BoxCloneSyncService::new(fanout);

@@ -1,0 +1,52 @@
+//! The demo's contract with its stores, declared once: every layer of a path takes what it
+//! needs from the same classifier (the breakers, the balancer's ejection and the store
+//! clients' counts ask whether a store failed; the retry and the failover ask whether a request
+//! may go to another store, and when).
+
+use super::client::Answer;
+use super::config::Config;
+use http::StatusCode;
+use tower_bulwark::core::{BoxError, Classify, Decision, GiveUpReason, HttpClassifier, Outcome};
+
+/// The read path's contract: every error and every 5xx counts as a store's failure (for its
+/// breaker and for ejection); an error and the statuses of `attempt.failover_codes` (502, 503,
+/// 504 by default) go to another store; a 404, and every other status such as a 500, is the
+/// answer, passed back as it came.
+pub fn read(config: &Config) -> HttpClassifier {
+    HttpClassifier::new().resend_statuses(config.attempt.failover_codes.iter().copied().collect())
+}
+
+/// The write path's contract, per store: only a 201 is a success. An error, a 5xx, a 408 or a
+/// 429 is sent to the store again; a 409 (the title is stored with other fields), a 507 (the
+/// store is full) or another 4xx will not change, so it is not. The store's `POST /books` is
+/// idempotent, so sending it again is safe.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Write;
+
+impl Classify<Answer, BoxError> for Write {
+    fn classify(&self, result: &Result<Answer, BoxError>) -> Outcome {
+        match result {
+            Ok(resp) if resp.status() == StatusCode::CREATED => Outcome::Success,
+            _ => Outcome::Failure,
+        }
+    }
+
+    fn resend(&self, result: &Result<Answer, BoxError>) -> Decision {
+        let status = match result {
+            Ok(resp) => resp.status(),
+            Err(_) => return Decision::Retry,
+        };
+        if status == StatusCode::CREATED {
+            Decision::Accept
+        } else if status.is_server_error() && status != StatusCode::INSUFFICIENT_STORAGE
+            || status == StatusCode::REQUEST_TIMEOUT
+            || status == StatusCode::TOO_MANY_REQUESTS
+        {
+            Decision::Retry
+        } else if status.is_client_error() || status == StatusCode::INSUFFICIENT_STORAGE {
+            Decision::GiveUp(GiveUpReason::NotRetryable)
+        } else {
+            Decision::Accept
+        }
+    }
+}
