@@ -83,8 +83,9 @@ pub struct MetricsSnapshot {
     /// Whether the window holds `min_calls` calls, so the rates can trip the breaker.
     pub min_calls_reached: bool,
     /// Calls refused without reaching the inner service, since the breaker was built. In
-    /// readiness mode, each `poll_ready` that the open circuit turns away (ends pending)
-    /// counts once: a balancer asks once for each request it considers sending here.
+    /// readiness mode, each readiness wait that the open circuit turns away counts once,
+    /// however often the waiting clone is polled (a balancer asks again at each wake-up of the
+    /// same request); a wait ends when the clone is admitted.
     pub not_permitted: u64,
     /// Failures in a row since the last success.
     pub consecutive_failures: u32,

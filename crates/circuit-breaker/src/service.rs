@@ -62,6 +62,9 @@ pub struct CircuitBreaker<S, C> {
     sleep: Option<Pin<Box<Sleep>>>,
     /// Where this clone's task waits in readiness mode (made the first time it is refused).
     wait: Option<Arc<WaitSlot>>,
+    /// Whether this clone's current readiness wait was counted as turned away (once per wait,
+    /// however often it is polled).
+    turned_away: bool,
 }
 
 /// What `poll_ready` reserved for the next `call`: small, so the hot path moves 8 bytes.
@@ -81,6 +84,7 @@ impl<S, C> CircuitBreaker<S, C> {
             rejection: None,
             sleep: None,
             wait: None,
+            turned_away: false,
         }
     }
 
@@ -117,6 +121,7 @@ impl<S: Clone, C> Clone for CircuitBreaker<S, C> {
             rejection: None,
             sleep: None,
             wait: None,
+            turned_away: false,
         }
     }
 }
@@ -156,7 +161,7 @@ impl<S, C> CircuitBreaker<S, C> {
     /// The breaker refused a call in `poll_ready`. Fail-fast: ready at once, `call` answers
     /// with the refusal. Readiness: pending, with a wake-up arranged for the next state change
     /// or the end of the open period, and the refusal counted (`not_permitted`, the
-    /// `CallRejected` event) each time a poll ends pending. Returns `None` if a second look
+    /// `CallRejected` event) once per readiness wait of this clone. Returns `None` if a second look
     /// admitted the call.
     #[cold]
     fn refused<E>(
@@ -179,6 +184,7 @@ impl<S, C> CircuitBreaker<S, C> {
             match shared.core.acquire(|| shared.now()) {
                 Admission::Admitted { gen, probe } => {
                     self.ticket = Ticket::Admitted { gen, probe };
+                    self.turned_away = false;
                     return None;
                 }
                 Admission::Rejected(r) => rejection = r,
@@ -199,9 +205,12 @@ impl<S, C> CircuitBreaker<S, C> {
                     cx.waker().wake_by_ref();
                 }
             }
-            // Turned away: counted once per readiness poll that ends pending (a balancer
-            // asks once for each request it considers sending here).
-            shared.core.reject(&rejection);
+            // Turned away: counted once per readiness wait of this clone, however often it
+            // is polled (a balancer above asks again at every wake-up of the same request).
+            if !self.turned_away {
+                self.turned_away = true;
+                shared.core.reject(&rejection);
+            }
             return Some(Poll::Pending);
         }
     }
@@ -222,7 +231,10 @@ where
         if !matches!(self.ticket, Ticket::Admitted { .. }) {
             let shared = self.shared();
             match shared.core.acquire(|| shared.now()) {
-                Admission::Admitted { gen, probe } => self.ticket = Ticket::Admitted { gen, probe },
+                Admission::Admitted { gen, probe } => {
+                    self.ticket = Ticket::Admitted { gen, probe };
+                    self.turned_away = false;
+                }
                 Admission::Rejected(rejection) => {
                     if let Some(answer) = self.refused(cx, rejection) {
                         return answer;

@@ -213,7 +213,21 @@ async fn readiness_mode_is_pending_while_open_and_wakes_itself() {
     drop(ready);
     assert_eq!(svc.handle().state(), CircuitState::Closed);
     assert_eq!(backend.calls(), 6);
-    // The two polls that ended pending were counted as refusals.
+    // One wait, polled twice while open: one request turned away, counted once.
+    assert_eq!(svc.handle().metrics().not_permitted, 1);
+
+    // Open again: a new wait of the same clone is a new refusal, counted once however often
+    // it is polled.
+    for _ in 0..5 {
+        let _ = send(&mut svc, Reply::Fail).await;
+    }
+    assert_eq!(svc.handle().state(), CircuitState::Open);
+    let mut ready =
+        tokio_test::task::spawn(async { std::future::poll_fn(|cx| svc.poll_ready(cx)).await });
+    for _ in 0..4 {
+        assert_pending!(ready.poll());
+    }
+    drop(ready);
     assert_eq!(svc.handle().metrics().not_permitted, 2);
 }
 

@@ -332,6 +332,8 @@ struct Shared {
     chaos: bool,
     /// The bounds on each connection.
     limits: Limits,
+    /// Book requests that reached the store (`/books...`), whatever it then answered.
+    book_requests: std::sync::atomic::AtomicU64,
 }
 
 impl Shared {
@@ -407,6 +409,7 @@ impl Store {
             rng: SplitMix64::new(seed),
             chaos,
             limits,
+            book_requests: std::sync::atomic::AtomicU64::new(0),
         });
         let (control, commands) = mpsc::unbounded_channel();
         let router = router(AppState {
@@ -415,6 +418,14 @@ impl Store {
         });
         tokio::spawn(accept_loop(Arc::clone(&shared), router, listener, commands));
         Ok(Store { shared, control })
+    }
+
+    /// Book requests (`/books...`) that reached this store, whatever it answered: what the
+    /// search service's `bookstore_requests_total` should count for it.
+    pub fn book_requests(&self) -> u64 {
+        self.shared
+            .book_requests
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The store's name, as its books' `"store"` field gives it.
@@ -636,6 +647,9 @@ fn failure_status(status: u16) -> StatusCode {
 
 /// Applies the error, flaky and slow modes to the book routes.
 async fn fault_gate(State(app): State<AppState>, request: Request, next: Next) -> Response {
+    app.shared
+        .book_requests
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let fault = app.shared.lock().fault.clone();
     let name = &app.shared.name;
     match fault {
