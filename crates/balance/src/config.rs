@@ -9,7 +9,7 @@ use std::time::Duration;
 #[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 #[non_exhaustive]
 pub enum Strategy {
-    /// In turn (nginx's default, the Python load-balancer seed's choice). Even, predictable,
+    /// In turn (nginx's default). Even, predictable,
     /// blind to load.
     RoundRobin,
     /// Two endpoints drawn at random; the one with fewer requests in flight wins. Cheap and
@@ -20,8 +20,8 @@ pub enum Strategy {
     /// endpoint within a few requests.
     #[default]
     P2cPeakEwma,
-    /// The first endpoint in order that can take the request (the software-aware
-    /// load-balancing seed's client): a primary with ordered backups.
+    /// The first endpoint in order that can take the request: a primary with ordered
+    /// backups.
     FirstAvailable,
 }
 

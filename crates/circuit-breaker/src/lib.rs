@@ -64,9 +64,7 @@
 //! all; the hot path takes no lock, allocates nothing and boxes no future (the response future
 //! is a named type). Response futures count references on a per-clone handle rather than the
 //! breaker's own, so threads sharing one breaker do not contend: a clone allocates that handle
-//! once, on its second call. Measured on a 2-core machine (`BENCHMARKS.md`): 6.6 ns over a bare
-//! `service_fn` per ready + call + await, 0 allocations, and two threads sharing one breaker at
-//! 1.82x the throughput of one. A time window, or slow-call tracking, adds reads of tokio's
+//! once, on its second call. A time window, or slow-call tracking, adds reads of tokio's
 //! clock. Transitions take a mutex that the request path never takes, and never across an
 //! `.await`.
 //!

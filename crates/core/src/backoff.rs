@@ -19,7 +19,7 @@
 //! | [`Full`](Jitter::Full) | uniform in `[0, d]` | the usual choice: it breaks up synchronized retries best for the least total wait (this is the default) |
 //! | [`Equal`](Jitter::Equal) | `d/2` + uniform in `[0, d/2]` | when a retry must never come (almost) immediately, at the cost of less spreading |
 //! | [`Decorrelated`](Jitter::Decorrelated) | `min(max, uniform in [base, 3 * previous])` | AWS's "decorrelated jitter": each wait grows from the previous one rather than from the retry number, which spreads many clients further apart |
-//! | [`Additive`](Jitter::Additive) | `d` + uniform in `[0, extra]` | the Python load-balancer seed's formula (Google-style backoff, [`ExponentialBackoff::seed_preset`]): a small random offset on top of the full wait |
+//! | [`Additive`](Jitter::Additive) | `d` + uniform in `[0, extra]` | Google-style truncated exponential backoff ([`ExponentialBackoff::google_style`]): a small random offset on top of the full wait |
 //! | [`None`](Jitter::None) | exactly `d` | tests and single clients; many clients with no jitter retry in waves |
 //!
 //! The arithmetic never panics and never overflows: every retry number from 0 (treated like 1)
@@ -45,15 +45,15 @@
 //!     .collect();
 //! assert_eq!(waits, [100, 200, 400, 800, 1000, 1000].map(Duration::from_millis));
 //!
-//! // The seed's preset: min(2^n s + r, 64 s + r), r uniform in [0, 100 ms].
-//! let seed = ExponentialBackoff::seed_preset();
+//! // Google-style: min(2^n s + r, 64 s + r), r uniform in [0, 100 ms].
+//! let google = ExponentialBackoff::google_style();
 //! let mut previous = Duration::ZERO;
 //! for retry in 1..=10 {
-//!     let wait = seed.delay(retry, previous, &random);
-//!     assert!(wait <= seed.ceiling());
+//!     let wait = google.delay(retry, previous, &random);
+//!     assert!(wait <= google.ceiling());
 //!     previous = wait;
 //! }
-//! let first = seed.delay(1, Duration::ZERO, &random);
+//! let first = google.delay(1, Duration::ZERO, &random);
 //! assert!(first >= Duration::from_secs(1) && first <= Duration::from_millis(1100));
 //! # Ok::<(), bulwark_core::BackoffError>(())
 //! ```
@@ -106,7 +106,7 @@ pub enum Jitter {
     /// retry (AWS's "decorrelated jitter"). It grows from the previous wait and ignores `d`
     /// (and so `factor`). A `previous` below `base / 3` draws from `[base, base]`.
     Decorrelated,
-    /// `d` plus uniform in `[0, extra]`: the seed's `min(d + r, max + r)`, since `d <= max`
+    /// `d` plus uniform in `[0, extra]`: `min(d + r, max + r)`, since `d <= max`
     /// already. `r` is drawn at nanosecond resolution. `extra` may not exceed `max`.
     Additive(#[cfg_attr(feature = "serde", serde(with = "humantime_serde"))] Duration),
 }
@@ -114,7 +114,7 @@ pub enum Jitter {
 /// Exponential backoff with a cap and a [`Jitter`]: the wait before retry `n` is
 /// `min(base * factor^(n-1), max)`, jittered.
 ///
-/// Build one with [`new`](Self::new) (validated), [`seed_preset`](Self::seed_preset) or
+/// Build one with [`new`](Self::new) (validated), [`google_style`](Self::google_style) or
 /// [`default`](Self::default).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ExponentialBackoff {
@@ -202,11 +202,13 @@ impl ExponentialBackoff {
         })
     }
 
-    /// The Python load-balancer seed's preset: base 1 s, factor 2, max 64 s, Additive(100 ms).
+    /// Google-style truncated exponential backoff: base 1 s, factor 2, max 64 s,
+    /// `Additive(100 ms)` jitter.
     ///
-    /// That is Google's exponential backoff, `min(2^n s + r, 64 s + r)` with `n = 0` for the
-    /// first retry and `r` a fresh random wait in `[0, 100 ms]` each retry.
-    pub fn seed_preset() -> Self {
+    /// That is `min(2^n s + r, 64 s + r)` with `n = 0` for the first retry and `r` a fresh
+    /// random wait in `[0, 100 ms]` each retry: slow to start, for a backend that needs
+    /// seconds rather than milliseconds to recover.
+    pub fn google_style() -> Self {
         ExponentialBackoff {
             base: Duration::from_secs(1),
             factor: 2.0,
@@ -254,14 +256,14 @@ impl ExponentialBackoff {
     }
 }
 
-/// The defaults of the `book_search` demo's fan-out: base 100 ms, factor 2.0, max 64 s,
+/// The defaults: base 100 ms, factor 2.0, max 64 s,
 /// [`Jitter::Full`].
 ///
 /// * 100 ms: a backend that dropped one request is usually back well within a user's patience,
 ///   so the first retry should come quickly.
 /// * Factor 2: doubling reaches the cap in a handful of retries while still giving a
 ///   struggling backend room quickly.
-/// * 64 s: the seed's cap; waiting longer than a minute between tries is rarely useful to
+/// * 64 s: waiting longer than a minute between tries is rarely useful to
 ///   anyone waiting on the answer.
 /// * Full jitter: of the jitters, it breaks up retries that were synchronized by a common
 ///   failure best, for the least total wait.

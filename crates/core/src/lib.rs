@@ -23,10 +23,8 @@
 //!   (`Retry-After`, `grpc-retry-pushback-ms`), read into one [`Pushback`](pushback::Pushback).
 //! * [`attempts`]: which endpoints a request has been sent to, shared by its clones, so a
 //!   balancer sends a resend somewhere else.
-//! * [`local`]: per-clone reference counts for response futures, so threads sharing a layer do
-//!   not contend on one count.
-//! * [`rolling`]: per-slot snapshots of monotonic counters, for windows that slide by time (the
-//!   breaker's time window, the budget, the balancer's failure-rate ejection).
+//! * [`config`]: [`ConfigError`], the error every layer's builder returns for a setting out of
+//!   range, naming the setting, and the checks the builders share.
 //!
 //! # Feature flags
 //!
@@ -60,9 +58,13 @@ pub mod attempts;
 pub mod backoff;
 pub mod budget;
 pub mod classify;
+pub mod config;
 pub mod event;
 #[cfg(feature = "grpc")]
 pub mod grpc;
+// Internal: per-clone reference counts for the layers' response futures. Public only because
+// the layer crates of this workspace use it; not part of the API.
+#[doc(hidden)]
 pub mod local;
 #[cfg(all(test, bulwark_loom))]
 mod loom_tests;
@@ -71,11 +73,15 @@ pub mod pushback;
 pub mod random;
 #[cfg(feature = "http")]
 pub mod replay;
+// Internal: per-slot snapshots of counters for windows that slide by time. Public only because
+// the layer crates of this workspace use it; not part of the API.
+#[doc(hidden)]
 pub mod rolling;
 mod sync;
 
 pub use backoff::{Backoff, BackoffError, ExponentialBackoff, Jitter};
 pub use classify::{Classify, Decision, DefaultClassifier, Outcome};
+pub use config::ConfigError;
 #[cfg(feature = "http")]
 pub use classify::{HttpClassifier, StatusSet};
 pub use event::{

@@ -1,5 +1,8 @@
 //! References to a layer's shared state that threads do not fight over.
 //!
+//! Internal plumbing of the tower-bulwark layer crates, hidden from the documentation: not part
+//! of the public API, and free to change in any release.
+//!
 //! A response future must keep its layer's shared state (settings, windows, budget) alive until
 //! it has reported its outcome, so it holds a reference count. If every future counted on the
 //! one `Arc`, threads sharing a layer would bounce that count's cache line on every call, and

@@ -1,5 +1,8 @@
 //! Windows that slide by time slot over monotonic counters, without locks.
 //!
+//! Internal plumbing of the tower-bulwark layer crates, hidden from the documentation: not part
+//! of the public API, and free to change in any release.
+//!
 //! A layer that needs "how many X in the last N seconds" (a circuit breaker's time window, the
 //! retry budget) keeps monotonic cumulative counters, which any thread can bump with one
 //! atomic add, plus a [`SlotSnapshots`]: a ring with one snapshot of the counters per time

@@ -193,8 +193,8 @@ fn decorrelated_grows_from_the_previous_wait_and_is_capped() {
 // (2) The seed's preset.
 
 #[test]
-fn seed_preset_is_googles_backoff() {
-    let b = ExponentialBackoff::seed_preset();
+fn google_style_is_googles_backoff() {
+    let b = ExponentialBackoff::google_style();
     assert_eq!(b.base(), secs(1));
     assert_eq!(b.factor(), 2.0);
     assert_eq!(b.max(), secs(64));
@@ -226,7 +226,7 @@ fn seed_preset_is_googles_backoff() {
 
 #[test]
 fn the_seed_draws_a_fresh_offset_each_retry() {
-    let b = ExponentialBackoff::seed_preset();
+    let b = ExponentialBackoff::google_style();
     let r = SplitMix64::new(5);
     let offsets: Vec<Duration> = (0..50)
         .map(|_| b.delay(7, secs(64), &r) - secs(64))
@@ -448,7 +448,7 @@ fn equal_jitter_is_uniform_over_half_d_to_d() {
 
 #[test]
 fn additive_jitter_is_uniform_over_d_to_d_plus_extra() {
-    let b = ExponentialBackoff::seed_preset();
+    let b = ExponentialBackoff::google_style();
     for (n, d, seed) in [(1, secs(1), 31), (4, secs(8), 32), (10_000, secs(64), 33)] {
         let samples = draw(&b, n, Duration::ZERO, seed);
         assert_uniform(&samples, d, d + ms(100));
@@ -682,7 +682,7 @@ mod serde_form {
             "#,
         )
         .unwrap();
-        assert_eq!(b, ExponentialBackoff::seed_preset());
+        assert_eq!(b, ExponentialBackoff::google_style());
         for (text, jitter) in [
             ("none", Jitter::None),
             ("full", Jitter::Full),

@@ -8,7 +8,7 @@ use std::time::Duration;
 #[cfg_attr(feature = "serde", derive(serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 pub enum Mode {
-    /// From the target that last answered (the seed's behaviour): once the primary has failed
+    /// From the target that last answered: once the primary has failed
     /// over, traffic stays on the backup until the backup fails.
     #[default]
     Sticky,
@@ -21,8 +21,8 @@ pub enum Mode {
 ///
 /// | setting | default | why |
 /// | --- | --- | --- |
-/// | `mode` | sticky | the seed's behaviour: stay on what works |
-/// | `attempt_timeout` | 30 s | a stalled target must not hold the request forever (the demo uses 5 s) |
+/// | `mode` | sticky | stay on what works |
+/// | `attempt_timeout` | 30 s | a stalled target must not hold the request forever |
 /// | `interval` | 0 | the next target is another server: no reason to wait |
 /// | `wait_for_ready` | 1 s | when no target is ready, a brief wait rides out a probe or a reconnect |
 ///

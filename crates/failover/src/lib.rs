@@ -6,7 +6,7 @@
 //! [`ReplayBody`](bulwark_core::replay::ReplayBody)) goes to the next target, until one
 //! answers or every target has been tried.
 //!
-//! * **Sticky** (default, as Ballerina's failover client): the next request starts from the
+//! * **Sticky** (default): the next request starts from the
 //!   target that last answered. **Priority**: it starts from the first target that is ready,
 //!   so traffic returns to the primary as soon as it recovers.
 //! * **Readiness**: only the chosen target is called, and only once it is ready. A target that

@@ -8,7 +8,7 @@ use std::time::Duration;
 #[cfg_attr(feature = "serde", derive(serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 pub enum Policy {
-    /// Every target must succeed (the Python load-balancer seed's writes).
+    /// Every target must succeed (a write that must reach every replica).
     #[default]
     All,
     /// At least this many targets must succeed.

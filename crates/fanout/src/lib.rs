@@ -1,12 +1,13 @@
 //! Fan-out for Tower services: one request to every target at once, aggregated.
 //!
-//! The Python load-balancer seed sends every write to all its backends and insists on a 201
-//! from each, retrying with backoff. [`FanOut`] does that for any targets of one type:
+//! A write that must reach every replica goes to all of them at once, and succeeds when each
+//! (or a quorum, or the first) has answered as it should, a target retrying with backoff
+//! until it does. [`FanOut`] does that for any targets of one type:
 //!
 //! * the request is cloned (or replayed, with
 //!   [`ReplayBody`](bulwark_core::replay::ReplayBody)) to every target, and the branches run
 //!   concurrently; each target may carry its own stack ([`FanOutLayer::build_with`]): a
-//!   `BackoffRetryLayer` retrying until the answer is a 201 is the seed's case;
+//!   `BackoffRetryLayer` retrying until the answer is a 201, say;
 //! * what counts as a target's success is a classifier over the whole result ("201 only");
 //! * the policy ([`Policy`]): all targets, a quorum, or the first success;
 //! * it answers as soon as the policy is met or can no longer be met; the branches still

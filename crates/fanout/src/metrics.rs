@@ -8,7 +8,7 @@
 //!
 //! | name | type | labels | meaning |
 //! | --- | --- | --- | --- |
-//! | `bulwark_fanout_requests_total` | counter | `name`, `target`, `outcome` (`success`, `failure`) | each target's part of each request, by how it ended (the seed's `target_domain_success_counter_total`) |
+//! | `bulwark_fanout_requests_total` | counter | `name`, `target`, `outcome` (`success`, `failure`) | each target's part of each request, by how it ended |
 
 use bulwark_core::Outcome;
 use metrics::{counter, Counter};

@@ -191,8 +191,8 @@ impl<C: Clone, M: Clone> FanOutLayer<C, M> {
         }
     }
 
-    /// A fan-out to `targets`, each wrapped in `per_target` first (the seed's case: a
-    /// `BackoffRetryLayer` that retries until the answer is a 201).
+    /// A fan-out to `targets`, each wrapped in `per_target` first (a `BackoffRetryLayer` that
+    /// retries until the answer is a 201, say).
     pub fn build_with<S, L>(
         &self,
         targets: Vec<S>,
