@@ -207,7 +207,7 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed {
     /// type Replica = BoxCloneService<&'static str, u16, std::io::Error>;
     /// let replica = || -> Replica { BoxCloneService::new(service_fn(|_| async { Ok(201) })) };
     /// let mut register = ServiceBuilder::new()
-    ///     .fan_out(FanOutLayer::builder().policy(Policy::All).merge(FirstSuccess).build())
+    ///     .fan_out(FanOutLayer::builder().policy(Policy::All).merge(FirstSuccess).build()?)
     ///     .service(vec![replica(), replica(), replica()]);
     /// assert_eq!(register.ready().await?.call("alice").await?, 201);
     /// # Ok(())

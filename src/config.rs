@@ -73,13 +73,10 @@
 #![doc = include_str!("../examples/stack.toml")]
 //! ```
 
-use serde::de::value::StringDeserializer;
-use serde::de::{
-    self, Deserialize, DeserializeOwned, DeserializeSeed, Deserializer, EnumAccess,
-    IntoDeserializer, MapAccess, SeqAccess, Unexpected, VariantAccess, Visitor,
-};
+use serde::de::{self, Deserialize, DeserializeSeed, Deserializer, MapAccess, Visitor};
 use std::error::Error as StdError;
 use std::fmt;
+use std::marker::PhantomData;
 
 #[cfg(feature = "balance")]
 use bulwark_balance::{BalanceConfig, BalanceLayer};
@@ -88,7 +85,7 @@ use bulwark_circuit_breaker::{CircuitBreakerConfig, CircuitBreakerLayer};
 #[cfg(feature = "failover")]
 use bulwark_failover::{FailoverConfig, FailoverLayer};
 #[cfg(feature = "fanout")]
-use bulwark_fanout::{FanOutConfig, FanOutLayer, Policy};
+use bulwark_fanout::{FanOutConfig, FanOutLayer};
 #[cfg(feature = "retry")]
 use bulwark_retry::{BackoffRetryLayer, RetryConfig};
 
@@ -146,45 +143,15 @@ impl StackConfig {
     where
         D: Deserializer<'de>,
     {
-        let value = Value::deserialize(deserializer)
-            .map_err(|e| StackConfigError::new(String::new(), e.to_string(), None))?;
-        StackConfig::from_value(value)
-    }
-
-    fn from_value(value: Value) -> Result<StackConfig, StackConfigError> {
-        let Value::Map(tables) = value else {
-            return Err(StackConfigError::new(
-                String::new(),
-                format!(
-                    "expected a table of layer tables, found {}",
-                    value.unexpected()
-                ),
-                None,
-            ));
+        let mut failure = None;
+        let read = deserializer.deserialize_map(Tables {
+            failure: &mut failure,
+        });
+        let stack = match (read, failure) {
+            (_, Some(e)) => return Err(e),
+            (Err(e), None) => return Err(StackConfigError::new(String::new(), e.to_string(), None)),
+            (Ok(stack), None) => stack,
         };
-        let mut stack = StackConfig::default();
-        for (section, value) in tables {
-            match section.as_str() {
-                #[cfg(feature = "circuit-breaker")]
-                "circuit_breaker" => stack.circuit_breaker = Some(table(&section, value)?),
-                #[cfg(feature = "retry")]
-                "retry" => stack.retry = Some(table(&section, value)?),
-                #[cfg(feature = "failover")]
-                "failover" => stack.failover = Some(table(&section, value)?),
-                #[cfg(feature = "balance")]
-                "balance" => stack.balance = Some(table(&section, value)?),
-                #[cfg(feature = "fanout")]
-                "fanout" => stack.fanout = Some(table(&section, value)?),
-                _ => {
-                    let message = format!(
-                        "unknown layer table `{section}`, expected one of `{}` (a layer whose \
-                         feature is off has none)",
-                        SECTIONS.join("`, `")
-                    );
-                    return Err(StackConfigError::new(section, message, None));
-                }
-            }
-        }
         stack.validate()?;
         Ok(stack)
     }
@@ -201,7 +168,7 @@ impl StackConfig {
         #[cfg(feature = "retry")]
         if let Some(c) = &self.retry {
             c.validate()
-                .map_err(|e| StackConfigError::setting("retry", &e.setting(), e))?;
+                .map_err(|e| StackConfigError::setting("retry", e.setting(), e))?;
         }
         #[cfg(feature = "failover")]
         if let Some(c) = &self.failover {
@@ -215,7 +182,8 @@ impl StackConfig {
         }
         #[cfg(feature = "fanout")]
         if let Some(c) = &self.fanout {
-            check_fanout(c)?;
+            c.validate()
+                .map_err(|e| StackConfigError::setting("fanout", e.setting(), e))?;
         }
         Ok(())
     }
@@ -252,7 +220,7 @@ impl StackConfig {
     pub fn retry_layer(&self) -> Result<BackoffRetryLayer, StackConfigError> {
         self.retry_builder()
             .build()
-            .map_err(|e| StackConfigError::setting("retry", &e.setting(), e))
+            .map_err(|e| StackConfigError::setting("retry", e.setting(), e))
     }
 }
 
@@ -299,49 +267,10 @@ impl StackConfig {
     /// The [`FanOutLayer`] of `[fanout]` (the defaults without one), its settings checked as
     /// far as they can be without the targets.
     pub fn fanout_layer(&self) -> Result<FanOutLayer, StackConfigError> {
-        let builder = self.fanout_builder();
-        if let Some(c) = &self.fanout {
-            check_fanout(c)?;
-        }
-        Ok(builder.build())
+        self.fanout_builder()
+            .build()
+            .map_err(|e| StackConfigError::setting("fanout", e.setting(), e))
     }
-}
-
-/// What a fan-out's settings can be checked for without its targets: a quorum of at least
-/// one (and within `target_names`, if given) and non-zero deadlines.
-#[cfg(feature = "fanout")]
-fn check_fanout(c: &FanOutConfig) -> Result<(), StackConfigError> {
-    if c.policy == Policy::Quorum(0) {
-        return Err(StackConfigError::new(
-            String::from("fanout.policy"),
-            String::from("fan-out `policy` quorum must be at least 1"),
-            None,
-        ));
-    }
-    // With no names the number of targets is unknown: as many as needed.
-    let targets = match c.target_names.len() {
-        0 => usize::MAX,
-        n => n,
-    };
-    c.validate_for(targets)
-        .map_err(|e| StackConfigError::setting("fanout", e.setting(), e))
-}
-
-/// Deserializes one layer's table, naming the key of any error.
-fn table<T: DeserializeOwned>(section: &str, value: Value) -> Result<T, StackConfigError> {
-    T::deserialize(ValueDeserializer(value)).map_err(|e| {
-        let mut key = String::from(section);
-        for segment in &e.path {
-            match segment {
-                Segment::Key(k) => {
-                    key.push('.');
-                    key.push_str(k);
-                }
-                Segment::Index(i) => key.push_str(&format!("[{i}]")),
-            }
-        }
-        StackConfigError::new(key, e.message, None)
-    })
 }
 
 /// Why a stack's configuration was refused: the table and key at fault, and what is wrong.
@@ -429,345 +358,100 @@ impl StdError for StackConfigError {
 /// format's, carrying the [`StackConfigError`]'s message (`retry.max_attempts: ...`).
 impl<'de> Deserialize<'de> for StackConfig {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let value = Value::deserialize(deserializer)?;
-        StackConfig::from_value(value).map_err(de::Error::custom)
+        let mut failure = None;
+        let read = deserializer.deserialize_map(Tables {
+            failure: &mut failure,
+        });
+        let stack = read.map_err(|e| failure.map_or(e, de::Error::custom))?;
+        stack.validate().map_err(de::Error::custom)?;
+        Ok(stack)
     }
 }
 
-// -------------------------------------------------------------------------------------------
-// The file, read once into a tree of values, then each table deserialized from it by a
-// deserializer that remembers where it is, so every error names its key (the formats' own
-// errors do not, or only by position).
-// -------------------------------------------------------------------------------------------
-
-/// A value of a self-describing format.
-#[derive(Debug, Clone, PartialEq)]
-enum Value {
-    Unit,
-    Bool(bool),
-    I64(i64),
-    U64(u64),
-    F64(f64),
-    Str(String),
-    Seq(Vec<Value>),
-    Map(Vec<(String, Value)>),
+/// Reads the file's tables, each into its layer's configuration type through
+/// `serde_path_to_error`, so that an error names its key (the formats' own errors do not, or
+/// only by position). The first error, with its key, is left in `failure`.
+struct Tables<'a> {
+    failure: &'a mut Option<StackConfigError>,
 }
 
-impl Value {
-    fn unexpected(&self) -> Unexpected<'_> {
-        match self {
-            Value::Unit => Unexpected::Unit,
-            Value::Bool(b) => Unexpected::Bool(*b),
-            Value::I64(i) => Unexpected::Signed(*i),
-            Value::U64(u) => Unexpected::Unsigned(*u),
-            Value::F64(f) => Unexpected::Float(*f),
-            Value::Str(s) => Unexpected::Str(s),
-            Value::Seq(_) => Unexpected::Seq,
-            Value::Map(_) => Unexpected::Map,
-        }
-    }
-}
-
-impl<'de> Deserialize<'de> for Value {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(ValueVisitor)
-    }
-}
-
-struct ValueVisitor;
-
-impl<'de> Visitor<'de> for ValueVisitor {
-    type Value = Value;
+impl<'de> Visitor<'de> for Tables<'_> {
+    type Value = StackConfig;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a configuration value")
+        f.write_str("a table of layer tables")
     }
 
-    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
-        Ok(Value::Bool(v))
-    }
-
-    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
-        Ok(Value::I64(v))
-    }
-
-    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
-        Ok(Value::U64(v))
-    }
-
-    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
-        Ok(Value::F64(v))
-    }
-
-    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
-        Ok(Value::Str(v.to_owned()))
-    }
-
-    fn visit_string<E>(self, v: String) -> Result<Value, E> {
-        Ok(Value::Str(v))
-    }
-
-    fn visit_unit<E>(self) -> Result<Value, E> {
-        Ok(Value::Unit)
-    }
-
-    fn visit_none<E>(self) -> Result<Value, E> {
-        Ok(Value::Unit)
-    }
-
-    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
-        Value::deserialize(d)
-    }
-
-    fn visit_newtype_struct<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
-        Value::deserialize(d)
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
-        let mut items = Vec::new();
-        while let Some(item) = seq.next_element()? {
-            items.push(item);
-        }
-        Ok(Value::Seq(items))
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-        let mut entries = Vec::new();
-        while let Some((key, value)) = map.next_entry::<String, Value>()? {
-            entries.push((key, value));
-        }
-        Ok(Value::Map(entries))
-    }
-}
-
-/// A deserialization error and where it happened, innermost key last.
-#[derive(Debug)]
-struct PathError {
-    path: Vec<Segment>,
-    message: String,
-}
-
-#[derive(Debug)]
-enum Segment {
-    Key(String),
-    Index(usize),
-}
-
-impl PathError {
-    fn at(mut self, segment: Segment) -> Self {
-        self.path.insert(0, segment);
-        self
-    }
-}
-
-impl fmt::Display for PathError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl StdError for PathError {}
-
-impl de::Error for PathError {
-    fn custom<T: fmt::Display>(msg: T) -> Self {
-        PathError {
-            path: Vec::new(),
-            message: msg.to_string(),
-        }
-    }
-}
-
-struct ValueDeserializer(Value);
-
-fn key_deserializer(key: String) -> StringDeserializer<PathError> {
-    key.into_deserializer()
-}
-
-impl<'de> Deserializer<'de> for ValueDeserializer {
-    type Error = PathError;
-
-    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, PathError> {
-        match self.0 {
-            Value::Unit => visitor.visit_unit(),
-            Value::Bool(b) => visitor.visit_bool(b),
-            Value::I64(i) => visitor.visit_i64(i),
-            Value::U64(u) => visitor.visit_u64(u),
-            Value::F64(f) => visitor.visit_f64(f),
-            Value::Str(s) => visitor.visit_string(s),
-            Value::Seq(items) => visitor.visit_seq(SeqDeserializer {
-                items: items.into_iter().enumerate(),
-            }),
-            Value::Map(entries) => visitor.visit_map(MapDeserializer {
-                entries: entries.into_iter(),
-                pending: None,
-            }),
-        }
-    }
-
-    fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, PathError> {
-        match self.0 {
-            Value::Unit => visitor.visit_none(),
-            _ => visitor.visit_some(self),
-        }
-    }
-
-    fn deserialize_newtype_struct<V: Visitor<'de>>(
-        self,
-        _name: &'static str,
-        visitor: V,
-    ) -> Result<V::Value, PathError> {
-        visitor.visit_newtype_struct(self)
-    }
-
-    fn deserialize_enum<V: Visitor<'de>>(
-        self,
-        _name: &'static str,
-        _variants: &'static [&'static str],
-        visitor: V,
-    ) -> Result<V::Value, PathError> {
-        match self.0 {
-            // A unit variant: `mode = "readiness"`.
-            Value::Str(s) => visitor.visit_enum(key_deserializer(s)),
-            // A variant with data: `policy = { quorum = 2 }`.
-            Value::Map(mut entries) if entries.len() == 1 => {
-                let (variant, value) = entries.remove(0);
-                visitor.visit_enum(EnumDeserializer { variant, value })
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<StackConfig, A::Error> {
+        let failure = self.failure;
+        let mut stack = StackConfig::default();
+        while let Some(section) = map.next_key::<String>()? {
+            let table = Table {
+                section: &section,
+                failure: &mut *failure,
+                of: PhantomData,
+            };
+            match section.as_str() {
+                #[cfg(feature = "circuit-breaker")]
+                "circuit_breaker" => stack.circuit_breaker = Some(map.next_value_seed(table.of())?),
+                #[cfg(feature = "retry")]
+                "retry" => stack.retry = Some(map.next_value_seed(table.of())?),
+                #[cfg(feature = "failover")]
+                "failover" => stack.failover = Some(map.next_value_seed(table.of())?),
+                #[cfg(feature = "balance")]
+                "balance" => stack.balance = Some(map.next_value_seed(table.of())?),
+                #[cfg(feature = "fanout")]
+                "fanout" => stack.fanout = Some(map.next_value_seed(table.of())?),
+                _ => {
+                    let message = format!(
+                        "unknown layer table `{section}`, expected one of `{}` (a layer whose \
+                         feature is off has none)",
+                        SECTIONS.join("`, `")
+                    );
+                    let error = de::Error::custom(&message);
+                    *failure = Some(StackConfigError::new(section, message, None));
+                    return Err(error);
+                }
             }
-            other => Err(de::Error::invalid_type(other.unexpected(), &visitor)),
+        }
+        Ok(stack)
+    }
+}
+
+/// One layer's table, deserialized as `T`; an error is left in `failure` with its key.
+struct Table<'a, T = ()> {
+    section: &'a str,
+    failure: &'a mut Option<StackConfigError>,
+    of: PhantomData<fn() -> T>,
+}
+
+impl<'a> Table<'a> {
+    fn of<T>(self) -> Table<'a, T> {
+        Table {
+            section: self.section,
+            failure: self.failure,
+            of: PhantomData,
         }
     }
-
-    serde::forward_to_deserialize_any! {
-        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
-        unit unit_struct seq tuple tuple_struct map struct identifier ignored_any
-    }
 }
 
-struct SeqDeserializer {
-    items: std::iter::Enumerate<std::vec::IntoIter<Value>>,
-}
+impl<'de, T: Deserialize<'de>> DeserializeSeed<'de> for Table<'_, T> {
+    type Value = T;
 
-impl<'de> SeqAccess<'de> for SeqDeserializer {
-    type Error = PathError;
-
-    fn next_element_seed<T: DeserializeSeed<'de>>(
-        &mut self,
-        seed: T,
-    ) -> Result<Option<T::Value>, PathError> {
-        match self.items.next() {
-            Some((i, value)) => seed
-                .deserialize(ValueDeserializer(value))
-                .map(Some)
-                .map_err(|e| e.at(Segment::Index(i))),
-            None => Ok(None),
-        }
-    }
-
-    fn size_hint(&self) -> Option<usize> {
-        Some(self.items.len())
-    }
-}
-
-struct MapDeserializer {
-    entries: std::vec::IntoIter<(String, Value)>,
-    pending: Option<(String, Value)>,
-}
-
-impl<'de> MapAccess<'de> for MapDeserializer {
-    type Error = PathError;
-
-    fn next_key_seed<K: DeserializeSeed<'de>>(
-        &mut self,
-        seed: K,
-    ) -> Result<Option<K::Value>, PathError> {
-        let Some((key, value)) = self.entries.next() else {
-            return Ok(None);
-        };
-        // An unknown key fails here: the error names it.
-        let k = seed
-            .deserialize(key_deserializer(key.clone()))
-            .map_err(|e| e.at(Segment::Key(key.clone())))?;
-        self.pending = Some((key, value));
-        Ok(Some(k))
-    }
-
-    fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, PathError> {
-        let Some((key, value)) = self.pending.take() else {
-            return Err(de::Error::custom("a value was asked for before its key"));
-        };
-        seed.deserialize(ValueDeserializer(value))
-            .map_err(|e| e.at(Segment::Key(key)))
-    }
-
-    fn size_hint(&self) -> Option<usize> {
-        Some(self.entries.len())
-    }
-}
-
-struct EnumDeserializer {
-    variant: String,
-    value: Value,
-}
-
-impl<'de> EnumAccess<'de> for EnumDeserializer {
-    type Error = PathError;
-    type Variant = VariantDeserializer;
-
-    fn variant_seed<V: DeserializeSeed<'de>>(
-        self,
-        seed: V,
-    ) -> Result<(V::Value, VariantDeserializer), PathError> {
-        let v = seed
-            .deserialize(key_deserializer(self.variant.clone()))
-            .map_err(|e| e.at(Segment::Key(self.variant.clone())))?;
-        Ok((
-            v,
-            VariantDeserializer {
-                variant: self.variant,
-                value: self.value,
-            },
-        ))
-    }
-}
-
-struct VariantDeserializer {
-    variant: String,
-    value: Value,
-}
-
-impl<'de> VariantAccess<'de> for VariantDeserializer {
-    type Error = PathError;
-
-    fn unit_variant(self) -> Result<(), PathError> {
-        match self.value {
-            Value::Unit => Ok(()),
-            other => Err(de::Error::invalid_type(other.unexpected(), &"a plain name")),
-        }
-        .map_err(|e: PathError| e.at(Segment::Key(self.variant)))
-    }
-
-    fn newtype_variant_seed<T: DeserializeSeed<'de>>(self, seed: T) -> Result<T::Value, PathError> {
-        seed.deserialize(ValueDeserializer(self.value))
-            .map_err(|e| e.at(Segment::Key(self.variant)))
-    }
-
-    fn tuple_variant<V: Visitor<'de>>(
-        self,
-        _len: usize,
-        visitor: V,
-    ) -> Result<V::Value, PathError> {
-        ValueDeserializer(self.value)
-            .deserialize_any(visitor)
-            .map_err(|e| e.at(Segment::Key(self.variant)))
-    }
-
-    fn struct_variant<V: Visitor<'de>>(
-        self,
-        _fields: &'static [&'static str],
-        visitor: V,
-    ) -> Result<V::Value, PathError> {
-        ValueDeserializer(self.value)
-            .deserialize_any(visitor)
-            .map_err(|e| e.at(Segment::Key(self.variant)))
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<T, D::Error> {
+        serde_path_to_error::deserialize(deserializer).map_err(|e| {
+            let mut key = String::from(self.section);
+            // `.` for the table itself; `[1]` starts an index, anything else a key.
+            let path = e.path().to_string();
+            if path != "." {
+                if !path.starts_with('[') {
+                    key.push('.');
+                }
+                key.push_str(&path);
+            }
+            let error = e.into_inner();
+            *self.failure = Some(StackConfigError::new(key, error.to_string(), None));
+            error
+        })
     }
 }

@@ -498,7 +498,7 @@ fn check_stack(stack: Result<StackConfig, tower_bulwark::config::StackConfigErro
             }
         }
         if stack.fanout_layer().is_ok() {
-            let layer = stack.fanout_builder().merge(FirstSuccess).build();
+            let layer = stack.fanout_builder().merge(FirstSuccess).build().unwrap();
             if let Ok(fanout) = layer.build(vec![flaky(0), flaky(1)]) {
                 exercise(fanout).await;
             }
@@ -807,15 +807,19 @@ proptest! {
         if let Some(d) = finish {
             builder = builder.finish_stragglers(d);
         }
-        let layer = builder.merge(FirstSuccess).build();
-        let list: Vec<Flaky> = (0..targets).map(|i| flaky(i as u32 % 2)).collect();
-        match layer.build(list.clone()) {
-            Ok(fanout) => paused_runtime().block_on(exercise(fanout)),
-            Err(e) => {
-                prop_assert!(!e.setting().is_empty() && !e.to_string().is_empty());
-                // The layer made anyway answers every call with that error, at once.
-                paused_runtime().block_on(exercise(layer.layer(list)));
+        match builder.merge(FirstSuccess).build() {
+            Ok(layer) => {
+                let list: Vec<Flaky> = (0..targets).map(|i| flaky(i as u32 % 2)).collect();
+                match layer.build(list.clone()) {
+                    Ok(fanout) => paused_runtime().block_on(exercise(fanout)),
+                    Err(e) => {
+                        prop_assert!(!e.setting().is_empty() && !e.to_string().is_empty());
+                        // The layer made anyway answers every call with that error, at once.
+                        paused_runtime().block_on(exercise(layer.layer(list)));
+                    }
+                }
             }
+            Err(e) => prop_assert!(!e.setting().is_empty() && !e.to_string().is_empty()),
         }
         no_panics(before)?;
     }
@@ -830,8 +834,7 @@ fn a_duration_that_would_overflow_the_clock_is_refused_by_name() {
         assert_eq!(e.setting(), "deadline", "{e}");
         let e = retry().attempt_timeout(over).build().unwrap_err();
         assert_eq!(e.setting(), "attempt_timeout", "{e}");
-        let fanout = FanOutLayer::builder().deadline(over).build();
-        let e = fanout.build(vec![flaky(0)]).unwrap_err();
+        let e = FanOutLayer::builder().deadline(over).build().unwrap_err();
         assert_eq!(e.setting(), "deadline", "{e}");
         let mut c = BalanceConfig::default();
         c.health.interval = over;

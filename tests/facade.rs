@@ -257,7 +257,7 @@ async fn fan_out_reaches_every_target() {
             FanOutLayer::builder()
                 .policy(Policy::All)
                 .merge(FirstSuccess)
-                .build(),
+                .build().unwrap(),
         )
         .service(vec![
             answering("r1", &calls),
@@ -269,7 +269,7 @@ async fn fan_out_reaches_every_target() {
 
     // A failed fan-out is a 502.
     let mut svc = ServiceBuilder::new()
-        .fan_out(FanOutLayer::builder().merge(FirstSuccess).build())
+        .fan_out(FanOutLayer::builder().merge(FirstSuccess).build().unwrap())
         .service(vec![answering("r1", &calls), refusing(&calls)]);
     let err = svc.ready().await.unwrap().call(1).await.unwrap_err();
     assert!(err.is::<FanOutFailed>(), "{err}");
@@ -279,7 +279,7 @@ async fn fan_out_reaches_every_target() {
 #[tokio::test(start_paused = true)]
 async fn an_empty_fan_out_fails_rather_than_succeeding_by_default() {
     let mut svc = ServiceBuilder::new()
-        .fan_out(FanOutLayer::builder().merge(FirstSuccess).build())
+        .fan_out(FanOutLayer::builder().merge(FirstSuccess).build().unwrap())
         .service(Vec::<BoxCloneService<u32, &'static str, std::io::Error>>::new());
     let err = svc.ready().await.unwrap().call(1).await.unwrap_err();
     assert_eq!(

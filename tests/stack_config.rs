@@ -395,7 +395,10 @@ fn a_validation_error_keeps_the_layers_own_error_as_its_source() {
     let source = e.source().expect("the retry layer's error");
     assert_eq!(
         source.downcast_ref::<tower_bulwark::retry::ConfigError>(),
-        Some(&tower_bulwark::retry::ConfigError::MaxAttempts(0))
+        Some(&tower_bulwark::retry::ConfigError::MaxAttempts {
+            value: 0,
+            max: tower_bulwark::retry::MAX_ATTEMPTS
+        })
     );
 }
 

@@ -1,6 +1,6 @@
 //! Configuration: plain data, validated when the balancer is built.
 
-use std::fmt;
+use bulwark_core::config;
 use std::time::Duration;
 
 /// How the balancer picks an endpoint among those that can take a request.
@@ -177,205 +177,32 @@ impl Default for BalanceConfig {
     }
 }
 
-/// A setting that is out of range. The message names the setting.
-#[derive(Debug, Clone, PartialEq)]
-#[non_exhaustive]
-pub enum ConfigError {
-    /// A duration that must be positive is zero.
-    Zero {
-        /// The setting.
-        setting: &'static str,
-    },
-    /// `ejection.max` is below `ejection.base`.
-    EjectionMaxBelowBase,
-    /// `ejection.max_ejected` is outside `[0, 1]`.
-    MaxEjected(f64),
-    /// `endpoint_names` does not have one name per endpoint.
-    EndpointNames {
-        /// Names given.
-        names: usize,
-        /// Endpoints given.
-        endpoints: usize,
-    },
-    /// A duration is beyond a day (a sign of a unit mistake).
-    TooLong {
-        /// The setting.
-        setting: &'static str,
-    },
-    /// `health.jitter` is outside `[0, 1]`.
-    Jitter(f64),
-    /// A share (`ejection.failure_rate.rate`, `panic_threshold`) is outside its range.
-    Share {
-        /// The setting.
-        setting: &'static str,
-        /// The value given.
-        value: f64,
-    },
-    /// A number that must be positive and finite is not.
-    NotPositive {
-        /// The setting.
-        setting: &'static str,
-        /// The value given.
-        value: f64,
-    },
-    /// The probes do not number one per endpoint.
-    Probes {
-        /// Probes given.
-        probes: usize,
-        /// Endpoints given.
-        endpoints: usize,
-    },
-    /// A list of probes was given for a discovered set of endpoints (use
-    /// `Endpoints::discover_with_health`, which makes each endpoint's probe as it arrives).
-    ProbesForDiscovered {
-        /// Probes given.
-        probes: usize,
-    },
-    /// Health checks run on a background task, so the balancer must be built inside a tokio
-    /// runtime.
-    NoRuntime,
-}
-
-impl ConfigError {
-    /// The setting at fault.
-    pub fn setting(&self) -> &'static str {
-        match self {
-            ConfigError::Zero { setting } | ConfigError::TooLong { setting } => setting,
-            ConfigError::EjectionMaxBelowBase => "ejection.max",
-            ConfigError::MaxEjected(_) => "ejection.max_ejected",
-            ConfigError::EndpointNames { .. } => "endpoint_names",
-            ConfigError::Jitter(_) => "health.jitter",
-            ConfigError::Share { setting, .. } | ConfigError::NotPositive { setting, .. } => {
-                setting
-            }
-            ConfigError::Probes { .. } | ConfigError::ProbesForDiscovered { .. } => "probes",
-            ConfigError::NoRuntime => "health",
-        }
-    }
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ConfigError::Zero { setting } => {
-                write!(f, "balance `{setting}` must be greater than zero")
-            }
-            ConfigError::EjectionMaxBelowBase => {
-                f.write_str("balance `ejection.max` must not be below `ejection.base`")
-            }
-            ConfigError::MaxEjected(v) => {
-                write!(
-                    f,
-                    "balance `ejection.max_ejected` must be in [0, 1], got {v}"
-                )
-            }
-            ConfigError::EndpointNames { names, endpoints } => write!(
-                f,
-                "balance `endpoint_names` has {names} names for {endpoints} endpoints"
-            ),
-            ConfigError::TooLong { setting } => {
-                write!(f, "balance `{setting}` is longer than a day")
-            }
-            ConfigError::Jitter(v) => {
-                write!(f, "balance `health.jitter` must be in [0, 1], got {v}")
-            }
-            ConfigError::Share { setting, value } => {
-                write!(f, "balance `{setting}` must be in (0, 1], got {value}")
-            }
-            ConfigError::NotPositive { setting, value } => {
-                write!(
-                    f,
-                    "balance `{setting}` must be positive and finite, got {value}"
-                )
-            }
-            ConfigError::Probes { probes, endpoints } => {
-                write!(
-                    f,
-                    "balance has {probes} health probes for {endpoints} endpoints"
-                )
-            }
-            ConfigError::ProbesForDiscovered { probes } => write!(
-                f,
-                "balance has a list of {probes} health probes for discovered endpoints: use \
-                 Endpoints::discover_with_health to make each endpoint's probe as it arrives"
-            ),
-            ConfigError::NoRuntime => f.write_str(
-                "balance health checks need a tokio runtime: build the balancer inside one",
-            ),
-        }
-    }
-}
-
-impl std::error::Error for ConfigError {}
-
-const DAY: Duration = Duration::from_secs(24 * 3600);
+pub use bulwark_core::ConfigError;
 
 impl BalanceConfig {
     /// Checks the settings that do not depend on the endpoints.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let e = &self.ejection;
         if e.consecutive_failures > 0 {
-            if e.base.is_zero() {
-                return Err(ConfigError::Zero {
-                    setting: "ejection.base",
-                });
-            }
+            config::positive_duration("ejection.base", e.base)?;
             if e.max < e.base {
-                return Err(ConfigError::EjectionMaxBelowBase);
-            }
-            if e.max > DAY {
-                return Err(ConfigError::TooLong {
+                return Err(ConfigError::Invalid {
                     setting: "ejection.max",
+                    reason: "must not be below `ejection.base`",
                 });
             }
+            config::at_most_a_day("ejection.max", e.max)?;
         }
-        if e.forget_after.is_zero() {
-            return Err(ConfigError::Zero {
-                setting: "ejection.forget_after",
-            });
-        }
-        if e.forget_after > DAY {
-            return Err(ConfigError::TooLong {
-                setting: "ejection.forget_after",
-            });
-        }
+        config::positive_within_a_day("ejection.forget_after", e.forget_after)?;
         if let Some(s) = &self.slow_start {
-            if s.window.is_zero() {
-                return Err(ConfigError::Zero {
-                    setting: "slow_start.window",
-                });
-            }
-            if s.window > DAY {
-                return Err(ConfigError::TooLong {
-                    setting: "slow_start.window",
-                });
-            }
-            if !(s.aggression > 0.0 && s.aggression.is_finite()) {
-                return Err(ConfigError::NotPositive {
-                    setting: "slow_start.aggression",
-                    value: s.aggression,
-                });
-            }
-            if !(s.min_weight > 0.0 && s.min_weight <= 1.0) {
-                return Err(ConfigError::Share {
-                    setting: "slow_start.min_weight",
-                    value: s.min_weight,
-                });
-            }
+            config::positive_within_a_day("slow_start.window", s.window)?;
+            config::positive("slow_start.aggression", s.aggression)?;
+            config::share("slow_start.min_weight", s.min_weight)?;
         }
         self.health.validate()?;
         if let Some(fr) = &e.failure_rate {
-            if !(fr.rate > 0.0 && fr.rate <= 1.0) {
-                return Err(ConfigError::Share {
-                    setting: "ejection.failure_rate.rate",
-                    value: fr.rate,
-                });
-            }
-            if fr.min_requests == 0 {
-                return Err(ConfigError::Zero {
-                    setting: "ejection.failure_rate.min_requests",
-                });
-            }
+            config::share("ejection.failure_rate.rate", fr.rate)?;
+            config::nonzero("ejection.failure_rate.min_requests", fr.min_requests.into())?;
             if fr.window < Duration::from_millis(10) {
                 return Err(ConfigError::Zero {
                     setting: "ejection.failure_rate.window",
@@ -383,45 +210,23 @@ impl BalanceConfig {
             }
         }
         if let Some(p) = self.panic_threshold {
-            if !(p > 0.0 && p <= 1.0) {
-                return Err(ConfigError::Share {
-                    setting: "panic_threshold",
-                    value: p,
-                });
-            }
+            config::share("panic_threshold", p)?;
         }
-        if !(0.0..=1.0).contains(&e.max_ejected) {
-            return Err(ConfigError::MaxEjected(e.max_ejected));
-        }
+        config::fraction("ejection.max_ejected", e.max_ejected)?;
         for (setting, d) in [
             ("wait_for_ready", self.wait_for_ready),
             ("ewma_decay", self.ewma_decay),
             ("default_rtt", self.default_rtt),
         ] {
-            if d > DAY {
-                return Err(ConfigError::TooLong { setting });
-            }
+            config::at_most_a_day(setting, d)?;
         }
-        for (setting, d) in [
-            ("ewma_decay", self.ewma_decay),
-            ("default_rtt", self.default_rtt),
-        ] {
-            if d.is_zero() {
-                return Err(ConfigError::Zero { setting });
-            }
-        }
-        Ok(())
+        config::positive_duration("ewma_decay", self.ewma_decay)?;
+        config::positive_duration("default_rtt", self.default_rtt)
     }
 
     /// Checks the settings against the number of endpoints.
     pub fn validate_for(&self, endpoints: usize) -> Result<(), ConfigError> {
         self.validate()?;
-        if !self.endpoint_names.is_empty() && self.endpoint_names.len() != endpoints {
-            return Err(ConfigError::EndpointNames {
-                names: self.endpoint_names.len(),
-                endpoints,
-            });
-        }
-        Ok(())
+        config::one_name_per_target("endpoint_names", &self.endpoint_names, endpoints)
     }
 }

@@ -1,7 +1,7 @@
 //! Configuration: plain data, validated once when the layer is built.
 
 use crate::window::MAX_COUNT_WINDOW;
-use std::fmt;
+use bulwark_core::config;
 use std::time::Duration;
 
 /// The largest number of half-open probes (the probe counters are 16 bits wide).
@@ -162,149 +162,26 @@ pub enum Mode {
     Readiness,
 }
 
-/// A setting that is out of range. The message names the setting.
-#[derive(Debug, Clone, PartialEq)]
-#[non_exhaustive]
-pub enum ConfigError {
-    /// A share that must lie in `(0, 1]` (or `[0, 1]` for jitter) does not.
-    RateOutOfRange {
-        /// The setting, e.g. `failure_rate`.
-        setting: &'static str,
-        /// The value given.
-        value: f64,
-    },
-    /// A count or duration that must be positive is zero.
-    Zero {
-        /// The setting.
-        setting: &'static str,
-    },
-    /// A count is above its maximum.
-    TooLarge {
-        /// The setting.
-        setting: &'static str,
-        /// The value given.
-        value: u64,
-        /// The largest allowed.
-        max: u64,
-    },
-    /// `min_calls` is larger than the count window, so the breaker could never trip on a rate.
-    MinCallsExceedWindow {
-        /// `min_calls`.
-        min_calls: u32,
-        /// The count window's size.
-        window: u32,
-    },
-    /// Some other rule between settings is broken; the message says which.
-    Invalid {
-        /// The setting.
-        setting: &'static str,
-        /// What is wrong with it.
-        reason: &'static str,
-    },
-}
-
-impl ConfigError {
-    /// The name of the setting at fault (as in the serde form, dotted for nested settings).
-    pub fn setting(&self) -> &'static str {
-        match self {
-            ConfigError::RateOutOfRange { setting, .. }
-            | ConfigError::Zero { setting }
-            | ConfigError::TooLarge { setting, .. }
-            | ConfigError::Invalid { setting, .. } => setting,
-            ConfigError::MinCallsExceedWindow { .. } => "min_calls",
-        }
-    }
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ConfigError::RateOutOfRange { setting, value } => {
-                let range = if *setting == "open.jitter" {
-                    "[0, 1]"
-                } else {
-                    "(0, 1]"
-                };
-                write!(
-                    f,
-                    "circuit breaker `{setting}` must be in {range}, got {value}"
-                )
-            }
-            ConfigError::Zero { setting } => {
-                write!(f, "circuit breaker `{setting}` must be greater than zero")
-            }
-            ConfigError::TooLarge {
-                setting,
-                value,
-                max,
-            } => write!(
-                f,
-                "circuit breaker `{setting}` is {value}, at most {max} is allowed"
-            ),
-            ConfigError::MinCallsExceedWindow { min_calls, window } => write!(
-                f,
-                "circuit breaker `min_calls` ({min_calls}) is larger than the count window \
-                 ({window}), so the failure rate could never trip it"
-            ),
-            ConfigError::Invalid { setting, reason } => {
-                write!(f, "circuit breaker `{setting}`: {reason}")
-            }
-        }
-    }
-}
-
-impl std::error::Error for ConfigError {}
-
-fn check_rate(setting: &'static str, value: f64) -> Result<(), ConfigError> {
-    if value > 0.0 && value <= 1.0 {
-        Ok(())
-    } else {
-        Err(ConfigError::RateOutOfRange { setting, value })
-    }
-}
-
-fn check_nonzero(setting: &'static str, d: Duration) -> Result<(), ConfigError> {
-    if d.is_zero() {
-        Err(ConfigError::Zero { setting })
-    } else {
-        Ok(())
-    }
-}
+pub use bulwark_core::ConfigError;
 
 /// Durations are kept as nanoseconds on the breaker's clock; cap them far beyond any sane
 /// setting (about 292 years would overflow u64).
 const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
-fn check_not_huge(setting: &'static str, d: Duration) -> Result<(), ConfigError> {
-    if d > MAX_DURATION {
-        Err(ConfigError::TooLarge {
-            setting,
-            value: d.as_secs(),
-            max: MAX_DURATION.as_secs(),
-        })
-    } else {
-        Ok(())
-    }
+/// A duration above zero and not beyond [`MAX_DURATION`].
+fn check_duration(setting: &'static str, d: Duration) -> Result<(), ConfigError> {
+    config::positive_duration(setting, d)?;
+    config::at_most(setting, d.as_secs(), MAX_DURATION.as_secs())
 }
 
 impl CircuitBreakerConfig {
     /// Checks every setting; the first one out of range is returned as a typed error.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        check_rate("failure_rate", self.failure_rate)?;
+        config::share("failure_rate", self.failure_rate)?;
         match self.window {
             Window::Count { size } => {
-                if size == 0 {
-                    return Err(ConfigError::Zero {
-                        setting: "window.size",
-                    });
-                }
-                if size > MAX_COUNT_WINDOW {
-                    return Err(ConfigError::TooLarge {
-                        setting: "window.size",
-                        value: size.into(),
-                        max: MAX_COUNT_WINDOW.into(),
-                    });
-                }
+                config::nonzero("window.size", size.into())?;
+                config::at_most("window.size", size.into(), MAX_COUNT_WINDOW.into())?;
                 if self.min_calls > size {
                     return Err(ConfigError::MinCallsExceedWindow {
                         min_calls: self.min_calls,
@@ -313,56 +190,35 @@ impl CircuitBreakerConfig {
                 }
             }
             Window::Time { length, buckets } => {
-                check_nonzero("window.length", length)?;
-                check_not_huge("window.length", length)?;
-                if buckets == 0 {
-                    return Err(ConfigError::Zero {
-                        setting: "window.buckets",
-                    });
-                }
-                if buckets > MAX_BUCKETS {
-                    return Err(ConfigError::TooLarge {
-                        setting: "window.buckets",
-                        value: buckets.into(),
-                        max: MAX_BUCKETS.into(),
-                    });
-                }
+                check_duration("window.length", length)?;
+                config::nonzero("window.buckets", buckets.into())?;
+                config::at_most("window.buckets", buckets.into(), MAX_BUCKETS.into())?;
                 if length.as_nanos() < u128::from(buckets) * 1_000_000 {
                     return Err(ConfigError::Invalid {
                         setting: "window.buckets",
-                        reason: "each bucket must span at least 1 ms (length / buckets)",
+                        reason: "must leave each bucket at least 1 ms (length / buckets)",
                     });
                 }
             }
         }
-        if self.min_calls == 0 {
-            return Err(ConfigError::Zero {
-                setting: "min_calls",
-            });
-        }
-        if self.consecutive_failures == Some(0) {
-            return Err(ConfigError::Zero {
-                setting: "consecutive_failures",
-            });
+        config::nonzero("min_calls", self.min_calls.into())?;
+        if let Some(failures) = self.consecutive_failures {
+            config::nonzero("consecutive_failures", failures.into())?;
         }
         if let Some(slow) = &self.slow_calls {
-            check_nonzero("slow_calls.threshold", slow.threshold)?;
-            check_not_huge("slow_calls.threshold", slow.threshold)?;
-            check_rate("slow_calls.rate", slow.rate)?;
+            check_duration("slow_calls.threshold", slow.threshold)?;
+            config::share("slow_calls.rate", slow.rate)?;
         }
         match self.open {
-            OpenPeriod::Fixed(d) => {
-                check_nonzero("open", d)?;
-                check_not_huge("open", d)?;
-            }
+            OpenPeriod::Fixed(d) => check_duration("open", d)?,
             OpenPeriod::Exponential {
                 initial,
                 multiplier,
                 max,
                 jitter,
             } => {
-                check_nonzero("open.initial", initial)?;
-                check_not_huge("open.max", max)?;
+                config::positive_duration("open.initial", initial)?;
+                config::at_most("open.max", max.as_secs(), MAX_DURATION.as_secs())?;
                 if !(multiplier.is_finite() && multiplier >= 1.0) {
                     return Err(ConfigError::Invalid {
                         setting: "open.multiplier",
@@ -372,32 +228,20 @@ impl CircuitBreakerConfig {
                 if max < initial {
                     return Err(ConfigError::Invalid {
                         setting: "open.max",
-                        reason: "must not be below open.initial",
+                        reason: "must not be below `open.initial`",
                     });
                 }
-                if !(0.0..=1.0).contains(&jitter) {
-                    return Err(ConfigError::RateOutOfRange {
-                        setting: "open.jitter",
-                        value: jitter,
-                    });
-                }
+                config::fraction("open.jitter", jitter)?;
             }
         }
-        if self.half_open_probes == 0 {
-            return Err(ConfigError::Zero {
-                setting: "half_open_probes",
-            });
-        }
-        if self.half_open_probes > MAX_HALF_OPEN_PROBES {
-            return Err(ConfigError::TooLarge {
-                setting: "half_open_probes",
-                value: self.half_open_probes.into(),
-                max: MAX_HALF_OPEN_PROBES.into(),
-            });
-        }
+        config::nonzero("half_open_probes", self.half_open_probes.into())?;
+        config::at_most(
+            "half_open_probes",
+            self.half_open_probes.into(),
+            MAX_HALF_OPEN_PROBES.into(),
+        )?;
         if let Some(wait) = self.max_wait_in_half_open {
-            check_nonzero("max_wait_in_half_open", wait)?;
-            check_not_huge("max_wait_in_half_open", wait)?;
+            check_duration("max_wait_in_half_open", wait)?;
         }
         Ok(())
     }

@@ -88,6 +88,13 @@ pub enum ConfigError {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// A retry's `max_attempts` is zero or above its maximum.
+    MaxAttempts {
+        /// The value given.
+        value: u32,
+        /// The largest allowed.
+        max: u32,
+    },
     /// A circuit breaker's `min_calls` is larger than its count window, so the failure rate
     /// could never trip it.
     MinCallsExceedWindow {
@@ -140,6 +147,7 @@ impl ConfigError {
             | ConfigError::TargetNames { setting, .. }
             | ConfigError::Invalid { setting, .. } => setting,
             ConfigError::NoTargets => "targets",
+            ConfigError::MaxAttempts { .. } => "max_attempts",
             ConfigError::MinCallsExceedWindow { .. } => "min_calls",
             ConfigError::Quorum { .. } => "policy",
             ConfigError::Probes { .. } | ConfigError::ProbesForDiscovered { .. } => "probes",
@@ -185,11 +193,17 @@ impl fmt::Display for ConfigError {
                 write!(f, "`{setting}` has {names} names for {targets} targets")
             }
             ConfigError::Invalid { reason, .. } => write!(f, "`{setting}` {reason}"),
+            ConfigError::MaxAttempts { value, max } => {
+                write!(f, "`{setting}` must be between 1 and {max}, got {value}")
+            }
             ConfigError::MinCallsExceedWindow { min_calls, window } => write!(
                 f,
                 "`min_calls` ({min_calls}) is larger than the count window ({window}), so the \
                  failure rate could never trip it"
             ),
+            ConfigError::Quorum { quorum: 0, .. } => {
+                write!(f, "`{setting}` quorum must be at least 1")
+            }
             ConfigError::Quorum { quorum, targets } => write!(
                 f,
                 "`{setting}` quorum of {quorum} is impossible with {targets} targets"

@@ -1,6 +1,6 @@
 //! Configuration: plain data, validated when the failover set is built.
 
-use std::fmt;
+use bulwark_core::config;
 use std::time::Duration;
 
 /// Where a request starts.
@@ -68,99 +68,22 @@ impl Default for FailoverConfig {
     }
 }
 
-/// A setting that is out of range. The message names the setting.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum ConfigError {
-    /// The target list is empty.
-    NoTargets,
-    /// `attempt_timeout` is zero.
-    ZeroTimeout,
-    /// `target_names` does not have one name per target.
-    TargetNames {
-        /// Names given.
-        names: usize,
-        /// Targets given.
-        targets: usize,
-    },
-    /// A duration is beyond a day (a sign of a unit mistake).
-    TooLong {
-        /// The setting.
-        setting: &'static str,
-    },
-}
-
-impl ConfigError {
-    /// The setting at fault.
-    pub fn setting(&self) -> &'static str {
-        match self {
-            ConfigError::NoTargets => "targets",
-            ConfigError::ZeroTimeout => "attempt_timeout",
-            ConfigError::TargetNames { .. } => "target_names",
-            ConfigError::TooLong { setting } => setting,
-        }
-    }
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ConfigError::NoTargets => f.write_str("failover `targets` must not be empty"),
-            ConfigError::ZeroTimeout => f.write_str(
-                "failover `attempt_timeout` must be greater than zero (leave it unset for no limit)",
-            ),
-            ConfigError::TargetNames { names, targets } => write!(
-                f,
-                "failover `target_names` has {names} names for {targets} targets"
-            ),
-            ConfigError::TooLong { setting } => {
-                write!(f, "failover `{setting}` is longer than a day")
-            }
-        }
-    }
-}
-
-impl std::error::Error for ConfigError {}
-
-const DAY: Duration = Duration::from_secs(24 * 3600);
+pub use bulwark_core::ConfigError;
 
 impl FailoverConfig {
     /// Checks the settings that do not depend on the targets.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        match self.attempt_timeout {
-            Some(t) if t.is_zero() => return Err(ConfigError::ZeroTimeout),
-            Some(t) if t > DAY => {
-                return Err(ConfigError::TooLong {
-                    setting: "attempt_timeout",
-                })
-            }
-            _ => {}
+        if let Some(t) = self.attempt_timeout {
+            config::positive_within_a_day("attempt_timeout", t)?;
         }
-        if self.interval > DAY {
-            return Err(ConfigError::TooLong {
-                setting: "interval",
-            });
-        }
-        if self.wait_for_ready > DAY {
-            return Err(ConfigError::TooLong {
-                setting: "wait_for_ready",
-            });
-        }
-        Ok(())
+        config::at_most_a_day("interval", self.interval)?;
+        config::at_most_a_day("wait_for_ready", self.wait_for_ready)
     }
 
     /// Checks the settings against the number of targets.
     pub fn validate_for(&self, targets: usize) -> Result<(), ConfigError> {
         self.validate()?;
-        if targets == 0 {
-            return Err(ConfigError::NoTargets);
-        }
-        if !self.target_names.is_empty() && self.target_names.len() != targets {
-            return Err(ConfigError::TargetNames {
-                names: self.target_names.len(),
-                targets,
-            });
-        }
-        Ok(())
+        config::some_targets(targets)?;
+        config::one_name_per_target("target_names", &self.target_names, targets)
     }
 }

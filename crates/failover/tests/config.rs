@@ -30,6 +30,7 @@ fn bad_settings_are_typed_errors_naming_them() {
     assert_eq!(
         err,
         ConfigError::TargetNames {
+            setting: "target_names",
             names: 2,
             targets: 1
         }

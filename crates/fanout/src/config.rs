@@ -1,5 +1,6 @@
 //! Configuration: plain data, validated when the fan-out is built.
 
+use bulwark_core::config;
 use std::fmt;
 use std::time::Duration;
 
@@ -93,85 +94,26 @@ impl Default for FanOutConfig {
     }
 }
 
-/// A setting that is out of range. The message names the setting.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum ConfigError {
-    /// There are no targets.
-    NoTargets,
-    /// A quorum of zero, or larger than the number of targets.
-    Quorum {
-        /// The quorum.
-        quorum: usize,
-        /// The targets.
-        targets: usize,
-    },
-    /// A deadline is zero.
-    ZeroDeadline {
-        /// The setting.
-        setting: &'static str,
-    },
-    /// A deadline (or the stragglers' time to finish) is longer than a day.
-    TooLong {
-        /// The setting.
-        setting: &'static str,
-    },
-    /// `target_names` does not have one name per target.
-    TargetNames {
-        /// Names given.
-        names: usize,
-        /// Targets given.
-        targets: usize,
-    },
-}
-
-impl ConfigError {
-    /// The setting at fault.
-    pub fn setting(&self) -> &'static str {
-        match self {
-            ConfigError::NoTargets => "targets",
-            ConfigError::Quorum { .. } => "policy",
-            ConfigError::ZeroDeadline { setting } | ConfigError::TooLong { setting } => setting,
-            ConfigError::TargetNames { .. } => "target_names",
-        }
-    }
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ConfigError::NoTargets => f.write_str("fan-out `targets` must not be empty"),
-            ConfigError::Quorum { quorum, targets } => write!(
-                f,
-                "fan-out `policy` quorum of {quorum} is impossible with {targets} targets"
-            ),
-            ConfigError::ZeroDeadline { setting } => {
-                write!(f, "fan-out `{setting}` must be greater than zero")
-            }
-            ConfigError::TooLong { setting } => {
-                write!(f, "fan-out `{setting}` is longer than a day")
-            }
-            ConfigError::TargetNames { names, targets } => write!(
-                f,
-                "fan-out `target_names` has {names} names for {targets} targets"
-            ),
-        }
-    }
-}
-
-impl std::error::Error for ConfigError {}
+pub use bulwark_core::ConfigError;
 
 impl FanOutConfig {
-    /// Checks the settings against the number of targets.
-    pub fn validate_for(&self, targets: usize) -> Result<(), ConfigError> {
-        if targets == 0 {
-            return Err(ConfigError::NoTargets);
-        }
+    /// Checks the settings that do not depend on the number of targets: a quorum of at least
+    /// one (and no larger than `target_names`, if given), deadlines above zero and at most a
+    /// day.
+    pub fn validate(&self) -> Result<(), ConfigError> {
         if let Policy::Quorum(k) = self.policy {
-            if k == 0 || k > targets {
-                return Err(ConfigError::Quorum { quorum: k, targets });
+            let names = self.target_names.len();
+            if k == 0 || (names > 0 && k > names) {
+                return Err(ConfigError::Quorum {
+                    quorum: k,
+                    targets: names,
+                });
             }
         }
+        self.validate_deadlines()
+    }
+
+    fn validate_deadlines(&self) -> Result<(), ConfigError> {
         let finish = match self.stragglers {
             Stragglers::Finish(d) => Some(d),
             Stragglers::Cancel => None,
@@ -181,20 +123,23 @@ impl FanOutConfig {
             ("deadline", self.deadline),
             ("stragglers", finish),
         ] {
-            if d.is_some_and(|d| d.is_zero()) {
-                return Err(ConfigError::ZeroDeadline { setting });
+            if let Some(d) = d {
+                config::positive_within_a_day(setting, d)?;
             }
-            // A day at most: a duration near `Duration::MAX` would overflow the clock.
-            if d.is_some_and(|d| d > Duration::from_secs(24 * 3600)) {
-                return Err(ConfigError::TooLong { setting });
-            }
-        }
-        if !self.target_names.is_empty() && self.target_names.len() != targets {
-            return Err(ConfigError::TargetNames {
-                names: self.target_names.len(),
-                targets,
-            });
         }
         Ok(())
+    }
+
+    /// Checks the settings against the number of targets.
+    pub fn validate_for(&self, targets: usize) -> Result<(), ConfigError> {
+        config::some_targets(targets)?;
+        if let Policy::Quorum(k) = self.policy {
+            if k == 0 || k > targets {
+                return Err(ConfigError::Quorum { quorum: k, targets });
+            }
+        }
+        self.validate_deadlines()?;
+        // Checked last: a `Layer` over a list falls back to indexes for names that do not fit.
+        config::one_name_per_target("target_names", &self.target_names, targets)
     }
 }

@@ -39,7 +39,7 @@
 //!         _ => bulwark_core::Outcome::Failure,
 //!     })
 //!     .merge(FirstSuccess)
-//!     .build()
+//!     .build().unwrap()
 //!     .build(vec![store(), store(), store()])
 //!     .unwrap();
 //! assert_eq!(register.ready().await.unwrap().call("alice").await.unwrap(), 201);

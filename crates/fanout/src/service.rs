@@ -212,8 +212,7 @@ impl<C: Clone, M: Clone> FanOutLayer<C, M> {
 /// must not pretend to work: over no targets the `All` policy would be met by nobody, and a
 /// quorum of 0 before any target answered. So:
 ///
-/// * a list `build` would refuse (empty, a quorum of 0 or larger than the list, a zero
-///   deadline) gives a fan-out whose every call fails at once with that [`ConfigError`],
+/// * a list `build` would refuse (empty, or shorter than the quorum) gives a fan-out whose every call fails at once with that [`ConfigError`],
 ///   without calling any target (and a `tracing` error when it is made);
 /// * `target_names` that do not match the list one for one only label events and errors: the
 ///   targets are named by their indexes instead (with a `tracing` warning), never paired up
@@ -230,7 +229,7 @@ impl<C: Clone, M: Clone> FanOutLayer<C, M> {
 ///
 /// type Store = BoxCloneService<&'static str, u16, std::io::Error>;
 /// let store = || -> Store { BoxCloneService::new(service_fn(|_| async { Ok(201) })) };
-/// let layer = FanOutLayer::builder().merge(FirstSuccess).build();
+/// let layer = FanOutLayer::builder().merge(FirstSuccess).build().unwrap();
 ///
 /// let mut register = ServiceBuilder::new().layer(layer.clone()).service(vec![store(), store()]);
 /// assert_eq!(register.ready().await.unwrap().call("alice").await.unwrap(), 201);
@@ -248,7 +247,7 @@ impl<S, C: Clone, M: Clone> tower_layer::Layer<Vec<S>> for FanOutLayer<C, M> {
         let invalid = match self.config.validate_for(targets.len()) {
             Ok(()) => None,
             // Checked last, so everything else is valid; the names fall back to indexes.
-            Err(ConfigError::TargetNames { names, targets }) => {
+            Err(ConfigError::TargetNames { names, targets, .. }) => {
                 tracing::warn!(
                     fanout = %self.config.name,
                     names,
@@ -274,7 +273,7 @@ impl<S, C: Clone, M: Clone> tower_layer::Layer<Vec<S>> for FanOutLayer<C, M> {
 ///
 /// ```
 /// use bulwark_fanout::{FanOutLayer, Policy, ConfigError};
-/// let layer = FanOutLayer::builder().policy(Policy::Quorum(4)).build();
+/// let layer = FanOutLayer::builder().policy(Policy::Quorum(4)).build().unwrap();
 /// let err = layer.build(vec![(); 3].into_iter().map(|_| tower::service_fn(|x: u8| async move { Ok::<_, std::io::Error>(x) })).collect()).unwrap_err();
 /// assert_eq!(err, ConfigError::Quorum { quorum: 4, targets: 3 });
 /// ```
@@ -373,13 +372,16 @@ impl<C, M> Builder<C, M> {
         self
     }
 
-    /// The layer (the settings are checked against the targets when a fan-out is built).
-    pub fn build(self) -> FanOutLayer<C, M> {
-        FanOutLayer {
+    /// Validates the settings that do not depend on the targets (see
+    /// [`FanOutConfig::validate`]) and builds the layer; the rest are checked against the
+    /// targets when a fan-out is built.
+    pub fn build(self) -> Result<FanOutLayer<C, M>, ConfigError> {
+        self.config.validate()?;
+        Ok(FanOutLayer {
             config: Arc::new(self.config),
             classifier: self.classifier,
             merge: self.merge,
             listener: self.listener,
-        }
+        })
     }
 }

@@ -119,7 +119,7 @@ impl Fixture {
         if let Some(within) = finish {
             builder = builder.finish_stragglers(within);
         }
-        let svc = builder.build().build(targets.clone()).unwrap();
+        let svc = builder.build().unwrap().build(targets.clone()).unwrap();
         Fixture { svc, targets, live }
     }
 

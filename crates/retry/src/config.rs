@@ -1,16 +1,11 @@
 //! Configuration: plain data, validated once when the layer is built.
 
-use bulwark_core::backoff::{BackoffError, ExponentialBackoff};
-use bulwark_core::budget::BudgetError;
-use std::fmt;
+use bulwark_core::backoff::ExponentialBackoff;
+use bulwark_core::config;
 use std::time::Duration;
 
 /// The most attempts a layer may make for one request.
 pub const MAX_ATTEMPTS: u32 = 10_000;
-
-/// The longest `deadline` or `attempt_timeout`: a day (a longer one is almost surely a
-/// mistake in units, and one near `Duration::MAX` would overflow the clock).
-const LONGEST: Duration = Duration::from_secs(24 * 3600);
 
 /// The settings of a retry layer.
 ///
@@ -88,74 +83,16 @@ impl Default for BudgetConfig {
     }
 }
 
-/// A setting that is out of range. The message names the setting.
-#[derive(Debug, Clone, PartialEq)]
-#[non_exhaustive]
-pub enum ConfigError {
-    /// `max_attempts` is zero or above [`MAX_ATTEMPTS`].
-    MaxAttempts(u32),
-    /// A duration that must be positive is zero.
-    Zero {
-        /// The setting.
-        setting: &'static str,
-    },
-    /// The backoff is invalid.
-    Backoff(BackoffError),
-    /// The budget is invalid.
-    Budget(BudgetError),
-    /// A `deadline` or `attempt_timeout` is longer than a day.
-    TooLong {
-        /// The setting.
-        setting: &'static str,
-    },
-}
-
-impl ConfigError {
-    /// The setting at fault, dotted for nested settings (`backoff.max`, `budget.ratio`).
-    pub fn setting(&self) -> String {
-        match self {
-            ConfigError::MaxAttempts(_) => "max_attempts".into(),
-            ConfigError::Zero { setting } | ConfigError::TooLong { setting } => (*setting).into(),
-            ConfigError::Backoff(e) => format!("backoff.{}", e.setting()),
-            ConfigError::Budget(e) => format!("budget.{}", e.setting()),
-        }
-    }
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ConfigError::MaxAttempts(n) => write!(
-                f,
-                "retry `max_attempts` must be between 1 and {MAX_ATTEMPTS}, got {n}"
-            ),
-            ConfigError::Zero { setting } => {
-                write!(f, "retry `{setting}` must be greater than zero")
-            }
-            ConfigError::Backoff(e) => write!(f, "retry: {e}"),
-            ConfigError::Budget(e) => write!(f, "retry: {e}"),
-            ConfigError::TooLong { setting } => {
-                write!(f, "retry `{setting}` is longer than a day")
-            }
-        }
-    }
-}
-
-impl std::error::Error for ConfigError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            ConfigError::Backoff(e) => Some(e),
-            ConfigError::Budget(e) => Some(e),
-            _ => None,
-        }
-    }
-}
+pub use bulwark_core::ConfigError;
 
 impl RetryConfig {
     /// Checks every setting; the first one out of range is returned as a typed error.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.max_attempts == 0 || self.max_attempts > MAX_ATTEMPTS {
-            return Err(ConfigError::MaxAttempts(self.max_attempts));
+            return Err(ConfigError::MaxAttempts {
+                value: self.max_attempts,
+                max: MAX_ATTEMPTS,
+            });
         }
         // The backoff validates itself when built; re-check in case it was deserialized or
         // copied from elsewhere.
@@ -168,10 +105,8 @@ impl RetryConfig {
             ("deadline", self.deadline),
             ("attempt_timeout", self.attempt_timeout),
         ] {
-            match d {
-                Some(d) if d.is_zero() => return Err(ConfigError::Zero { setting }),
-                Some(d) if d > LONGEST => return Err(ConfigError::TooLong { setting }),
-                _ => {}
+            if let Some(d) = d {
+                config::positive_within_a_day(setting, d)?;
             }
         }
         Ok(())

@@ -1,7 +1,7 @@
 //! Validated configuration: typed errors naming the setting; serde with human durations.
 
 use bulwark_core::backoff::{ExponentialBackoff, Jitter};
-use bulwark_retry::{BackoffRetryLayer, BudgetConfig, ConfigError, RetryConfig};
+use bulwark_retry::{BackoffRetryLayer, BudgetConfig, ConfigError, RetryConfig, MAX_ATTEMPTS};
 use std::time::Duration;
 
 #[test]
@@ -10,7 +10,13 @@ fn bad_settings_are_typed_errors_naming_them() {
         .max_attempts(0)
         .build()
         .unwrap_err();
-    assert_eq!(err, ConfigError::MaxAttempts(0));
+    assert_eq!(
+        err,
+        ConfigError::MaxAttempts {
+            value: 0,
+            max: MAX_ATTEMPTS
+        }
+    );
     assert_eq!(err.setting(), "max_attempts");
     assert_eq!(
         err.to_string(),

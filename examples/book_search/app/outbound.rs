@@ -328,7 +328,7 @@ pub fn build(config: &Config, stores: &[Store], clients: &Clients) -> Result<Out
         // A store that has failed for good does not stop the writes to the others.
         .finish_stragglers(f.deadline)
         .classifier(contract::Write)
-        .build()
+        .build()?
         .build(branches)?;
     let write = BoxCloneSyncService::new(fanout);
 
