@@ -96,7 +96,7 @@ impl<S, C: Clone> Layer<S> for CircuitBreakerLayer<C> {
 ///
 /// let err = CircuitBreakerLayer::builder().failure_rate(1.5).build().unwrap_err();
 /// assert_eq!(err.setting(), "failure_rate");
-/// assert_eq!(err.to_string(), "circuit breaker `failure_rate` must be in (0, 1], got 1.5");
+/// assert_eq!(err.to_string(), "`failure_rate` must be in (0, 1], got 1.5");
 /// ```
 pub struct Builder<C = DefaultClassifier> {
     config: CircuitBreakerConfig,

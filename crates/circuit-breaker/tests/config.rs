@@ -86,7 +86,7 @@ fn messages_name_the_setting_and_the_value() {
         .unwrap_err();
     assert_eq!(
         err.to_string(),
-        "circuit breaker `half_open_probes` must be greater than zero"
+        "`half_open_probes` must be greater than zero"
     );
 }
 

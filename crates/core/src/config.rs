@@ -117,8 +117,8 @@ pub enum ConfigError {
         /// Endpoints given.
         endpoints: usize,
     },
-    /// A list of health probes was given for a discovered set of endpoints (each endpoint's
-    /// probe must then be made as it arrives).
+    /// A list of health probes was given for a discovered set of endpoints (a balancer's
+    /// `Endpoints::discover_with_health` makes each endpoint's probe as it arrives).
     ProbesForDiscovered {
         /// Probes given.
         probes: usize,
@@ -213,8 +213,8 @@ impl fmt::Display for ConfigError {
             }
             ConfigError::ProbesForDiscovered { probes } => write!(
                 f,
-                "a list of {probes} health probes for discovered endpoints: make each \
-                 endpoint's probe as it arrives instead"
+                "a list of {probes} health probes for discovered endpoints: use \
+                 Endpoints::discover_with_health to make each endpoint's probe as it arrives"
             ),
             ConfigError::NoRuntime => {
                 f.write_str("health checks need a tokio runtime: build the layer inside one")

@@ -15,7 +15,7 @@ fn bad_settings_are_typed_errors_naming_them() {
     let layer = FailoverLayer::builder().build().unwrap();
     let err = layer.build(Vec::<T>::new()).unwrap_err();
     assert_eq!(err, ConfigError::NoTargets);
-    assert_eq!(err.to_string(), "failover `targets` must not be empty");
+    assert_eq!(err.to_string(), "`targets` must not be empty");
     let err = FailoverLayer::builder()
         .attempt_timeout(Duration::ZERO)
         .build()

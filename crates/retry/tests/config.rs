@@ -20,7 +20,7 @@ fn bad_settings_are_typed_errors_naming_them() {
     assert_eq!(err.setting(), "max_attempts");
     assert_eq!(
         err.to_string(),
-        "retry `max_attempts` must be between 1 and 10000, got 0"
+        "`max_attempts` must be between 1 and 10000, got 0"
     );
     assert_eq!(
         BackoffRetryLayer::builder()

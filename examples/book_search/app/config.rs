@@ -1,8 +1,8 @@
 //! The demo's settings: the TOML file of the contract, its defaults, and its validation.
 //!
 //! Every key is optional. An unknown key, a wrong type or an invalid value is an error that
-//! names the key (``circuit_breaker.failure_rate: circuit breaker `failure_rate` must be in
-//! (0, 1], got 1.5``); `main` prints it and exits with code 2. Each layer's settings are
+//! names the key (``circuit_breaker.failure_rate: `failure_rate` must be in (0, 1], got
+//! 1.5``); `main` prints it and exits with code 2. Each layer's settings are
 //! checked by the layer's own builder (no second copy of its rules here), its error renamed
 //! to the file's key; the demo adds only its own rules (durations up to a day, the health
 //! path, failover codes).
