@@ -56,7 +56,8 @@ fn bulwark<M: Clone>(
     let svc = FanOutLayer::builder()
         .policy(policy)
         .merge(merge)
-        .build().unwrap()
+        .build()
+        .unwrap()
         .build(vec![a.clone(), a.clone(), a])
         .expect("bulwark fan-out targets");
     assert_eq!(svc.targets().len(), TARGETS);

@@ -149,7 +149,9 @@ impl StackConfig {
         });
         let stack = match (read, failure) {
             (_, Some(e)) => return Err(e),
-            (Err(e), None) => return Err(StackConfigError::new(String::new(), e.to_string(), None)),
+            (Err(e), None) => {
+                return Err(StackConfigError::new(String::new(), e.to_string(), None))
+            }
             (Ok(stack), None) => stack,
         };
         stack.validate()?;

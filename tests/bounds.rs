@@ -371,7 +371,8 @@ async fn the_router_builders_take_every_layer() {
     let fan_out = FanOutLayer::builder()
         .classifier(HttpClassifier::new())
         .merge(HttpMerge)
-        .build().unwrap()
+        .build()
+        .unwrap()
         .build(vec![route(), route()])
         .unwrap();
     let mapped = |f: fn(BoxError) -> HandleErrorFut| HandleErrorLayer::new(f);
@@ -479,7 +480,8 @@ fn a_handler_can_await_a_stack() {
     let fan_out = FanOutLayer::builder()
         .classifier(HttpClassifier::new())
         .merge(HttpMerge)
-        .build().unwrap()
+        .build()
+        .unwrap()
         .build(vec![fn_client(), fn_client()])
         .unwrap();
     assert_send(&async move { fan_out.oneshot(req()).await });

@@ -257,7 +257,8 @@ async fn fan_out_reaches_every_target() {
             FanOutLayer::builder()
                 .policy(Policy::All)
                 .merge(FirstSuccess)
-                .build().unwrap(),
+                .build()
+                .unwrap(),
         )
         .service(vec![
             answering("r1", &calls),

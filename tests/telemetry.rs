@@ -303,7 +303,8 @@ async fn exercise(events: Events) {
         .name("writes")
         .target_names(["a", "b"])
         .listener(events.clone())
-        .build().unwrap()
+        .build()
+        .unwrap()
         .build(vec![backend("a", true), backend("b", false)])
         .unwrap();
     let outcomes = fanout.oneshot(1).await.unwrap();

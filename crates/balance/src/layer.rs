@@ -7,7 +7,8 @@ use crate::key::Refresh;
 use crate::membership::{Members, Membership};
 use crate::service::Balance;
 use bulwark_core::attempts::NoAttempts;
-use bulwark_core::{DefaultClassifier, Listener, RandomSource, SharedListener, SplitMix64};
+use bulwark_core::builder::{target_names, Common};
+use bulwark_core::{DefaultClassifier, RandomSource, SharedListener};
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -116,24 +117,19 @@ impl<C: Clone, A: Clone> BalanceLayer<C, A> {
         };
         let members = Arc::new(Membership::new(members_core, feed));
         if let Some(list) = list {
-            let names = &self.config.endpoint_names;
-            let names: &[String] = if names.len() == list.len() {
-                names
-            } else {
-                if !names.is_empty() {
-                    tracing::warn!(
-                        balancer = %self.config.name,
-                        names = names.len(),
-                        endpoints = list.len(),
-                        "endpoint_names does not match the endpoints; naming them by index"
-                    );
-                }
-                &[]
-            };
+            let given = &self.config.endpoint_names;
+            let (names, mismatch) = target_names("endpoint_names", given, list.len());
+            if mismatch.is_some() {
+                tracing::warn!(
+                    balancer = %self.config.name,
+                    names = given.len(),
+                    endpoints = list.len(),
+                    "endpoint_names does not match the endpoints; naming them by index"
+                );
+            }
             let mut ids = Vec::with_capacity(list.len());
             members.edit(|edit| {
-                for (i, endpoint) in list.into_iter().enumerate() {
-                    let name = names.get(i).cloned().unwrap_or_else(|| i.to_string());
+                for (name, endpoint) in names.into_iter().zip(list) {
                     ids.push(edit.add_initial(name, endpoint).id);
                 }
             });
@@ -227,8 +223,7 @@ pub struct Builder<C = DefaultClassifier, A = NoAttempts> {
     config: BalanceConfig,
     classifier: C,
     attempts: A,
-    listener: Option<SharedListener>,
-    random: Option<Arc<dyn RandomSource>>,
+    common: Common,
     refresh: Option<Arc<dyn Refresh>>,
 }
 
@@ -247,29 +242,15 @@ impl Builder {
             config,
             classifier: DefaultClassifier,
             attempts: NoAttempts,
-            listener: None,
-            random: None,
+            common: Common::default(),
             refresh: None,
         }
     }
 }
 
 impl<C, A> Builder<C, A> {
-    /// The name reported in events, logs and errors.
-    pub fn name(mut self, name: impl Into<String>) -> Self {
-        self.config.name = name.into();
-        self
-    }
-
-    /// Names for the endpoints, in order (one per endpoint).
-    pub fn endpoint_names<I, N>(mut self, names: I) -> Self
-    where
-        I: IntoIterator<Item = N>,
-        N: Into<String>,
-    {
-        self.config.endpoint_names = names.into_iter().map(Into::into).collect();
-        self
-    }
+    bulwark_core::builder_methods!(name);
+    bulwark_core::builder_methods!(names endpoint_names => endpoint_names, "Names for the endpoints, in order (one per endpoint).");
 
     /// How an endpoint is picked (default: power of two choices by peak-EWMA latency).
     pub fn strategy(mut self, strategy: Strategy) -> Self {
@@ -302,8 +283,7 @@ impl<C, A> Builder<C, A> {
             config: self.config,
             classifier,
             attempts: self.attempts,
-            listener: self.listener,
-            random: self.random,
+            common: self.common,
             refresh: self.refresh,
         }
     }
@@ -316,8 +296,7 @@ impl<C, A> Builder<C, A> {
             config: self.config,
             classifier: self.classifier,
             attempts,
-            listener: self.listener,
-            random: self.random,
+            common: self.common,
             refresh: self.refresh,
         }
     }
@@ -329,11 +308,7 @@ impl<C, A> Builder<C, A> {
         self.attempts(bulwark_core::attempts::HttpAttempts)
     }
 
-    /// Send events to `listener`.
-    pub fn listener(mut self, listener: impl Listener) -> Self {
-        self.listener = Some(SharedListener::new(listener));
-        self
-    }
+    bulwark_core::builder_methods!(listener);
 
     /// Active health-check settings (used when the [`Endpoints`] have probes).
     pub fn health_check(mut self, check: crate::HealthCheck) -> Self {
@@ -362,11 +337,7 @@ impl<C, A> Builder<C, A> {
         self
     }
 
-    /// Draw the two choices from `random` (seed it in tests).
-    pub fn random(mut self, random: impl RandomSource) -> Self {
-        self.random = Some(Arc::new(random));
-        self
-    }
+    bulwark_core::builder_methods!(random "Draw the two choices from `random` (seed it in tests).");
 
     /// Validates the settings and builds the layer.
     pub fn build(self) -> Result<BalanceLayer<C, A>, ConfigError> {
@@ -375,10 +346,8 @@ impl<C, A> Builder<C, A> {
             config: Arc::new(self.config),
             classifier: self.classifier,
             attempts: self.attempts,
-            listener: self.listener,
-            random: self
-                .random
-                .unwrap_or_else(|| Arc::new(SplitMix64::from_entropy())),
+            listener: self.common.listener().cloned(),
+            random: self.common.random_or_entropy(),
             refresh: self.refresh,
         })
     }

@@ -3,7 +3,8 @@
 use crate::config::{CircuitBreakerConfig, ConfigError, Mode, OpenPeriod, SlowCalls, Window};
 use crate::service::{CircuitBreaker, Shared};
 use crate::state::Core;
-use bulwark_core::{DefaultClassifier, Listener, RandomSource, SharedListener, SplitMix64};
+use bulwark_core::builder::Common;
+use bulwark_core::DefaultClassifier;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,8 +19,7 @@ use tower_layer::Layer;
 pub struct CircuitBreakerLayer<C = DefaultClassifier> {
     config: Arc<CircuitBreakerConfig>,
     classifier: C,
-    listener: Option<SharedListener>,
-    random: Option<Arc<dyn RandomSource>>,
+    common: Common,
 }
 
 impl CircuitBreakerLayer {
@@ -33,8 +33,7 @@ impl CircuitBreakerLayer {
         CircuitBreakerLayer {
             config: Arc::new(CircuitBreakerConfig::default()),
             classifier: DefaultClassifier,
-            listener: None,
-            random: None,
+            common: Common::default(),
         }
     }
 }
@@ -64,11 +63,8 @@ impl<S, C: Clone> Layer<S> for CircuitBreakerLayer<C> {
     type Service = CircuitBreaker<S, C>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        let random = self
-            .random
-            .clone()
-            .unwrap_or_else(|| Arc::new(SplitMix64::from_entropy()));
-        let core = Core::new(&self.config, self.listener.clone(), random);
+        let random = self.common.random_or_entropy();
+        let core = Core::new(&self.config, self.common.listener().cloned(), random);
         let shared = Shared::new(core, self.classifier.clone(), self.config.mode);
         CircuitBreaker::from_shared(inner, Arc::new(shared))
     }
@@ -101,8 +97,7 @@ impl<S, C: Clone> Layer<S> for CircuitBreakerLayer<C> {
 pub struct Builder<C = DefaultClassifier> {
     config: CircuitBreakerConfig,
     classifier: C,
-    listener: Option<SharedListener>,
-    random: Option<Arc<dyn RandomSource>>,
+    common: Common,
 }
 
 impl<C> fmt::Debug for Builder<C> {
@@ -120,18 +115,13 @@ impl Builder {
         Builder {
             config,
             classifier: DefaultClassifier,
-            listener: None,
-            random: None,
+            common: Common::default(),
         }
     }
 }
 
 impl<C> Builder<C> {
-    /// The name reported in events, logs and metric labels.
-    pub fn name(mut self, name: impl Into<String>) -> Self {
-        self.config.name = name.into();
-        self
-    }
+    bulwark_core::builder_methods!(name);
 
     /// Trip when this share of the window's calls failed (in `(0, 1]`; default 0.5).
     pub fn failure_rate(mut self, rate: f64) -> Self {
@@ -222,29 +212,12 @@ impl<C> Builder<C> {
         Builder {
             config: self.config,
             classifier,
-            listener: self.listener,
-            random: self.random,
+            common: self.common,
         }
     }
 
-    /// Send events to `listener`.
-    pub fn listener(mut self, listener: impl Listener) -> Self {
-        self.listener = Some(SharedListener::new(listener));
-        self
-    }
-
-    /// Send events to a listener shared with other layers.
-    pub fn shared_listener(mut self, listener: SharedListener) -> Self {
-        self.listener = Some(listener);
-        self
-    }
-
-    /// Draw the open period's jitter from `random` (seed it in tests). Every breaker built
-    /// from the layer shares it.
-    pub fn random(mut self, random: impl RandomSource) -> Self {
-        self.random = Some(Arc::new(random));
-        self
-    }
+    bulwark_core::builder_methods!(listener);
+    bulwark_core::builder_methods!(random "Draw the open period's jitter from `random` (seed it in tests). Every breaker built from the layer shares it.");
 
     /// Validates the settings and builds the layer.
     pub fn build(self) -> Result<CircuitBreakerLayer<C>, ConfigError> {
@@ -252,8 +225,7 @@ impl<C> Builder<C> {
         Ok(CircuitBreakerLayer {
             config: Arc::new(self.config),
             classifier: self.classifier,
-            listener: self.listener,
-            random: self.random,
+            common: self.common,
         })
     }
 }

@@ -23,6 +23,8 @@
 //!   (`Retry-After`, `grpc-retry-pushback-ms`), read into one [`Pushback`](pushback::Pushback).
 //! * [`attempts`]: which endpoints a request has been sent to, shared by its clones, so a
 //!   balancer sends a resend somewhere else.
+//! * [`builder`]: what every layer's builder shares (a listener, a random source, the names
+//!   of a set's targets).
 //! * [`config`]: [`ConfigError`], the error every layer's builder returns for a setting out of
 //!   range, naming the setting, and the checks the builders share.
 //!
@@ -57,6 +59,7 @@
 pub mod attempts;
 pub mod backoff;
 pub mod budget;
+pub mod builder;
 pub mod classify;
 pub mod config;
 pub mod event;
@@ -81,9 +84,9 @@ mod sync;
 
 pub use backoff::{Backoff, BackoffError, ExponentialBackoff, Jitter};
 pub use classify::{Classify, Decision, DefaultClassifier, Outcome};
-pub use config::ConfigError;
 #[cfg(feature = "http")]
 pub use classify::{HttpClassifier, StatusSet};
+pub use config::ConfigError;
 pub use event::{
     CircuitState, Event, FailoverReason, GiveUpReason, Listener, NoopListener, SharedListener,
     TripReason,

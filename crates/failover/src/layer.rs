@@ -4,7 +4,7 @@ use crate::config::{ConfigError, FailoverConfig, Mode};
 use crate::policy::FailOnFailure;
 use crate::service::Failover;
 use crate::shared::Shared;
-use bulwark_core::{Listener, SharedListener};
+use bulwark_core::builder::Common;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,7 +23,7 @@ use tower_layer::Layer;
 pub struct FailoverLayer<P = FailOnFailure> {
     config: Arc<FailoverConfig>,
     policy: P,
-    listener: Option<SharedListener>,
+    common: Common,
 }
 
 impl<P> fmt::Debug for FailoverLayer<P> {
@@ -79,7 +79,7 @@ impl<P: Clone> FailoverLayer<P> {
             c.interval,
             c.wait_for_ready,
             self.policy.clone(),
-            self.listener.clone(),
+            self.common.listener().cloned(),
         );
         Failover::new(targets, Arc::new(shared))
     }
@@ -112,7 +112,7 @@ impl<S: Clone, P: Clone> Layer<Vec<S>> for FailoverLayer<P> {
 pub struct Builder<P = FailOnFailure> {
     config: FailoverConfig,
     policy: P,
-    listener: Option<SharedListener>,
+    common: Common,
 }
 
 impl<P> fmt::Debug for Builder<P> {
@@ -129,27 +129,14 @@ impl Builder {
         Builder {
             config,
             policy: FailOnFailure::default(),
-            listener: None,
+            common: Common::default(),
         }
     }
 }
 
 impl<P> Builder<P> {
-    /// The name reported in events, logs and metric labels.
-    pub fn name(mut self, name: impl Into<String>) -> Self {
-        self.config.name = name.into();
-        self
-    }
-
-    /// Names for the targets, in order (one per target).
-    pub fn target_names<I, N>(mut self, names: I) -> Self
-    where
-        I: IntoIterator<Item = N>,
-        N: Into<String>,
-    {
-        self.config.target_names = names.into_iter().map(Into::into).collect();
-        self
-    }
+    bulwark_core::builder_methods!(name);
+    bulwark_core::builder_methods!(names target_names => target_names, "Names for the targets, in order (one per target).");
 
     /// Sticky (the default) or priority.
     pub fn mode(mut self, mode: Mode) -> Self {
@@ -186,7 +173,7 @@ impl<P> Builder<P> {
         Builder {
             config: self.config,
             policy,
-            listener: self.listener,
+            common: self.common,
         }
     }
 
@@ -201,17 +188,7 @@ impl<P> Builder<P> {
         self.policy(crate::HttpFailoverPolicy::new())
     }
 
-    /// Send events to `listener`.
-    pub fn listener(mut self, listener: impl Listener) -> Self {
-        self.listener = Some(SharedListener::new(listener));
-        self
-    }
-
-    /// Send events to a listener shared with other layers.
-    pub fn shared_listener(mut self, listener: SharedListener) -> Self {
-        self.listener = Some(listener);
-        self
-    }
+    bulwark_core::builder_methods!(listener);
 
     /// Validates the settings and builds the layer.
     pub fn build(self) -> Result<FailoverLayer<P>, ConfigError> {
@@ -219,7 +196,7 @@ impl<P> Builder<P> {
         Ok(FailoverLayer {
             config: Arc::new(self.config),
             policy: self.policy,
-            listener: self.listener,
+            common: self.common,
         })
     }
 }

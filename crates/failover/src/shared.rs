@@ -1,6 +1,7 @@
 //! What every clone of one failover set shares.
 
 use crate::config::Mode;
+use bulwark_core::builder::target_names;
 use bulwark_core::{Event, FailoverReason, SharedListener};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -55,19 +56,16 @@ impl<S, P> Shared<S, P> {
         // `build` refuses names that do not match the targets; as a `Layer` over a `Vec` the
         // set cannot: they are replaced by indexes (never paired up wrongly, never indexed
         // out of bounds).
-        let names: Box<[String]> = if names.len() == targets {
-            names.into()
-        } else {
-            if !names.is_empty() {
-                tracing::warn!(
-                    failover = %name,
-                    names = names.len(),
-                    targets,
-                    "target_names does not match the targets; naming them by index"
-                );
-            }
-            (0..targets).map(|i| i.to_string()).collect()
-        };
+        let (labels, mismatch) = target_names("target_names", &names, targets);
+        if mismatch.is_some() {
+            tracing::warn!(
+                failover = %name,
+                names = names.len(),
+                targets,
+                "target_names does not match the targets; naming them by index"
+            );
+        }
+        let names: Box<[String]> = labels.into();
         Shared {
             #[cfg(feature = "metrics")]
             metrics: crate::metrics::Metrics::new(&name, &names),

@@ -3,8 +3,9 @@
 use crate::config::{ConfigError, FanOutConfig, Policy, Stragglers};
 use crate::future::{Branch, ResponseFuture};
 use crate::outcome::{Collect, Merge};
+use bulwark_core::builder::{self, Common};
 use bulwark_core::local::LocalRef;
-use bulwark_core::{BoxError, Classify, DefaultClassifier, Listener, SharedListener};
+use bulwark_core::{BoxError, Classify, DefaultClassifier, SharedListener};
 use std::fmt;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -122,7 +123,7 @@ pub struct FanOutLayer<C = DefaultClassifier, M = Collect> {
     config: Arc<FanOutConfig>,
     classifier: C,
     merge: M,
-    listener: Option<SharedListener>,
+    common: Common,
 }
 
 impl<C: Clone, M: Clone> Clone for FanOutLayer<C, M> {
@@ -131,7 +132,7 @@ impl<C: Clone, M: Clone> Clone for FanOutLayer<C, M> {
             config: self.config.clone(),
             classifier: self.classifier.clone(),
             merge: self.merge.clone(),
-            listener: self.listener.clone(),
+            common: self.common.clone(),
         }
     }
 }
@@ -162,13 +163,8 @@ impl<C: Clone, M: Clone> FanOutLayer<C, M> {
     /// not match the targets one for one are replaced by the targets' indexes.
     fn make<S>(&self, targets: Vec<S>, invalid: Option<ConfigError>) -> FanOut<S, C, M> {
         let c = &*self.config;
-        let named = c.target_names.len() == targets.len();
-        let names: Box<[Arc<str>]> = (0..targets.len())
-            .map(|i| match c.target_names.get(i) {
-                Some(n) if named => Arc::from(n.as_str()),
-                _ => Arc::from(i.to_string()),
-            })
-            .collect();
+        let (names, _) = builder::target_names("target_names", &c.target_names, targets.len());
+        let names: Box<[Arc<str>]> = names.into_iter().map(Arc::from).collect();
         let shared = Shared {
             #[cfg(feature = "metrics")]
             metrics: crate::metrics::Metrics::new(&c.name, &names),
@@ -182,7 +178,7 @@ impl<C: Clone, M: Clone> FanOutLayer<C, M> {
             stragglers: c.stragglers,
             classifier: self.classifier.clone(),
             merge: self.merge.clone(),
-            listener: self.listener.clone(),
+            listener: self.common.listener().cloned(),
             invalid,
         };
         FanOut {
@@ -281,7 +277,7 @@ pub struct Builder<C = DefaultClassifier, M = Collect> {
     config: FanOutConfig,
     classifier: C,
     merge: M,
-    listener: Option<SharedListener>,
+    common: Common,
 }
 
 impl<C, M> fmt::Debug for Builder<C, M> {
@@ -299,27 +295,14 @@ impl Builder {
             config,
             classifier: DefaultClassifier,
             merge: Collect,
-            listener: None,
+            common: Common::default(),
         }
     }
 }
 
 impl<C, M> Builder<C, M> {
-    /// The name reported in events, logs, metric labels and errors.
-    pub fn name(mut self, name: impl Into<String>) -> Self {
-        self.config.name = name.into();
-        self
-    }
-
-    /// Names for the targets, in order.
-    pub fn target_names<I, N>(mut self, names: I) -> Self
-    where
-        I: IntoIterator<Item = N>,
-        N: Into<String>,
-    {
-        self.config.target_names = names.into_iter().map(Into::into).collect();
-        self
-    }
+    bulwark_core::builder_methods!(name);
+    bulwark_core::builder_methods!(names target_names => target_names, "Names for the targets, in order (one per target).");
 
     /// When the fan-out has succeeded (default: all targets).
     pub fn policy(mut self, policy: Policy) -> Self {
@@ -352,7 +335,7 @@ impl<C, M> Builder<C, M> {
             config: self.config,
             classifier,
             merge: self.merge,
-            listener: self.listener,
+            common: self.common,
         }
     }
 
@@ -362,15 +345,11 @@ impl<C, M> Builder<C, M> {
             config: self.config,
             classifier: self.classifier,
             merge,
-            listener: self.listener,
+            common: self.common,
         }
     }
 
-    /// Send events to `listener`.
-    pub fn listener(mut self, listener: impl Listener) -> Self {
-        self.listener = Some(SharedListener::new(listener));
-        self
-    }
+    bulwark_core::builder_methods!(listener);
 
     /// Validates the settings that do not depend on the targets (see
     /// [`FanOutConfig::validate`]) and builds the layer; the rest are checked against the
@@ -381,7 +360,7 @@ impl<C, M> Builder<C, M> {
             config: Arc::new(self.config),
             classifier: self.classifier,
             merge: self.merge,
-            listener: self.listener,
+            common: self.common,
         })
     }
 }

@@ -96,7 +96,8 @@ async fn the_seed_scenario_every_store_gets_the_write() {
         .target_names(["store-1", "store-2", "store-3"])
         .classifier(created)
         .merge(FirstSuccess)
-        .build().unwrap()
+        .build()
+        .unwrap()
         .build_with(stores, &until_created(100))
         .unwrap();
     for _ in 0..50 {
@@ -125,7 +126,8 @@ async fn a_store_failing_for_good_fails_the_fanout_naming_it() {
         .name("register")
         .target_names(["store-1", "store-2", "store-3"])
         .classifier(created)
-        .build().unwrap();
+        .build()
+        .unwrap();
     // Collect: every outcome, reported.
     let mut fanout = layer.build_with(stores.clone(), &until_created(5)).unwrap();
     let outcomes = fanout.ready().await.unwrap().call("bob").await.unwrap();
@@ -143,7 +145,8 @@ async fn a_store_failing_for_good_fails_the_fanout_naming_it() {
         .target_names(["store-1", "store-2", "store-3"])
         .classifier(created)
         .merge(FirstSuccess)
-        .build().unwrap()
+        .build()
+        .unwrap()
         .build_with(stores, &until_created(5))
         .unwrap();
     let err = fanout.ready().await.unwrap().call("bob").await.unwrap_err();
@@ -162,7 +165,8 @@ async fn a_quorum_answers_without_waiting_for_the_slow_target() {
     let mut fanout = FanOutLayer::builder()
         .policy(Policy::Quorum(2))
         .classifier(created_only)
-        .build().unwrap()
+        .build()
+        .unwrap()
         .build(vec![
             slow_store(201, Duration::from_millis(10), &never),
             slow_store(201, Duration::from_secs(60), &dropped),
@@ -194,7 +198,8 @@ async fn the_first_success_cancels_the_others() {
         .policy(Policy::First)
         .classifier(created_only)
         .merge(FirstSuccess)
-        .build().unwrap()
+        .build()
+        .unwrap()
         .build(vec![
             slow_store(201, Duration::from_secs(5), &d0),
             slow_store(201, Duration::from_secs(1), &d1),
@@ -219,7 +224,8 @@ async fn the_whole_deadline_bounds_everything() {
     let mut fanout = FanOutLayer::builder()
         .classifier(created_only)
         .deadline(Duration::from_secs(5))
-        .build().unwrap()
+        .build()
+        .unwrap()
         .build(vec![
             slow_store(201, Duration::from_millis(1), &flag),
             slow_store(201, Duration::from_secs(60), &flag),
@@ -243,7 +249,8 @@ async fn a_branch_deadline_cuts_only_what_is_late() {
         .policy(Policy::Quorum(1))
         .classifier(created_only)
         .branch_deadline(Duration::from_secs(2))
-        .build().unwrap()
+        .build()
+        .unwrap()
         .build(vec![slow_store(201, Duration::from_secs(60), &flag)])
         .unwrap();
     let outcomes = fanout.ready().await.unwrap().call("frank").await.unwrap();
@@ -259,7 +266,8 @@ fn bad_settings_are_typed_errors() {
     };
     let err = FanOutLayer::builder()
         .policy(Policy::Quorum(4))
-        .build().unwrap()
+        .build()
+        .unwrap()
         .build(targets())
         .unwrap_err();
     assert_eq!(
@@ -271,7 +279,8 @@ fn bad_settings_are_typed_errors() {
     );
     assert_eq!(err.setting(), "policy");
     let err = FanOutLayer::builder()
-        .build().unwrap()
+        .build()
+        .unwrap()
         .build(Vec::<Store>::new())
         .unwrap_err();
     assert_eq!(err, ConfigError::NoTargets);
@@ -303,7 +312,8 @@ async fn stragglers_can_finish_in_the_background_within_a_bound() {
             .policy(Policy::Quorum(2))
             .classifier(created_only)
             .finish_stragglers(within)
-            .build().unwrap()
+            .build()
+            .unwrap()
             .build(vec![
                 counting_store(Duration::from_millis(10), &completed),
                 counting_store(Duration::from_millis(10), &completed),

@@ -50,7 +50,8 @@ async fn per_target_counters() {
             Ok(201) => Outcome::Success,
             _ => Outcome::Failure,
         })
-        .build().unwrap()
+        .build()
+        .unwrap()
         .build(vec![store(201), store(503)])
         .unwrap();
     for _ in 0..3 {

@@ -37,7 +37,8 @@ async fn the_http_merge_returns_the_first_success_with_a_summary() {
     let mut fanout = FanOutLayer::builder()
         .classifier(created)
         .merge(HttpMerge)
-        .build().unwrap()
+        .build()
+        .unwrap()
         .build(vec![store(201), store(201), store(201)])
         .unwrap();
     let resp = fanout.ready().await.unwrap().call(post()).await.unwrap();
@@ -52,7 +53,8 @@ async fn the_http_merge_lists_each_store_when_the_policy_fails() {
         .target_names(["store-1", "store-2", "store-3"])
         .classifier(created)
         .merge(HttpMerge)
-        .build().unwrap()
+        .build()
+        .unwrap()
         .build(vec![store(201), store(503), store(201)])
         .unwrap();
     let err = fanout
@@ -116,7 +118,8 @@ async fn a_target_that_is_not_ready_does_not_hold_up_the_others() {
     let mut fanout = FanOutLayer::builder()
         .policy(Policy::Quorum(2))
         .classifier(created)
-        .build().unwrap()
+        .build()
+        .unwrap()
         .build(vec![gate(&open), gate(&closed), gate(&open)])
         .unwrap();
     let outcomes = fanout.ready().await.unwrap().call(post()).await.unwrap();

@@ -30,7 +30,8 @@ async fn a_layer_over_a_vec_fans_out_like_build() {
     let layer = FanOutLayer::builder()
         .target_names(["s1", "s2", "s3"])
         .merge(FirstSuccess)
-        .build().unwrap();
+        .build()
+        .unwrap();
     let mut svc = ServiceBuilder::new().layer(layer).service(vec![
         target(201, &calls),
         target(201, &calls),
@@ -110,7 +111,8 @@ async fn names_that_do_not_match_fall_back_to_indexes() {
         .name("register")
         .target_names(["only-one"])
         .merge(FirstSuccess)
-        .build().unwrap();
+        .build()
+        .unwrap();
     let mut svc = layer.layer(vec![target(201, &calls), target(0, &calls)]);
     let err = svc.ready().await.unwrap().call(1).await.unwrap_err();
     let failed = err.downcast_ref::<FanOutFailed>().unwrap();

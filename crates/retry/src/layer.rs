@@ -6,7 +6,7 @@ use crate::service::BackoffRetry;
 use crate::shared::Shared;
 use bulwark_core::backoff::ExponentialBackoff;
 use bulwark_core::budget::RetryBudget;
-use bulwark_core::{Listener, RandomSource, SharedListener, SplitMix64};
+use bulwark_core::builder::Common;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -90,8 +90,7 @@ pub struct Builder<P = RetryFailures> {
     config: RetryConfig,
     budget: BudgetChoice,
     policy: P,
-    listener: Option<SharedListener>,
-    random: Option<Arc<dyn RandomSource>>,
+    common: Common,
 }
 
 impl<P> fmt::Debug for Builder<P> {
@@ -110,18 +109,13 @@ impl Builder {
             config,
             budget,
             policy: RetryFailures::default(),
-            listener: None,
-            random: None,
+            common: Common::default(),
         }
     }
 }
 
 impl<P> Builder<P> {
-    /// The name reported in events, logs and metric labels.
-    pub fn name(mut self, name: impl Into<String>) -> Self {
-        self.config.name = name.into();
-        self
-    }
+    bulwark_core::builder_methods!(name);
 
     /// Attempts per request, the first included (default 3).
     pub fn max_attempts(mut self, attempts: u32) -> Self {
@@ -174,8 +168,7 @@ impl<P> Builder<P> {
             config: self.config,
             budget: self.budget,
             policy,
-            listener: self.listener,
-            random: self.random,
+            common: self.common,
         }
     }
 
@@ -192,23 +185,8 @@ impl<P> Builder<P> {
         self.policy(crate::HttpRetryPolicy::new())
     }
 
-    /// Send events to `listener`.
-    pub fn listener(mut self, listener: impl Listener) -> Self {
-        self.listener = Some(SharedListener::new(listener));
-        self
-    }
-
-    /// Send events to a listener shared with other layers.
-    pub fn shared_listener(mut self, listener: SharedListener) -> Self {
-        self.listener = Some(listener);
-        self
-    }
-
-    /// Draw jitter from `random` (seed it in tests).
-    pub fn random(mut self, random: impl RandomSource) -> Self {
-        self.random = Some(Arc::new(random));
-        self
-    }
+    bulwark_core::builder_methods!(listener);
+    bulwark_core::builder_methods!(random "Draw jitter from `random` (seed it in tests).");
 
     /// Validates the settings and builds the layer.
     pub fn build(self) -> Result<BackoffRetryLayer<P>, ConfigError> {
@@ -233,10 +211,8 @@ impl<P> Builder<P> {
                 deadline: c.deadline,
                 attempt_timeout: c.attempt_timeout,
                 policy: self.policy,
-                listener: self.listener,
-                random: self
-                    .random
-                    .unwrap_or_else(|| Arc::new(SplitMix64::from_entropy())),
+                listener: self.common.listener().cloned(),
+                random: self.common.random_or_entropy(),
             }),
         })
     }
