@@ -9,7 +9,6 @@ use crate::service::Balance;
 use bulwark_core::attempts::NoAttempts;
 use bulwark_core::builder::{target_names, Common};
 use bulwark_core::{DefaultClassifier, RandomSource, SharedListener};
-use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,13 +23,7 @@ pub struct BalanceLayer<C = DefaultClassifier, A = NoAttempts> {
     refresh: Option<Arc<dyn Refresh>>,
 }
 
-impl<C, A> fmt::Debug for BalanceLayer<C, A> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("BalanceLayer")
-            .field("config", &self.config)
-            .finish_non_exhaustive()
-    }
-}
+bulwark_core::debug_config!(BalanceLayer<C, A>);
 
 impl BalanceLayer {
     /// A builder starting from the defaults (see [`BalanceConfig`]).
@@ -227,13 +220,7 @@ pub struct Builder<C = DefaultClassifier, A = NoAttempts> {
     refresh: Option<Arc<dyn Refresh>>,
 }
 
-impl<C, A> fmt::Debug for Builder<C, A> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Builder")
-            .field("config", &self.config)
-            .finish_non_exhaustive()
-    }
-}
+bulwark_core::debug_config!(Builder<C, A>);
 
 impl Builder {
     /// A builder starting from `config` (a deserialized one, say).
@@ -250,31 +237,24 @@ impl Builder {
 
 impl<C, A> Builder<C, A> {
     bulwark_core::builder_methods!(name);
-    bulwark_core::builder_methods!(names endpoint_names => endpoint_names, "Names for the endpoints, in order (one per endpoint).");
-
-    /// How an endpoint is picked (default: power of two choices by peak-EWMA latency).
-    pub fn strategy(mut self, strategy: Strategy) -> Self {
-        self.config.strategy = strategy;
-        self
+    bulwark_core::builder_methods! {
+        /// Names for the endpoints, in order (one per endpoint).
+        names endpoint_names => endpoint_names
     }
 
-    /// Passive outlier ejection settings.
-    pub fn ejection(mut self, ejection: Ejection) -> Self {
-        self.config.ejection = ejection;
-        self
-    }
+    bulwark_core::builder_setters! {
+        /// How an endpoint is picked (default: power of two choices by peak-EWMA latency).
+        fn strategy(strategy: Strategy) { strategy = strategy }
 
-    /// Panic mode: when fewer than `share` of the endpoints are healthy and not ejected,
-    /// balance over every (ready) endpoint instead (default: off).
-    pub fn panic_threshold(mut self, share: f64) -> Self {
-        self.config.panic_threshold = Some(share);
-        self
-    }
+        /// Passive outlier ejection settings.
+        fn ejection(ejection: Ejection) { ejection = ejection }
 
-    /// How long a request waits for an endpoint that can take it (default 1 s).
-    pub fn wait_for_ready(mut self, wait: Duration) -> Self {
-        self.config.wait_for_ready = wait;
-        self
+        /// Panic mode: when fewer than `share` of the endpoints are healthy and not ejected,
+        /// balance over every (ready) endpoint instead (default: off).
+        fn panic_threshold(share: f64) { panic_threshold = Some(share) }
+
+        /// How long a request waits for an endpoint that can take it (default 1 s).
+        fn wait_for_ready(wait: Duration) { wait_for_ready = wait }
     }
 
     /// Decide what counts as a failure (for ejection) with `classifier`.
@@ -310,23 +290,16 @@ impl<C, A> Builder<C, A> {
 
     bulwark_core::builder_methods!(listener);
 
-    /// Active health-check settings (used when the [`Endpoints`] have probes).
-    pub fn health_check(mut self, check: crate::HealthCheck) -> Self {
-        self.config.health = check;
-        self
-    }
+    bulwark_core::builder_setters! {
+        /// Active health-check settings (used when the [`Endpoints`] have probes).
+        fn health_check(check: crate::HealthCheck) { health = check }
 
-    /// Slow start for endpoints that join after the balancer is built (see [`SlowStart`](crate::SlowStart)).
-    pub fn slow_start(mut self, slow_start: crate::SlowStart) -> Self {
-        self.config.slow_start = Some(slow_start);
-        self
-    }
+        /// Slow start for endpoints that join after the balancer is built (see [`SlowStart`](crate::SlowStart)).
+        fn slow_start(slow_start: crate::SlowStart) { slow_start = Some(slow_start) }
 
-    /// The latency assumed for an endpoint that has not answered yet, by peak EWMA (default
-    /// 30 ms): a new endpoint is compared at this latency, not sent everything first.
-    pub fn default_rtt(mut self, rtt: Duration) -> Self {
-        self.config.default_rtt = rtt;
-        self
+        /// The latency assumed for an endpoint that has not answered yet, by peak EWMA (default
+        /// 30 ms): a new endpoint is compared at this latency, not sent everything first.
+        fn default_rtt(rtt: Duration) { default_rtt = rtt }
     }
 
     /// When no endpoint can take a request (every one failing, ejected or unhealthy), ask
@@ -337,7 +310,10 @@ impl<C, A> Builder<C, A> {
         self
     }
 
-    bulwark_core::builder_methods!(random "Draw the two choices from `random` (seed it in tests).");
+    bulwark_core::builder_methods! {
+        /// Draw the two choices from `random` (seed it in tests).
+        random
+    }
 
     /// Validates the settings and builds the layer.
     pub fn build(self) -> Result<BalanceLayer<C, A>, ConfigError> {

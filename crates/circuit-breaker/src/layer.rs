@@ -5,7 +5,6 @@ use crate::service::{CircuitBreaker, Shared};
 use crate::state::Core;
 use bulwark_core::builder::Common;
 use bulwark_core::DefaultClassifier;
-use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 use tower_layer::Layer;
@@ -51,13 +50,7 @@ impl<C> CircuitBreakerLayer<C> {
     }
 }
 
-impl<C> fmt::Debug for CircuitBreakerLayer<C> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CircuitBreakerLayer")
-            .field("config", &self.config)
-            .finish_non_exhaustive()
-    }
-}
+bulwark_core::debug_config!(CircuitBreakerLayer<C>);
 
 impl<S, C: Clone> Layer<S> for CircuitBreakerLayer<C> {
     type Service = CircuitBreaker<S, C>;
@@ -100,13 +93,7 @@ pub struct Builder<C = DefaultClassifier> {
     common: Common,
 }
 
-impl<C> fmt::Debug for Builder<C> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Builder")
-            .field("config", &self.config)
-            .finish_non_exhaustive()
-    }
-}
+bulwark_core::debug_config!(Builder<C>);
 
 impl Builder {
     /// A builder starting from `config` (a deserialized one, say); nothing is checked until
@@ -123,82 +110,44 @@ impl Builder {
 impl<C> Builder<C> {
     bulwark_core::builder_methods!(name);
 
-    /// Trip when this share of the window's calls failed (in `(0, 1]`; default 0.5).
-    pub fn failure_rate(mut self, rate: f64) -> Self {
-        self.config.failure_rate = rate;
-        self
-    }
+    bulwark_core::builder_setters! {
+        /// Trip when this share of the window's calls failed (in `(0, 1]`; default 0.5).
+        fn failure_rate(rate: f64) { failure_rate = rate }
 
-    /// Judge the last `size` calls (default 100).
-    pub fn count_window(mut self, size: u32) -> Self {
-        self.config.window = Window::Count { size };
-        self
-    }
+        /// Judge the last `size` calls (default 100).
+        fn count_window(size: u32) { window = Window::Count { size } }
 
-    /// Judge the calls of the last `length`, kept in `buckets` buckets.
-    pub fn time_window(mut self, length: Duration, buckets: u32) -> Self {
-        self.config.window = Window::Time { length, buckets };
-        self
-    }
+        /// Judge the calls of the last `length`, kept in `buckets` buckets.
+        fn time_window(length: Duration, buckets: u32) { window = Window::Time { length, buckets } }
 
-    /// The window must hold this many calls before a rate can trip (default 20).
-    pub fn min_calls(mut self, calls: u32) -> Self {
-        self.config.min_calls = calls;
-        self
-    }
+        /// The window must hold this many calls before a rate can trip (default 20).
+        fn min_calls(calls: u32) { min_calls = calls }
 
-    /// Also trip after `failures` failures in a row (default off).
-    pub fn consecutive_failures(mut self, failures: u32) -> Self {
-        self.config.consecutive_failures = Some(failures);
-        self
-    }
+        /// Also trip after `failures` failures in a row (default off).
+        fn consecutive_failures(failures: u32) { consecutive_failures = Some(failures) }
 
-    /// Also trip when this share of the window's calls took longer than `threshold`
-    /// (default off). A slow half-open probe counts as a failed probe.
-    pub fn slow_calls(mut self, threshold: Duration, rate: f64) -> Self {
-        self.config.slow_calls = Some(SlowCalls { threshold, rate });
-        self
-    }
+        /// Also trip when this share of the window's calls took longer than `threshold`
+        /// (default off). A slow half-open probe counts as a failed probe.
+        fn slow_calls(threshold: Duration, rate: f64) {
+            slow_calls = Some(SlowCalls { threshold, rate })
+        }
 
-    /// Stay open for `period` after each trip (default 30 s).
-    pub fn open_for(mut self, period: Duration) -> Self {
-        self.config.open = OpenPeriod::Fixed(period);
-        self
-    }
+        /// Stay open for `period` after each trip (default 30 s).
+        fn open_for(period: Duration) { open = OpenPeriod::Fixed(period) }
 
-    /// Stay open longer on each consecutive trip (see [`OpenPeriod::Exponential`]).
-    pub fn open_backoff(
-        mut self,
-        initial: Duration,
-        multiplier: f64,
-        max: Duration,
-        jitter: f64,
-    ) -> Self {
-        self.config.open = OpenPeriod::Exponential {
-            initial,
-            multiplier,
-            max,
-            jitter,
-        };
-        self
-    }
+        /// Stay open longer on each consecutive trip (see [`OpenPeriod::Exponential`]).
+        fn open_backoff(initial: Duration, multiplier: f64, max: Duration, jitter: f64) {
+            open = OpenPeriod::Exponential { initial, multiplier, max, jitter }
+        }
 
-    /// Admit this many probes when half-open (default 1); all must succeed to close.
-    pub fn half_open_probes(mut self, probes: u32) -> Self {
-        self.config.half_open_probes = probes;
-        self
-    }
+        /// Admit this many probes when half-open (default 1); all must succeed to close.
+        fn half_open_probes(probes: u32) { half_open_probes = probes }
 
-    /// Re-open when the probes have not decided within `wait` (default: no limit).
-    pub fn max_wait_in_half_open(mut self, wait: Duration) -> Self {
-        self.config.max_wait_in_half_open = Some(wait);
-        self
-    }
+        /// Re-open when the probes have not decided within `wait` (default: no limit).
+        fn max_wait_in_half_open(wait: Duration) { max_wait_in_half_open = Some(wait) }
 
-    /// Choose fail-fast (the default) or readiness mode.
-    pub fn mode(mut self, mode: Mode) -> Self {
-        self.config.mode = mode;
-        self
+        /// Choose fail-fast (the default) or readiness mode.
+        fn mode(mode: Mode) { mode = mode }
     }
 
     /// Shorthand for `.mode(Mode::Readiness)`: for targets of a balancer or failover set.
@@ -217,7 +166,11 @@ impl<C> Builder<C> {
     }
 
     bulwark_core::builder_methods!(listener);
-    bulwark_core::builder_methods!(random "Draw the open period's jitter from `random` (seed it in tests). Every breaker built from the layer shares it.");
+    bulwark_core::builder_methods! {
+        /// Draw the open period's jitter from `random` (seed it in tests). Every breaker built from
+        /// the layer shares it.
+        random
+    }
 
     /// Validates the settings and builds the layer.
     pub fn build(self) -> Result<CircuitBreakerLayer<C>, ConfigError> {

@@ -104,8 +104,8 @@ macro_rules! builder_methods {
             self
         }
     };
-    (names $method:ident => $field:ident, $doc:literal) => {
-        #[doc = $doc]
+    ($(#[$attr:meta])* names $method:ident => $field:ident) => {
+        $(#[$attr])*
         pub fn $method<I, N>(mut self, names: I) -> Self
         where
             I: IntoIterator<Item = N>,
@@ -128,11 +128,47 @@ macro_rules! builder_methods {
             self
         }
     };
-    (random $doc:literal) => {
-        #[doc = $doc]
+    ($(#[$attr:meta])* random) => {
+        $(#[$attr])*
         pub fn random(mut self, random: impl $crate::RandomSource) -> Self {
             self.common.set_random(random);
             self
+        }
+    };
+}
+
+/// A builder's setters of its configuration (its field `config`), written as a table: each
+/// entry is a method's docs, name and arguments, and the setting it sets. Internal to the
+/// tower-bulwark crates.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! builder_setters {
+    ($(
+        $(#[$attr:meta])*
+        fn $method:ident($($arg:ident: $ty:ty),*) { $($field:ident).+ = $value:expr }
+    )*) => {
+        $(
+            $(#[$attr])*
+            pub fn $method(mut self, $($arg: $ty),*) -> Self {
+                self.config.$($field).+ = $value;
+                self
+            }
+        )*
+    };
+}
+
+/// `Debug` for a builder or layer type that shows its field `config` and nothing else (its
+/// classifier, policy or listener need not be `Debug`). Internal to the tower-bulwark crates.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! debug_config {
+    ($name:ident < $($param:ident),* >) => {
+        impl<$($param),*> ::std::fmt::Debug for $name<$($param),*> {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                f.debug_struct(stringify!($name))
+                    .field("config", &self.config)
+                    .finish_non_exhaustive()
+            }
         }
     };
 }

@@ -5,7 +5,6 @@ use crate::policy::FailOnFailure;
 use crate::service::Failover;
 use crate::shared::Shared;
 use bulwark_core::builder::Common;
-use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 use tower_layer::Layer;
@@ -26,13 +25,7 @@ pub struct FailoverLayer<P = FailOnFailure> {
     common: Common,
 }
 
-impl<P> fmt::Debug for FailoverLayer<P> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("FailoverLayer")
-            .field("config", &self.config)
-            .finish_non_exhaustive()
-    }
-}
+bulwark_core::debug_config!(FailoverLayer<P>);
 
 impl FailoverLayer {
     /// A builder starting from the defaults (see [`FailoverConfig`]).
@@ -115,13 +108,7 @@ pub struct Builder<P = FailOnFailure> {
     common: Common,
 }
 
-impl<P> fmt::Debug for Builder<P> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Builder")
-            .field("config", &self.config)
-            .finish_non_exhaustive()
-    }
-}
+bulwark_core::debug_config!(Builder<P>);
 
 impl Builder {
     /// A builder starting from `config` (a deserialized one, say).
@@ -136,36 +123,26 @@ impl Builder {
 
 impl<P> Builder<P> {
     bulwark_core::builder_methods!(name);
-    bulwark_core::builder_methods!(names target_names => target_names, "Names for the targets, in order (one per target).");
-
-    /// Sticky (the default) or priority.
-    pub fn mode(mut self, mode: Mode) -> Self {
-        self.config.mode = mode;
-        self
+    bulwark_core::builder_methods! {
+        /// Names for the targets, in order (one per target).
+        names target_names => target_names
     }
 
-    /// Time for each attempt (default 30 s).
-    pub fn attempt_timeout(mut self, timeout: Duration) -> Self {
-        self.config.attempt_timeout = Some(timeout);
-        self
-    }
+    bulwark_core::builder_setters! {
+        /// Sticky (the default) or priority.
+        fn mode(mode: Mode) { mode = mode }
 
-    /// No time limit per attempt.
-    pub fn no_attempt_timeout(mut self) -> Self {
-        self.config.attempt_timeout = None;
-        self
-    }
+        /// Time for each attempt (default 30 s).
+        fn attempt_timeout(timeout: Duration) { attempt_timeout = Some(timeout) }
 
-    /// Wait between a failed attempt and the next target (default none).
-    pub fn interval(mut self, interval: Duration) -> Self {
-        self.config.interval = interval;
-        self
-    }
+        /// No time limit per attempt.
+        fn no_attempt_timeout() { attempt_timeout = None }
 
-    /// How long to wait for a ready target before failing (default 1 s).
-    pub fn wait_for_ready(mut self, wait: Duration) -> Self {
-        self.config.wait_for_ready = wait;
-        self
+        /// Wait between a failed attempt and the next target (default none).
+        fn interval(interval: Duration) { interval = interval }
+
+        /// How long to wait for a ready target before failing (default 1 s).
+        fn wait_for_ready(wait: Duration) { wait_for_ready = wait }
     }
 
     /// Decide what is a failure with `policy`.

@@ -137,13 +137,7 @@ impl<C: Clone, M: Clone> Clone for FanOutLayer<C, M> {
     }
 }
 
-impl<C, M> fmt::Debug for FanOutLayer<C, M> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("FanOutLayer")
-            .field("config", &self.config)
-            .finish_non_exhaustive()
-    }
-}
+bulwark_core::debug_config!(FanOutLayer<C, M>);
 
 impl FanOutLayer {
     /// A builder starting from the defaults (see [`FanOutConfig`]).
@@ -280,13 +274,7 @@ pub struct Builder<C = DefaultClassifier, M = Collect> {
     common: Common,
 }
 
-impl<C, M> fmt::Debug for Builder<C, M> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Builder")
-            .field("config", &self.config)
-            .finish_non_exhaustive()
-    }
-}
+bulwark_core::debug_config!(Builder<C, M>);
 
 impl Builder {
     /// A builder starting from `config`.
@@ -302,31 +290,24 @@ impl Builder {
 
 impl<C, M> Builder<C, M> {
     bulwark_core::builder_methods!(name);
-    bulwark_core::builder_methods!(names target_names => target_names, "Names for the targets, in order (one per target).");
-
-    /// When the fan-out has succeeded (default: all targets).
-    pub fn policy(mut self, policy: Policy) -> Self {
-        self.config.policy = policy;
-        self
+    bulwark_core::builder_methods! {
+        /// Names for the targets, in order (one per target).
+        names target_names => target_names
     }
 
-    /// Time each target has, from the call.
-    pub fn branch_deadline(mut self, deadline: Duration) -> Self {
-        self.config.branch_deadline = Some(deadline);
-        self
-    }
+    bulwark_core::builder_setters! {
+        /// When the fan-out has succeeded (default: all targets).
+        fn policy(policy: Policy) { policy = policy }
 
-    /// Let targets still running when the answer is known finish on a background task, for
-    /// at most `within` (default: they are cancelled).
-    pub fn finish_stragglers(mut self, within: Duration) -> Self {
-        self.config.stragglers = Stragglers::Finish(within);
-        self
-    }
+        /// Time each target has, from the call.
+        fn branch_deadline(deadline: Duration) { branch_deadline = Some(deadline) }
 
-    /// Time the whole fan-out has, from the call.
-    pub fn deadline(mut self, deadline: Duration) -> Self {
-        self.config.deadline = Some(deadline);
-        self
+        /// Let targets still running when the answer is known finish on a background task, for
+        /// at most `within` (default: they are cancelled).
+        fn finish_stragglers(within: Duration) { stragglers = Stragglers::Finish(within) }
+
+        /// Time the whole fan-out has, from the call.
+        fn deadline(deadline: Duration) { deadline = Some(deadline) }
     }
 
     /// What counts as a target's success (a closure over the whole result: "201 only").

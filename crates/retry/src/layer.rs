@@ -93,13 +93,7 @@ pub struct Builder<P = RetryFailures> {
     common: Common,
 }
 
-impl<P> fmt::Debug for Builder<P> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Builder")
-            .field("config", &self.config)
-            .finish_non_exhaustive()
-    }
-}
+bulwark_core::debug_config!(Builder<P>);
 
 impl Builder {
     /// A builder starting from `config` (a deserialized one, say).
@@ -117,16 +111,12 @@ impl Builder {
 impl<P> Builder<P> {
     bulwark_core::builder_methods!(name);
 
-    /// Attempts per request, the first included (default 3).
-    pub fn max_attempts(mut self, attempts: u32) -> Self {
-        self.config.max_attempts = attempts;
-        self
-    }
+    bulwark_core::builder_setters! {
+        /// Attempts per request, the first included (default 3).
+        fn max_attempts(attempts: u32) { max_attempts = attempts }
 
-    /// The wait before each retry.
-    pub fn backoff(mut self, backoff: ExponentialBackoff) -> Self {
-        self.config.backoff = backoff;
-        self
+        /// The wait before each retry.
+        fn backoff(backoff: ExponentialBackoff) { backoff = backoff }
     }
 
     /// A budget of this layer's own.
@@ -150,16 +140,12 @@ impl<P> Builder<P> {
         self
     }
 
-    /// Time for all attempts together, counted from the call.
-    pub fn deadline(mut self, deadline: Duration) -> Self {
-        self.config.deadline = Some(deadline);
-        self
-    }
+    bulwark_core::builder_setters! {
+        /// Time for all attempts together, counted from the call.
+        fn deadline(deadline: Duration) { deadline = Some(deadline) }
 
-    /// Time for each attempt.
-    pub fn attempt_timeout(mut self, timeout: Duration) -> Self {
-        self.config.attempt_timeout = Some(timeout);
-        self
+        /// Time for each attempt.
+        fn attempt_timeout(timeout: Duration) { attempt_timeout = Some(timeout) }
     }
 
     /// Decide what to retry with `policy`.
@@ -186,7 +172,10 @@ impl<P> Builder<P> {
     }
 
     bulwark_core::builder_methods!(listener);
-    bulwark_core::builder_methods!(random "Draw jitter from `random` (seed it in tests).");
+    bulwark_core::builder_methods! {
+        /// Draw jitter from `random` (seed it in tests).
+        random
+    }
 
     /// Validates the settings and builds the layer.
     pub fn build(self) -> Result<BackoffRetryLayer<P>, ConfigError> {
