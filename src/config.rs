@@ -162,117 +162,98 @@ impl StackConfig {
     /// range is the error. [`from_deserializer`](Self::from_deserializer) has already done
     /// this; call it again after changing a table in code.
     pub fn validate(&self) -> Result<(), StackConfigError> {
-        #[cfg(feature = "circuit-breaker")]
-        if let Some(c) = &self.circuit_breaker {
-            c.validate()
-                .map_err(|e| StackConfigError::setting("circuit_breaker", e.setting(), e))?;
-        }
-        #[cfg(feature = "retry")]
-        if let Some(c) = &self.retry {
-            c.validate()
-                .map_err(|e| StackConfigError::setting("retry", e.setting(), e))?;
-        }
-        #[cfg(feature = "failover")]
-        if let Some(c) = &self.failover {
-            c.validate()
-                .map_err(|e| StackConfigError::setting("failover", e.setting(), e))?;
-        }
-        #[cfg(feature = "balance")]
-        if let Some(c) = &self.balance {
-            c.validate()
-                .map_err(|e| StackConfigError::setting("balance", e.setting(), e))?;
-        }
-        #[cfg(feature = "fanout")]
-        if let Some(c) = &self.fanout {
-            c.validate()
-                .map_err(|e| StackConfigError::setting("fanout", e.setting(), e))?;
+        let checks = [
+            #[cfg(feature = "circuit-breaker")]
+            (
+                "circuit_breaker",
+                self.circuit_breaker.as_ref().map(|c| c.validate()),
+            ),
+            #[cfg(feature = "retry")]
+            ("retry", self.retry.as_ref().map(|c| c.validate())),
+            #[cfg(feature = "failover")]
+            ("failover", self.failover.as_ref().map(|c| c.validate())),
+            #[cfg(feature = "balance")]
+            ("balance", self.balance.as_ref().map(|c| c.validate())),
+            #[cfg(feature = "fanout")]
+            ("fanout", self.fanout.as_ref().map(|c| c.validate())),
+        ];
+        for (section, check) in checks {
+            if let Some(Err(e)) = check {
+                return Err(StackConfigError::setting(section, e.setting(), e));
+            }
         }
         Ok(())
     }
 }
 
-#[cfg(feature = "circuit-breaker")]
-impl StackConfig {
+/// Each layer's `*_builder` (its builder, seeded with its table) and `*_layer` (that builder
+/// built, an error naming the table's key) methods.
+macro_rules! table_methods {
+    ($(
+        #[cfg($($cfg:tt)*)]
+        $table:ident in $krate:ident => $layer_type:ident
+        $(#[$builder_doc:meta])* fn $builder:ident;
+        $(#[$layer_doc:meta])* fn $layer:ident;
+    )*) => {$(
+        #[cfg($($cfg)*)]
+        impl StackConfig {
+            $(#[$builder_doc])*
+            pub fn $builder(&self) -> $krate::Builder {
+                $krate::Builder::from_config(self.$table.clone().unwrap_or_default())
+            }
+
+            $(#[$layer_doc])*
+            pub fn $layer(&self) -> Result<$layer_type, StackConfigError> {
+                self.$builder().build().map_err(|e| {
+                    StackConfigError::setting(stringify!($table), e.setting(), e)
+                })
+            }
+        }
+    )*};
+}
+
+table_methods! {
+    #[cfg(feature = "circuit-breaker")]
+    circuit_breaker in bulwark_circuit_breaker => CircuitBreakerLayer
     /// A [`CircuitBreakerLayer`] builder with `[circuit_breaker]`'s settings (the defaults
     /// without one), to add a classifier, a listener or a name per target.
-    pub fn circuit_breaker_builder(&self) -> bulwark_circuit_breaker::Builder {
-        bulwark_circuit_breaker::Builder::from_config(
-            self.circuit_breaker.clone().unwrap_or_default(),
-        )
-    }
-
+    fn circuit_breaker_builder;
     /// The [`CircuitBreakerLayer`] of `[circuit_breaker]` (the defaults without one).
-    pub fn circuit_breaker_layer(&self) -> Result<CircuitBreakerLayer, StackConfigError> {
-        self.circuit_breaker_builder()
-            .build()
-            .map_err(|e| StackConfigError::setting("circuit_breaker", e.setting(), e))
-    }
-}
+    fn circuit_breaker_layer;
 
-#[cfg(feature = "retry")]
-impl StackConfig {
+    #[cfg(feature = "retry")]
+    retry in bulwark_retry => BackoffRetryLayer
     /// A [`BackoffRetryLayer`] builder with `[retry]`'s settings (the defaults without one),
     /// to add a policy (`.http()`), a shared budget or a listener.
-    pub fn retry_builder(&self) -> bulwark_retry::Builder {
-        bulwark_retry::Builder::from_config(self.retry.clone().unwrap_or_default())
-    }
-
+    fn retry_builder;
     /// The [`BackoffRetryLayer`] of `[retry]` (the defaults without one), retrying every
     /// failure.
-    pub fn retry_layer(&self) -> Result<BackoffRetryLayer, StackConfigError> {
-        self.retry_builder()
-            .build()
-            .map_err(|e| StackConfigError::setting("retry", e.setting(), e))
-    }
-}
+    fn retry_layer;
 
-#[cfg(feature = "failover")]
-impl StackConfig {
+    #[cfg(feature = "failover")]
+    failover in bulwark_failover => FailoverLayer
     /// A [`FailoverLayer`] builder with `[failover]`'s settings (the defaults without one),
     /// to add a policy (`.http()`) or a listener.
-    pub fn failover_builder(&self) -> bulwark_failover::Builder {
-        bulwark_failover::Builder::from_config(self.failover.clone().unwrap_or_default())
-    }
-
+    fn failover_builder;
     /// The [`FailoverLayer`] of `[failover]` (the defaults without one).
-    pub fn failover_layer(&self) -> Result<FailoverLayer, StackConfigError> {
-        self.failover_builder()
-            .build()
-            .map_err(|e| StackConfigError::setting("failover", e.setting(), e))
-    }
-}
+    fn failover_layer;
 
-#[cfg(feature = "balance")]
-impl StackConfig {
+    #[cfg(feature = "balance")]
+    balance in bulwark_balance => BalanceLayer
     /// A [`BalanceLayer`] builder with `[balance]`'s settings (the defaults without one), to
     /// add a classifier, `Attempts` (`.http()`) or a listener.
-    pub fn balance_builder(&self) -> bulwark_balance::Builder {
-        bulwark_balance::Builder::from_config(self.balance.clone().unwrap_or_default())
-    }
-
+    fn balance_builder;
     /// The [`BalanceLayer`] of `[balance]` (the defaults without one).
-    pub fn balance_layer(&self) -> Result<BalanceLayer, StackConfigError> {
-        self.balance_builder()
-            .build()
-            .map_err(|e| StackConfigError::setting("balance", e.setting(), e))
-    }
-}
+    fn balance_layer;
 
-#[cfg(feature = "fanout")]
-impl StackConfig {
+    #[cfg(feature = "fanout")]
+    fanout in bulwark_fanout => FanOutLayer
     /// A [`FanOutLayer`] builder with `[fanout]`'s settings (the defaults without one), to
     /// add a classifier, a merge or a listener.
-    pub fn fanout_builder(&self) -> bulwark_fanout::Builder {
-        bulwark_fanout::Builder::from_config(self.fanout.clone().unwrap_or_default())
-    }
-
+    fn fanout_builder;
     /// The [`FanOutLayer`] of `[fanout]` (the defaults without one), its settings checked as
     /// far as they can be without the targets.
-    pub fn fanout_layer(&self) -> Result<FanOutLayer, StackConfigError> {
-        self.fanout_builder()
-            .build()
-            .map_err(|e| StackConfigError::setting("fanout", e.setting(), e))
-    }
+    fn fanout_layer;
 }
 
 /// Why a stack's configuration was refused: the table and key at fault, and what is wrong.

@@ -236,11 +236,7 @@ impl Builder {
 }
 
 impl<C, A> Builder<C, A> {
-    bulwark_core::builder_methods!(name);
-    bulwark_core::builder_methods! {
-        /// Names for the endpoints, in order (one per endpoint).
-        names endpoint_names => endpoint_names
-    }
+    bulwark_core::builder_methods!(name, endpoint_names);
 
     bulwark_core::builder_setters! {
         /// How an endpoint is picked (default: power of two choices by peak-EWMA latency).

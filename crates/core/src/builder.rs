@@ -104,14 +104,17 @@ macro_rules! builder_methods {
             self
         }
     };
-    ($(#[$attr:meta])* names $method:ident => $field:ident) => {
-        $(#[$attr])*
-        pub fn $method<I, N>(mut self, names: I) -> Self
+    (name, $names:ident) => {
+        $crate::builder_methods!(name);
+
+        /// Names for the members of the set, in order, one per member (without them, each is
+        /// named by its index).
+        pub fn $names<I, N>(mut self, names: I) -> Self
         where
             I: IntoIterator<Item = N>,
             N: Into<String>,
         {
-            self.config.$field = names.into_iter().map(Into::into).collect();
+            self.config.$names = names.into_iter().map(Into::into).collect();
             self
         }
     };

@@ -122,11 +122,7 @@ impl Builder {
 }
 
 impl<P> Builder<P> {
-    bulwark_core::builder_methods!(name);
-    bulwark_core::builder_methods! {
-        /// Names for the targets, in order (one per target).
-        names target_names => target_names
-    }
+    bulwark_core::builder_methods!(name, target_names);
 
     bulwark_core::builder_setters! {
         /// Sticky (the default) or priority.

@@ -289,11 +289,7 @@ impl Builder {
 }
 
 impl<C, M> Builder<C, M> {
-    bulwark_core::builder_methods!(name);
-    bulwark_core::builder_methods! {
-        /// Names for the targets, in order (one per target).
-        names target_names => target_names
-    }
+    bulwark_core::builder_methods!(name, target_names);
 
     bulwark_core::builder_setters! {
         /// When the fan-out has succeeded (default: all targets).
