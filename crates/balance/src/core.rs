@@ -43,6 +43,9 @@ pub(crate) struct EndpointState {
     ejected_until: AtomicU64,
     ejections: AtomicU32,
     healthy: AtomicBool,
+    /// Whether the endpoint itself (a health gate) said it is unhealthy, the last time the
+    /// balancer asked it for readiness; cleared when it is ready again.
+    gated: AtomicBool,
     removed: AtomicBool,
     /// Peak-EWMA latency in ns (f64 bits), and when it was last updated (ns; 0 = never).
     ewma: AtomicU64,
@@ -67,6 +70,18 @@ impl EndpointState {
 
     pub(crate) fn is_healthy(&self) -> bool {
         self.healthy.load(Ordering::Acquire)
+    }
+
+    /// Whether the endpoint itself (a health gate) said it is unhealthy when last asked.
+    #[inline]
+    pub(crate) fn is_gated(&self) -> bool {
+        self.gated.load(Ordering::Relaxed)
+    }
+
+    /// Whether it is healthy in every way the balancer knows: its health checks (or an
+    /// operator) and its own gate.
+    pub(crate) fn reads_healthy(&self) -> bool {
+        self.is_healthy() && !self.is_gated()
     }
 
     /// When its ejection ends (ns), if it is out.
@@ -274,6 +289,7 @@ impl<C> Core<C> {
             ejected_until: AtomicU64::new(0),
             ejections: AtomicU32::new(0),
             healthy: AtomicBool::new(true),
+            gated: AtomicBool::new(false),
             removed: AtomicBool::new(false),
             ewma: AtomicU64::new(self.default_rtt.to_bits()),
             ewma_at: AtomicU64::new(0),
@@ -854,6 +870,26 @@ impl<C> Core<C> {
             name: &self.name,
             endpoint: e.id,
             duration,
+        });
+    }
+
+    /// Notes what endpoint `e`'s own gate said when asked for readiness (`unhealthy`: it
+    /// reported failing health checks; `false`: it was ready). Checks and gate together make
+    /// its health as the handle, the gauge and the log report it; its gate alone decides when
+    /// it is ready again, so the balancer keeps asking it.
+    #[cold]
+    pub(crate) fn set_gated(&self, e: &EndpointState, unhealthy: bool) {
+        if e.gated.swap(unhealthy, Ordering::AcqRel) == unhealthy || !e.is_healthy() {
+            return; // no change, or its checks already say unhealthy
+        }
+        let healthy = !unhealthy;
+        #[cfg(feature = "metrics")]
+        e.metrics.healthy.set(if healthy { 1.0 } else { 0.0 });
+        tracing::info!(balancer = %self.name, target = %e.name, healthy, "endpoint health changed");
+        self.emit(&Event::EndpointHealthChanged {
+            name: &self.name,
+            endpoint: e.id,
+            healthy,
         });
     }
 

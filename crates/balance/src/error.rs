@@ -13,9 +13,14 @@ pub enum Unavailable {
     NoneHealthy,
     /// Every endpoint that is healthy is ejected for failing.
     AllEjected,
-    /// Endpoints are healthy and not ejected, but none was ready (open breakers in readiness
-    /// mode, full pools).
+    /// Endpoints are healthy and not ejected, but none was ready (full pools, half-open
+    /// breakers with their probes under way).
     NoneReady,
+    /// Every endpoint that could take the request is refused by its open circuit (a circuit
+    /// breaker in readiness mode, see [`bulwark_core::hint`]). `retry_after` is then the
+    /// soonest first probe. When no probe comes before the request would stop waiting, the
+    /// request fails at once.
+    CircuitsOpen,
 }
 
 impl fmt::Display for Unavailable {
@@ -25,6 +30,7 @@ impl fmt::Display for Unavailable {
             Unavailable::NoneHealthy => "no endpoint is healthy",
             Unavailable::AllEjected => "every healthy endpoint is ejected",
             Unavailable::NoneReady => "no endpoint is ready",
+            Unavailable::CircuitsOpen => "every endpoint's circuit is open",
         })
     }
 }
@@ -49,10 +55,13 @@ pub struct NoEndpointReady {
     /// Why.
     pub reason: Unavailable,
     /// When an endpoint is known to come back: the end of the earliest ejection of an
-    /// endpoint whose health checks pass. `None` when none is ejected, or every ejected one is
-    /// also unhealthy (it is back when its checks pass, which no one can foretell).
+    /// endpoint whose health checks pass, or the soonest first probe of an open circuit
+    /// (for [`Unavailable::CircuitsOpen`]). `None` when none is foreseen (nothing ejected or
+    /// open; every ejected one also unhealthy, back when its checks pass, which no one can
+    /// foretell; circuits forced open).
     pub retry_after: Option<Duration>,
-    /// How long the request waited.
+    /// How long the request waited (less than `wait_for_ready` when it failed at once,
+    /// every circuit being open with no probe before the wait would end).
     pub waited: Duration,
 }
 

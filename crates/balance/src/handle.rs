@@ -25,7 +25,7 @@ impl<C: Send + Sync + 'static> Endpoints for Core<C> {
             .iter()
             .map(|e| EndpointSnapshot {
                 name: e.name.clone(),
-                healthy: e.is_healthy(),
+                healthy: e.reads_healthy(),
                 ejected_for: e
                     .ejected_until()
                     .map(|u| Duration::from_nanos(u.saturating_sub(now))),
@@ -67,7 +67,9 @@ impl<C: Send + Sync + 'static> Endpoints for Core<C> {
 pub struct EndpointSnapshot {
     /// Its name.
     pub name: String,
-    /// Whether its health check (or an operator) says it is healthy.
+    /// Whether its health check (or an operator) says it is healthy, and, for an endpoint
+    /// that is a health gate (`bulwark_health`), whether its gate did when last asked for
+    /// readiness.
     pub healthy: bool,
     /// How much longer it is ejected, if it is.
     pub ejected_for: Option<Duration>,

@@ -8,6 +8,7 @@ use crate::handle::Handle;
 use crate::membership::{materialize, Member, Membership, Slot};
 use crate::roster::Roster;
 use bulwark_core::attempts::{Attempts, NoAttempts, RequestAttempts};
+use bulwark_core::hint::{self, Hint, Refusals};
 use bulwark_core::local::LocalRef;
 use bulwark_core::{BoxError, Classify};
 use std::fmt;
@@ -51,6 +52,8 @@ pub struct Balance<S, C, A = NoAttempts> {
     /// The clock reading of the `poll_ready` that chose (for peak EWMA: the call's start).
     chosen_at: u64,
     refused: Option<NoEndpointReady>,
+    /// Why the endpoints the latest pick asked were not ready, as they said.
+    refusals: Refusals,
     rng: u64,
     waiting_since: Option<Instant>,
     timer: Option<Pin<Box<Sleep>>>,
@@ -78,6 +81,7 @@ impl<S, C, A> Balance<S, C, A> {
             chosen: None,
             chosen_at: 0,
             refused: None,
+            refusals: Refusals::new(),
             rng: seed | 1,
             waiting_since: None,
             timer: None,
@@ -144,6 +148,7 @@ impl<S: Clone, C, A: Clone> Clone for Balance<S, C, A> {
             chosen: None,
             chosen_at: 0,
             refused: None,
+            refusals: Refusals::new(),
             rng: z | 1,
             waiting_since: None,
             timer: None,
@@ -280,6 +285,7 @@ impl<S: Clone, C, A> Balance<S, C, A> {
     where
         S: Service<Req>,
     {
+        self.refusals = Refusals::new();
         if self.roster.is_empty() {
             return None;
         }
@@ -432,10 +438,23 @@ impl<S: Clone, C, A> Balance<S, C, A> {
         };
         let slot = self.cache[at].as_mut()?;
         // An error from poll_ready means the endpoint failed for good: it is skipped (and
-        // never dropped: membership is the discovery's to change).
-        match slot.service.poll_ready(cx) {
-            Poll::Ready(Ok(())) => self.cache[at].take(),
-            _ => None,
+        // never dropped: membership is the discovery's to change). One not ready may say why
+        // (an open circuit, a health gate).
+        let (poll, why) = hint::collect(|| slot.service.poll_ready(cx));
+        match poll {
+            Poll::Ready(Ok(())) => {
+                if slot.state.is_gated() {
+                    self.core.get().set_gated(&slot.state, false);
+                }
+                self.cache[at].take()
+            }
+            _ => {
+                if why == Some(Hint::Unhealthy) && !slot.state.is_gated() {
+                    self.core.get().set_gated(&slot.state, true);
+                }
+                self.refusals.note(why);
+                None
+            }
         }
     }
 
@@ -459,15 +478,44 @@ impl<S: Clone, C, A> Balance<S, C, A> {
         let mut healthy = self
             .roster
             .iter()
-            .filter(|m| m.state.is_healthy())
+            .filter(|m| m.state.reads_healthy())
             .peekable();
         if healthy.peek().is_none() {
             Unavailable::NoneHealthy
         } else if healthy.all(|m| m.state.ejected_until().is_some_and(|u| u > now)) {
             Unavailable::AllEjected
+        } else if self.refusals.all_open() {
+            Unavailable::CircuitsOpen
         } else {
             Unavailable::NoneReady
         }
+    }
+
+    /// When an endpoint may take requests again: the end of the earliest ejection, or the
+    /// soonest first probe of an open circuit, whichever comes first (from `now`).
+    fn retry_after(&self, core: &Core<C>, now: u64) -> Option<Duration> {
+        let back = core
+            .next_return()
+            .map(|r| Duration::from_nanos(r.saturating_sub(now)));
+        let probe = self
+            .refusals
+            .all_open()
+            .then(|| self.refusals.soonest_probe())
+            .flatten();
+        match (back, probe) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Fails the request: `call` answers with why.
+    fn give_up(&mut self, reason: Unavailable, retry_after: Option<Duration>, waited: Duration) {
+        self.refused = Some(NoEndpointReady {
+            reason,
+            retry_after,
+            waited,
+        });
+        self.waiting_since = None;
     }
 
     /// Nothing can be picked now: wait (woken by an endpoint, a health change, a membership
@@ -492,16 +540,23 @@ impl<S: Clone, C, A> Balance<S, C, A> {
             let since = *self.waiting_since.get_or_insert_with(Instant::now);
             let deadline = since + core.wait_for_ready;
             let now = core.now();
-            if Instant::now() >= deadline {
-                let retry_after = core
+            let at = Instant::now();
+            if at >= deadline {
+                let reason = self.why(now);
+                let retry_after = self.retry_after(core, now);
+                self.give_up(reason, retry_after, core.wait_for_ready);
+                return Poll::Ready(Ok(()));
+            }
+            // Every endpoint that could take the request is refused by an open circuit, and
+            // none probes (nor does an ejection end) before the wait would: fail now.
+            let remaining = deadline - at;
+            if self.refusals.hopeless(remaining)
+                && core
                     .next_return()
-                    .map(|r| Duration::from_nanos(r.saturating_sub(now)));
-                self.refused = Some(NoEndpointReady {
-                    reason: self.why(now),
-                    retry_after,
-                    waited: core.wait_for_ready,
-                });
-                self.waiting_since = None;
+                    .is_none_or(|r| core.instant_at(r) > deadline)
+            {
+                let retry_after = self.retry_after(core, now);
+                self.give_up(Unavailable::CircuitsOpen, retry_after, at - since);
                 return Poll::Ready(Ok(()));
             }
             let wake = match core.next_return() {
@@ -515,6 +570,14 @@ impl<S: Clone, C, A> Balance<S, C, A> {
                 timer.as_mut().reset(wake);
             }
             if timer.as_mut().poll(cx).is_pending() {
+                // A layer above (a failover set over balancers) hears why, as this one did.
+                if self.refusals.all_open() {
+                    hint::report(Hint::CircuitOpen {
+                        probe_in: self.refusals.soonest_probe(),
+                    });
+                } else if self.refusals.all_unhealthy() {
+                    hint::report(Hint::Unhealthy);
+                }
                 return Poll::Pending;
             }
             // The timer fired: an ejection may be over.

@@ -13,7 +13,9 @@
 //!   grows on each consecutive trip ([`OpenPeriod`]). In the default [`Mode::FailFast`], `call`
 //!   fails at once with [`Open`], which says how long until the next probe. In
 //!   [`Mode::Readiness`], `poll_ready` stays pending instead and wakes itself when the period
-//!   ends: a balancer or failover set skips the target meanwhile.
+//!   ends: a balancer or failover set skips the target meanwhile. It says why to the layer
+//!   asking ([`bulwark_core::hint::Hint::CircuitOpen`], with the time until the first probe),
+//!   so a balancer whose every endpoint is open fails at once when no probe comes in time.
 //! * **Half-open**: N probe calls are admitted (1 by default); more are refused. All N
 //!   succeed: closed, with a fresh window. One fails: open again. A probe whose future is
 //!   dropped gives its slot back.

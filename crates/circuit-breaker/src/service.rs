@@ -5,8 +5,9 @@ use crate::error::Open;
 use crate::future::{Permit, ResponseFuture};
 use crate::handle::Handle;
 use crate::state::{Admission, Core, Rejection, WaitSlot};
+use bulwark_core::hint::{self, Hint};
 use bulwark_core::local::LocalRef;
-use bulwark_core::{BoxError, Classify};
+use bulwark_core::{BoxError, CircuitState, Classify};
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -210,6 +211,17 @@ impl<S, C> CircuitBreaker<S, C> {
             if !self.turned_away {
                 self.turned_away = true;
                 shared.core.reject(&rejection);
+            }
+            // An open circuit tells the layer asking (a balancer, a failover set) why, and
+            // when it probes, at every poll; a half-open one with its probes taken says
+            // nothing (an answer is on its way).
+            if matches!(
+                rejection.state,
+                CircuitState::Open | CircuitState::ForcedOpen
+            ) {
+                hint::report(Hint::CircuitOpen {
+                    probe_in: rejection.retry_after.map(Duration::from_nanos),
+                });
             }
             return Some(Poll::Pending);
         }

@@ -27,6 +27,9 @@
 //!   of a set's targets).
 //! * [`config`]: [`ConfigError`], the error every layer's builder returns for a setting out of
 //!   range, naming the setting, and the checks the builders share.
+//! * [`hint`]: why a service turned a readiness poll away (an open circuit and when it probes,
+//!   failing health checks), told to the balancer or failover set that asked, so it can say why
+//!   nothing is ready, or fail at once when waiting cannot help.
 //!
 //! # Feature flags
 //!
@@ -65,6 +68,7 @@ pub mod config;
 pub mod event;
 #[cfg(feature = "grpc")]
 pub mod grpc;
+pub mod hint;
 // Internal: per-clone reference counts for the layers' response futures. Public only because
 // the layer crates of this workspace use it; not part of the API.
 #[doc(hidden)]
