@@ -9,7 +9,7 @@
 //! | --- | --- | --- | --- |
 //! | [`Open`](bulwark_circuit_breaker::Open) (circuit breaker) | 503 | its `retry_after`, in whole seconds rounded up; none while forced open | `error`, `retry_after_ms` when known |
 //! | [`NoEndpointReady`](bulwark_balance::NoEndpointReady) (balancer) | 503 | its `retry_after` rounded up, else 1 s | `error`, `retry_after_ms` when known |
-//! | [`NoTargetReady`](bulwark_failover::NoTargetReady) (failover) | 503 | 1 s | `error` |
+//! | [`NoTargetReady`](bulwark_failover::NoTargetReady) (failover) | 503 | its `retry_after` rounded up (the soonest probe when every target's circuit is open), else 1 s | `error`, `retry_after_ms` when known |
 //! | [`AllFailed`](bulwark_failover::AllFailed) (failover) | 503 | 1 s | `error`: every target's failure |
 //! | [`DeadlineExceeded`](bulwark_retry::DeadlineExceeded), [`AttemptTimedOut`](bulwark_retry::AttemptTimedOut) (retry) | 504 | none | `error` |
 //! | [`FanOutFailed`](bulwark_fanout::FanOutFailed) (fan-out) | 502 | none | `error`: every target's outcome |
@@ -255,7 +255,7 @@ fn known(e: &(dyn Error + 'static)) -> Option<ErrorInfo> {
     if let Some(none) = e.downcast_ref::<bulwark_failover::NoTargetReady>() {
         return Some(ErrorInfo::unavailable(
             none,
-            None,
+            none.retry_after,
             Some(DEFAULT_RETRY_AFTER_SECS),
         ));
     }

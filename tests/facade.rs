@@ -29,7 +29,9 @@ use tower_bulwark::axum::{classify_error, error_response, handle_error, BulwarkE
 use tower_bulwark::balance::{BalanceLayer, NoEndpointReady, Strategy, Unavailable};
 use tower_bulwark::circuit_breaker::{CircuitBreakerLayer, Open};
 use tower_bulwark::core::{BoxError, CircuitState, SplitMix64};
-use tower_bulwark::failover::{AllFailed, FailoverLayer, NoTargetReady, TargetFailure};
+use tower_bulwark::failover::{
+    AllFailed, FailoverLayer, NoTargetReady, TargetFailure, Unavailable as FailoverUnavailable,
+};
 use tower_bulwark::fanout::{ConfigError, FanOutFailed, FanOutLayer, FirstSuccess, Policy};
 use tower_bulwark::retry::{AttemptTimedOut, BackoffRetryLayer, DeadlineExceeded};
 use tower_bulwark::ServiceBuilderExt;
@@ -388,6 +390,8 @@ async fn no_endpoint_ready_is_503_with_its_retry_after_or_one_second() {
 async fn failover_errors_are_503_with_one_second() {
     let (status, retry, body) = mapped(NoTargetReady {
         targets: 2,
+        reason: FailoverUnavailable::NoneReady,
+        retry_after: None,
         waited: Duration::from_secs(1),
     })
     .await;
@@ -395,7 +399,25 @@ async fn failover_errors_are_503_with_one_second() {
     assert_eq!(retry.as_deref(), Some("1"));
     assert_eq!(
         body,
-        json!({"error": "none of the 2 failover targets was ready within 1s"})
+        json!({"error": "none of the 2 failover targets was ready within 1s: no target is ready"})
+    );
+
+    // Every target's circuit open: Retry-After is the soonest probe, rounded up.
+    let (status, retry, body) = mapped(NoTargetReady {
+        targets: 2,
+        reason: FailoverUnavailable::CircuitsOpen,
+        retry_after: Some(Duration::from_millis(2_500)),
+        waited: Duration::ZERO,
+    })
+    .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(retry.as_deref(), Some("3"));
+    assert_eq!(
+        body,
+        json!({
+            "error": "none of the 2 failover targets was ready within 0ns: every target's circuit is open; the first probe is in 2500 ms",
+            "retry_after_ms": 2500
+        })
     );
 
     let (status, retry, body) = mapped(AllFailed::new(vec![
@@ -671,6 +693,8 @@ async fn bulwark_error_lets_handlers_use_question_mark() {
 async fn error_info_into_response_and_bulwark_error_into_response_agree() {
     let err: BoxError = Box::new(NoTargetReady {
         targets: 1,
+        reason: FailoverUnavailable::NoneReady,
+        retry_after: None,
         waited: Duration::from_secs(1),
     });
     let info = classify_error(&*err);

@@ -70,13 +70,59 @@ impl fmt::Display for AllFailed {
 
 impl std::error::Error for AllFailed {}
 
-/// No target became ready within `wait_for_ready`: every one was not ready (an open breaker
-/// in readiness mode, an ejected endpoint, a full connection pool) or had failed for good.
+/// Why no target could take a request, as the targets said (see [`bulwark_core::hint`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Unavailable {
+    /// Targets were not ready (full pools, half-open breakers with their probes under way,
+    /// targets that failed for good, or that did not say why).
+    NoneReady,
+    /// Every target is a health gate that says it is unhealthy.
+    NoneHealthy,
+    /// Every target is refused by its open circuit (a circuit breaker in readiness mode).
+    /// When none probes before the request would stop waiting, the request fails at once.
+    CircuitsOpen,
+}
+
+impl fmt::Display for Unavailable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Unavailable::NoneReady => "no target is ready",
+            Unavailable::NoneHealthy => "no target is healthy",
+            Unavailable::CircuitsOpen => "every target's circuit is open",
+        })
+    }
+}
+
+/// No target became ready within `wait_for_ready` (or every one is refused by an open circuit
+/// that probes only after it): every one was not ready (an open breaker in readiness mode, an
+/// unhealthy health gate, an ejected endpoint, a full connection pool) or had failed for good.
+///
+/// ```
+/// use bulwark_failover::{NoTargetReady, Unavailable};
+/// use std::time::Duration;
+/// let e = NoTargetReady {
+///     targets: 2,
+///     reason: Unavailable::CircuitsOpen,
+///     retry_after: Some(Duration::from_secs(12)),
+///     waited: Duration::ZERO,
+/// };
+/// assert_eq!(
+///     e.to_string(),
+///     "none of the 2 failover targets was ready within 0ns: every target's circuit is open; \
+///      the first probe is in 12000 ms"
+/// );
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NoTargetReady {
     /// How many targets there are.
     pub targets: usize,
-    /// How long the request waited.
+    /// Why.
+    pub reason: Unavailable,
+    /// When a target is known to take requests again: the soonest first probe of an open
+    /// circuit (for [`Unavailable::CircuitsOpen`]); `None` when none is foreseen.
+    pub retry_after: Option<Duration>,
+    /// How long the request waited (less than `wait_for_ready` when it failed at once).
     pub waited: Duration,
 }
 
@@ -84,9 +130,13 @@ impl fmt::Display for NoTargetReady {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "none of the {} failover targets was ready within {:?}",
-            self.targets, self.waited
-        )
+            "none of the {} failover targets was ready within {:?}: {}",
+            self.targets, self.waited, self.reason
+        )?;
+        if let Some(d) = self.retry_after {
+            write!(f, "; the first probe is in {} ms", d.as_millis())?;
+        }
+        Ok(())
     }
 }
 

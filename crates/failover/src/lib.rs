@@ -71,7 +71,7 @@ mod service;
 mod shared;
 
 pub use config::{ConfigError, FailoverConfig, Mode};
-pub use error::{AllFailed, Misuse, NoTargetReady, TargetFailure};
+pub use error::{AllFailed, Misuse, NoTargetReady, TargetFailure, Unavailable};
 pub use future::ResponseFuture;
 pub use layer::{Builder, FailoverLayer};
 #[cfg(feature = "http")]

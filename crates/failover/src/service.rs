@@ -1,9 +1,10 @@
 //! The failover service.
 
-use crate::error::{Misuse, NoTargetReady};
+use crate::error::{Misuse, NoTargetReady, Unavailable};
 use crate::future::ResponseFuture;
 use crate::policy::FailoverPolicy;
 use crate::shared::Shared;
+use bulwark_core::hint::{self, Refusals};
 use bulwark_core::local::LocalRef;
 use bulwark_core::BoxError;
 use std::fmt;
@@ -21,12 +22,16 @@ use tower_service::Service;
 /// last answered, in sticky mode; the first, in priority mode) and reserves that one only;
 /// targets that are not ready are skipped without being waited on. When none is ready it
 /// waits up to `wait_for_ready` (woken by any target becoming ready), then lets `call` fail
-/// with [`NoTargetReady`].
+/// with [`NoTargetReady`], saying why as the targets said (see [`bulwark_core::hint`]): when
+/// every target is refused by an open circuit that probes only after the wait would end, it
+/// fails at once.
 pub struct Failover<S, P> {
     targets: Vec<S>,
     local: LocalRef<Shared<S, P>>,
     chosen: Option<usize>,
-    refused: bool,
+    refused: Option<NoTargetReady>,
+    /// Why the targets the latest poll asked were not ready, as they said.
+    refusals: Refusals,
     waiting_since: Option<Instant>,
     wait: Option<Pin<Box<Sleep>>>,
 }
@@ -37,7 +42,8 @@ impl<S, P> Failover<S, P> {
             targets,
             local: LocalRef::new(shared),
             chosen: None,
-            refused: false,
+            refused: None,
+            refusals: Refusals::new(),
             waiting_since: None,
             wait: None,
         }
@@ -67,7 +73,8 @@ impl<S: Clone, P> Clone for Failover<S, P> {
             targets: self.targets.clone(),
             local: self.local.clone(),
             chosen: None,
-            refused: false,
+            refused: None,
+            refusals: Refusals::new(),
             waiting_since: None,
             wait: None,
         }
@@ -88,10 +95,15 @@ impl<S, P> Failover<S, P> {
     #[cold]
     fn none_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
         let wait_for = self.local.get().wait_for_ready;
-        let since = *self.waiting_since.get_or_insert_with(Instant::now);
+        let now = Instant::now();
+        let since = *self.waiting_since.get_or_insert(now);
         let until = since + wait_for;
         if wait_for.is_zero() {
-            return self.refuse();
+            return self.refuse(wait_for);
+        }
+        // Every target refused by an open circuit that probes only after the wait: now.
+        if self.refusals.hopeless(until.saturating_duration_since(now)) {
+            return self.refuse(now - since);
         }
         let sleep = self
             .wait
@@ -100,13 +112,26 @@ impl<S, P> Failover<S, P> {
             sleep.as_mut().reset(until);
         }
         if sleep.as_mut().poll(cx).is_ready() {
-            return self.refuse();
+            return self.refuse(wait_for);
         }
         Poll::Pending
     }
 
-    fn refuse(&mut self) -> Poll<Result<(), BoxError>> {
-        self.refused = true;
+    fn refuse(&mut self, waited: std::time::Duration) -> Poll<Result<(), BoxError>> {
+        let r = &self.refusals;
+        let (reason, retry_after) = if r.all_open() {
+            (Unavailable::CircuitsOpen, r.soonest_probe())
+        } else if r.all_unhealthy() {
+            (Unavailable::NoneHealthy, None)
+        } else {
+            (Unavailable::NoneReady, None)
+        };
+        self.refused = Some(NoTargetReady {
+            targets: self.targets.len(),
+            reason,
+            retry_after,
+            waited,
+        });
         self.waiting_since = None;
         Poll::Ready(Ok(()))
     }
@@ -125,9 +150,10 @@ where
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        if self.chosen.is_some() || self.refused {
+        if self.chosen.is_some() || self.refused.is_some() {
             return Poll::Ready(Ok(()));
         }
+        self.refusals = Refusals::new();
         let n = self.targets.len();
         let start = self.local.get().start();
         let mut i = if start < n { start } else { 0 };
@@ -135,10 +161,14 @@ where
             // A target that is not ready (or failed for good) is skipped, not waited on; it
             // holds no reservation, and its waker registration brings this task back when it
             // becomes ready.
-            if let Poll::Ready(Ok(())) = self.targets[i].poll_ready(cx) {
-                self.chosen = Some(i);
-                self.waiting_since = None;
-                return Poll::Ready(Ok(()));
+            let target = &mut self.targets[i];
+            match hint::collect(|| target.poll_ready(cx)) {
+                (Poll::Ready(Ok(())), _) => {
+                    self.chosen = Some(i);
+                    self.waiting_since = None;
+                    return Poll::Ready(Ok(()));
+                }
+                (_, why) => self.refusals.note(why),
             }
             i += 1;
             if i == n {
@@ -151,14 +181,8 @@ where
     #[inline]
     fn call(&mut self, request: Req) -> Self::Future {
         let shared = self.local.get();
-        if std::mem::take(&mut self.refused) {
-            return ResponseFuture::failed(
-                Box::new(NoTargetReady {
-                    targets: shared.targets,
-                    waited: shared.wait_for_ready,
-                }),
-                self.local.for_call(),
-            );
+        if let Some(refused) = self.refused.take() {
+            return ResponseFuture::failed(Box::new(refused), self.local.for_call());
         }
         let Some(i) = self.chosen.take() else {
             return ResponseFuture::failed(Box::new(Misuse), self.local.for_call());

@@ -318,7 +318,7 @@ async fn with_no_target_ready_it_waits_then_fails_clearly() {
     assert_eq!((e.targets, e.waited), (2, secs(1)));
     assert_eq!(
         err.to_string(),
-        "none of the 2 failover targets was ready within 1s"
+        "none of the 2 failover targets was ready within 1s: no target is ready"
     );
 
     // A target that becomes ready during the wait is used at once.
