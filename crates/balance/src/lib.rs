@@ -107,8 +107,8 @@ pub use error::{Misuse, NoEndpointReady, Unavailable};
 pub use future::ResponseFuture;
 pub use handle::{EndpointSnapshot, Handle};
 #[cfg(feature = "http")]
-pub use health::HttpProbe;
-pub use health::{HealthCheck, UnhealthyStatus};
+pub use bulwark_health::HttpProbe;
+pub use bulwark_health::{HealthCheck, UnhealthyStatus};
 pub use key::{EndpointKey, Refresh, Weighted};
 pub use layer::{BalanceLayer, Builder};
 pub use service::Balance;
