@@ -10,6 +10,7 @@
 //! | ordered failover | [`failover`] | `failover` (default) | available |
 //! | load balancing | [`balance`] | `balance` (default) | available |
 //! | fan-out | [`fanout`] | `fanout` (default) | available |
+//! | health-check readiness gate | [`health`] | `health` (default) | available |
 //! | `ServiceBuilder` methods | [`ServiceBuilderExt`] | (each with its layer's) | available |
 //! | errors as HTTP responses | [`axum`](mod@axum) | `axum` | available |
 //! | one file for a whole stack | [`config`] | `serde` | available |
@@ -126,3 +127,8 @@ pub use bulwark_balance::BalanceLayer;
 pub use bulwark_fanout as fanout;
 #[cfg(feature = "fanout")]
 pub use bulwark_fanout::FanOutLayer;
+
+#[cfg(feature = "health")]
+pub use bulwark_health as health;
+#[cfg(feature = "health")]
+pub use bulwark_health::HealthGateLayer;

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::{self, Write as _};
 use std::future::{ready, Ready};
 use std::io;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tower::{service_fn, Layer, Service, ServiceExt};
@@ -298,6 +298,33 @@ async fn exercise(events: Events) {
         .unwrap();
     let _ = discovered.ready().await.unwrap().call(1).await;
 
+    // Health gate: its checks find the service unhealthy, then healthy again.
+    let up = Arc::new(AtomicBool::new(true));
+    let flag = up.clone();
+    let probe = service_fn(move |()| {
+        ready(if flag.load(Ordering::SeqCst) {
+            Ok(())
+        } else {
+            Err(io::Error::other("503"))
+        })
+    });
+    let gate = tower_bulwark::HealthGateLayer::builder()
+        .name("store")
+        .check(tower_bulwark::health::HealthCheck {
+            unhealthy_after: 1,
+            ..Default::default()
+        })
+        .build()
+        .unwrap()
+        .build(backend("store", true), probe)
+        .unwrap();
+    tokio::time::advance(secs(1)).await;
+    up.store(false, Ordering::SeqCst);
+    tokio::time::advance(secs(3)).await;
+    up.store(true, Ordering::SeqCst);
+    tokio::time::advance(secs(3)).await;
+    assert!(gate.handle().is_healthy());
+
     // Fan-out: one target succeeds, one fails.
     let fanout = FanOutLayer::builder()
         .name("writes")
@@ -400,7 +427,7 @@ fn metrics_are_listed_and_conventional(text: &str) {
             name.chars().all(|c| c.is_ascii_lowercase() || c == '_'),
             "{name}: snake_case"
         );
-        let layer = ["circuit_breaker", "retry", "failover", "balance", "fanout"]
+        let layer = ["circuit_breaker", "retry", "failover", "balance", "fanout", "health"]
             .iter()
             .find(|l| name.starts_with(&format!("bulwark_{l}_")));
         assert!(layer.is_some(), "{name}: bulwark_<layer>_...");
