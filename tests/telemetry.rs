@@ -427,9 +427,16 @@ fn metrics_are_listed_and_conventional(text: &str) {
             name.chars().all(|c| c.is_ascii_lowercase() || c == '_'),
             "{name}: snake_case"
         );
-        let layer = ["circuit_breaker", "retry", "failover", "balance", "fanout", "health"]
-            .iter()
-            .find(|l| name.starts_with(&format!("bulwark_{l}_")));
+        let layer = [
+            "circuit_breaker",
+            "retry",
+            "failover",
+            "balance",
+            "fanout",
+            "health",
+        ]
+        .iter()
+        .find(|l| name.starts_with(&format!("bulwark_{l}_")));
         assert!(layer.is_some(), "{name}: bulwark_<layer>_...");
         assert_eq!(
             kind == "counter",

@@ -55,8 +55,12 @@
 //!   membership changes, and per-endpoint metrics (feature `metrics`; names in [`metrics`]).
 //! * **When nothing can take a request**: it asks the discovery source to look again
 //!   ([`Builder::refresh`]), waits up to `wait_for_ready` (1 s), then fails with
-//!   [`NoEndpointReady`], which says why (none healthy, all ejected, none ready) and when the
-//!   first ejected endpoint returns.
+//!   [`NoEndpointReady`], which says why (none healthy, all ejected, every circuit open, none
+//!   ready) and when the first ejected endpoint returns or the first open circuit probes.
+//!   Endpoints say why they are not ready ([`bulwark_core::hint`]): when every one is refused
+//!   by an open circuit (a circuit breaker in readiness mode) that probes only after the wait
+//!   would end, the request fails at once ([`Unavailable::CircuitsOpen`]); an endpoint that is
+//!   a health gate (`bulwark_health`) saying unhealthy counts as unhealthy.
 //!
 //! # Example
 //!
@@ -101,14 +105,14 @@ mod roster;
 mod service;
 mod sync;
 
+#[cfg(feature = "http")]
+pub use bulwark_health::HttpProbe;
+pub use bulwark_health::{HealthCheck, UnhealthyStatus};
 pub use config::{BalanceConfig, ConfigError, Ejection, FailureRate, SlowStart, Strategy};
 pub use endpoints::Endpoints;
 pub use error::{Misuse, NoEndpointReady, Unavailable};
 pub use future::ResponseFuture;
 pub use handle::{EndpointSnapshot, Handle};
-#[cfg(feature = "http")]
-pub use bulwark_health::HttpProbe;
-pub use bulwark_health::{HealthCheck, UnhealthyStatus};
 pub use key::{EndpointKey, Refresh, Weighted};
 pub use layer::{BalanceLayer, Builder};
 pub use service::Balance;

@@ -71,8 +71,25 @@ impl<S, C, A> Balance<S, C, A> {
         S: Clone + Send + 'static,
     {
         let (roster, version) = members.current();
+        Self::fresh(
+            LocalRef::new(core),
+            members,
+            (roster, version),
+            seed | 1,
+            attempts,
+        )
+    }
+
+    /// A balancer with nothing reserved, cached or waited for.
+    fn fresh(
+        core: LocalRef<Core<C>>,
+        members: Arc<Membership<S>>,
+        (roster, version): (Roster<Arc<Member<S>>>, u64),
+        rng: u64,
+        attempts: A,
+    ) -> Self {
         Balance {
-            core: LocalRef::new(core),
+            core,
             members,
             roster,
             version,
@@ -82,7 +99,7 @@ impl<S, C, A> Balance<S, C, A> {
             chosen_at: 0,
             refused: None,
             refusals: Refusals::new(),
-            rng: seed | 1,
+            rng,
             waiting_since: None,
             timer: None,
             attempts,
@@ -138,22 +155,13 @@ impl<S: Clone, C, A: Clone> Clone for Balance<S, C, A> {
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         z ^= z >> 31;
-        Balance {
-            core: self.core.clone(),
-            members: self.members.clone(),
-            roster: self.roster.clone(),
-            version: self.version,
-            cache: Default::default(),
-            evict: 0,
-            chosen: None,
-            chosen_at: 0,
-            refused: None,
-            refusals: Refusals::new(),
-            rng: z | 1,
-            waiting_since: None,
-            timer: None,
-            attempts: self.attempts.clone(),
-        }
+        Self::fresh(
+            self.core.clone(),
+            self.members.clone(),
+            (self.roster.clone(), self.version),
+            z | 1,
+            self.attempts.clone(),
+        )
     }
 }
 

@@ -12,7 +12,10 @@
 //! * **Readiness**: only the chosen target is called, and only once it is ready. A target that
 //!   is not ready (an open circuit breaker in readiness mode, a full pool) is skipped without
 //!   waiting on it and without holding a reservation on the others. When none is ready, a
-//!   request waits up to `wait_for_ready`, then fails with [`NoTargetReady`].
+//!   request waits up to `wait_for_ready`, then fails with [`NoTargetReady`], which says why
+//!   as the targets said ([`bulwark_core::hint`]: every circuit open, none healthy, none
+//!   ready). When every target is refused by an open circuit that probes only after the wait
+//!   would end, it fails at once, with the soonest probe as `retry_after`.
 //! * **When every target failed**: the last response as it came, so an HTTP caller still sees
 //!   the status; or, when the last outcome was an error, [`AllFailed`], which lists each
 //!   target's failure in order (`all 3 failover targets failed: [0] connection refused;

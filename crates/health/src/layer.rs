@@ -7,21 +7,26 @@ use std::fmt;
 use std::sync::Arc;
 use tower_service::Service;
 
+/// The name and the checks' settings.
+#[derive(Debug, Clone)]
+struct Settings {
+    name: String,
+    check: HealthCheck,
+}
+
 /// Validated settings for health gates: build one per service with
 /// [`HealthGateLayer::build`], giving its probe.
 #[derive(Clone)]
 pub struct HealthGateLayer {
-    name: String,
-    check: HealthCheck,
+    settings: Settings,
     random: Arc<dyn RandomSource>,
 }
 
 impl fmt::Debug for HealthGateLayer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("HealthGateLayer")
-            .field("name", &self.name)
-            .field("check", &self.check)
-            .finish_non_exhaustive()
+        f.debug_tuple("HealthGateLayer")
+            .field(&self.settings)
+            .finish()
     }
 }
 
@@ -29,15 +34,17 @@ impl HealthGateLayer {
     /// A builder, with the default [`HealthCheck`] and the name `"health"`.
     pub fn builder() -> Builder {
         Builder {
-            name: String::from("health"),
-            check: HealthCheck::default(),
+            settings: Settings {
+                name: String::from("health"),
+                check: HealthCheck::default(),
+            },
             random: None,
         }
     }
 
     /// The checks' settings.
     pub fn check(&self) -> &HealthCheck {
-        &self.check
+        &self.settings.check
     }
 
     /// `inner` behind a gate that `probe` (any `Service<()>` whose `Ok` means healthy, such
@@ -53,9 +60,10 @@ impl HealthGateLayer {
         P::Future: Send,
     {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| ConfigError::NoRuntime)?;
-        let status = Arc::new(Status::new(self.name.clone()));
+        let status = Arc::new(Status::new(self.settings.name.clone()));
+        let check = self.settings.check;
         let task = runtime
-            .spawn(run(status.clone(), probe, self.check, self.random.clone()))
+            .spawn(run(status.clone(), probe, check, self.random.clone()))
             .abort_handle();
         Ok(HealthGate::new(inner, status, task))
     }
@@ -63,30 +71,26 @@ impl HealthGateLayer {
 
 /// Builds a [`HealthGateLayer`].
 pub struct Builder {
-    name: String,
-    check: HealthCheck,
+    settings: Settings,
     random: Option<Arc<dyn RandomSource>>,
 }
 
 impl fmt::Debug for Builder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Builder")
-            .field("name", &self.name)
-            .field("check", &self.check)
-            .finish_non_exhaustive()
+        f.debug_tuple("Builder").field(&self.settings).finish()
     }
 }
 
 impl Builder {
     /// The gate's name, in logs and metrics.
     pub fn name(mut self, name: impl Into<String>) -> Self {
-        self.name = name.into();
+        self.settings.name = name.into();
         self
     }
 
     /// When and how the service is probed.
     pub fn check(mut self, check: HealthCheck) -> Self {
-        self.check = check;
+        self.settings.check = check;
         self
     }
 
@@ -98,10 +102,9 @@ impl Builder {
 
     /// Validates the settings.
     pub fn build(self) -> Result<HealthGateLayer, ConfigError> {
-        self.check.validate()?;
+        self.settings.check.validate()?;
         Ok(HealthGateLayer {
-            name: self.name,
-            check: self.check,
+            settings: self.settings,
             random: self
                 .random
                 .unwrap_or_else(|| Arc::new(SplitMix64::from_entropy())),

@@ -70,13 +70,19 @@ async fn alone_not_ready_while_unhealthy_and_woken_when_healthy_again() {
     let start = Instant::now();
     let (mut gate, up, _) = gated("store-1");
     let handle = gate.handle();
-    assert_eq!(gate.ready().await.unwrap().call(1).await.unwrap(), "store-1");
+    assert_eq!(
+        gate.ready().await.unwrap().call(1).await.unwrap(),
+        "store-1"
+    );
 
     at(start, 0.5).await; // the first probe ran, at build
     up.store(false, Ordering::SeqCst);
     at(start, 1.5).await; // one failed probe (at 1 s): not yet
     assert!(handle.is_healthy());
-    assert_eq!(gate.ready().await.unwrap().call(1).await.unwrap(), "store-1");
+    assert_eq!(
+        gate.ready().await.unwrap().call(1).await.unwrap(),
+        "store-1"
+    );
     at(start, 2.5).await; // two in a row (at 2 s): unhealthy
     assert!(!handle.is_healthy());
 
@@ -94,7 +100,10 @@ async fn alone_not_ready_while_unhealthy_and_woken_when_healthy_again() {
     assert!(!waiting.is_finished(), "one good probe is not enough");
     assert_eq!(waiting.await.unwrap(), start + Duration::from_secs(4));
     assert!(handle.is_healthy());
-    assert_eq!(gate.ready().await.unwrap().call(1).await.unwrap(), "store-1");
+    assert_eq!(
+        gate.ready().await.unwrap().call(1).await.unwrap(),
+        "store-1"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -108,7 +117,11 @@ async fn the_checks_stop_with_the_last_clone() {
     assert_eq!(calls.load(Ordering::SeqCst), 3, "probes at 0, 1 and 2 s");
     drop(clone);
     at(start, 10.0).await;
-    assert_eq!(calls.load(Ordering::SeqCst), 3, "no probe once every gate is gone");
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        3,
+        "no probe once every gate is gone"
+    );
     assert!(handle.is_healthy(), "a handle still reads the last health");
 }
 
@@ -224,7 +237,9 @@ async fn under_a_balancer_a_gate_saying_unhealthy_is_unhealthy() {
     let t = Instant::now();
     let err = lb.ready().await.unwrap().call(1).await.unwrap_err();
     assert_eq!(t.elapsed(), Duration::from_secs(1));
-    let none = err.downcast_ref::<NoEndpointReady>().expect("NoEndpointReady");
+    let none = err
+        .downcast_ref::<NoEndpointReady>()
+        .expect("NoEndpointReady");
     assert_eq!(none.reason, bulwark_balance::Unavailable::NoneHealthy);
     assert!(handle.endpoints().iter().all(|e| !e.healthy));
 
