@@ -165,8 +165,8 @@ macro_rules! builder_setters {
 #[doc(hidden)]
 #[macro_export]
 macro_rules! debug_config {
-    ($name:ident < $($param:ident),* >) => {
-        impl<$($param),*> ::std::fmt::Debug for $name<$($param),*> {
+    ($name:ident $(< $($param:ident),* >)?) => {
+        impl<$($($param),*)?> ::std::fmt::Debug for $name<$($($param),*)?> {
             fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
                 f.debug_struct(stringify!($name))
                     .field("config", &self.config)

@@ -2,14 +2,14 @@
 
 use crate::gate::{run, HealthGate, Status};
 use crate::{ConfigError, HealthCheck};
-use bulwark_core::{BoxError, RandomSource, SplitMix64};
-use std::fmt;
+use bulwark_core::builder::Common;
+use bulwark_core::{BoxError, RandomSource};
 use std::sync::Arc;
 use tower_service::Service;
 
 /// The name and the checks' settings.
 #[derive(Debug, Clone)]
-struct Settings {
+struct GateConfig {
     name: String,
     check: HealthCheck,
 }
@@ -18,33 +18,27 @@ struct Settings {
 /// [`HealthGateLayer::build`], giving its probe.
 #[derive(Clone)]
 pub struct HealthGateLayer {
-    settings: Settings,
+    config: GateConfig,
     random: Arc<dyn RandomSource>,
 }
 
-impl fmt::Debug for HealthGateLayer {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("HealthGateLayer")
-            .field(&self.settings)
-            .finish()
-    }
-}
+bulwark_core::debug_config!(HealthGateLayer);
 
 impl HealthGateLayer {
     /// A builder, with the default [`HealthCheck`] and the name `"health"`.
     pub fn builder() -> Builder {
         Builder {
-            settings: Settings {
+            config: GateConfig {
                 name: String::from("health"),
                 check: HealthCheck::default(),
             },
-            random: None,
+            common: Common::default(),
         }
     }
 
     /// The checks' settings.
     pub fn check(&self) -> &HealthCheck {
-        &self.settings.check
+        &self.config.check
     }
 
     /// `inner` behind a gate that `probe` (any `Service<()>` whose `Ok` means healthy, such
@@ -60,8 +54,8 @@ impl HealthGateLayer {
         P::Future: Send,
     {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| ConfigError::NoRuntime)?;
-        let status = Arc::new(Status::new(self.settings.name.clone()));
-        let check = self.settings.check;
+        let status = Arc::new(Status::new(self.config.name.clone()));
+        let check = self.config.check;
         let task = runtime
             .spawn(run(status.clone(), probe, check, self.random.clone()))
             .abort_handle();
@@ -71,43 +65,29 @@ impl HealthGateLayer {
 
 /// Builds a [`HealthGateLayer`].
 pub struct Builder {
-    settings: Settings,
-    random: Option<Arc<dyn RandomSource>>,
+    config: GateConfig,
+    common: Common,
 }
 
-impl fmt::Debug for Builder {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("Builder").field(&self.settings).finish()
-    }
-}
+bulwark_core::debug_config!(Builder);
 
 impl Builder {
-    /// The gate's name, in logs and metrics.
-    pub fn name(mut self, name: impl Into<String>) -> Self {
-        self.settings.name = name.into();
-        self
-    }
-
-    /// When and how the service is probed.
-    pub fn check(mut self, check: HealthCheck) -> Self {
-        self.settings.check = check;
-        self
-    }
-
-    /// The source of the intervals' jitter (seed it in tests).
-    pub fn random(mut self, random: impl RandomSource) -> Self {
-        self.random = Some(Arc::new(random));
-        self
+    bulwark_core::builder_methods!(name);
+    bulwark_core::builder_methods!(
+        /// The source of the intervals' jitter (seed it in tests).
+        random
+    );
+    bulwark_core::builder_setters! {
+        /// When and how the service is probed.
+        fn check(check: HealthCheck) { check = check }
     }
 
     /// Validates the settings.
     pub fn build(self) -> Result<HealthGateLayer, ConfigError> {
-        self.settings.check.validate()?;
+        self.config.check.validate()?;
         Ok(HealthGateLayer {
-            settings: self.settings,
-            random: self
-                .random
-                .unwrap_or_else(|| Arc::new(SplitMix64::from_entropy())),
+            config: self.config,
+            random: self.common.random_or_entropy(),
         })
     }
 }

@@ -82,10 +82,10 @@ mod config;
 mod gate;
 mod layer;
 
+pub use bulwark_core::ConfigError;
 #[cfg(feature = "http")]
 pub use check::HttpProbe;
 pub use check::{probe_once, Tally, UnhealthyStatus};
-pub use bulwark_core::ConfigError;
 pub use config::HealthCheck;
 pub use gate::{Handle, HealthGate};
 pub use layer::{Builder, HealthGateLayer};

@@ -142,7 +142,7 @@ async fn settings_are_validated_and_a_runtime_is_needed() {
     );
     assert_eq!(
         zero.to_string(),
-        "health `health.healthy_after` must be greater than zero"
+        "`health.healthy_after` must be greater than zero"
     );
     let jitter = HealthGateLayer::builder()
         .check(HealthCheck {
