@@ -10,14 +10,13 @@ use crate::roster::Roster;
 use bulwark_core::attempts::{Attempts, NoAttempts, RequestAttempts};
 use bulwark_core::hint::{self, Hint, Refusals};
 use bulwark_core::local::LocalRef;
+use bulwark_core::timer::ServiceTimer;
 use bulwark_core::{BoxError, Classify};
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::time::{Instant, Sleep};
+use tokio::time::Instant;
 use tower_service::Service;
 
 /// How many endpoints a balancer (each clone) keeps a ready-to-use clone of. A balancer over
@@ -56,7 +55,7 @@ pub struct Balance<S, C, A = NoAttempts> {
     refusals: Refusals,
     rng: u64,
     waiting_since: Option<Instant>,
-    timer: Option<Pin<Box<Sleep>>>,
+    timer: ServiceTimer,
     attempts: A,
 }
 
@@ -101,7 +100,7 @@ impl<S, C, A> Balance<S, C, A> {
             refusals: Refusals::new(),
             rng,
             waiting_since: None,
-            timer: None,
+            timer: ServiceTimer::new(),
             attempts,
         }
     }
@@ -571,13 +570,7 @@ impl<S: Clone, C, A> Balance<S, C, A> {
                 Some(r) => deadline.min(core.instant_at(r)),
                 None => deadline,
             };
-            let timer = self
-                .timer
-                .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(wake)));
-            if timer.deadline() != wake {
-                timer.as_mut().reset(wake);
-            }
-            if timer.as_mut().poll(cx).is_pending() {
+            if self.timer.poll_until(wake, cx).is_pending() {
                 // A layer above (a failover set over balancers) hears why, as this one did.
                 if self.refusals.all_open() {
                     hint::report(Hint::CircuitOpen {

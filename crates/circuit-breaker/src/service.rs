@@ -7,14 +7,13 @@ use crate::handle::Handle;
 use crate::state::{Admission, Core, Rejection, WaitSlot};
 use bulwark_core::hint::{self, Hint};
 use bulwark_core::local::LocalRef;
+use bulwark_core::timer::ServiceTimer;
 use bulwark_core::{BoxError, CircuitState, Classify};
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::time::{Instant, Sleep};
+use tokio::time::Instant;
 use tower_service::Service;
 
 /// What every clone of one breaker shares.
@@ -60,7 +59,7 @@ pub struct CircuitBreaker<S, C> {
     ticket: Ticket,
     /// Why the breaker refused, when `ticket` is `Refused`.
     rejection: Option<Rejection>,
-    sleep: Option<Pin<Box<Sleep>>>,
+    sleep: ServiceTimer,
     /// Where this clone's task waits in readiness mode (made the first time it is refused).
     wait: Option<Arc<WaitSlot>>,
     /// Whether this clone's current readiness wait was counted as turned away (once per wait,
@@ -83,7 +82,7 @@ impl<S, C> CircuitBreaker<S, C> {
             local: LocalRef::new(shared),
             ticket: Ticket::None,
             rejection: None,
-            sleep: None,
+            sleep: ServiceTimer::new(),
             wait: None,
             turned_away: false,
         }
@@ -120,7 +119,7 @@ impl<S: Clone, C> Clone for CircuitBreaker<S, C> {
             local: self.local.clone(),
             ticket: Ticket::None,
             rejection: None,
-            sleep: None,
+            sleep: ServiceTimer::new(),
             wait: None,
             turned_away: false,
         }
@@ -192,13 +191,7 @@ impl<S, C> CircuitBreaker<S, C> {
             }
             if let Some(at) = rejection.wake_at {
                 let deadline = shared.instant_at(at);
-                let sleep = self
-                    .sleep
-                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
-                if sleep.deadline() != deadline {
-                    sleep.as_mut().reset(deadline);
-                }
-                if sleep.as_mut().poll(cx).is_ready() {
+                if self.sleep.poll_until(deadline, cx).is_ready() {
                     timer_fired += 1;
                     if timer_fired < 3 {
                         continue;

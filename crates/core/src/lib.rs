@@ -85,6 +85,10 @@ pub mod replay;
 #[doc(hidden)]
 pub mod rolling;
 mod sync;
+// Internal: one timer per future or service, armed for a deadline. Public only because the
+// layer crates of this workspace use it; not part of the API.
+#[doc(hidden)]
+pub mod timer;
 
 pub use backoff::{Backoff, BackoffError, ExponentialBackoff, Jitter};
 pub use classify::{Classify, Decision, DefaultClassifier, Outcome};

@@ -4,6 +4,7 @@ use crate::error::{AllFailed, Misuse, TargetFailure};
 use crate::policy::FailoverPolicy;
 use crate::shared::Shared;
 use bulwark_core::local::CallRef;
+use bulwark_core::timer::poll_until;
 use bulwark_core::{BoxError, FailoverReason};
 use pin_project_lite::pin_project;
 use std::fmt;
@@ -150,22 +151,6 @@ where
     }
 }
 
-/// Arms `timer` for `at` (it lives inline in the future) and polls it.
-fn poll_timer(mut timer: Pin<&mut Option<Sleep>>, at: Instant, cx: &mut Context<'_>) -> Poll<()> {
-    match timer.as_mut().as_pin_mut() {
-        Some(sleep) => {
-            if sleep.deadline() != at {
-                sleep.reset(at);
-            }
-        }
-        None => timer.set(Some(tokio::time::sleep_until(at))),
-    }
-    match timer.as_pin_mut() {
-        Some(sleep) => sleep.poll(cx),
-        None => Poll::Pending,
-    }
-}
-
 impl<S, Req, P> Future for ResponseFuture<S, Req, P>
 where
     S: Service<Req> + Clone,
@@ -195,7 +180,7 @@ where
                 Poll::Pending => match *this.limit {
                     None => Poll::Pending,
                     Some(limit) => {
-                        if poll_timer(this.timer.as_mut(), limit, cx).is_ready() {
+                        if poll_until(this.timer.as_mut(), limit, cx).is_ready() {
                             drive(this, cx, Some(None))
                         } else {
                             Poll::Pending
@@ -245,7 +230,7 @@ where
                         }
                         Poll::Pending => match *this.limit {
                             Some(limit) => {
-                                if poll_timer(this.timer.as_mut(), limit, cx).is_pending() {
+                                if poll_until(this.timer.as_mut(), limit, cx).is_pending() {
                                     return Poll::Pending;
                                 }
                                 None
@@ -317,7 +302,7 @@ where
         if more && !shared.interval.is_zero() {
             let at = Instant::now() + shared.interval;
             // Reuse the inline timer for the interval.
-            if poll_timer(this.timer.as_mut(), at, cx).is_pending() {
+            if poll_until(this.timer.as_mut(), at, cx).is_pending() {
                 this.state.set(State::Waiting);
                 return Poll::Pending;
             }

@@ -6,13 +6,12 @@ use crate::policy::FailoverPolicy;
 use crate::shared::Shared;
 use bulwark_core::hint::{self, Refusals};
 use bulwark_core::local::LocalRef;
+use bulwark_core::timer::ServiceTimer;
 use bulwark_core::BoxError;
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use tokio::time::{Instant, Sleep};
+use tokio::time::Instant;
 use tower_service::Service;
 
 /// An ordered set of targets: a request goes to one, and on a failure to the next. Built by
@@ -33,7 +32,7 @@ pub struct Failover<S, P> {
     /// Why the targets the latest poll asked were not ready, as they said.
     refusals: Refusals,
     waiting_since: Option<Instant>,
-    wait: Option<Pin<Box<Sleep>>>,
+    wait: ServiceTimer,
 }
 
 impl<S, P> Failover<S, P> {
@@ -45,7 +44,7 @@ impl<S, P> Failover<S, P> {
             refused: None,
             refusals: Refusals::new(),
             waiting_since: None,
-            wait: None,
+            wait: ServiceTimer::new(),
         }
     }
 
@@ -76,7 +75,7 @@ impl<S: Clone, P> Clone for Failover<S, P> {
             refused: None,
             refusals: Refusals::new(),
             waiting_since: None,
-            wait: None,
+            wait: ServiceTimer::new(),
         }
     }
 }
@@ -105,13 +104,7 @@ impl<S, P> Failover<S, P> {
         if self.refusals.hopeless(until.saturating_duration_since(now)) {
             return self.refuse(now - since);
         }
-        let sleep = self
-            .wait
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(until)));
-        if sleep.deadline() != until {
-            sleep.as_mut().reset(until);
-        }
-        if sleep.as_mut().poll(cx).is_ready() {
+        if self.wait.poll_until(until, cx).is_ready() {
             return self.refuse(wait_for);
         }
         Poll::Pending

@@ -4,6 +4,7 @@ use crate::config::Stragglers;
 use crate::outcome::{Merge, Outcomes, Summary, TargetOutcome, TargetResult};
 use crate::service::Shared;
 use bulwark_core::local::CallRef;
+use bulwark_core::timer::poll_until;
 use bulwark_core::{BoxError, Classify, Event, Outcome};
 use pin_project_lite::pin_project;
 use std::fmt;
@@ -17,7 +18,7 @@ use tower_service::Service;
 pub(crate) struct Branch<S: Service<Req>, Req> {
     service: S,
     request: Option<Req>,
-    future: Option<S::Future>,
+    future: Option<Pin<Box<S::Future>>>,
     result: Option<TargetResult<S::Response>>,
 }
 
@@ -39,10 +40,10 @@ impl<S: Service<Req>, Req> Branch<S, Req> {
 pin_project! {
     /// The future of a [`FanOut`](crate::FanOut) call.
     ///
-    /// Its branches live in one `Vec` (the request's one allocation) and are polled in turn;
-    /// the targets' futures must therefore be `Unpin` (this project's layers' futures are when
-    /// the inner one is; box a target's futures otherwise). One inline timer serves the
-    /// branch and whole-fan-out deadlines.
+    /// Its branches live in one `Vec` and are polled in turn; each started branch's future
+    /// is pinned in a box of its own, so a target's future need not be `Unpin` (this
+    /// project's layers keep their timers inline). One inline timer serves the branch and
+    /// whole-fan-out deadlines.
     pub struct ResponseFuture<S, Req, C, M>
     where
         S: Service<Req>,
@@ -87,7 +88,7 @@ impl<S: Service<Req>, Req, C, M> fmt::Debug for ResponseFuture<S, Req, C, M> {
 impl<S, Req, C, M> Future for ResponseFuture<S, Req, C, M>
 where
     S: Service<Req>,
-    S::Future: Unpin + Send + 'static,
+    S::Future: Send + 'static,
     S::Response: Send + 'static,
     S::Error: Into<BoxError> + Send + 'static,
     C: Classify<S::Response, S::Error>,
@@ -138,12 +139,12 @@ where
                             running -= 1;
                             continue;
                         };
-                        b.future = Some(b.service.call(req));
+                        b.future = Some(Box::pin(b.service.call(req)));
                     }
                 }
             }
             if let Some(fut) = b.future.as_mut() {
-                if let Poll::Ready(result) = Pin::new(fut).poll(cx) {
+                if let Poll::Ready(result) = fut.as_mut().poll(cx) {
                     b.future = None;
                     let r = match shared.classifier.classify(&result) {
                         Outcome::Success => match result {
@@ -173,19 +174,14 @@ where
         }
 
         if let Some(limit) = *this.limit {
-            if this.timer.is_none() {
-                this.timer.set(Some(tokio::time::sleep_until(limit)));
-            }
-            if let Some(timer) = this.timer.as_mut().as_pin_mut() {
-                if timer.poll(cx).is_ready() {
-                    for (i, b) in this.branches.iter_mut().enumerate() {
-                        if b.result.is_none() {
-                            b.future = None; // cut off
-                            finish_branch(shared, i, b, TargetResult::TimedOut);
-                        }
+            if poll_until(this.timer.as_mut(), limit, cx).is_ready() {
+                for (i, b) in this.branches.iter_mut().enumerate() {
+                    if b.result.is_none() {
+                        b.future = None; // cut off
+                        finish_branch(shared, i, b, TargetResult::TimedOut);
                     }
-                    return Poll::Ready(answer(this.branches, shared, met, this.done));
                 }
+                return Poll::Ready(answer(this.branches, shared, met, this.done));
             }
         }
         Poll::Pending
@@ -258,7 +254,7 @@ fn answer<S: Service<Req>, Req, C, M>(
     done: &mut bool,
 ) -> Result<M::Output, BoxError>
 where
-    S::Future: Unpin + Send + 'static,
+    S::Future: Send + 'static,
     S::Response: Send + 'static,
     S::Error: Send + 'static,
     M: Merge<S::Response>,
@@ -322,11 +318,11 @@ fn finish_in_background<S: Service<Req>, Req, C, M>(
     shared: &Shared<C, M>,
     within: std::time::Duration,
 ) where
-    S::Future: Unpin + Send + 'static,
+    S::Future: Send + 'static,
     S::Response: Send + 'static,
     S::Error: Send + 'static,
 {
-    let running: Vec<S::Future> = branches
+    let running: Vec<Pin<Box<S::Future>>> = branches
         .iter_mut()
         .filter(|b| b.result.is_none())
         .filter_map(|b| b.future.take())

@@ -71,7 +71,7 @@ impl<S, C, M> FanOut<S, C, M> {
 impl<S, C, M, Req> Service<Req> for FanOut<S, C, M>
 where
     S: Service<Req> + Clone,
-    S::Future: Unpin + Send + 'static,
+    S::Future: Send + 'static,
     S::Response: Send + 'static,
     S::Error: Into<BoxError> + Send + 'static,
     Req: Clone,
@@ -99,8 +99,8 @@ where
                 [a, b].into_iter().flatten().map(|d| now + d).min()
             }
         };
-        // One allocation: a branch per target, each with its own clone of the target and
-        // of the request.
+        // One allocation for the branches, each with its own clone of the target and of the
+        // request (and, once its target is called, the target's future in a box).
         let n = self.targets.len();
         let mut branches = Vec::with_capacity(n);
         for (i, target) in self.targets.iter().enumerate() {

@@ -5,6 +5,7 @@ use crate::policy::{Decision, RetryPolicy};
 use crate::shared::Shared;
 use bulwark_core::backoff::Backoff;
 use bulwark_core::local::CallRef;
+use bulwark_core::timer::poll_until;
 use bulwark_core::{BoxError, GiveUpReason};
 use pin_project_lite::pin_project;
 use std::fmt;
@@ -19,9 +20,10 @@ pin_project! {
     /// The future of a [`BackoffRetry`](crate::BackoffRetry) call.
     ///
     /// A named state machine, never boxed: the running attempt, the wait before the next
-    /// one, or waiting for the inner service to be ready. Its only allocation is a timer,
-    /// made the first time it has to wait (a backoff, or an attempt that outlives a
-    /// configured timeout or deadline) and reused after that.
+    /// one, or waiting for the inner service to be ready. Its timer lives inline (as tower's
+    /// `Timeout` keeps its own): armed the first time it has to wait (a backoff, or an
+    /// attempt that outlives a configured timeout or deadline) and re-armed after that, with
+    /// no allocation.
     #[project = ResponseFutureProj]
     pub struct ResponseFuture<F, S, Req, P>
     where
@@ -41,7 +43,8 @@ pin_project! {
         deadline: Option<Instant>,
         // When the running attempt must be done (its timeout or the deadline).
         limit: Option<Instant>,
-        timer: Option<Pin<Box<Sleep>>>,
+        #[pin]
+        timer: Option<Sleep>,
         // The last attempt's result, kept while waiting to retry in case the deadline ends it.
         last: Option<F::Output>,
         // The `retry{retry, attempt}` span of a retry (attempt 2 and later), entered while
@@ -131,15 +134,6 @@ fn earliest(a: Instant, b: Option<Instant>) -> Instant {
     }
 }
 
-/// Arms `timer` for `at` (allocating it the first time) and polls it.
-fn poll_timer(timer: &mut Option<Pin<Box<Sleep>>>, at: Instant, cx: &mut Context<'_>) -> Poll<()> {
-    let sleep = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
-    if sleep.deadline() != at {
-        sleep.as_mut().reset(at);
-    }
-    sleep.as_mut().poll(cx)
-}
-
 impl<F, S, Req, P> fmt::Debug for ResponseFuture<F, S, Req, P>
 where
     F: Future,
@@ -219,7 +213,7 @@ where
                             let Some(limit) = *this.limit else {
                                 return Poll::Pending;
                             };
-                            if poll_timer(this.timer, limit, cx).is_pending() {
+                            if poll_until(this.timer.as_mut(), limit, cx).is_pending() {
                                 return Poll::Pending;
                             }
                             None // timed out
@@ -236,7 +230,7 @@ where
                         this.state.set(State::Readying);
                         continue;
                     };
-                    if poll_timer(this.timer, wake, cx).is_pending() {
+                    if poll_until(this.timer.as_mut(), wake, cx).is_pending() {
                         return Poll::Pending;
                     }
                     this.state.set(State::Readying);
@@ -265,7 +259,7 @@ where
                         Poll::Pending => {
                             // Waiting for readiness must not outlive the deadline either.
                             if let Some(deadline) = *this.deadline {
-                                if poll_timer(this.timer, deadline, cx).is_ready() {
+                                if poll_until(this.timer.as_mut(), deadline, cx).is_ready() {
                                     let shared = &**this.shared;
                                     let attempts = *this.attempts;
                                     shared.gave_up(attempts, GiveUpReason::Deadline);
