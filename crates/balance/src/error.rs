@@ -80,16 +80,3 @@ impl fmt::Display for NoEndpointReady {
 }
 
 impl std::error::Error for NoEndpointReady {}
-
-/// `call` without a `poll_ready` that returned `Ready(Ok)`, or a future polled after it
-/// finished: a bug in the caller, reported rather than panicking.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Misuse;
-
-impl fmt::Display for Misuse {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("balancer called before poll_ready, or polled after completion")
-    }
-}
-
-impl std::error::Error for Misuse {}

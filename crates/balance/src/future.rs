@@ -1,9 +1,8 @@
 //! The response future: the endpoint's own future, with its outcome recorded.
 
 use crate::core::{Core, EndpointState};
-use crate::error::Misuse;
 use bulwark_core::local::CallRef;
-use bulwark_core::{BoxError, Classify, Outcome};
+use bulwark_core::{BoxError, Classify, Misuse, Outcome};
 use pin_project_lite::pin_project;
 use std::fmt;
 use std::future::Future;
@@ -112,9 +111,9 @@ where
                 }
                 Poll::Ready(result.map_err(Into::into))
             }
-            StateProj::Failed { error } => {
-                Poll::Ready(Err(error.take().unwrap_or_else(|| Box::new(Misuse))))
-            }
+            StateProj::Failed { error } => Poll::Ready(Err(error
+                .take()
+                .unwrap_or_else(|| Box::new(Misuse::polled_after_completion("balancer"))))),
         }
     }
 }

@@ -105,12 +105,13 @@ mod roster;
 mod service;
 mod sync;
 
+pub use bulwark_core::Misuse;
 #[cfg(feature = "http")]
 pub use bulwark_health::HttpProbe;
 pub use bulwark_health::{HealthCheck, UnhealthyStatus};
 pub use config::{BalanceConfig, ConfigError, Ejection, FailureRate, SlowStart, Strategy};
 pub use endpoints::Endpoints;
-pub use error::{Misuse, NoEndpointReady, Unavailable};
+pub use error::{NoEndpointReady, Unavailable};
 pub use future::ResponseFuture;
 pub use handle::{EndpointSnapshot, Handle};
 pub use key::{EndpointKey, Refresh, Weighted};

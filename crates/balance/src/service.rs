@@ -2,7 +2,7 @@
 
 use crate::config::Strategy;
 use crate::core::{Core, EndpointState};
-use crate::error::{Misuse, NoEndpointReady, Unavailable};
+use crate::error::{NoEndpointReady, Unavailable};
 use crate::future::{InFlight, ResponseFuture};
 use crate::handle::Handle;
 use crate::membership::{materialize, Member, Membership, Slot};
@@ -11,7 +11,7 @@ use bulwark_core::attempts::{Attempts, NoAttempts, RequestAttempts};
 use bulwark_core::hint::{self, Hint, Refusals};
 use bulwark_core::local::LocalRef;
 use bulwark_core::timer::ServiceTimer;
-use bulwark_core::{BoxError, Classify};
+use bulwark_core::{BoxError, Classify, Misuse};
 use std::fmt;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -628,7 +628,7 @@ where
             return ResponseFuture::failed(Box::new(refused));
         }
         let Some(mut slot) = self.chosen.take() else {
-            return ResponseFuture::failed(Box::new(Misuse));
+            return ResponseFuture::failed(Box::new(Misuse::called_before_ready("balancer")));
         };
         if let Some(attempts) = self.attempts.attempts(&request) {
             attempts.record(self.core.get().scope, slot.state.id);

@@ -136,7 +136,9 @@ where
             }
             StateProj::Failed { error } => match error.take() {
                 Some(e) => Poll::Ready(Err(e)),
-                None => Poll::Ready(Err(Box::new(crate::service::NotReady))),
+                None => Poll::Ready(Err(Box::new(
+                    bulwark_core::Misuse::polled_after_completion("circuit breaker"),
+                ))),
             },
         }
     }

@@ -100,6 +100,8 @@ pub use error::Open;
 pub use future::ResponseFuture;
 pub use handle::{Handle, MetricsSnapshot};
 pub use layer::{Builder, CircuitBreakerLayer};
-pub use service::{CircuitBreaker, NotReady};
+pub use service::CircuitBreaker;
 
-pub use bulwark_core::{CircuitState, Classify, DefaultClassifier, Event, Listener, Outcome};
+pub use bulwark_core::{
+    CircuitState, Classify, DefaultClassifier, Event, Listener, Misuse, Outcome,
+};

@@ -8,7 +8,7 @@ use crate::state::{Admission, Core, Rejection, WaitSlot};
 use bulwark_core::hint::{self, Hint};
 use bulwark_core::local::LocalRef;
 use bulwark_core::timer::ServiceTimer;
-use bulwark_core::{BoxError, CircuitState, Classify};
+use bulwark_core::{BoxError, CircuitState, Classify, Misuse};
 use std::fmt;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -144,19 +144,6 @@ impl<S: fmt::Debug, C> fmt::Debug for CircuitBreaker<S, C> {
     }
 }
 
-/// `call` was used without a `poll_ready` that returned `Ready(Ok)` first: a bug in the
-/// caller, reported as an error rather than a panic.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct NotReady;
-
-impl fmt::Display for NotReady {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("circuit breaker called before poll_ready returned Ready")
-    }
-}
-
-impl std::error::Error for NotReady {}
-
 impl<S, C> CircuitBreaker<S, C> {
     /// The breaker refused a call in `poll_ready`. Fail-fast: ready at once, `call` answers
     /// with the refusal. Readiness: pending, with a wake-up arranged for the next state change
@@ -263,7 +250,9 @@ where
                 ResponseFuture::called(self.inner.call(req), permit, start)
             }
             Ticket::Refused => self.refuse(),
-            Ticket::None => ResponseFuture::failed(Box::new(NotReady)),
+            Ticket::None => {
+                ResponseFuture::failed(Box::new(Misuse::called_before_ready("circuit breaker")))
+            }
         }
     }
 }
@@ -273,7 +262,9 @@ impl<S, C> CircuitBreaker<S, C> {
     #[cold]
     fn refuse<F>(&mut self) -> ResponseFuture<F, C> {
         let Some(mut rejection) = self.rejection.take() else {
-            return ResponseFuture::failed(Box::new(NotReady));
+            return ResponseFuture::failed(Box::new(Misuse::called_before_ready(
+                "circuit breaker",
+            )));
         };
         let shared = self.shared();
         if let Some(at) = rejection.wake_at {

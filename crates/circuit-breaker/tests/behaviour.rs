@@ -2,7 +2,7 @@
 
 mod common;
 
-use bulwark_circuit_breaker::{CircuitBreakerLayer, CircuitState, Mode, NotReady, Outcome};
+use bulwark_circuit_breaker::{CircuitBreakerLayer, CircuitState, Misuse, Mode, Outcome};
 use bulwark_core::{Event, SplitMix64, TripReason};
 use common::{ms, open_of, secs, send, Backend, Reply};
 use std::sync::{Arc, Mutex};
@@ -607,7 +607,7 @@ async fn clones_share_one_breaker_and_layers_make_new_ones() {
 async fn call_without_poll_ready_is_an_error_not_a_panic() {
     let mut svc = layer().build().unwrap().layer(Backend::default());
     let err = svc.call(Reply::Ok).await.unwrap_err();
-    assert!(err.is::<NotReady>());
+    assert!(err.is::<Misuse>());
 }
 
 #[tokio::test(start_paused = true)]

@@ -30,6 +30,8 @@
 //! * [`hint`]: why a service turned a readiness poll away (an open circuit and when it probes,
 //!   failing health checks), told to the balancer or failover set that asked, so it can say why
 //!   nothing is ready, or fail at once when waiting cannot help.
+//! * [`misuse`]: [`Misuse`], the one error every layer returns for a `call` before `poll_ready`
+//!   said ready, or a future polled after it finished.
 //!
 //! # Feature flags
 //!
@@ -75,6 +77,7 @@ pub mod hint;
 pub mod local;
 #[cfg(all(test, bulwark_loom))]
 mod loom_tests;
+pub mod misuse;
 #[cfg(feature = "http")]
 pub mod pushback;
 pub mod random;
@@ -101,6 +104,7 @@ pub use event::{
 };
 #[cfg(feature = "grpc")]
 pub use grpc::{GrpcClassifier, GrpcCode, GrpcCodeSet};
+pub use misuse::{Misuse, MisuseKind};
 pub use random::{RandomSource, SplitMix64};
 #[cfg(feature = "http")]
 pub use replay::{replayable, CanReplay, ReplayBody, ReplayError, DEFAULT_REPLAY_CAP};

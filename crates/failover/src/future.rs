@@ -1,11 +1,11 @@
 //! The response future: one request's way through the targets.
 
-use crate::error::{AllFailed, Misuse, TargetFailure};
+use crate::error::{AllFailed, TargetFailure};
 use crate::policy::FailoverPolicy;
 use crate::shared::Shared;
 use bulwark_core::local::CallRef;
 use bulwark_core::timer::poll_until;
-use bulwark_core::{BoxError, FailoverReason};
+use bulwark_core::{BoxError, FailoverReason, Misuse};
 use pin_project_lite::pin_project;
 use std::fmt;
 use std::future::Future;
@@ -256,11 +256,15 @@ where
                     None => continue,
                 },
                 StateProj::Failed { error } => {
-                    let e = error.take().unwrap_or_else(|| Box::new(Misuse));
+                    let e = error
+                        .take()
+                        .unwrap_or_else(|| Box::new(Misuse::polled_after_completion("failover")));
                     this.state.set(State::Done);
                     return Poll::Ready(Err(e));
                 }
-                StateProj::Done => return Poll::Ready(Err(Box::new(Misuse))),
+                StateProj::Done => {
+                    return Poll::Ready(Err(Box::new(Misuse::polled_after_completion("failover"))))
+                }
             },
         };
         // The attempt on `current` failed (`result`), or timed out (`None`).
@@ -325,7 +329,7 @@ where
 {
     let shared = &**this.shared;
     let Some(trail) = this.trail.as_mut() else {
-        return Some(Err(Box::new(Misuse)));
+        return Some(Err(Box::new(Misuse::polled_after_completion("failover"))));
     };
     let resendable = this
         .request
@@ -369,7 +373,7 @@ where
     *this.current = j;
     let request = match this.request.as_ref() {
         Some(r) => r.clone(),
-        None => return Some(Err(Box::new(Misuse))),
+        None => return Some(Err(Box::new(Misuse::polled_after_completion("failover")))),
     };
     trail.last = None;
     *this.limit = shared.attempt_timeout.map(|t| Instant::now() + t);

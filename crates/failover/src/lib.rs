@@ -73,8 +73,9 @@ mod policy;
 mod service;
 mod shared;
 
+pub use bulwark_core::Misuse;
 pub use config::{ConfigError, FailoverConfig, Mode};
-pub use error::{AllFailed, Misuse, NoTargetReady, TargetFailure, Unavailable};
+pub use error::{AllFailed, NoTargetReady, TargetFailure, Unavailable};
 pub use future::ResponseFuture;
 pub use layer::{Builder, FailoverLayer};
 #[cfg(feature = "http")]

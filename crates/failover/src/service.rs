@@ -1,13 +1,13 @@
 //! The failover service.
 
-use crate::error::{Misuse, NoTargetReady, Unavailable};
+use crate::error::{NoTargetReady, Unavailable};
 use crate::future::ResponseFuture;
 use crate::policy::FailoverPolicy;
 use crate::shared::Shared;
 use bulwark_core::hint::{self, Refusals};
 use bulwark_core::local::LocalRef;
 use bulwark_core::timer::ServiceTimer;
-use bulwark_core::BoxError;
+use bulwark_core::{BoxError, Misuse};
 use std::fmt;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -178,7 +178,10 @@ where
             return ResponseFuture::failed(Box::new(refused), self.local.for_call());
         }
         let Some(i) = self.chosen.take() else {
-            return ResponseFuture::failed(Box::new(Misuse), self.local.for_call());
+            return ResponseFuture::failed(
+                Box::new(Misuse::called_before_ready("failover")),
+                self.local.for_call(),
+            );
         };
         let mut request = request;
         let copy = if shared.targets > 1 && shared.policy.can_resend(&request) {

@@ -99,7 +99,9 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         if *this.done {
-            return Poll::Ready(Err(Box::new(crate::Misuse)));
+            return Poll::Ready(Err(Box::new(crate::Misuse::polled_after_completion(
+                "fan-out",
+            ))));
         }
         let shared = &**this.shared;
         let n = this.branches.len();
@@ -134,7 +136,9 @@ where
                                 shared,
                                 i,
                                 b,
-                                TargetResult::Error(Box::new(crate::Misuse)),
+                                TargetResult::Error(Box::new(
+                                    crate::Misuse::polled_after_completion("fan-out"),
+                                )),
                             );
                             running -= 1;
                             continue;

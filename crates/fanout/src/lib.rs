@@ -53,6 +53,7 @@ pub mod metrics;
 mod outcome;
 mod service;
 
+pub use bulwark_core::Misuse;
 pub use config::{ConfigError, FanOutConfig, Policy, Stragglers};
 pub use future::ResponseFuture;
 pub use outcome::{
@@ -61,15 +62,3 @@ pub use outcome::{
 #[cfg(feature = "http")]
 pub use outcome::{HttpMerge, SUMMARY_HEADER};
 pub use service::{Builder, FanOut, FanOutLayer};
-
-/// A future polled after it finished: a bug in the caller, reported rather than panicking.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Misuse;
-
-impl std::fmt::Display for Misuse {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("fan-out future polled after completion")
-    }
-}
-
-impl std::error::Error for Misuse {}

@@ -227,7 +227,7 @@ impl<Res> Merge<Res> for FirstSuccess {
             TargetResult::Succeeded(r) => Some(r),
             _ => None,
         });
-        first.ok_or_else(|| Box::new(crate::Misuse) as BoxError)
+        first.ok_or_else(|| Box::new(crate::Misuse::polled_after_completion("fan-out")) as BoxError)
     }
 }
 
@@ -294,7 +294,9 @@ mod http_merge {
                     TargetResult::Succeeded(r) => Some(r),
                     _ => None,
                 })
-                .ok_or_else(|| Box::new(crate::Misuse) as BoxError)?;
+                .ok_or_else(|| {
+                    Box::new(crate::Misuse::polled_after_completion("fan-out")) as BoxError
+                })?;
             if let Ok(v) = http::HeaderValue::from_str(&summary) {
                 first.headers_mut().insert(SUMMARY_HEADER, v);
             }

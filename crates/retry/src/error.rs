@@ -45,16 +45,3 @@ impl fmt::Display for DeadlineExceeded {
 }
 
 impl std::error::Error for DeadlineExceeded {}
-
-/// `call` was used without a `poll_ready` that returned `Ready(Ok)` first, or a response
-/// future was polled after it finished: a bug in the caller, reported rather than panicking.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Misuse;
-
-impl fmt::Display for Misuse {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("retry future polled after completion")
-    }
-}
-
-impl std::error::Error for Misuse {}

@@ -1,12 +1,12 @@
 //! The response future: one request's attempts, waits and decisions.
 
-use crate::error::{AttemptTimedOut, DeadlineExceeded, Misuse};
+use crate::error::{AttemptTimedOut, DeadlineExceeded};
 use crate::policy::{Decision, RetryPolicy};
 use crate::shared::Shared;
 use bulwark_core::backoff::Backoff;
 use bulwark_core::local::CallRef;
 use bulwark_core::timer::poll_until;
-use bulwark_core::{BoxError, GiveUpReason};
+use bulwark_core::{BoxError, GiveUpReason, Misuse};
 use pin_project_lite::pin_project;
 use std::fmt;
 use std::future::Future;
@@ -238,7 +238,9 @@ where
                 }
                 StateProj::Readying => {
                     let Some(service) = this.service.as_mut() else {
-                        return Poll::Ready(Err(Box::new(Misuse)));
+                        return Poll::Ready(Err(Box::new(Misuse::polled_after_completion(
+                            "retry",
+                        ))));
                     };
                     // A resend: the balancer below, if any, reserves an endpoint this
                     // request has not been to.
@@ -284,7 +286,9 @@ where
                         this.request.clone()
                     };
                     let Some(request) = request else {
-                        return Poll::Ready(Err(Box::new(Misuse)));
+                        return Poll::Ready(Err(Box::new(Misuse::polled_after_completion(
+                            "retry",
+                        ))));
                     };
                     *this.last = None;
                     *this.limit = match shared.attempt_timeout {
@@ -304,7 +308,9 @@ where
                     this.state.set(State::Calling { future });
                     continue;
                 }
-                StateProj::Done => return Poll::Ready(Err(Box::new(Misuse))),
+                StateProj::Done => {
+                    return Poll::Ready(Err(Box::new(Misuse::polled_after_completion("retry"))))
+                }
             },
         };
         this.state.set(State::Done);

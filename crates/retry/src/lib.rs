@@ -141,8 +141,9 @@ pub use bulwark_core::pushback::{
     is_connection_failure, parse_pushback, parse_retry_after, AsError, Pushback,
     GRPC_RETRY_PUSHBACK_MS,
 };
+pub use bulwark_core::Misuse;
 pub use config::{BudgetConfig, ConfigError, RetryConfig, MAX_ATTEMPTS};
-pub use error::{AttemptTimedOut, DeadlineExceeded, Misuse};
+pub use error::{AttemptTimedOut, DeadlineExceeded};
 pub use future::ResponseFuture;
 #[cfg(feature = "grpc")]
 pub use grpc::GrpcRetryPolicy;
