@@ -3,6 +3,7 @@
 use crate::config::{BalanceConfig, Ejection, SlowStart, Strategy};
 use crate::key::Refresh;
 use crate::sync::{lock, AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Mutex, Ordering};
+use bulwark_core::clock::{nanos, Clock};
 use bulwark_core::rolling::SlotSnapshots;
 use bulwark_core::{Event, SharedListener};
 use std::sync::Arc;
@@ -147,7 +148,7 @@ pub(crate) struct Core<C> {
     next_due: AtomicU64,
     pub(crate) classifier: C,
     listener: Option<SharedListener>,
-    base: Instant,
+    clock: Clock,
     /// Balancers waiting for an endpoint, woken when one is marked healthy or added.
     /// Each with the clock time of its latest registration (see `register`).
     waiters: Mutex<Vec<(Waker, u64)>>,
@@ -242,7 +243,7 @@ impl<C> Core<C> {
             next_due: AtomicU64::new(u64::MAX),
             classifier,
             listener,
-            base: Instant::now(),
+            clock: Clock::new(),
             waiters: Mutex::new(Vec::new()),
             health_task: Mutex::new(None),
         }
@@ -265,8 +266,7 @@ impl<C> Core<C> {
         let warm_from = match (&self.slow_start, warm) {
             (Some(s), true) => {
                 let now = self.now();
-                let until =
-                    now.saturating_add(u64::try_from(s.window.as_nanos()).unwrap_or(u64::MAX));
+                let until = now.saturating_add(nanos(s.window));
                 self.warm_until.fetch_max(until, Ordering::AcqRel);
                 now
             }
@@ -487,7 +487,7 @@ impl<C> Core<C> {
     /// endpoint is marked healthy or added, which, with no health checks, is never.
     pub(crate) fn register(&self, waker: &Waker) {
         let now = self.now();
-        let keep = u64::try_from(self.wait_for_ready.as_nanos()).unwrap_or(u64::MAX);
+        let keep = nanos(self.wait_for_ready);
         let mut w = lock(&self.waiters);
         w.retain(|(_, at)| now.saturating_sub(*at) <= keep);
         match w.iter_mut().find(|(x, _)| x.will_wake(waker)) {
@@ -506,9 +506,7 @@ impl<C> Core<C> {
     /// is never 0, and 0 can mean "not ejected").
     #[inline]
     pub(crate) fn now(&self) -> u64 {
-        u64::try_from(self.base.elapsed().as_nanos())
-            .unwrap_or(u64::MAX - 1)
-            .saturating_add(1)
+        self.clock.now().saturating_add(1)
     }
 
     /// The clock time, when picking needs it (peak-EWMA decay, or an endpoint ejected);
@@ -528,7 +526,7 @@ impl<C> Core<C> {
 
     /// The instant of clock time `at`.
     pub(crate) fn instant_at(&self, at: u64) -> Instant {
-        self.base + Duration::from_nanos(at.saturating_sub(1))
+        self.clock.instant_at(at.saturating_sub(1))
     }
 
     fn emit(&self, event: &Event<'_>) {
@@ -826,7 +824,7 @@ impl<C> Core<C> {
             .base
             .saturating_mul(times)
             .min(self.ejection.max);
-        let until = now.saturating_add(u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX));
+        let until = now.saturating_add(nanos(duration));
         if e.ejected_until
             .compare_exchange(0, until, Ordering::AcqRel, Ordering::Acquire)
             .is_err()
@@ -928,8 +926,7 @@ impl<C> Core<C> {
                 if let Some(s) = &self.slow_start {
                     let now = self.now();
                     e.warm_from.store(now, Ordering::Relaxed);
-                    let end =
-                        now.saturating_add(u64::try_from(s.window.as_nanos()).unwrap_or(u64::MAX));
+                    let end = now.saturating_add(nanos(s.window));
                     self.warm_until.fetch_max(end, Ordering::AcqRel);
                 }
             }

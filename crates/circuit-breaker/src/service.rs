@@ -5,6 +5,7 @@ use crate::error::Open;
 use crate::future::{Permit, ResponseFuture};
 use crate::handle::Handle;
 use crate::state::{Admission, Core, Rejection, WaitSlot};
+use bulwark_core::clock::Clock;
 use bulwark_core::hint::{self, Hint};
 use bulwark_core::local::LocalRef;
 use bulwark_core::timer::ServiceTimer;
@@ -13,7 +14,6 @@ use std::fmt;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::time::Instant;
 use tower_service::Service;
 
 /// What every clone of one breaker shares.
@@ -21,7 +21,7 @@ pub(crate) struct Shared<C> {
     pub(crate) core: Core,
     pub(crate) classifier: C,
     pub(crate) mode: Mode,
-    base: Instant,
+    clock: Clock,
 }
 
 impl<C> Shared<C> {
@@ -30,18 +30,14 @@ impl<C> Shared<C> {
             core,
             classifier,
             mode,
-            base: Instant::now(),
+            clock: Clock::new(),
         }
     }
 
     /// Nanoseconds on tokio's clock since the breaker was built.
     #[inline]
     pub(crate) fn now(&self) -> u64 {
-        u64::try_from(self.base.elapsed().as_nanos()).unwrap_or(u64::MAX)
-    }
-
-    fn instant_at(&self, at: u64) -> Instant {
-        self.base + Duration::from_nanos(at)
+        self.clock.now()
     }
 }
 
@@ -177,7 +173,7 @@ impl<S, C> CircuitBreaker<S, C> {
                 Admission::Rejected(r) => rejection = r,
             }
             if let Some(at) = rejection.wake_at {
-                let deadline = shared.instant_at(at);
+                let deadline = shared.clock.instant_at(at);
                 if self.sleep.poll_until(deadline, cx).is_ready() {
                     timer_fired += 1;
                     if timer_fired < 3 {

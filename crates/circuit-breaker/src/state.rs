@@ -21,6 +21,7 @@
 use crate::config::{CircuitBreakerConfig, OpenPeriod};
 use crate::sync::{lock, AtomicU32, AtomicU64, Mutex, Ordering};
 use crate::window::{CountWindow, Sample, Stats, TimeWindow, Window};
+use bulwark_core::clock::nanos;
 use bulwark_core::{CircuitState, Event, Outcome, RandomSource, SharedListener, TripReason};
 use std::sync::{Arc, Weak};
 use std::task::Waker;
@@ -83,10 +84,6 @@ fn to_code(state: CircuitState) -> u64 {
         CircuitState::Disabled => DISABLED,
         _ => METRICS_ONLY,
     }
-}
-
-fn nanos(d: Duration) -> u64 {
-    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// Whether a call may go.

@@ -68,6 +68,7 @@
 //! jitter = { additive = "100ms" }   # or "none", "full", "equal", "decorrelated"
 //! ```
 
+use crate::clock::nanos;
 use crate::random::RandomSource;
 use std::fmt;
 use std::time::Duration;
@@ -307,12 +308,6 @@ impl Backoff for ExponentialBackoff {
         };
         Duration::from_nanos(nanos)
     }
-}
-
-/// A duration in nanoseconds, saturating at `u64::MAX` (about 584 years; validated settings
-/// are at most 100 years, only a caller's `previous` can be longer).
-fn nanos(d: Duration) -> u64 {
-    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// Rounds a non-negative float of nanoseconds to an integer; `as` saturates (`+inf` becomes

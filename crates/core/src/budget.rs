@@ -36,11 +36,11 @@
 //! assert_eq!(granted, 10);
 //! ```
 
+use crate::clock::Clock;
 use crate::rolling::{SlotSnapshots, Start};
 use crate::sync::{AtomicU64, Ordering};
 use std::fmt;
 use std::time::Duration;
-use tokio::time::Instant;
 
 /// How many snapshots the window is kept in.
 const SLOTS: u64 = 10;
@@ -52,7 +52,7 @@ pub struct RetryBudget {
     floor_per_sec: u32,
     window: Duration,
     slot_nanos: u64,
-    base: Instant,
+    clock: Clock,
     deposits: AtomicU64,
     withdrawals: AtomicU64,
     /// The counters as they were at the first withdrawal of each tenth of the window.
@@ -131,7 +131,7 @@ impl RetryBudget {
             floor_per_sec,
             window,
             slot_nanos,
-            base: Instant::now(),
+            clock: Clock::new(),
             deposits: AtomicU64::new(0),
             withdrawals: AtomicU64::new(0),
             snapshots: SlotSnapshots::new(SLOTS as usize),
@@ -221,7 +221,7 @@ impl RetryBudget {
     }
 
     fn epoch(&self) -> u64 {
-        (self.base.elapsed().as_nanos() / u128::from(self.slot_nanos)) as u64
+        self.clock.now() / self.slot_nanos
     }
 
     /// Stores a snapshot for `epoch` if none exists yet (the first withdrawal in it wins).

@@ -66,6 +66,10 @@ pub mod backoff;
 pub mod budget;
 pub mod builder;
 pub mod classify;
+// Internal: nanoseconds on tokio's clock since a start, for times kept in atomics. Public only
+// because the layer crates of this workspace use it; not part of the API.
+#[doc(hidden)]
+pub mod clock;
 pub mod config;
 pub mod event;
 #[cfg(feature = "grpc")]
