@@ -21,6 +21,7 @@
 use crate::config::{CircuitBreakerConfig, OpenPeriod};
 use crate::sync::{lock, AtomicU32, AtomicU64, Mutex, Ordering};
 use crate::window::{CountWindow, Sample, Stats, TimeWindow, Window};
+use bulwark_core::backoff::spread_factor;
 use bulwark_core::clock::nanos;
 use bulwark_core::{CircuitState, Event, Outcome, RandomSource, SharedListener, TripReason};
 use std::sync::{Arc, Weak};
@@ -548,8 +549,7 @@ impl Core {
                 let exp = trips.saturating_sub(1).min(1024) as i32;
                 let cap = max.as_secs_f64();
                 let base = (initial.as_secs_f64() * multiplier.powi(exp)).min(cap);
-                let spread = 1.0 + jitter * (2.0 * self.random.next_f64() - 1.0);
-                let secs = (base * spread).clamp(0.0, cap);
+                let secs = (base * spread_factor(jitter, &*self.random)).clamp(0.0, cap);
                 nanos(Duration::from_secs_f64(secs)).max(1)
             }
         }

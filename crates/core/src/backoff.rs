@@ -310,6 +310,31 @@ impl Backoff for ExponentialBackoff {
     }
 }
 
+/// A factor spreading a period by up to `fraction` of it either way, uniformly:
+/// `1 + fraction * (2r - 1)` for `r` uniform in `[0, 1)`, never below zero.
+///
+/// Unlike a retry's [`Jitter`], which only shortens or lengthens a wait from its exponential
+/// value, this spreads a period around its value: a breaker's open period, a health check's
+/// interval. Many instances started together then drift apart instead of acting in step.
+///
+/// ```
+/// use bulwark_core::backoff::spread_factor;
+/// use bulwark_core::SplitMix64;
+/// use std::time::Duration;
+///
+/// let random = SplitMix64::new(7);
+/// // Every 10 s, give or take 20%.
+/// let f = spread_factor(0.2, &random);
+/// assert!((0.8..1.2).contains(&f));
+/// let interval = Duration::from_secs(10).mul_f64(f);
+/// assert!(interval >= Duration::from_secs(8) && interval < Duration::from_secs(12));
+/// assert_eq!(spread_factor(0.0, &random), 1.0);
+/// ```
+#[inline]
+pub fn spread_factor(fraction: f64, random: &dyn RandomSource) -> f64 {
+    (1.0 + fraction * (2.0 * random.next_f64() - 1.0)).max(0.0)
+}
+
 /// Rounds a non-negative float of nanoseconds to an integer; `as` saturates (`+inf` becomes
 /// `u64::MAX`, negatives and NaN become 0), so this cannot panic.
 fn round_to_nanos(x: f64) -> u64 {

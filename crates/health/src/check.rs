@@ -59,8 +59,8 @@ impl Tally {
 impl HealthCheck {
     /// The wait before the next probe: the interval, moved by up to `jitter` of it either way.
     pub fn next_interval(&self, random: &dyn RandomSource) -> Duration {
-        let spread = 1.0 + self.jitter * (2.0 * random.next_f64() - 1.0);
-        self.interval.mul_f64(spread.max(0.0))
+        let spread = bulwark_core::backoff::spread_factor(self.jitter, random);
+        self.interval.mul_f64(spread)
     }
 }
 
