@@ -11,7 +11,7 @@ use bulwark_core::attempts::{Attempts, NoAttempts, RequestAttempts};
 use bulwark_core::hint::{self, Hint, Refusals};
 use bulwark_core::local::LocalRef;
 use bulwark_core::timer::ServiceTimer;
-use bulwark_core::{BoxError, Classify, Misuse};
+use bulwark_core::{BoxError, Classify, Misuse, SplitMix64};
 use std::fmt;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -53,7 +53,7 @@ pub struct Balance<S, C, A = NoAttempts> {
     refused: Option<NoEndpointReady>,
     /// Why the endpoints the latest pick asked were not ready, as they said.
     refusals: Refusals,
-    rng: u64,
+    rng: SplitMix64,
     waiting_since: Option<Instant>,
     timer: ServiceTimer,
     attempts: A,
@@ -74,7 +74,7 @@ impl<S, C, A> Balance<S, C, A> {
             LocalRef::new(core),
             members,
             (roster, version),
-            seed | 1,
+            SplitMix64::new(seed),
             attempts,
         )
     }
@@ -84,7 +84,7 @@ impl<S, C, A> Balance<S, C, A> {
         core: LocalRef<Core<C>>,
         members: Arc<Membership<S>>,
         (roster, version): (Roster<Arc<Member<S>>>, u64),
-        rng: u64,
+        rng: SplitMix64,
         attempts: A,
     ) -> Self {
         Balance {
@@ -123,21 +123,16 @@ impl<S, C, A> Balance<S, C, A> {
         Handle::new(self.core.shared().clone())
     }
 
-    /// A random index in `0..n` (xorshift; the balancer is `&mut`, so no atomics).
+    /// A random index in `0..n` (the balancer is `&mut`, so no atomics).
     #[inline]
     fn random(&mut self, n: usize) -> usize {
-        let mut x = self.rng;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.rng = x;
-        ((u128::from(x) * n as u128) >> 64) as usize
+        ((u128::from(self.rng.next_u64_mut()) * n as u128) >> 64) as usize
     }
 
     /// A random number in `[0, 1)`.
     #[inline]
     fn unit(&mut self) -> f64 {
-        (self.random(1 << 53) as f64) / (1u64 << 53) as f64
+        self.rng.next_f64_mut()
     }
 }
 
@@ -149,16 +144,11 @@ impl<S: Clone, C, A: Clone> Clone for Balance<S, C, A> {
     /// would.
     fn clone(&self) -> Self {
         let k = self.core.get().next_clone();
-        // SplitMix64's finalizer over the clone's number and the parent's state.
-        let mut z = (self.rng ^ k.wrapping_mul(0x9E37_79B9_7F4A_7C15)).wrapping_add(k);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
         Self::fresh(
             self.core.clone(),
             self.members.clone(),
             (self.roster.clone(), self.version),
-            z | 1,
+            self.rng.split(k),
             self.attempts.clone(),
         )
     }
@@ -338,10 +328,16 @@ impl<S: Clone, C, A> Balance<S, C, A> {
                 let start = if rr { core.next_turn() % n } else { 0 };
                 for k in 0..n {
                     let i = (start + k) % n;
-                    if !self.eligible(i, now, all)
-                        || avoid.excludes(i, &self.roster.get(i).state)
-                        || !self.weight_draw(i, now, weighted)
-                    {
+                    if !self.eligible(i, now, all) || avoid.excludes(i, &self.roster.get(i).state) {
+                        continue;
+                    }
+                    if !self.weight_draw(i, now, weighted) {
+                        // Passed over by its weight: its turn is spent, so the next endpoint
+                        // takes its own turn, not the next request's (which would give it the
+                        // turns of the endpoints its weight passes over, not its weight).
+                        if rr {
+                            self.core.get().next_turn();
+                        }
                         continue;
                     }
                     if let Some(slot) = self.ready::<Req>(i, cx) {

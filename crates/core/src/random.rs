@@ -28,9 +28,22 @@ pub trait RandomSource: Send + Sync + 'static {
 
     /// A number uniformly distributed in `[0, 1)`.
     fn next_f64(&self) -> f64 {
-        // The top 53 bits fill an f64 mantissa exactly.
-        (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+        unit(self.next_u64())
     }
+}
+
+/// `[0, 1)` from 64 random bits: the top 53 fill an f64 mantissa exactly.
+#[inline]
+fn unit(bits: u64) -> f64 {
+    (bits >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+}
+
+/// SplitMix64's output function: a bijection that scrambles a counter into random bits.
+#[inline]
+fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }
 
 const GOLDEN_GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
@@ -56,6 +69,42 @@ impl SplitMix64 {
         h.write_u64(0x6275_6c77_6172_6b21);
         Self::new(h.finish())
     }
+
+    /// The next 64 random bits through `&mut`: the same sequence as
+    /// [`next_u64`](RandomSource::next_u64), with no atomic operation, for a generator one
+    /// owner holds (a service's own, on its hot path).
+    #[inline]
+    pub fn next_u64_mut(&mut self) -> u64 {
+        let state = self.state.get_mut();
+        *state = state.wrapping_add(GOLDEN_GAMMA);
+        mix(*state)
+    }
+
+    /// A number uniformly distributed in `[0, 1)`, through `&mut` (see
+    /// [`next_u64_mut`](Self::next_u64_mut)).
+    #[inline]
+    pub fn next_f64_mut(&mut self) -> f64 {
+        unit(self.next_u64_mut())
+    }
+
+    /// A generator for stream `k` split off this one (one for each clone of a service, say):
+    /// the same `self` and `k` give the same stream, other `k`s other streams. This one does
+    /// not advance.
+    ///
+    /// ```
+    /// use bulwark_core::{RandomSource, SplitMix64};
+    ///
+    /// let parent = SplitMix64::new(7);
+    /// let (mut a, mut b) = (parent.split(1), parent.split(2));
+    /// assert_eq!(a.next_u64_mut(), parent.split(1).next_u64());
+    /// assert_ne!(a.next_u64_mut(), b.next_u64_mut());
+    /// ```
+    pub fn split(&self, k: u64) -> SplitMix64 {
+        let state = self.state.load(Ordering::Relaxed);
+        SplitMix64::new(mix(
+            state ^ mix(k.wrapping_add(1).wrapping_mul(GOLDEN_GAMMA))
+        ))
+    }
 }
 
 impl Default for SplitMix64 {
@@ -66,13 +115,10 @@ impl Default for SplitMix64 {
 
 impl RandomSource for SplitMix64 {
     fn next_u64(&self) -> u64 {
-        let mut z = self
+        mix(self
             .state
             .fetch_add(GOLDEN_GAMMA, Ordering::Relaxed)
-            .wrapping_add(GOLDEN_GAMMA);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+            .wrapping_add(GOLDEN_GAMMA))
     }
 }
 
@@ -93,6 +139,16 @@ mod tests {
         let c = SplitMix64::new(2).next_u64();
         assert_eq!(a, b);
         assert_ne!(a[0], c);
+    }
+
+    #[test]
+    fn the_owned_path_draws_the_shared_sequence() {
+        let shared = SplitMix64::new(5);
+        let mut owned = SplitMix64::new(5);
+        for _ in 0..8 {
+            assert_eq!(shared.next_u64(), owned.next_u64_mut());
+        }
+        assert_eq!(shared.next_f64(), owned.next_f64_mut());
     }
 
     #[test]
