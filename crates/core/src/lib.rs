@@ -91,6 +91,7 @@ pub mod replay;
 // the layer crates of this workspace use it; not part of the API.
 #[doc(hidden)]
 pub mod rolling;
+pub mod slot;
 mod sync;
 // Internal: one timer per future or service, armed for a deadline. Public only because the
 // layer crates of this workspace use it; not part of the API.

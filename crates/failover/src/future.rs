@@ -4,12 +4,12 @@ use crate::error::{AllFailed, TargetFailure};
 use crate::policy::FailoverPolicy;
 use crate::shared::Shared;
 use bulwark_core::local::CallRef;
+use bulwark_core::slot::LazyBox;
 use bulwark_core::timer::poll_until;
 use bulwark_core::{BoxError, FailoverReason, Misuse};
 use pin_project_lite::pin_project;
 use std::fmt;
 use std::future::Future;
-use std::mem::ManuallyDrop;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use tokio::time::{Instant, Sleep};
@@ -39,7 +39,9 @@ pin_project! {
         request: Option<Req>,
         shared: CallRef<Shared<S, P>>,
         current: usize,
-        trail: TrailSlot<S::Response, S::Error>,
+        // Made when the request first fails over; a request that never does pays no call to
+        // drop it.
+        trail: LazyBox<Trail<S::Response, S::Error>>,
     }
 }
 
@@ -55,41 +57,6 @@ struct Trail<Res, E> {
     reason: FailoverReason,
     failures: Vec<TargetFailure>,
     last: Option<Result<Res, E>>,
-}
-
-/// The trail, if the request has failed over: an `Option<Box<Trail>>` whose drop looks for
-/// `None` inline, so a request that never failed over pays no call to drop it.
-struct TrailSlot<Res, E>(ManuallyDrop<Option<Box<Trail<Res, E>>>>);
-
-impl<Res, E> std::ops::Deref for TrailSlot<Res, E> {
-    type Target = Option<Box<Trail<Res, E>>>;
-
-    #[inline]
-    fn deref(&self) -> &Self::Target {
-        &self.0
-    }
-}
-
-impl<Res, E> std::ops::DerefMut for TrailSlot<Res, E> {
-    #[inline]
-    fn deref_mut(&mut self) -> &mut Self::Target {
-        &mut self.0
-    }
-}
-
-impl<Res, E> Drop for TrailSlot<Res, E> {
-    #[inline]
-    fn drop(&mut self) {
-        if self.0.is_some() {
-            drop_trail(std::mem::take(&mut *self.0));
-        }
-    }
-}
-
-#[cold]
-#[inline(never)]
-fn drop_trail<T>(trail: T) {
-    drop(trail);
 }
 
 pin_project! {
@@ -122,7 +89,7 @@ where
             request,
             shared,
             current: index,
-            trail: TrailSlot(ManuallyDrop::new(None)),
+            trail: LazyBox::new(),
         }
     }
 
@@ -134,7 +101,7 @@ where
             request: None,
             shared,
             current: 0,
-            trail: TrailSlot(ManuallyDrop::new(None)),
+            trail: LazyBox::new(),
         }
     }
 }

@@ -5,6 +5,7 @@ use crate::policy::{Decision, RetryPolicy};
 use crate::shared::Shared;
 use bulwark_core::backoff::Backoff;
 use bulwark_core::local::CallRef;
+use bulwark_core::slot::LazyBox;
 use bulwark_core::timer::poll_until;
 use bulwark_core::{BoxError, GiveUpReason, Misuse};
 use pin_project_lite::pin_project;
@@ -49,40 +50,9 @@ pin_project! {
         last: Option<F::Output>,
         // The `retry{retry, attempt}` span of a retry (attempt 2 and later), entered while
         // that attempt is called and polled; only made when a subscriber wants it.
-        span: SpanSlot,
+        // A request that was never retried has none, and pays no call to drop it.
+        span: LazyBox<tracing::Span>,
     }
-}
-
-/// The retry's span, if it has one: an `Option<Box<Span>>` whose drop looks for `None`
-/// inline, so a request that was never retried pays no call to drop it.
-#[derive(Default)]
-struct SpanSlot(std::mem::ManuallyDrop<Option<Box<tracing::Span>>>);
-
-impl SpanSlot {
-    #[inline]
-    fn enter(&self) -> Option<tracing::span::Entered<'_>> {
-        self.0.as_deref().map(tracing::Span::enter)
-    }
-
-    fn set(&mut self, span: tracing::Span) {
-        let old = std::mem::replace(&mut *self.0, (!span.is_disabled()).then(|| Box::new(span)));
-        cold_drop(old);
-    }
-}
-
-impl Drop for SpanSlot {
-    #[inline]
-    fn drop(&mut self) {
-        if self.0.is_some() {
-            cold_drop(std::mem::take(&mut *self.0));
-        }
-    }
-}
-
-#[cold]
-#[inline(never)]
-fn cold_drop<T>(value: T) {
-    drop(value);
 }
 
 pin_project! {
@@ -122,7 +92,7 @@ where
             limit,
             timer: None,
             last: None,
-            span: SpanSlot::default(),
+            span: LazyBox::new(),
         }
     }
 }
@@ -206,7 +176,7 @@ where
             Some(attempt) => attempt,
             None => match this.state.as_mut().project() {
                 StateProj::Calling { future } => {
-                    let _entered = this.span.enter();
+                    let _entered = this.span.as_deref().map(tracing::Span::enter);
                     let result = match future.poll(cx) {
                         Poll::Ready(result) => Some(result),
                         Poll::Pending => {
@@ -300,9 +270,9 @@ where
                         retry = %shared.name,
                         attempt = *this.attempts
                     );
-                    this.span.set(span);
+                    this.span.set((!span.is_disabled()).then_some(span));
                     let future = {
-                        let _entered = this.span.enter();
+                        let _entered = this.span.as_deref().map(tracing::Span::enter);
                         service.call(request)
                     };
                     this.state.set(State::Calling { future });
