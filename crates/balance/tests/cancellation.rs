@@ -12,85 +12,29 @@
 
 use bulwark_balance::{Balance, BalanceLayer, Ejection, Endpoints, Handle, HealthCheck, Strategy};
 use bulwark_core::{BoxError, DefaultClassifier, SplitMix64};
-use bulwark_test_support::{ms, Rng};
+use bulwark_test_support::{ms, Behaviour, Counts, Odds, Rng};
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
-use tokio::time::Sleep;
 use tower::Service;
 
 const ROUNDS: usize = 300;
 const ENDPOINTS: usize = 3;
 const WORKERS: usize = 3;
 
-const RANDOM: u8 = 0;
-const HEALTHY: u8 = 1;
+/// Each endpoint: not ready a quarter of the time, failing 40% of its calls, which take up to
+/// 60 ms; when healthy, ready and answering within 40 ms.
+const ODDS: Odds = Odds {
+    not_ready: 25,
+    fail: 40,
+    delay_ms: 60,
+    steady_delay_ms: 40,
+};
 
-/// An endpoint whose readiness, latency and answers are drawn from its own seeded source, or
-/// always ready and answering, as the test sets.
-#[derive(Clone)]
-struct Endpoint {
-    id: usize,
-    rng: Arc<Mutex<Rng>>,
-    behaviour: Arc<AtomicU8>,
-    live: Arc<AtomicUsize>,
-}
-
-struct Call {
-    sleep: Pin<Box<Sleep>>,
-    answer: Result<usize, io::ErrorKind>,
-    live: Arc<AtomicUsize>,
-}
-
-impl Future for Call {
-    type Output = Result<usize, io::Error>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        std::task::ready!(self.sleep.as_mut().poll(cx));
-        Poll::Ready(self.answer.map_err(io::Error::from))
-    }
-}
-
-impl Drop for Call {
-    fn drop(&mut self) {
-        self.live.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
-impl Service<u32> for Endpoint {
-    type Response = usize;
-    type Error = io::Error;
-    type Future = Call;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if self.behaviour.load(Ordering::SeqCst) == RANDOM && self.rng.lock().unwrap().chance(25) {
-            cx.waker().wake_by_ref();
-            return Poll::Pending;
-        }
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, _: u32) -> Call {
-        let rng = self.rng.lock().unwrap();
-        let (fail, delay) = match self.behaviour.load(Ordering::SeqCst) {
-            HEALTHY => (false, ms(rng.below(40))),
-            _ => (rng.chance(40), ms(rng.below(60))),
-        };
-        self.live.fetch_add(1, Ordering::SeqCst);
-        Call {
-            sleep: Box::pin(tokio::time::sleep(delay)),
-            answer: if fail {
-                Err(io::ErrorKind::ConnectionRefused)
-            } else {
-                Ok(self.id)
-            },
-            live: self.live.clone(),
-        }
-    }
-}
+type Endpoint = bulwark_test_support::Endpoint<u32>;
 
 type Lb = Balance<Endpoint, DefaultClassifier>;
 type LbFuture = <Lb as Service<u32>>::Future;
@@ -101,19 +45,14 @@ struct Fixture {
     handle: Handle,
     endpoints: Vec<Endpoint>,
     up: Vec<Arc<AtomicBool>>,
-    live: Arc<AtomicUsize>,
+    calls: Arc<Counts>,
 }
 
 impl Fixture {
     fn new(strategy: Strategy, seed: u64) -> Self {
-        let live = Arc::new(AtomicUsize::new(0));
+        let calls = Arc::new(Counts::default());
         let endpoints: Vec<Endpoint> = (0..ENDPOINTS)
-            .map(|id| Endpoint {
-                id,
-                rng: Arc::new(Mutex::new(Rng::new(seed + id as u64))),
-                behaviour: Arc::new(AtomicU8::new(RANDOM)),
-                live: live.clone(),
-            })
+            .map(|id| Endpoint::new(id, seed + id as u64, ODDS, calls.clone()))
             .collect();
         let up: Vec<Arc<AtomicBool>> = (0..ENDPOINTS)
             .map(|_| Arc::new(AtomicBool::new(true)))
@@ -164,19 +103,19 @@ impl Fixture {
             handle,
             endpoints,
             up,
-            live,
+            calls,
         }
     }
 
-    fn behave(&self, behaviour: u8) {
+    fn behave(&self, behaviour: Behaviour) {
         for e in &self.endpoints {
-            e.behaviour.store(behaviour, Ordering::SeqCst);
+            e.behave(behaviour);
         }
     }
 
     fn reseed(&self, seed: u64) {
         for e in &self.endpoints {
-            *e.rng.lock().unwrap() = Rng::new(seed + e.id as u64);
+            e.reseed(seed + e.id() as u64);
         }
     }
 }
@@ -315,7 +254,7 @@ async fn harness(strategy: Strategy, seed: u64) {
             tokio::time::advance(ms(rng.below(15))).await;
         }
         drop(flights);
-        assert_eq!(f.live.load(Ordering::SeqCst), 0, "{context}: calls left");
+        assert_eq!(f.calls.live(), 0, "{context}: calls left");
         let in_flight: Vec<u32> = f.handle.endpoints().iter().map(|e| e.in_flight).collect();
         assert_eq!(in_flight, [0; ENDPOINTS], "{context}: in flight");
         settle().await;
@@ -343,7 +282,7 @@ async fn harness(strategy: Strategy, seed: u64) {
             .endpoints()
             .iter()
             .all(|e| e.healthy && e.ejected_for.is_none() && e.in_flight == 0));
-        g.behave(HEALTHY);
+        g.behave(Behaviour::Healthy);
         g.reseed(7);
     }
     if strategy != Strategy::P2cPeakEwma {

@@ -10,7 +10,7 @@ use bulwark_circuit_breaker::{
     CircuitBreaker, CircuitBreakerLayer, CircuitState, DefaultClassifier, Event, Handle, Mode, Open,
 };
 use bulwark_core::{BoxError, SplitMix64};
-use bulwark_test_support::{ms, Rng};
+use bulwark_test_support::{ms, Counts, Endpoint, Guard, Odds, OnDrop, Rng};
 use std::collections::HashMap;
 use std::future::Future;
 use std::io;
@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
-use tokio::time::{Instant, Sleep};
+use tokio::time::Instant;
 use tower::{Layer, Service, ServiceExt};
 
 const ROUNDS: usize = 300;
@@ -43,7 +43,7 @@ struct Watch {
     /// Outcomes the breaker recorded.
     recorded: AtomicUsize,
     /// Backend calls alive (called, not yet dropped), and probe calls alive per generation.
-    live: AtomicUsize,
+    calls: Arc<Counts>,
     probes: Mutex<HashMap<usize, usize>>,
     most_probes: AtomicUsize,
 }
@@ -64,84 +64,44 @@ impl Watch {
     }
 }
 
-#[derive(Clone)]
-struct Backend {
-    rng: Arc<Rng>,
-    watch: Arc<Watch>,
-}
+/// The backend: a request decides its call's fate, or draws it (failing half the time, within
+/// 30 ms); always ready.
+type Backend = Endpoint<Req>;
 
-struct Call {
-    sleep: Pin<Box<Sleep>>,
-    fail: bool,
-    probe: Option<usize>,
-    watch: Arc<Watch>,
-}
+const ODDS: Odds = Odds {
+    not_ready: 0,
+    fail: 50,
+    delay_ms: 30,
+    steady_delay_ms: 0,
+};
 
-impl Future for Call {
-    type Output = Result<&'static str, io::Error>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        std::task::ready!(self.sleep.as_mut().poll(cx));
-        Poll::Ready(if self.fail {
-            Err(io::Error::from(io::ErrorKind::ConnectionRefused))
-        } else {
-            Ok("ok")
-        })
+fn fate(req: &Req) -> Option<(bool, Duration)> {
+    match *req {
+        Req::Random => None,
+        Req::Fixed { fail, delay_ms } => Some((fail, ms(delay_ms))),
     }
 }
 
-impl Drop for Call {
-    fn drop(&mut self) {
-        self.watch.live.fetch_sub(1, Ordering::SeqCst);
-        if let Some(generation) = self.probe {
-            *self
-                .watch
-                .probes
-                .lock()
-                .unwrap()
-                .get_mut(&generation)
-                .unwrap() -= 1;
-        }
+/// Counts a call made while the breaker is half-open as a probe of that half-open period,
+/// until the call is dropped.
+fn count_probe(watch: &Arc<Watch>) -> Option<Guard> {
+    if *watch.state.lock().unwrap() != Some(CircuitState::HalfOpen) {
+        return None;
     }
-}
-
-impl Service<Req> for Backend {
-    type Response = &'static str;
-    type Error = io::Error;
-    type Future = Call;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, req: Req) -> Call {
-        let (fail, delay) = match req {
-            Req::Random => (self.rng.chance(50), ms(self.rng.below(30))),
-            Req::Fixed { fail, delay_ms } => (fail, ms(delay_ms)),
-        };
-        let watch = &self.watch;
-        watch.live.fetch_add(1, Ordering::SeqCst);
-        // A call made while the breaker is half-open is a probe of that half-open period.
-        let probe = (*watch.state.lock().unwrap() == Some(CircuitState::HalfOpen)).then(|| {
-            let generation = watch.generation.load(Ordering::SeqCst);
-            let mut probes = watch.probes.lock().unwrap();
-            let n = probes.entry(generation).or_default();
-            *n += 1;
-            assert!(*n <= PROBES, "{n} probes at once, {PROBES} allowed");
-            watch.most_probes.fetch_max(*n, Ordering::SeqCst);
-            generation
-        });
-        Call {
-            sleep: Box::pin(tokio::time::sleep(delay)),
-            fail,
-            probe,
-            watch: watch.clone(),
-        }
-    }
+    let generation = watch.generation.load(Ordering::SeqCst);
+    let mut probes = watch.probes.lock().unwrap();
+    let n = probes.entry(generation).or_default();
+    *n += 1;
+    assert!(*n <= PROBES, "{n} probes at once, {PROBES} allowed");
+    watch.most_probes.fetch_max(*n, Ordering::SeqCst);
+    let watch = watch.clone();
+    Some(Box::new(OnDrop::new(move || {
+        *watch.probes.lock().unwrap().get_mut(&generation).unwrap() -= 1;
+    })))
 }
 
 type Breaker = CircuitBreaker<Backend, DefaultClassifier>;
-type Request = Pin<Box<dyn Future<Output = Result<&'static str, BoxError>> + Send>>;
+type Request = Pin<Box<dyn Future<Output = Result<usize, BoxError>> + Send>>;
 
 const WAITING: u8 = 0;
 const CALLED: u8 = 1;
@@ -159,10 +119,10 @@ fn breaker(mode: Mode, seed: u64) -> (Breaker, Arc<Watch>) {
         .random(SplitMix64::new(seed))
         .build()
         .unwrap();
-    let backend = Backend {
-        rng: Arc::new(Rng::new(seed ^ 0xBAC)),
-        watch: watch.clone(),
-    };
+    let probes = watch.clone();
+    let backend = Backend::new(0, seed ^ 0xBAC, ODDS, watch.calls.clone())
+        .fate(fate)
+        .on_call(move |_| count_probe(&probes));
     (layer.layer(backend), watch)
 }
 
@@ -176,14 +136,14 @@ fn request(mut svc: Breaker, req: Req, stage: Arc<AtomicU8>) -> Request {
     })
 }
 
-fn poll(request: &mut Request) -> Poll<Result<&'static str, BoxError>> {
+fn poll(request: &mut Request) -> Poll<Result<usize, BoxError>> {
     request
         .as_mut()
         .poll(&mut Context::from_waker(Waker::noop()))
 }
 
 /// Whether a finished request reached the backend (its outcome is one to record).
-fn reached_backend(result: &Result<&'static str, BoxError>) -> bool {
+fn reached_backend(result: &Result<usize, BoxError>) -> bool {
     match result {
         Ok(_) => true,
         Err(e) => e.is::<io::Error>(),
@@ -294,11 +254,7 @@ async fn harness(mode: Mode, seed: u64) {
             tokio::time::advance(ms(rng.below(20))).await;
         }
         drop(requests);
-        assert_eq!(
-            watch.live.load(Ordering::SeqCst),
-            0,
-            "{context}: calls left"
-        );
+        assert_eq!(watch.calls.live(), 0, "{context}: calls left");
         assert_eq!(
             watch.recorded.load(Ordering::SeqCst),
             reached,

@@ -8,95 +8,34 @@
 
 use bulwark_core::{BoxError, Event};
 use bulwark_failover::{FailOnFailure, Failover, FailoverLayer, Mode};
-use bulwark_test_support::{ms, Rng};
+use bulwark_test_support::{ms, Behaviour, Counts, Endpoint, Odds, Rng};
 use std::future::Future;
-use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
-use tokio::time::{Instant, Sleep};
+use tokio::time::Instant;
 use tower::{Service, ServiceExt};
 
 const ROUNDS: usize = 300;
 const TARGETS: usize = 3;
 
-/// How a target behaves.
-const RANDOM: u8 = 0;
-const HEALTHY: u8 = 1;
-const BROKEN: u8 = 2;
+/// Each target: not ready a quarter of the time, failing half its calls, which take up to
+/// 60 ms; when healthy or broken, 1 ms.
+const ODDS: Odds = Odds {
+    not_ready: 25,
+    fail: 50,
+    delay_ms: 60,
+    steady_delay_ms: 0,
+};
 
 #[derive(Default)]
 struct Watch {
     failed_over: AtomicUsize,
-    live: AtomicUsize,
+    calls: Arc<Counts>,
 }
 
-/// A target whose readiness, latency and answers are drawn from its own seeded source, or
-/// fixed (healthy or broken), as the test sets.
-#[derive(Clone)]
-struct Target {
-    id: usize,
-    rng: Arc<Mutex<Rng>>,
-    behaviour: Arc<AtomicU8>,
-    watch: Arc<Watch>,
-}
-
-struct Call {
-    sleep: Pin<Box<Sleep>>,
-    answer: Result<usize, io::ErrorKind>,
-    watch: Arc<Watch>,
-}
-
-impl Future for Call {
-    type Output = Result<usize, io::Error>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        std::task::ready!(self.sleep.as_mut().poll(cx));
-        Poll::Ready(self.answer.map_err(io::Error::from))
-    }
-}
-
-impl Drop for Call {
-    fn drop(&mut self) {
-        self.watch.live.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
-impl Service<u32> for Target {
-    type Response = usize;
-    type Error = io::Error;
-    type Future = Call;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if self.behaviour.load(Ordering::SeqCst) == RANDOM && self.rng.lock().unwrap().chance(25) {
-            cx.waker().wake_by_ref();
-            return Poll::Pending;
-        }
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, _: u32) -> Call {
-        let (fail, delay) = match self.behaviour.load(Ordering::SeqCst) {
-            HEALTHY => (false, ms(1)),
-            BROKEN => (true, ms(1)),
-            _ => {
-                let rng = self.rng.lock().unwrap();
-                (rng.chance(50), ms(rng.below(60)))
-            }
-        };
-        self.watch.live.fetch_add(1, Ordering::SeqCst);
-        Call {
-            sleep: Box::pin(tokio::time::sleep(delay)),
-            answer: if fail {
-                Err(io::ErrorKind::ConnectionRefused)
-            } else {
-                Ok(self.id)
-            },
-            watch: self.watch.clone(),
-        }
-    }
-}
+type Target = Endpoint<u32>;
 
 type Set = Failover<Target, FailOnFailure>;
 type SetFuture = <Set as Service<u32>>::Future;
@@ -113,12 +52,7 @@ impl Fixture {
     fn new(mode: Mode, seed: u64) -> Self {
         let watch = Arc::new(Watch::default());
         let targets: Vec<Target> = (0..TARGETS)
-            .map(|id| Target {
-                id,
-                rng: Arc::new(Mutex::new(Rng::new(seed + id as u64))),
-                behaviour: Arc::new(AtomicU8::new(RANDOM)),
-                watch: watch.clone(),
-            })
+            .map(|id| Target::new(id, seed + id as u64, ODDS, watch.calls.clone()))
             .collect();
         let w = watch.clone();
         let svc = FailoverLayer::builder()
@@ -143,15 +77,15 @@ impl Fixture {
         }
     }
 
-    fn behave(&self, behaviours: [u8; TARGETS]) {
+    fn behave(&self, behaviours: [Behaviour; TARGETS]) {
         for (t, b) in self.targets.iter().zip(behaviours) {
-            t.behaviour.store(b, Ordering::SeqCst);
+            t.behave(b);
         }
     }
 
     fn reseed(&self, seed: u64) {
         for t in &self.targets {
-            *t.rng.lock().unwrap() = Rng::new(seed + t.id as u64);
+            t.reseed(seed + t.id() as u64);
         }
     }
 
@@ -163,7 +97,7 @@ impl Fixture {
     async fn check_sticky(&self, context: &str) {
         let current = self.svc.current();
         assert!(current < TARGETS, "{context}: sticky target {current}");
-        self.behave([HEALTHY; TARGETS]);
+        self.behave([Behaviour::Healthy; TARGETS]);
         let before = self.failovers();
         let answer = tokio::time::timeout(ms(1_000), self.svc.clone().oneshot(0))
             .await
@@ -174,7 +108,7 @@ impl Fixture {
         };
         assert_eq!(answer.unwrap(), expected, "{context}");
         assert_eq!(self.failovers(), before, "{context}: failed over");
-        self.behave([RANDOM; TARGETS]);
+        self.behave([Behaviour::Random; TARGETS]);
     }
 }
 
@@ -282,11 +216,7 @@ async fn harness(mode: Mode, seed: u64) {
             tokio::time::advance(ms(rng.below(15))).await;
         }
         drop(flights);
-        assert_eq!(
-            f.watch.live.load(Ordering::SeqCst),
-            0,
-            "{context}: calls left"
-        );
+        assert_eq!(f.watch.calls.live(), 0, "{context}: calls left");
         assert_eq!(
             tokio::runtime::Handle::current()
                 .metrics()
@@ -308,10 +238,10 @@ async fn harness(mode: Mode, seed: u64) {
     // Afterwards: exactly as a fresh set, once both stick to the first target.
     let fresh = Fixture::new(mode, seed);
     for g in [&f, &fresh] {
-        g.behave([HEALTHY, BROKEN, BROKEN]);
+        g.behave([Behaviour::Healthy, Behaviour::Broken, Behaviour::Broken]);
         assert_eq!(g.svc.clone().oneshot(0).await.unwrap(), 0);
         assert_eq!(g.svc.current(), 0);
-        g.behave([RANDOM; TARGETS]);
+        g.behave([Behaviour::Random; TARGETS]);
         g.reseed(7);
     }
     let used = script(&f).await;

@@ -9,15 +9,14 @@
 
 use bulwark_core::BoxError;
 use bulwark_fanout::{FanOut, FanOutLayer, Policy};
-use bulwark_test_support::{ms, Rng};
+use bulwark_test_support::{ms, Endpoint, Odds, OnDrop, Rng};
 use std::collections::HashMap;
 use std::future::Future;
-use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
-use tokio::time::{Instant, Sleep};
+use tokio::time::Instant;
 use tower::{Service, ServiceExt};
 
 const ROUNDS: usize = 300;
@@ -30,66 +29,27 @@ fn live_of(live: &Live, id: u32) -> usize {
     live.lock().unwrap().get(&id).copied().unwrap_or(0)
 }
 
-/// A target whose readiness, latency and answers are drawn from its own seeded source.
-#[derive(Clone)]
-struct Target {
-    id: usize,
-    rng: Arc<Mutex<Rng>>,
-    live: Live,
-}
+/// A target whose readiness, latency and answers are drawn from its own seeded source: not
+/// ready a fifth of the time, failing 30% of its calls, which take up to 200 ms.
+type Target = Endpoint<u32>;
 
-struct Call {
-    sleep: Pin<Box<Sleep>>,
-    answer: Result<usize, io::ErrorKind>,
-    request: u32,
-    live: Live,
-}
+const ODDS: Odds = Odds {
+    not_ready: 20,
+    fail: 30,
+    delay_ms: 200,
+    steady_delay_ms: 0,
+};
 
-impl Future for Call {
-    type Output = Result<usize, io::Error>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        std::task::ready!(self.sleep.as_mut().poll(cx));
-        Poll::Ready(self.answer.map_err(io::Error::from))
-    }
-}
-
-impl Drop for Call {
-    fn drop(&mut self) {
-        *self.live.lock().unwrap().get_mut(&self.request).unwrap() -= 1;
-    }
-}
-
-impl Service<u32> for Target {
-    type Response = usize;
-    type Error = io::Error;
-    type Future = Call;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if self.rng.lock().unwrap().chance(20) {
-            cx.waker().wake_by_ref();
-            return Poll::Pending;
-        }
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, request: u32) -> Call {
-        let (fail, delay) = {
-            let rng = self.rng.lock().unwrap();
-            (rng.chance(30), ms(rng.below(200)))
-        };
-        *self.live.lock().unwrap().entry(request).or_default() += 1;
-        Call {
-            sleep: Box::pin(tokio::time::sleep(delay)),
-            answer: if fail {
-                Err(io::ErrorKind::ConnectionRefused)
-            } else {
-                Ok(self.id)
-            },
-            request,
-            live: self.live.clone(),
-        }
-    }
+/// Target `id`, counting its calls alive per request in `live`.
+fn target(id: usize, seed: u64, live: &Live) -> Target {
+    let live = live.clone();
+    Target::new(id, seed, ODDS, Arc::default()).on_call(move |&request: &u32| {
+        *live.lock().unwrap().entry(request).or_default() += 1;
+        let live = live.clone();
+        Some(Box::new(OnDrop::new(move || {
+            *live.lock().unwrap().get_mut(&request).unwrap() -= 1;
+        })))
+    })
 }
 
 type Fan = FanOut<Target>;
@@ -107,11 +67,7 @@ impl Fixture {
     fn new(policy: Policy, finish: Option<Duration>, seed: u64) -> Self {
         let live = Live::default();
         let targets: Vec<Target> = (0..TARGETS)
-            .map(|id| Target {
-                id,
-                rng: Arc::new(Mutex::new(Rng::new(seed + id as u64))),
-                live: live.clone(),
-            })
+            .map(|id| target(id, seed + id as u64, &live))
             .collect();
         let mut builder = FanOutLayer::builder()
             .policy(policy)
@@ -125,7 +81,7 @@ impl Fixture {
 
     fn reseed(&self, seed: u64) {
         for t in &self.targets {
-            *t.rng.lock().unwrap() = Rng::new(seed + t.id as u64);
+            t.reseed(seed + t.id() as u64);
         }
     }
 

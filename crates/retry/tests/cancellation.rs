@@ -14,15 +14,14 @@
 use bulwark_core::backoff::{ExponentialBackoff, Jitter};
 use bulwark_core::{BoxError, Event, SplitMix64};
 use bulwark_retry::{BackoffRetry, BackoffRetryLayer, RetryBudget, RetryFailures};
-use bulwark_test_support::{ms, Rng};
+use bulwark_test_support::{ms, Counts, Endpoint, Odds, Rng};
 use std::future::Future;
-use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
-use tokio::time::{Instant, Sleep};
+use tokio::time::Instant;
 use tower::{Layer, Service, ServiceExt};
 
 const ROUNDS: usize = 300;
@@ -32,70 +31,20 @@ const DAY: Duration = Duration::from_secs(24 * 3600);
 #[derive(Default)]
 struct Watch {
     scheduled: AtomicUsize,
-    calls: AtomicUsize,
-    live: AtomicUsize,
+    calls: Arc<Counts>,
 }
 
 /// A backend whose readiness, latency and answers are drawn from a seeded source (which the
-/// test can reseed).
-#[derive(Clone)]
-struct Backend {
-    rng: Arc<Mutex<Rng>>,
-    watch: Arc<Watch>,
-}
+/// test can reseed): not ready a fifth of the time, failing 60% of its calls, which take up
+/// to 60 ms.
+type Backend = Endpoint<u32>;
 
-struct Call {
-    sleep: Pin<Box<Sleep>>,
-    fail: bool,
-    watch: Arc<Watch>,
-}
-
-impl Future for Call {
-    type Output = Result<u32, io::Error>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        std::task::ready!(self.sleep.as_mut().poll(cx));
-        Poll::Ready(if self.fail {
-            Err(io::Error::from(io::ErrorKind::ConnectionReset))
-        } else {
-            Ok(7)
-        })
-    }
-}
-
-impl Drop for Call {
-    fn drop(&mut self) {
-        self.watch.live.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
-impl Service<u32> for Backend {
-    type Response = u32;
-    type Error = io::Error;
-    type Future = Call;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if self.rng.lock().unwrap().chance(20) {
-            cx.waker().wake_by_ref();
-            return Poll::Pending;
-        }
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, _: u32) -> Call {
-        let (fail, delay) = {
-            let rng = self.rng.lock().unwrap();
-            (rng.chance(60), ms(rng.below(60)))
-        };
-        self.watch.calls.fetch_add(1, Ordering::SeqCst);
-        self.watch.live.fetch_add(1, Ordering::SeqCst);
-        Call {
-            sleep: Box::pin(tokio::time::sleep(delay)),
-            fail,
-            watch: self.watch.clone(),
-        }
-    }
-}
+const ODDS: Odds = Odds {
+    not_ready: 20,
+    fail: 60,
+    delay_ms: 60,
+    steady_delay_ms: 0,
+};
 
 type Retry = BackoffRetry<Backend, RetryFailures>;
 type RetryFuture = <Retry as Service<u32>>::Future;
@@ -113,7 +62,7 @@ enum Flight {
 
 impl Flight {
     /// Polls once (with a waker that does nothing: the harness polls every step).
-    fn poll(&mut self) -> Poll<Result<u32, BoxError>> {
+    fn poll(&mut self) -> Poll<Result<usize, BoxError>> {
         let mut cx = Context::from_waker(Waker::noop());
         if let Flight::Readying(svc) = self {
             match svc.poll_ready(&mut cx) {
@@ -180,13 +129,10 @@ fn new_budget() -> Arc<RetryBudget> {
     budget
 }
 
-fn backend(seed: u64, watch: &Arc<Watch>) -> (Backend, Arc<Mutex<Rng>>) {
-    let rng = Arc::new(Mutex::new(Rng::new(seed)));
-    let backend = Backend {
-        rng: rng.clone(),
-        watch: watch.clone(),
-    };
-    (backend, rng)
+/// The backend (answering 7), and a clone of it to reseed it by.
+fn backend(seed: u64, watch: &Arc<Watch>) -> (Backend, Backend) {
+    let backend = Backend::new(7, seed, ODDS, watch.calls.clone());
+    (backend.clone(), backend)
 }
 
 /// The same requests, one after another, as seen from outside.
@@ -194,7 +140,7 @@ async fn script(svc: &Retry, budget: &RetryBudget, watch: &Watch) -> Vec<String>
     let rng = Rng::new(99);
     let mut log = Vec::new();
     for i in 0..40 {
-        let calls = watch.calls.load(Ordering::SeqCst);
+        let calls = watch.calls.calls();
         let start = Instant::now();
         let answer = match svc.clone().oneshot(i).await {
             Ok(n) => format!("ok {n}"),
@@ -204,7 +150,7 @@ async fn script(svc: &Retry, budget: &RetryBudget, watch: &Watch) -> Vec<String>
         log.push(format!(
             "{i}: {answer} after {:?} and {} calls; budget {} requests, {} retries, {} allowed",
             start.elapsed(),
-            watch.calls.load(Ordering::SeqCst) - calls,
+            watch.calls.calls() - calls,
             stats.requests,
             stats.retries,
             stats.allowed,
@@ -253,11 +199,7 @@ async fn harness(seed: u64) {
             .filter(|(f, _)| matches!(f, Flight::Called { .. }))
             .count() as u64;
         drop(flights);
-        assert_eq!(
-            watch.live.load(Ordering::SeqCst),
-            0,
-            "{context}: calls left"
-        );
+        assert_eq!(watch.calls.live(), 0, "{context}: calls left");
         let stats = budget.stats();
         assert_eq!(stats.requests, requests, "{context}: deposits");
         assert_eq!(
@@ -294,8 +236,8 @@ async fn harness(seed: u64) {
     let fresh_budget = new_budget();
     let (fresh_inner, fresh_rng) = backend(7, &fresh_watch);
     let fresh = layer(fresh_budget.clone(), &fresh_watch, seed).layer(fresh_inner);
-    *backend_rng.lock().unwrap() = Rng::new(7);
-    *fresh_rng.lock().unwrap() = Rng::new(7);
+    backend_rng.reseed(7);
+    fresh_rng.reseed(7);
     let used = script(&svc, &budget, &watch).await;
     let new = script(&fresh, &fresh_budget, &fresh_watch).await;
     assert_eq!(used, new);
