@@ -90,6 +90,9 @@ impl<F: FnOnce()> fmt::Debug for OnDrop<F> {
 
 type Hook<Req> = Arc<dyn Fn(&Req) -> Option<Guard> + Send + Sync>;
 
+/// A request's own fate for its call: whether it fails, and its delay (`None`: drawn).
+type Fate<Req> = fn(&Req) -> Option<(bool, Duration)>;
+
 /// A mock endpoint answering its id (a `usize`) or an `io::Error`, after a delay on tokio's
 /// clock. Clones share its random source, its behaviour and its counts.
 ///
@@ -115,7 +118,7 @@ pub struct Endpoint<Req> {
     odds: Odds,
     counts: Arc<Counts>,
     hook: Option<Hook<Req>>,
-    fate: Option<fn(&Req) -> Option<(bool, Duration)>>,
+    fate: Option<Fate<Req>>,
 }
 
 impl<Req> Endpoint<Req> {
@@ -140,7 +143,7 @@ impl<Req> Endpoint<Req> {
 
     /// Lets the request decide a call's fate (whether it fails, and its delay) instead of
     /// the draws, where `fate` returns one.
-    pub fn fate(mut self, fate: fn(&Req) -> Option<(bool, Duration)>) -> Self {
+    pub fn fate(mut self, fate: Fate<Req>) -> Self {
         self.fate = Some(fate);
         self
     }
