@@ -91,6 +91,9 @@ pub mod replay;
 // the layer crates of this workspace use it; not part of the API.
 #[doc(hidden)]
 pub mod rolling;
+// Internal: a box made only when needed (a retry's span, a failover's trail). Public only
+// because the layer crates of this workspace use it; not part of the API.
+#[doc(hidden)]
 pub mod slot;
 mod sync;
 // Internal: one timer per future or service, armed for a deadline. Public only because the
