@@ -11,7 +11,7 @@
 //! | [`NoEndpointReady`](bulwark_balance::NoEndpointReady) (balancer) | 503 | its `retry_after` rounded up, else 1 s | `error`, `retry_after_ms` when known |
 //! | [`NoTargetReady`](bulwark_failover::NoTargetReady) (failover) | 503 | its `retry_after` rounded up (the soonest probe when every target's circuit is open), else 1 s | `error`, `retry_after_ms` when known |
 //! | [`AllFailed`](bulwark_failover::AllFailed) (failover) | 503 | 1 s | `error`: every target's failure |
-//! | [`DeadlineExceeded`](bulwark_retry::DeadlineExceeded), [`AttemptTimedOut`](bulwark_retry::AttemptTimedOut) (retry) | 504 | none | `error` |
+//! | [`DeadlineExceeded`](bulwark_core::DeadlineExceeded) (retry, failover), [`AttemptTimedOut`](bulwark_retry::AttemptTimedOut) (retry) | 504 | none | `error` |
 //! | [`FanOutFailed`](bulwark_fanout::FanOutFailed) (fan-out) | 502 | none | `error`: every target's outcome |
 //! | anything else | 502 | none | `error` |
 //!
@@ -267,8 +267,11 @@ fn known(e: &(dyn Error + 'static)) -> Option<ErrorInfo> {
             Some(DEFAULT_RETRY_AFTER_SECS),
         ));
     }
+    if e.is::<bulwark_core::DeadlineExceeded>() {
+        return Some(ErrorInfo::new(StatusCode::GATEWAY_TIMEOUT, e.to_string()));
+    }
     #[cfg(feature = "retry")]
-    if e.is::<bulwark_retry::DeadlineExceeded>() || e.is::<bulwark_retry::AttemptTimedOut>() {
+    if e.is::<bulwark_retry::AttemptTimedOut>() {
         return Some(ErrorInfo::new(StatusCode::GATEWAY_TIMEOUT, e.to_string()));
     }
     #[cfg(feature = "fanout")]

@@ -71,6 +71,7 @@ pub mod classify;
 #[doc(hidden)]
 pub mod clock;
 pub mod config;
+pub mod deadline;
 pub mod event;
 #[cfg(feature = "grpc")]
 pub mod grpc;
@@ -106,6 +107,7 @@ pub use classify::{Classify, Decision, DefaultClassifier, Outcome};
 #[cfg(feature = "http")]
 pub use classify::{HttpClassifier, StatusSet};
 pub use config::ConfigError;
+pub use deadline::DeadlineExceeded;
 pub use event::{
     CircuitState, Event, FailoverReason, GiveUpReason, Listener, NoopListener, SharedListener,
     TripReason,

@@ -25,6 +25,7 @@ pub enum Mode {
 /// | `attempt_timeout` | 30 s | a stalled target must not hold the request forever |
 /// | `interval` | 0 | the next target is another server: no reason to wait |
 /// | `wait_for_ready` | 1 s | when no target is ready, a brief wait rides out a probe or a reconnect |
+/// | `deadline` | none | the whole request, every target it tries included; each attempt's time is cut to what is left |
 ///
 /// ```
 /// use bulwark_failover::FailoverConfig;
@@ -53,6 +54,9 @@ pub struct FailoverConfig {
     /// How long a request waits for any target to become ready before failing.
     #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
     pub wait_for_ready: Duration,
+    /// Time for the whole request, every target it tries included; `None` for no limit.
+    #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
+    pub deadline: Option<Duration>,
 }
 
 impl Default for FailoverConfig {
@@ -64,6 +68,7 @@ impl Default for FailoverConfig {
             attempt_timeout: Some(Duration::from_secs(30)),
             interval: Duration::ZERO,
             wait_for_ready: Duration::from_secs(1),
+            deadline: None,
         }
     }
 }
@@ -73,6 +78,9 @@ pub use bulwark_core::ConfigError;
 impl FailoverConfig {
     /// Checks the settings that do not depend on the targets.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(d) = self.deadline {
+            config::positive_within_a_day("deadline", d)?;
+        }
         if let Some(t) = self.attempt_timeout {
             config::positive_within_a_day("attempt_timeout", t)?;
         }

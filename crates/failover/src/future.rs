@@ -6,7 +6,7 @@ use crate::shared::Shared;
 use bulwark_core::local::CallRef;
 use bulwark_core::slot::LazyBox;
 use bulwark_core::timer::poll_until;
-use bulwark_core::{BoxError, FailoverReason, Misuse};
+use bulwark_core::{BoxError, DeadlineExceeded, FailoverReason, Misuse};
 use pin_project_lite::pin_project;
 use std::fmt;
 use std::future::Future;
@@ -34,8 +34,10 @@ pin_project! {
         // allocation) the first time the future has to wait.
         #[pin]
         timer: Option<Sleep>,
-        // When the running attempt times out, if a per-attempt timeout is set.
+        // When the running attempt times out: its own timeout, cut to the deadline.
         limit: Option<Instant>,
+        // When the whole request must end, if a deadline is set.
+        deadline: Option<Instant>,
         request: Option<Req>,
         shared: CallRef<Shared<S, P>>,
         current: usize,
@@ -81,11 +83,13 @@ where
         request: Option<Req>,
         shared: CallRef<Shared<S, P>>,
     ) -> Self {
-        let limit = shared.attempt_timeout.map(|t| Instant::now() + t);
+        let deadline = shared.deadline.map(|d| Instant::now() + d);
+        let limit = shared.attempt_limit(deadline);
         ResponseFuture {
             state: State::Calling { future },
             timer: None,
             limit,
+            deadline,
             request,
             shared,
             current: index,
@@ -98,6 +102,7 @@ where
             state: State::Failed { error: Some(error) },
             timer: None,
             limit: None,
+            deadline: None,
             request: None,
             shared,
             current: 0,
@@ -238,6 +243,15 @@ where
         this.state.set(State::Done);
         let shared = &**this.shared;
         let i = *this.current;
+        if result.is_none() && this.deadline.is_some_and(|d| Instant::now() >= d) {
+            // Cut by the request's deadline, not its own timeout: no target is tried after.
+            shared.failed(i, FailoverReason::Timeout);
+            let attempts = this.trail.as_ref().map_or(1, |t| t.attempts);
+            return Poll::Ready(Err(Box::new(DeadlineExceeded {
+                deadline: shared.deadline.unwrap_or_default(),
+                attempts,
+            })));
+        }
         let (reason, description) = match &result {
             Some(r) if r.is_err() => (FailoverReason::Error, shared.policy.describe(r)),
             Some(r) => (FailoverReason::FailureResponse, shared.policy.describe(r)),
@@ -343,7 +357,7 @@ where
         None => return Some(Err(Box::new(Misuse::polled_after_completion("failover")))),
     };
     trail.last = None;
-    *this.limit = shared.attempt_timeout.map(|t| Instant::now() + t);
+    *this.limit = shared.attempt_limit(*this.deadline);
     // Each attempt after the first runs in a span naming the layer, the target and the
     // attempt (the first, on the fast path, has none: it costs nothing there).
     trail.span = tracing::debug_span!(

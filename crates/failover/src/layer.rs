@@ -69,6 +69,7 @@ impl<P: Clone> FailoverLayer<P> {
             targets.clone(),
             c.mode,
             c.attempt_timeout,
+            c.deadline,
             c.interval,
             c.wait_for_ready,
             self.policy.clone(),
@@ -139,6 +140,12 @@ impl<P> Builder<P> {
 
         /// How long to wait for a ready target before failing (default 1 s).
         fn wait_for_ready(wait: Duration) { wait_for_ready = wait }
+
+        /// Time for the whole request, every target it tries included (default none): when
+        /// it passes, the attempt under way is dropped and the call fails with
+        /// [`DeadlineExceeded`](bulwark_core::DeadlineExceeded). Each attempt's time is cut to
+        /// what is left.
+        fn deadline(deadline: Duration) { deadline = Some(deadline) }
     }
 
     /// Decide what is a failure with `policy`.

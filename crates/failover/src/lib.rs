@@ -73,7 +73,7 @@ mod policy;
 mod service;
 mod shared;
 
-pub use bulwark_core::Misuse;
+pub use bulwark_core::{DeadlineExceeded, Misuse};
 pub use config::{ConfigError, FailoverConfig, Mode};
 pub use error::{AllFailed, NoTargetReady, TargetFailure, Unavailable};
 pub use future::ResponseFuture;

@@ -6,6 +6,7 @@ use bulwark_core::{Event, FailoverReason, SharedListener};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
+use tokio::time::Instant;
 
 pub(crate) struct Shared<S, P> {
     pub(crate) name: Box<str>,
@@ -15,6 +16,7 @@ pub(crate) struct Shared<S, P> {
     pub(crate) targets: usize,
     pub(crate) mode: Mode,
     pub(crate) attempt_timeout: Option<Duration>,
+    pub(crate) deadline: Option<Duration>,
     pub(crate) interval: Duration,
     pub(crate) wait_for_ready: Duration,
     pub(crate) policy: P,
@@ -32,6 +34,7 @@ impl<S, P> std::fmt::Debug for Shared<S, P> {
             .field("targets", &self.names)
             .field("mode", &self.mode)
             .field("attempt_timeout", &self.attempt_timeout)
+            .field("deadline", &self.deadline)
             .field("interval", &self.interval)
             .field("wait_for_ready", &self.wait_for_ready)
             .field("sticky", &self.sticky.load(Ordering::Relaxed))
@@ -47,6 +50,7 @@ impl<S, P> Shared<S, P> {
         templates: Vec<S>,
         mode: Mode,
         attempt_timeout: Option<Duration>,
+        deadline: Option<Duration>,
         interval: Duration,
         wait_for_ready: Duration,
         policy: P,
@@ -75,11 +79,22 @@ impl<S, P> Shared<S, P> {
             targets,
             mode,
             attempt_timeout,
+            deadline,
             interval,
             wait_for_ready,
             policy,
             sticky: AtomicUsize::new(0),
             listener,
+        }
+    }
+
+    /// When the running attempt must end: its own timeout, cut to the request's deadline.
+    #[inline]
+    pub(crate) fn attempt_limit(&self, deadline: Option<Instant>) -> Option<Instant> {
+        let own = self.attempt_timeout.map(|t| Instant::now() + t);
+        match (own, deadline) {
+            (Some(a), Some(d)) => Some(a.min(d)),
+            (a, d) => a.or(d),
         }
     }
 

@@ -25,23 +25,4 @@ impl fmt::Display for AttemptTimedOut {
 
 impl std::error::Error for AttemptTimedOut {}
 
-/// The deadline for all attempts together passed while an attempt was still running.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DeadlineExceeded {
-    /// The deadline, counted from the call.
-    pub deadline: Duration,
-    /// Attempts made, the one cut short included.
-    pub attempts: u32,
-}
-
-impl fmt::Display for DeadlineExceeded {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "deadline of {:?} exceeded during attempt {}",
-            self.deadline, self.attempts
-        )
-    }
-}
-
-impl std::error::Error for DeadlineExceeded {}
+pub use bulwark_core::DeadlineExceeded;

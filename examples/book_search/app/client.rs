@@ -9,7 +9,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU16, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -72,6 +72,18 @@ impl SendsRef {
     }
 }
 
+/// What the search service sent one store, counted by its clients (the read and the write
+/// path's) where each request goes out: `GET /stores` reads it.
+#[derive(Debug, Default)]
+pub struct StoreStats {
+    /// Requests sent and not yet answered (or cut).
+    pub in_flight: AtomicU32,
+    /// Requests whose answer the path's contract calls a success.
+    pub successes: AtomicU64,
+    /// Requests that failed: an error, a failing answer, or cut before their answer came.
+    pub failures: AtomicU64,
+}
+
 /// The pooled hyper clients every store client shares.
 #[derive(Clone, Debug)]
 pub struct Clients {
@@ -108,6 +120,7 @@ impl Clients {
 #[derive(Clone)]
 pub struct StoreClient {
     counters: Arc<Counters>,
+    stats: Arc<StoreStats>,
     contract: Arc<dyn Classify<Answer, BoxError> + Send + Sync>,
     index: usize,
     authority: http::uri::Authority,
@@ -129,12 +142,14 @@ impl std::fmt::Debug for Counters {
 }
 
 impl StoreClient {
-    /// The client for store number `index` (0-based), named `name`, at `addr`.
+    /// The client for store number `index` (0-based), named `name`, at `addr`, counting into
+    /// `stats` (shared by every client of the store).
     pub fn new(
         name: &str,
         index: usize,
         addr: std::net::SocketAddr,
         http: Client<HttpConnector, Body>,
+        stats: Arc<StoreStats>,
     ) -> Self {
         let authority = addr
             .to_string()
@@ -152,6 +167,7 @@ impl StoreClient {
         });
         StoreClient {
             counters,
+            stats,
             contract: Arc::new(HttpClassifier::new()),
             index,
             authority,
@@ -183,25 +199,45 @@ impl std::fmt::Debug for StoreClient {
 /// failure when it is dropped before (a timeout or a deadline cut it).
 struct Counted {
     counters: Arc<Counters>,
+    stats: Arc<StoreStats>,
     contract: Arc<dyn Classify<Answer, BoxError> + Send + Sync>,
     done: bool,
 }
 
 impl Counted {
+    fn start(client: &StoreClient) -> Self {
+        client.stats.in_flight.fetch_add(1, Ordering::Relaxed);
+        Counted {
+            counters: client.counters.clone(),
+            stats: client.stats.clone(),
+            contract: client.contract.clone(),
+            done: false,
+        }
+    }
+
     fn finish(&mut self, result: &Result<Answer, BoxError>) {
         self.done = true;
         match self.contract.classify(result) {
-            Outcome::Failure => self.counters.failure.increment(1),
-            Outcome::Success | Outcome::Ignored => self.counters.success.increment(1),
+            Outcome::Failure => self.failed(),
+            Outcome::Success | Outcome::Ignored => {
+                self.counters.success.increment(1);
+                self.stats.successes.fetch_add(1, Ordering::Relaxed);
+            }
         }
+    }
+
+    fn failed(&self) {
+        self.counters.failure.increment(1);
+        self.stats.failures.fetch_add(1, Ordering::Relaxed);
     }
 }
 
 impl Drop for Counted {
     fn drop(&mut self) {
         if !self.done {
-            self.counters.failure.increment(1);
+            self.failed();
         }
+        self.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -229,11 +265,7 @@ impl Service<Request<Body>> for StoreClient {
             .authority(self.authority.clone())
             .path_and_query(path)
             .build();
-        let mut counted = Counted {
-            counters: self.counters.clone(),
-            contract: self.contract.clone(),
-            done: false,
-        };
+        let mut counted = Counted::start(self);
         let index = self.index;
         let sends = req.extensions().get::<SendsRef>().cloned();
         let retry = match &sends {

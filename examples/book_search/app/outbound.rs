@@ -1,19 +1,21 @@
 //! The search service's outbound stacks: every layer of tower-bulwark, built from the
-//! configuration.
+//! configuration. Each path's idea of failure is declared once, in [`contract`], and given to
+//! every layer of the path.
 //!
 //! Read path (`GET /book/{title}`), strategy `balance`:
 //!
 //! ```text
-//! BackoffRetry  (a failed attempt goes to another store; at most one try per store; deadline)
+//! BackoffRetry  (a failed attempt goes to another store at once; at most one try per store;
+//!  │             the deadline)
 //!  └ Balance    (p2c by peak-EWMA latency; active health checks; passive ejection; resends
-//!    │           go to a store the request has not been to)
+//!    │           go to a store the request has not been to; fails at once when every
+//!    │           store's circuit is open)
 //!    └ per store: CircuitBreaker (readiness mode) └ Timeout (per attempt) └ StoreClient
 //! ```
 //!
-//! Strategy `failover`: `Failover` (ordered, sticky to the last store that answered) over the
-//! same per-store stacks, each behind its own one-endpoint `Balance` that runs the store's
-//! health checks (an unhealthy store is not ready, so failover skips it); passive ejection is
-//! off there, the breaker does that job.
+//! Strategy `failover`: `Failover` (ordered, sticky to the last store that answered; the
+//! deadline) over, per store, a `HealthGate` (the store's health checks: an unhealthy store
+//! is not ready, so the failover skips it) └ the same per-store stack.
 //!
 //! Strategy `bare` (the end-to-end benchmark's baseline): [`RoundRobin`] over the three
 //! `StoreClient`s, no layer at all.
@@ -25,7 +27,7 @@
 //! The timeout sits under the breaker so that a store that does not answer in time counts as
 //! a failure for its breaker and for ejection.
 
-use super::client::{Answer, Body, Clients, StoreClient, STORES};
+use super::client::{Answer, Body, Clients, StoreClient, StoreStats, STORES};
 use super::config::{Config, Strategy};
 use super::contract;
 use super::store::Store;
@@ -33,17 +35,17 @@ use http::Request;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
 use tower::timeout::TimeoutLayer;
 use tower::util::BoxCloneSyncService;
 use tower::{Layer, Service};
-use tower_bulwark::balance::{self, BalanceLayer, Ejection, Endpoints, HealthCheck, HttpProbe};
+use tower_bulwark::balance::{self, BalanceLayer, Endpoints};
 use tower_bulwark::circuit_breaker::{self, CircuitBreakerLayer, Mode};
 use tower_bulwark::core::attempts::HttpResend;
 use tower_bulwark::core::backoff::{ExponentialBackoff, Jitter};
 use tower_bulwark::core::BoxError;
 use tower_bulwark::failover::{self, FailoverLayer, HttpFailoverPolicy};
 use tower_bulwark::fanout::{FanOutLayer, Outcomes, Policy};
+use tower_bulwark::health::{self, HealthCheck, HealthGateLayer, HttpProbe};
 use tower_bulwark::retry::{BackoffRetryLayer, RetryFailures};
 
 /// The read path, whatever the strategy.
@@ -51,17 +53,57 @@ pub type ReadService = BoxCloneSyncService<Request<Body>, Answer, BoxError>;
 /// The write path: every store's outcome.
 pub type WriteService = BoxCloneSyncService<Request<Body>, Outcomes<Answer>, BoxError>;
 
-/// What `/stores` and `/metrics` read: the layers' own handles, per store.
+/// What `/stores` and `/metrics` read, per store: the store clients' counts and the handles
+/// of the layers the strategy built (none in `bare`).
 #[derive(Clone, Debug)]
 pub struct StoreView {
     /// The store (its name, address and in-process fault control).
     pub store: Store,
+    /// What the search service sent it, counted by its clients.
+    pub stats: Arc<StoreStats>,
     /// Its circuit breaker on the read path.
-    pub breaker: circuit_breaker::Handle,
-    /// The balancer that health-checks it, and its index there.
-    pub balance: balance::Handle,
-    /// The store's index in `balance`.
-    pub endpoint: usize,
+    pub breaker: Option<circuit_breaker::Handle>,
+    /// Who checks its health.
+    pub health: Health,
+}
+
+/// Who checks a store's health, for `/stores`.
+#[derive(Clone, Debug)]
+pub enum Health {
+    /// The balancer's own checks; the store is endpoint `index` there (which also has its
+    /// ejection and latency).
+    Balancer {
+        /// The balancer.
+        handle: balance::Handle,
+        /// The store's index.
+        index: usize,
+    },
+    /// The store's health gate.
+    Gate(health::Handle),
+    /// Nobody (strategy `bare`): read as healthy.
+    Unchecked,
+}
+
+impl Health {
+    /// Whether the checks pass (always, when nobody checks).
+    pub fn healthy(&self) -> bool {
+        match self {
+            Health::Balancer { handle, index } => {
+                handle.endpoints().get(*index).is_none_or(|e| e.healthy)
+            }
+            Health::Gate(gate) => gate.is_healthy(),
+            Health::Unchecked => true,
+        }
+    }
+
+    /// What the balancer knows of the store beyond its health: how much longer it is
+    /// ejected, and its latency estimate.
+    pub fn balancer_view(&self) -> Option<balance::EndpointSnapshot> {
+        match self {
+            Health::Balancer { handle, index } => handle.endpoints().get(*index).cloned(),
+            _ => None,
+        }
+    }
 }
 
 /// The outbound side of the search service.
@@ -110,7 +152,7 @@ impl Service<Request<Body>> for RoundRobin {
     }
 }
 
-fn health(config: &Config) -> HealthCheck {
+fn health_check(config: &Config) -> HealthCheck {
     HealthCheck {
         interval: config.health.interval,
         timeout: config.health.timeout,
@@ -145,43 +187,67 @@ pub fn build(config: &Config, stores: &[Store], clients: &Clients) -> Result<Out
     let names: Vec<String> = stores.iter().map(|s| s.name().to_string()).collect();
     // What counts as a failure, and what goes to another store: declared once.
     let read = contract::read(config);
+    let stats: Vec<Arc<StoreStats>> = stores.iter().map(|_| Arc::default()).collect();
+    let client = |i: usize, store: &Store| {
+        StoreClient::new(
+            store.name(),
+            i,
+            store.addr(),
+            clients.books.clone(),
+            stats[i].clone(),
+        )
+    };
 
-    // Per store: breaker (readiness) over a per-attempt timeout over the client.
-    let mut leaves = Vec::with_capacity(STORES);
-    let mut breakers = Vec::with_capacity(STORES);
-    for (i, store) in stores.iter().enumerate() {
-        let cb = &config.circuit_breaker;
-        let breaker = CircuitBreakerLayer::builder()
-            .name(store.name())
-            .failure_rate(cb.failure_rate)
-            .count_window(cb.window)
-            .min_calls(cb.min_calls)
-            .open_for(cb.open)
-            .half_open_probes(cb.half_open_probes)
-            .mode(Mode::Readiness)
-            .classifier(read)
-            .build()?;
-        let client =
-            StoreClient::new(store.name(), i, store.addr(), clients.books.clone()).counted_by(read);
-        let leaf = breaker.layer(TimeoutLayer::new(config.attempt.timeout).layer(client));
-        breakers.push(leaf.handle());
-        leaves.push(leaf);
-    }
+    let (read, views): (ReadService, Vec<StoreView>) = if config.search.strategy == Strategy::Bare {
+        let store_clients = stores
+            .iter()
+            .enumerate()
+            .map(|(i, s)| client(i, s).counted_by(read))
+            .collect();
+        let views = stores
+            .iter()
+            .zip(&stats)
+            .map(|(store, stats)| StoreView {
+                store: store.clone(),
+                stats: stats.clone(),
+                breaker: None,
+                health: Health::Unchecked,
+            })
+            .collect();
+        (
+            BoxCloneSyncService::new(RoundRobin::new(store_clients)),
+            views,
+        )
+    } else {
+        // Per store: breaker (readiness) over a per-attempt timeout over the client.
+        let mut leaves = Vec::with_capacity(STORES);
+        let mut breakers = Vec::with_capacity(STORES);
+        for (i, store) in stores.iter().enumerate() {
+            let cb = &config.circuit_breaker;
+            let breaker = CircuitBreakerLayer::builder()
+                .name(store.name())
+                .failure_rate(cb.failure_rate)
+                .count_window(cb.window)
+                .min_calls(cb.min_calls)
+                .open_for(cb.open)
+                .half_open_probes(cb.half_open_probes)
+                .mode(Mode::Readiness)
+                .classifier(read)
+                .build()?;
+            let leaf = breaker.layer(
+                TimeoutLayer::new(config.attempt.timeout).layer(client(i, store).counted_by(read)),
+            );
+            breakers.push(leaf.handle());
+            leaves.push(leaf);
+        }
+        let view = |i: usize, health: Health| StoreView {
+            store: stores[i].clone(),
+            stats: stats[i].clone(),
+            breaker: Some(breakers[i].clone()),
+            health,
+        };
 
-    let retry = BackoffRetryLayer::builder()
-        .name("search")
-        .max_attempts(STORES as u32)
-        // Another store, at once.
-        .backoff(ExponentialBackoff::none())
-        // At most one try per store: the retries are bounded by the stores, not a budget.
-        .no_budget()
-        .deadline(config.search.deadline)
-        // GET and HEAD go to another store; the balancer avoids the stores already tried.
-        .policy(RetryFailures::new(read).attempts(HttpResend::idempotent()))
-        .build()?;
-
-    let (read, views): (ReadService, Vec<StoreView>) = match config.search.strategy {
-        Strategy::Balance => {
+        if config.search.strategy == Strategy::Balance {
             let probes = stores
                 .iter()
                 .map(|s| probe(clients, s, config))
@@ -191,115 +257,59 @@ pub fn build(config: &Config, stores: &[Store], clients: &Clients) -> Result<Out
                 .endpoint_names(names.clone())
                 .strategy(balance::Strategy::P2cPeakEwma)
                 .wait_for_ready(config.search.wait_for_healthy)
-                .health_check(health(config))
+                .health_check(health_check(config))
                 .ejection(config.ejection)
                 .classifier(read)
                 .http()
                 .build()?
                 .build(Endpoints::list(leaves).health(probes))?;
             let handle = balance.handle();
-            let views = stores
-                .iter()
-                .zip(breakers)
-                .enumerate()
-                .map(|(i, (store, breaker))| StoreView {
-                    store: store.clone(),
-                    breaker,
-                    balance: handle.clone(),
-                    endpoint: i,
+            let views = (0..STORES)
+                .map(|index| {
+                    let handle = handle.clone();
+                    view(index, Health::Balancer { handle, index })
                 })
                 .collect();
+            let retry = BackoffRetryLayer::builder()
+                .name("search")
+                .max_attempts(STORES as u32)
+                // Another store, at once.
+                .backoff(ExponentialBackoff::none())
+                // At most one try per store: the retries are bounded by the stores, not a
+                // budget.
+                .no_budget()
+                .deadline(config.search.deadline)
+                // GET and HEAD go to another store; the balancer avoids those already tried.
+                .policy(RetryFailures::new(read).attempts(HttpResend::idempotent()))
+                .build()?;
             (BoxCloneSyncService::new(retry.layer(balance)), views)
-        }
-        Strategy::Failover => {
+        } else {
+            // Failover: each store behind its health gate, so an unhealthy store is not ready
+            // and the failover skips it.
             let mut targets = Vec::with_capacity(STORES);
             let mut views = Vec::with_capacity(STORES);
-            for ((store, leaf), breaker) in stores.iter().zip(leaves).zip(breakers) {
-                // One endpoint: the balancer is here for the store's health checks and
-                // ejection. It waits "forever" (a day) for its endpoint, so an unhealthy
-                // store stays not ready and the failover skips it; the failover's own wait
-                // is what the request sees.
-                let one = BalanceLayer::builder()
+            for (i, (store, leaf)) in stores.iter().zip(leaves).enumerate() {
+                let gate = HealthGateLayer::builder()
                     .name(store.name())
-                    .endpoint_names([store.name()])
-                    .strategy(balance::Strategy::FirstAvailable)
-                    .wait_for_ready(Duration::from_secs(24 * 3600))
-                    .health_check(health(config))
-                    // No ejection: the store's breaker already takes it out while it fails,
-                    // and a one-store balancer may eject its only store (for 30 s, longer
-                    // than the breaker's open period).
-                    .ejection(Ejection {
-                        consecutive_failures: 0,
-                        ..Ejection::default()
-                    })
-                    .classifier(read)
+                    .check(health_check(config))
                     .build()?
-                    .build(
-                        Endpoints::list(vec![leaf]).health(vec![probe(clients, store, config)?]),
-                    )?;
-                views.push(StoreView {
-                    store: store.clone(),
-                    breaker,
-                    balance: one.handle(),
-                    endpoint: 0,
-                });
-                targets.push(one);
+                    .build(leaf, probe(clients, store, config)?)?;
+                views.push(view(i, Health::Gate(gate.handle())));
+                targets.push(gate);
             }
             let failover = FailoverLayer::builder()
                 .name("stores")
                 .target_names(names.clone())
                 .mode(failover::Mode::Sticky)
-                // The per-attempt timeout is under each store's breaker already.
+                // The per-attempt timeout is under each store's breaker already; the
+                // deadline bounds the whole request, every store it tries included.
                 .no_attempt_timeout()
+                .deadline(config.search.deadline)
                 .wait_for_ready(config.search.wait_for_healthy)
                 .policy(HttpFailoverPolicy::new().classifier(read))
                 .build()?
                 .build(targets)?;
-            // The failover tries each store once; the retry layer above adds only the
-            // deadline (one attempt).
-            let once = BackoffRetryLayer::builder()
-                .name("search")
-                .max_attempts(1)
-                .no_budget()
-                .deadline(config.search.deadline)
-                .policy(RetryFailures::new(read).attempts(HttpResend::idempotent()))
-                .build()?;
-            (BoxCloneSyncService::new(once.layer(failover)), views)
-        }
-        Strategy::Bare => {
-            let store_clients = stores
-                .iter()
-                .enumerate()
-                .map(|(i, s)| {
-                    StoreClient::new(s.name(), i, s.addr(), clients.books.clone()).counted_by(read)
-                })
-                .collect();
-            // `/stores` reads a balancer's and a breaker's handle per store. Rather than make
-            // every `StoreView` field optional, bare mode keeps the per-store breakers built
-            // above and a balancer over them with no health checks; neither is on the read
-            // path (the balancer is dropped once its handle is taken, never called), so
-            // `/stores` shows every store healthy, its circuit closed and no calls counted.
-            let handle = BalanceLayer::builder()
-                .name("stores")
-                .endpoint_names(names.clone())
-                .build()?
-                .build(leaves)?
-                .handle();
-            let views = stores
-                .iter()
-                .zip(breakers)
-                .enumerate()
-                .map(|(i, (store, breaker))| StoreView {
-                    store: store.clone(),
-                    breaker,
-                    balance: handle.clone(),
-                    endpoint: i,
-                })
-                .collect();
-            (
-                BoxCloneSyncService::new(RoundRobin::new(store_clients)),
-                views,
-            )
+            (BoxCloneSyncService::new(failover), views)
         }
     };
 
@@ -316,9 +326,8 @@ pub fn build(config: &Config, stores: &[Store], clients: &Clients) -> Result<Out
             .attempt_timeout(config.attempt.timeout)
             .policy(RetryFailures::new(contract::Write))
             .build()?;
-        let client = StoreClient::new(store.name(), i, store.addr(), clients.books.clone())
-            .counted_by(contract::Write);
-        branches.push(BoxCloneSyncService::new(retry.layer(client)));
+        let client = client(i, store).counted_by(contract::Write);
+        branches.push(retry.layer(client));
     }
     let fanout = FanOutLayer::builder()
         .name("register")

@@ -3,7 +3,7 @@
 
 use super::client::{Body, SendsRef};
 use super::config::Config;
-use super::outbound::{Outbound, StoreView};
+use super::outbound::Outbound;
 use super::serve::{bounded_body, BodyBounds, Limits};
 use super::store::{Book, Fault, FAULT_BODY_LIMIT};
 use axum::body::Bytes;
@@ -16,11 +16,13 @@ use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::{json, Value};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use tower::{Service, ServiceExt};
 use tower_bulwark::core::{BoxError, CircuitState};
 use tower_bulwark::fanout::{Outcomes, TargetResult};
+use tower_bulwark::{balance, failover};
 
 /// The largest `POST /book` body.
 pub const MAX_BODY: usize = 64 * 1024;
@@ -122,19 +124,6 @@ fn encode_path_segment(s: &str) -> String {
     out
 }
 
-/// When no store's circuit admits a call, how long until the first one probes again.
-fn all_circuits_open(stores: &[StoreView]) -> Option<Duration> {
-    let mut soonest: Option<Duration> = None;
-    for view in stores {
-        if view.breaker.state() != CircuitState::Open {
-            return None;
-        }
-        let after = view.breaker.retry_after().unwrap_or(Duration::from_secs(1));
-        soonest = Some(soonest.map_or(after, |s| s.min(after)));
-    }
-    soonest
-}
-
 /// A path parameter that is not valid percent-encoded UTF-8: 400 `{"error"}`.
 fn bad_path(rejection: PathRejection) -> Response {
     error(StatusCode::BAD_REQUEST, rejection.body_text())
@@ -151,13 +140,6 @@ async fn get_book(
     if title.is_empty() {
         return error(StatusCode::BAD_REQUEST, "the title is empty");
     }
-    // Every circuit open: answer at once, without waiting for a store to be ready.
-    if let Some(retry_after) = all_circuits_open(&state.outbound.stores) {
-        return unavailable(
-            "every store's circuit is open: calls to the stores are suspended",
-            retry_after,
-        );
-    }
     let request = match http::Request::get(format!("/books/{}", encode_path_segment(&title)))
         .body(Body::default())
     {
@@ -167,23 +149,10 @@ async fn get_book(
         }
         Err(_) => return error(StatusCode::BAD_REQUEST, "the title cannot be sent"),
     };
+    // The stack waits, bounds the whole request by its deadline, and says why it could not
+    // answer; this handler only maps what it returns.
     let mut read = state.outbound.read.clone();
-    let deadline = state.config.search.deadline;
-    let answer = tokio::time::timeout(
-        deadline,
-        async move { read.ready().await?.call(request).await },
-    )
-    .await;
-    let result = match answer {
-        Ok(result) => result,
-        Err(_) => {
-            return error(
-                StatusCode::GATEWAY_TIMEOUT,
-                format!("no store answered within the deadline ({deadline:?})"),
-            )
-        }
-    };
-    match result {
+    match async move { read.ready().await?.call(request).await }.await {
         Ok(resp) => {
             let status = resp.status();
             if status == StatusCode::OK {
@@ -210,39 +179,55 @@ async fn get_book(
                 out
             }
         }
-        Err(e) => read_error(&e, &state.outbound.stores),
+        Err(e) => read_error(&e),
     }
 }
 
-/// Whether the health checks mark every store unhealthy.
-fn none_healthy(stores: &[StoreView]) -> bool {
-    stores.iter().all(|v| {
-        v.balance
-            .endpoints()
-            .get(v.endpoint)
-            .is_some_and(|e| !e.healthy)
-    })
-}
-
-/// The read path's errors: an open circuit or no ready store is 503 with its time to retry,
-/// the deadline is 504, and anything else means every store tried failed (503).
-fn read_error(e: &BoxError, stores: &[StoreView]) -> Response {
+/// The read path's errors, as the layers gave them: no store ready (every circuit open, none
+/// healthy, none ready in time) is 503 with the time to retry the layer gave, the deadline is
+/// 504, and anything else means every store tried failed (503).
+fn read_error(e: &BoxError) -> Response {
     let info = tower_bulwark::axum::classify_error(&**e);
+    let retry_after = info.retry_after.unwrap_or(Duration::from_secs(1));
     match info.status {
         StatusCode::GATEWAY_TIMEOUT => error(StatusCode::GATEWAY_TIMEOUT, info.message),
-        StatusCode::SERVICE_UNAVAILABLE if none_healthy(stores) => unavailable(
-            format!("no store is healthy ({})", info.message),
-            info.retry_after.unwrap_or(Duration::from_secs(1)),
-        ),
-        StatusCode::SERVICE_UNAVAILABLE => unavailable(
-            info.message,
-            info.retry_after.unwrap_or(Duration::from_secs(1)),
-        ),
+        StatusCode::SERVICE_UNAVAILABLE => match why_unavailable(e) {
+            Some(why) => unavailable(format!("{why} ({})", info.message), retry_after),
+            None => unavailable(info.message, retry_after),
+        },
         _ => unavailable(
             format!("every store tried failed; the last error: {}", info.message),
             Duration::from_secs(1),
         ),
     }
+}
+
+/// The reason the balancer or the failover gave for having no store ready, in the demo's
+/// words.
+fn why_unavailable(e: &BoxError) -> Option<&'static str> {
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(&**e);
+    while let Some(err) = current {
+        if let Some(e) = err.downcast_ref::<balance::NoEndpointReady>() {
+            return Some(match e.reason {
+                balance::Unavailable::NoneHealthy => "no store is healthy",
+                balance::Unavailable::CircuitsOpen => {
+                    "every store's circuit is open: calls to the stores are suspended"
+                }
+                _ => "no store is ready",
+            });
+        }
+        if let Some(e) = err.downcast_ref::<failover::NoTargetReady>() {
+            return Some(match e.reason {
+                failover::Unavailable::NoneHealthy => "no store is healthy",
+                failover::Unavailable::CircuitsOpen => {
+                    "every store's circuit is open: calls to the stores are suspended"
+                }
+                _ => "no store is ready",
+            });
+        }
+        current = err.source();
+    }
+    None
 }
 
 fn json_bytes(status: StatusCode, body: Bytes) -> Response {
@@ -403,10 +388,10 @@ struct StoreEntry<'a> {
     in_flight: u32,
     successes: u64,
     failures: u64,
-    /// How much longer the balancer keeps it ejected, if it does.
+    /// How much longer the balancer keeps it ejected, if it does (strategy `balance`).
     ejected_for_ms: Option<u64>,
-    /// Its peak-EWMA latency, as the balancer sees it.
-    latency_ms: f64,
+    /// Its peak-EWMA latency, as the balancer sees it (strategy `balance`).
+    latency_ms: Option<f64>,
     /// Calls its open circuit turned away.
     rejected: u64,
     /// Its chaos setting.
@@ -419,20 +404,22 @@ async fn list_stores(State(state): State<AppState>) -> Response {
         .stores
         .iter()
         .map(|view| {
-            let endpoints = view.balance.endpoints();
-            let e = endpoints.get(view.endpoint);
-            let breaker = view.breaker.metrics();
+            let balancer = view.health.balancer_view();
+            let breaker = view.breaker.as_ref().map(|b| b.metrics());
             StoreEntry {
                 name: view.store.name(),
                 url: view.store.url(),
-                healthy: e.is_some_and(|e| e.healthy),
-                circuit: circuit_name(breaker.state),
-                in_flight: e.map_or(0, |e| e.in_flight),
-                successes: e.map_or(0, |e| e.successes),
-                failures: e.map_or(0, |e| e.failures),
-                ejected_for_ms: e.and_then(|e| e.ejected_for).map(|d| d.as_millis() as u64),
-                latency_ms: e.map_or(0.0, |e| e.latency.as_secs_f64() * 1000.0),
-                rejected: breaker.not_permitted,
+                healthy: view.health.healthy(),
+                circuit: circuit_name(breaker.as_ref().map_or(CircuitState::Closed, |b| b.state)),
+                in_flight: view.stats.in_flight.load(Ordering::Relaxed),
+                successes: view.stats.successes.load(Ordering::Relaxed),
+                failures: view.stats.failures.load(Ordering::Relaxed),
+                ejected_for_ms: balancer
+                    .as_ref()
+                    .and_then(|e| e.ejected_for)
+                    .map(|d| d.as_millis() as u64),
+                latency_ms: balancer.map(|e| e.latency.as_secs_f64() * 1000.0),
+                rejected: breaker.map_or(0, |b| b.not_permitted),
                 fault: view.store.fault(),
             }
         })
@@ -482,14 +469,21 @@ async fn set_fault(
 async fn render_metrics(State(state): State<AppState>) -> Response {
     for view in &state.outbound.stores {
         let name = view.store.name().to_string();
-        let m = view.breaker.metrics();
-        let code = match m.state {
+        // Strategy `bare` has no breaker: its circuits read closed, nothing refused.
+        let (state, refused) = view
+            .breaker
+            .as_ref()
+            .map_or((CircuitState::Closed, 0), |b| {
+                let m = b.metrics();
+                (m.state, m.not_permitted)
+            });
+        let code = match state {
             CircuitState::Closed => 0.0,
             CircuitState::HalfOpen => 1.0,
             _ => 2.0,
         };
         metrics::gauge!("bookstore_circuit_state", "store" => name.clone()).set(code);
-        metrics::counter!("bookstore_rejected_total", "store" => name).absolute(m.not_permitted);
+        metrics::counter!("bookstore_rejected_total", "store" => name).absolute(refused);
     }
     state.metrics.run_upkeep();
     let mut resp = Response::new(axum::body::Body::from(state.metrics.render()));
