@@ -25,10 +25,9 @@
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 use tonic::transport::{Channel, Endpoint};
-use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
-use tonic_health::pb::health_server::{Health, HealthServer};
-use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
+use tonic_health::pb::health_server::HealthServer;
+use tonic_health::pb::HealthCheckRequest;
 use tower::util::BoxCloneService;
 use tower::ServiceBuilder;
 use tower_bulwark::balance::dns::{DnsDiscover, DnsEndpoint};
@@ -40,7 +39,6 @@ use tower_bulwark::core::{BoxError, GrpcClassifier};
 use tower_bulwark::retry::{BackoffRetryLayer, RetryFailures};
 
 #[path = "support/grpc.rs"]
-#[allow(dead_code)]
 mod support;
 use support::GrpcHealthProbe;
 
@@ -224,39 +222,9 @@ async fn follow(
 // The loopback demo
 // ---------------------------------------------------------------------------------------------
 
-/// A demo server: answers `Check` with SERVING.
-#[derive(Clone)]
-struct Server;
-
-#[tonic::async_trait]
-impl Health for Server {
-    async fn check(
-        &self,
-        _: tonic::Request<HealthCheckRequest>,
-    ) -> Result<tonic::Response<HealthCheckResponse>, tonic::Status> {
-        Ok(tonic::Response::new(HealthCheckResponse {
-            status: ServingStatus::Serving as i32,
-        }))
-    }
-
-    type WatchStream = futures_util::stream::Empty<Result<HealthCheckResponse, tonic::Status>>;
-
-    async fn watch(
-        &self,
-        _: tonic::Request<HealthCheckRequest>,
-    ) -> Result<tonic::Response<Self::WatchStream>, tonic::Status> {
-        Err(tonic::Status::unimplemented("watch"))
-    }
-}
-
-async fn start_server(listener: tokio::net::TcpListener) -> tokio::task::JoinHandle<()> {
-    let server = Server;
-    let incoming = tonic::transport::server::TcpIncoming::from(listener);
-    tokio::spawn(async move {
-        let _ = tonic::transport::Server::builder()
-            .serve_with_incoming(HealthServer::new(server), incoming)
-            .await;
-    })
+/// A demo server on `listener`: answers `Check` with SERVING.
+fn start_server(listener: tokio::net::TcpListener) -> tokio::task::JoinHandle<()> {
+    support::serve_on(listener, HealthServer::new(support::Broken::serving()))
 }
 
 /// Four calls, half a second apart, each printed with the endpoints the balancer has.
@@ -275,11 +243,11 @@ async fn demo() -> Result<(), BoxError> {
     let dns = dns_server::DnsServer::start().await;
     let first = tokio::net::TcpListener::bind((Ipv4Addr::new(127, 0, 0, 11), 0)).await?;
     let port = first.local_addr()?.port();
-    let mut servers = vec![(11u8, start_server(first).await)];
+    let mut servers = vec![(11u8, start_server(first))];
     for host in 12..=13 {
         let listener =
             tokio::net::TcpListener::bind((Ipv4Addr::new(127, 0, 0, host), port)).await?;
-        servers.push((host, start_server(listener).await));
+        servers.push((host, start_server(listener)));
     }
     let publish = |hosts: Vec<u8>| {
         let ips: Vec<Ipv4Addr> = hosts.iter().map(|h| Ipv4Addr::new(127, 0, 0, *h)).collect();
@@ -300,7 +268,7 @@ async fn demo() -> Result<(), BoxError> {
     for host in 14..=15 {
         let listener =
             tokio::net::TcpListener::bind((Ipv4Addr::new(127, 0, 0, host), port)).await?;
-        servers.push((host, start_server(listener).await));
+        servers.push((host, start_server(listener)));
     }
     publish(vec![11, 12, 13, 14, 15]).await;
     round(

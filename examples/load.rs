@@ -111,19 +111,6 @@ fn parse_args() -> Result<Option<Args>, String> {
 
 type HttpClient = Client<HttpConnector, Empty<Bytes>>;
 
-/// Percent-encodes a title for a path segment (unreserved characters stay).
-fn encode(title: &str) -> String {
-    let mut out = String::with_capacity(title.len() * 3);
-    for b in title.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 /// One round against one demo: `count` requests by `concurrency` workers.
 struct Round {
     /// Per request, from sending to the whole body read, in microseconds.
@@ -268,12 +255,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    app::log_to_stderr("warn");
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -304,7 +286,7 @@ async fn run(args: Args) -> ExitCode {
     };
     let titles: Vec<String> = app::store::catalogue()
         .into_iter()
-        .map(|b| encode(&b.title))
+        .map(|b| app::search::encode_path_segment(&b.title))
         .collect();
     let uris: Vec<Arc<Vec<http::Uri>>> = demos
         .iter()

@@ -243,22 +243,23 @@ fn known(e: &(dyn Error + 'static)) -> Option<ErrorInfo> {
         // `None` is forced open: no promise to make.
         return Some(ErrorInfo::unavailable(open, open.retry_after(), None));
     }
+    // Nothing could take the request: 503 with the soonest time to retry, if known.
+    macro_rules! none_ready {
+        ($ty:ty) => {
+            if let Some(none) = e.downcast_ref::<$ty>() {
+                let retry_after = none.retry_after;
+                return Some(ErrorInfo::unavailable(
+                    none,
+                    retry_after,
+                    Some(DEFAULT_RETRY_AFTER_SECS),
+                ));
+            }
+        };
+    }
     #[cfg(feature = "balance")]
-    if let Some(none) = e.downcast_ref::<bulwark_balance::NoEndpointReady>() {
-        return Some(ErrorInfo::unavailable(
-            none,
-            none.retry_after,
-            Some(DEFAULT_RETRY_AFTER_SECS),
-        ));
-    }
+    none_ready!(bulwark_balance::NoEndpointReady);
     #[cfg(feature = "failover")]
-    if let Some(none) = e.downcast_ref::<bulwark_failover::NoTargetReady>() {
-        return Some(ErrorInfo::unavailable(
-            none,
-            none.retry_after,
-            Some(DEFAULT_RETRY_AFTER_SECS),
-        ));
-    }
+    none_ready!(bulwark_failover::NoTargetReady);
     #[cfg(feature = "failover")]
     if let Some(all) = e.downcast_ref::<bulwark_failover::AllFailed>() {
         return Some(ErrorInfo::unavailable(

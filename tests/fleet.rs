@@ -90,7 +90,6 @@ mod dnsmasq;
 use dnsmasq::Dnsmasq;
 
 #[path = "../examples/support/grpc.rs"]
-#[allow(dead_code)]
 mod grpc_support;
 use grpc_support::GrpcHealthProbe;
 

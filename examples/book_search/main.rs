@@ -42,13 +42,7 @@ fn main() -> ExitCode {
         }
     };
 
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    app::log_to_stderr("info");
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -3,6 +3,9 @@
 //! loopback. (Copy `GrpcHealthProbe` into your code: it is 30 lines over tonic-health, kept
 //! out of `bulwark-balance` so the balancer does not depend on tonic.)
 
+// Each example and test that includes this file uses a part of it.
+#![allow(dead_code)]
+
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
@@ -55,6 +58,16 @@ pub(crate) struct Broken {
     pub(crate) work_calls: Arc<AtomicUsize>,
 }
 
+impl Broken {
+    /// A server whose overall health (`Check` for service `""`) is SERVING.
+    pub(crate) fn serving() -> Self {
+        Broken {
+            health: Arc::new(AtomicI32::new(ServingStatus::Serving as i32)),
+            work_calls: Arc::default(),
+        }
+    }
+}
+
 #[tonic::async_trait]
 impl Health for Broken {
     async fn check(
@@ -80,12 +93,25 @@ impl Health for Broken {
     }
 }
 
+/// Serves `service` on a free loopback port; its address.
 pub(crate) async fn serve<S: Health>(
     service: HealthServer<S>,
 ) -> Result<std::net::SocketAddr, BoxError> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
-    let incoming = tonic::transport::server::TcpIncoming::from(listener);
-    tokio::spawn(Server::builder().serve_with_incoming(service, incoming));
+    serve_on(listener, service);
     Ok(addr)
+}
+
+/// Serves `service` on `listener` until the task is aborted.
+pub(crate) fn serve_on<S: Health>(
+    listener: tokio::net::TcpListener,
+    service: HealthServer<S>,
+) -> tokio::task::JoinHandle<()> {
+    let incoming = tonic::transport::server::TcpIncoming::from(listener);
+    tokio::spawn(async move {
+        let _ = Server::builder()
+            .serve_with_incoming(service, incoming)
+            .await;
+    })
 }

@@ -32,3 +32,28 @@ impl fmt::Display for DeadlineExceeded {
 }
 
 impl std::error::Error for DeadlineExceeded {}
+
+impl DeadlineExceeded {
+    /// The error for a request whose deadline, `deadline` after its call, fell at `at`, if
+    /// `at` has passed (`None` when there is no deadline or it is still ahead).
+    ///
+    /// ```
+    /// use bulwark_core::DeadlineExceeded;
+    /// use std::time::Duration;
+    /// use tokio::time::Instant;
+    /// let past = Some(Instant::now());
+    /// assert!(DeadlineExceeded::passed(past, Some(Duration::from_secs(1)), 2).is_some());
+    /// assert!(DeadlineExceeded::passed(None, None, 2).is_none());
+    /// ```
+    pub fn passed(
+        at: Option<tokio::time::Instant>,
+        deadline: Option<Duration>,
+        attempts: u32,
+    ) -> Option<DeadlineExceeded> {
+        at.filter(|at| tokio::time::Instant::now() >= *at)
+            .map(|_| DeadlineExceeded {
+                deadline: deadline.unwrap_or_default(),
+                attempts,
+            })
+    }
+}

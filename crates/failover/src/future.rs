@@ -243,14 +243,15 @@ where
         this.state.set(State::Done);
         let shared = &**this.shared;
         let i = *this.current;
-        if result.is_none() && this.deadline.is_some_and(|d| Instant::now() >= d) {
+        let attempts = this.trail.as_ref().map_or(1, |t| t.attempts);
+        if let Some(e) = result
+            .is_none()
+            .then(|| DeadlineExceeded::passed(*this.deadline, shared.deadline, attempts))
+            .flatten()
+        {
             // Cut by the request's deadline, not its own timeout: no target is tried after.
             shared.failed(i, FailoverReason::Timeout);
-            let attempts = this.trail.as_ref().map_or(1, |t| t.attempts);
-            return Poll::Ready(Err(Box::new(DeadlineExceeded {
-                deadline: shared.deadline.unwrap_or_default(),
-                attempts,
-            })));
+            return Poll::Ready(Err(Box::new(e)));
         }
         let (reason, description) = match &result {
             Some(r) if r.is_err() => (FailoverReason::Error, shared.policy.describe(r)),

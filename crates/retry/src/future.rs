@@ -286,12 +286,13 @@ where
         this.state.set(State::Done);
         let shared = &**this.shared;
         let attempts = *this.attempts;
-        if result.is_none() && this.deadline.is_some_and(|d| Instant::now() >= d) {
+        if let Some(e) = result
+            .is_none()
+            .then(|| DeadlineExceeded::passed(*this.deadline, shared.deadline, attempts))
+            .flatten()
+        {
             shared.gave_up(attempts, GiveUpReason::Deadline);
-            return Poll::Ready(Err(Box::new(DeadlineExceeded {
-                deadline: shared.deadline.unwrap_or_default(),
-                attempts,
-            })));
+            return Poll::Ready(Err(Box::new(e)));
         }
         let server_delay = match decision {
             Decision::Accept => return Poll::Ready(finish(result, shared, attempts)),

@@ -22,6 +22,18 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tower_bulwark::core::BoxError;
 
+/// Logs to stderr through `tracing`, at `default` unless `RUST_LOG` says otherwise (colours
+/// only on a terminal).
+pub fn log_to_stderr(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}
+
 /// The process's metrics recorder, installed on first use. The layers (feature `metrics`),
 /// the store clients and the search service record into it; `GET /metrics` renders it.
 pub fn metrics_handle() -> PrometheusHandle {

@@ -112,7 +112,7 @@ fn unavailable(message: impl Into<String>, retry_after: Duration) -> Response {
 }
 
 /// Percent-encodes a title for a store's path (everything but RFC 3986's unreserved bytes).
-fn encode_path_segment(s: &str) -> String {
+pub fn encode_path_segment(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
@@ -205,24 +205,23 @@ fn read_error(e: &BoxError) -> Response {
 /// The reason the balancer or the failover gave for having no store ready, in the demo's
 /// words.
 fn why_unavailable(e: &BoxError) -> Option<&'static str> {
+    const NONE_HEALTHY: &str = "no store is healthy";
+    const ALL_OPEN: &str = "every store's circuit is open: calls to the stores are suspended";
+    const NONE_READY: &str = "no store is ready";
     let mut current: Option<&(dyn std::error::Error + 'static)> = Some(&**e);
     while let Some(err) = current {
         if let Some(e) = err.downcast_ref::<balance::NoEndpointReady>() {
             return Some(match e.reason {
-                balance::Unavailable::NoneHealthy => "no store is healthy",
-                balance::Unavailable::CircuitsOpen => {
-                    "every store's circuit is open: calls to the stores are suspended"
-                }
-                _ => "no store is ready",
+                balance::Unavailable::NoneHealthy => NONE_HEALTHY,
+                balance::Unavailable::CircuitsOpen => ALL_OPEN,
+                _ => NONE_READY,
             });
         }
         if let Some(e) = err.downcast_ref::<failover::NoTargetReady>() {
             return Some(match e.reason {
-                failover::Unavailable::NoneHealthy => "no store is healthy",
-                failover::Unavailable::CircuitsOpen => {
-                    "every store's circuit is open: calls to the stores are suspended"
-                }
-                _ => "no store is ready",
+                failover::Unavailable::NoneHealthy => NONE_HEALTHY,
+                failover::Unavailable::CircuitsOpen => ALL_OPEN,
+                _ => NONE_READY,
             });
         }
         current = err.source();

@@ -112,79 +112,42 @@ impl Book {
     }
 }
 
-/// The seeded catalogue every store starts with: 24 real books, fixed and deterministic.
+/// The seeded catalogue every store starts with: 24 real books, fixed and deterministic
+/// (title, author, ISBN, price).
+#[rustfmt::skip]
+const CATALOGUE: [(&str, &str, &str, f64); 24] = [
+    ("Dune", "Frank Herbert", "978-0441172719", 9.99),
+    ("The Hobbit", "J. R. R. Tolkien", "978-0547928227", 11.49),
+    ("Nineteen Eighty-Four", "George Orwell", "978-0451524935", 8.99),
+    ("Brave New World", "Aldous Huxley", "978-0060850524", 10.99),
+    ("Pride and Prejudice", "Jane Austen", "978-0141439518", 7.50),
+    ("To Kill a Mockingbird", "Harper Lee", "978-0061120084", 9.49),
+    ("The Great Gatsby", "F. Scott Fitzgerald", "978-0743273565", 10.00),
+    ("Moby-Dick", "Herman Melville", "978-0142437247", 12.99),
+    ("Frankenstein", "Mary Shelley", "978-0486282114", 4.50),
+    ("Foundation", "Isaac Asimov", "978-0553293357", 8.99),
+    ("Neuromancer", "William Gibson", "978-0441569595", 9.99),
+    ("The Left Hand of Darkness", "Ursula K. Le Guin", "978-0441478125", 9.99),
+    ("Fahrenheit 451", "Ray Bradbury", "978-1451673319", 8.99),
+    ("Jane Eyre", "Charlotte Bronte", "978-0141441146", 7.99),
+    ("Wuthering Heights", "Emily Bronte", "978-0141439556", 7.99),
+    ("Crime and Punishment", "Fyodor Dostoevsky", "978-0143107637", 13.00),
+    ("The Catcher in the Rye", "J. D. Salinger", "978-0316769488", 8.99),
+    ("Snow Crash", "Neal Stephenson", "978-0553380958", 11.99),
+    ("The Name of the Rose", "Umberto Eco", "978-0544176560", 14.99),
+    ("One Hundred Years of Solitude", "Gabriel Garcia Marquez", "978-0060883287", 12.49),
+    ("The Hitchhiker's Guide to the Galaxy", "Douglas Adams", "978-0345391803", 7.99),
+    ("Hyperion", "Dan Simmons", "978-0553283686", 9.99),
+    ("The Road", "Cormac McCarthy", "978-0307387899", 10.49),
+    ("Beloved", "Toni Morrison", "978-1400033416", 11.00),
+];
+
+/// The seeded catalogue every store starts with, as books.
 pub fn catalogue() -> Vec<Book> {
-    vec![
-        Book::new("Dune", "Frank Herbert", "978-0441172719", 9.99),
-        Book::new("The Hobbit", "J. R. R. Tolkien", "978-0547928227", 11.49),
-        Book::new(
-            "Nineteen Eighty-Four",
-            "George Orwell",
-            "978-0451524935",
-            8.99,
-        ),
-        Book::new("Brave New World", "Aldous Huxley", "978-0060850524", 10.99),
-        Book::new("Pride and Prejudice", "Jane Austen", "978-0141439518", 7.50),
-        Book::new(
-            "To Kill a Mockingbird",
-            "Harper Lee",
-            "978-0061120084",
-            9.49,
-        ),
-        Book::new(
-            "The Great Gatsby",
-            "F. Scott Fitzgerald",
-            "978-0743273565",
-            10.00,
-        ),
-        Book::new("Moby-Dick", "Herman Melville", "978-0142437247", 12.99),
-        Book::new("Frankenstein", "Mary Shelley", "978-0486282114", 4.50),
-        Book::new("Foundation", "Isaac Asimov", "978-0553293357", 8.99),
-        Book::new("Neuromancer", "William Gibson", "978-0441569595", 9.99),
-        Book::new(
-            "The Left Hand of Darkness",
-            "Ursula K. Le Guin",
-            "978-0441478125",
-            9.99,
-        ),
-        Book::new("Fahrenheit 451", "Ray Bradbury", "978-1451673319", 8.99),
-        Book::new("Jane Eyre", "Charlotte Bronte", "978-0141441146", 7.99),
-        Book::new("Wuthering Heights", "Emily Bronte", "978-0141439556", 7.99),
-        Book::new(
-            "Crime and Punishment",
-            "Fyodor Dostoevsky",
-            "978-0143107637",
-            13.00,
-        ),
-        Book::new(
-            "The Catcher in the Rye",
-            "J. D. Salinger",
-            "978-0316769488",
-            8.99,
-        ),
-        Book::new("Snow Crash", "Neal Stephenson", "978-0553380958", 11.99),
-        Book::new(
-            "The Name of the Rose",
-            "Umberto Eco",
-            "978-0544176560",
-            14.99,
-        ),
-        Book::new(
-            "One Hundred Years of Solitude",
-            "Gabriel Garcia Marquez",
-            "978-0060883287",
-            12.49,
-        ),
-        Book::new(
-            "The Hitchhiker's Guide to the Galaxy",
-            "Douglas Adams",
-            "978-0345391803",
-            7.99,
-        ),
-        Book::new("Hyperion", "Dan Simmons", "978-0553283686", 9.99),
-        Book::new("The Road", "Cormac McCarthy", "978-0307387899", 10.49),
-        Book::new("Beloved", "Toni Morrison", "978-1400033416", 11.00),
-    ]
+    CATALOGUE
+        .iter()
+        .map(|&(title, author, isbn, price)| Book::new(title, author, isbn, price))
+        .collect()
 }
 
 fn default_status() -> u16 {
