@@ -33,7 +33,6 @@ use tower::ServiceBuilder;
 use tower_bulwark::balance::dns::{DnsDiscover, DnsEndpoint};
 use tower_bulwark::balance::{BalanceLayer, Ejection, Endpoints, Handle, HealthCheck};
 use tower_bulwark::core::attempts::HttpAttempts;
-use tower_bulwark::core::backoff::{ExponentialBackoff, Jitter};
 use tower_bulwark::core::replay::{replayable, ReplayBody, DEFAULT_REPLAY_CAP};
 use tower_bulwark::core::{BoxError, GrpcClassifier};
 use tower_bulwark::retry::{BackoffRetryLayer, RetryFailures};
@@ -97,12 +96,7 @@ fn client(
     let handle = balance.handle();
     let retry = BackoffRetryLayer::builder()
         .max_attempts(3)
-        .backoff(ExponentialBackoff::new(
-            Duration::from_millis(10),
-            2.0,
-            Duration::from_millis(200),
-            Jitter::Full,
-        )?)
+        .backoff(support::quick_backoff())
         // Every failure (UNAVAILABLE and the like, or no connection) is resent, with the
         // call's attempts attached so the balancer picks another endpoint.
         .policy(RetryFailures::new(GrpcClassifier::new()).attempts(HttpAttempts))

@@ -32,7 +32,6 @@ use tonic_health::pb::HealthCheckRequest;
 use tower::{Layer, ServiceBuilder};
 use tower_bulwark::balance::{BalanceLayer, Endpoints, HealthCheck, Strategy};
 use tower_bulwark::circuit_breaker::CircuitBreakerLayer;
-use tower_bulwark::core::backoff::{ExponentialBackoff, Jitter};
 use tower_bulwark::core::replay::{replayable, ReplayBody, DEFAULT_REPLAY_CAP};
 use tower_bulwark::core::{BoxError, Event, GrpcClassifier};
 use tower_bulwark::retry::{BackoffRetryLayer, GrpcRetryPolicy};
@@ -124,12 +123,7 @@ async fn main() -> Result<(), BoxError> {
 
     let retry = BackoffRetryLayer::builder()
         .max_attempts(3)
-        .backoff(ExponentialBackoff::new(
-            Duration::from_millis(10),
-            2.0,
-            Duration::from_millis(200),
-            Jitter::Full,
-        )?)
+        .backoff(support::quick_backoff())
         .policy(GrpcRetryPolicy::new())
         .listener(print_event)
         .build()?;

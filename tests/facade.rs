@@ -415,7 +415,7 @@ async fn failover_errors_are_503_with_one_second() {
     assert_eq!(
         body,
         json!({
-            "error": "none of the 2 failover targets was ready within 0ns: every target's circuit is open; the first probe is in 2500 ms",
+            "error": "none of the 2 failover targets was ready: every target's circuit is open; the first probe is in 2500 ms",
             "retry_after_ms": 2500
         })
     );

@@ -93,6 +93,19 @@ impl Health for Broken {
     }
 }
 
+/// The examples' retry backoff for calls between servers on one network: 10 ms, doubling, at
+/// most 200 ms, full jitter (a resend goes to another endpoint, so a short wait is enough).
+pub(crate) fn quick_backoff() -> tower_bulwark::core::backoff::ExponentialBackoff {
+    use tower_bulwark::core::backoff::{ExponentialBackoff, Jitter};
+    ExponentialBackoff::new(
+        std::time::Duration::from_millis(10),
+        2.0,
+        std::time::Duration::from_millis(200),
+        Jitter::Full,
+    )
+    .expect("valid settings")
+}
+
 /// Serves `service` on a free loopback port; its address.
 pub(crate) async fn serve<S: Health>(
     service: HealthServer<S>,

@@ -109,7 +109,7 @@ impl fmt::Display for Unavailable {
 /// };
 /// assert_eq!(
 ///     e.to_string(),
-///     "none of the 2 failover targets was ready within 0ns: every target's circuit is open; \
+///     "none of the 2 failover targets was ready: every target's circuit is open; \
 ///      the first probe is in 12000 ms"
 /// );
 /// ```
@@ -128,11 +128,12 @@ pub struct NoTargetReady {
 
 impl fmt::Display for NoTargetReady {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "none of the {} failover targets was ready within {:?}: {}",
-            self.targets, self.waited, self.reason
-        )?;
+        write!(f, "none of the {} failover targets was ready", self.targets)?;
+        // A request that failed at once (every circuit open) did not wait.
+        if self.waited >= Duration::from_millis(1) {
+            write!(f, " within {:?}", self.waited)?;
+        }
+        write!(f, ": {}", self.reason)?;
         if let Some(d) = self.retry_after {
             write!(f, "; the first probe is in {} ms", d.as_millis())?;
         }

@@ -7,13 +7,40 @@ use super::client::Answer;
 use super::config::Config;
 use http::StatusCode;
 use tower_bulwark::core::{BoxError, Classify, Decision, GiveUpReason, HttpClassifier, Outcome};
+use tower_bulwark::{balance, failover};
 
 /// The read path's contract: every error and every 5xx counts as a store's failure (for its
 /// breaker and for ejection); an error and the statuses of `attempt.failover_codes` (502, 503,
 /// 504 by default) go to another store; a 404, and every other status such as a 500, is the
-/// answer, passed back as it came.
-pub fn read(config: &Config) -> HttpClassifier {
-    HttpClassifier::new().resend_statuses(config.attempt.failover_codes.iter().copied().collect())
+/// answer, passed back as it came. When no store could take the request (none ready within
+/// `wait_for_healthy`, or every circuit open), sending it again would only wait as long again:
+/// that is the answer too.
+#[derive(Clone, Copy, Debug)]
+pub struct Read {
+    http: HttpClassifier,
+}
+
+/// The read contract for `config`.
+pub fn read(config: &Config) -> Read {
+    Read {
+        http: HttpClassifier::new()
+            .resend_statuses(config.attempt.failover_codes.iter().copied().collect()),
+    }
+}
+
+impl Classify<Answer, BoxError> for Read {
+    fn classify(&self, result: &Result<Answer, BoxError>) -> Outcome {
+        self.http.classify(result)
+    }
+
+    fn resend(&self, result: &Result<Answer, BoxError>) -> Decision {
+        match result {
+            Err(e) if e.is::<balance::NoEndpointReady>() || e.is::<failover::NoTargetReady>() => {
+                Decision::GiveUp(GiveUpReason::NotRetryable)
+            }
+            _ => self.http.resend(result),
+        }
+    }
 }
 
 /// The write path's contract, per store: only a 201 is a success. An error, a 5xx, a 408 or a

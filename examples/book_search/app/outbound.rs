@@ -43,7 +43,7 @@ use tower_bulwark::circuit_breaker::{self, CircuitBreakerLayer, Mode};
 use tower_bulwark::core::attempts::HttpResend;
 use tower_bulwark::core::backoff::{ExponentialBackoff, Jitter};
 use tower_bulwark::core::BoxError;
-use tower_bulwark::failover::{self, FailoverLayer, HttpFailoverPolicy};
+use tower_bulwark::failover::{self, FailOnFailure, FailoverLayer};
 use tower_bulwark::fanout::{FanOutLayer, Outcomes, Policy};
 use tower_bulwark::health::{self, HealthCheck, HealthGateLayer, HttpProbe};
 use tower_bulwark::retry::{BackoffRetryLayer, RetryFailures};
@@ -306,7 +306,7 @@ pub fn build(config: &Config, stores: &[Store], clients: &Clients) -> Result<Out
                 .no_attempt_timeout()
                 .deadline(config.search.deadline)
                 .wait_for_ready(config.search.wait_for_healthy)
-                .policy(HttpFailoverPolicy::new().classifier(read))
+                .policy(FailOnFailure::new(read))
                 .build()?
                 .build(targets)?;
             (BoxCloneSyncService::new(failover), views)
