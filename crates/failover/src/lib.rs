@@ -16,6 +16,13 @@
 //!   as the targets said ([`bulwark_core::hint`]: every circuit open, none healthy, none
 //!   ready). When every target is refused by an open circuit that probes only after the wait
 //!   would end, it fails at once, with the soonest probe as `retry_after`.
+//! * **Deadline** (optional, `Builder::deadline`): a bound on the whole request, every
+//!   target it tries included; each attempt's time is cut to what is left, and when it passes
+//!   the call fails with [`DeadlineExceeded`] (no retry layer is needed just for a deadline).
+//! * **Failure, declared once**: [`FailOnFailure`] fails over on what the stack's classifier
+//!   says may be sent again ([`Classify::resend`](bulwark_core::Classify::resend)), the same
+//!   classifier the breakers and the balancer use; [`HttpFailoverPolicy`] (feature `http`)
+//!   takes an `HttpClassifier` with its resend statuses.
 //! * **When every target failed**: the last response as it came, so an HTTP caller still sees
 //!   the status; or, when the last outcome was an error, [`AllFailed`], which lists each
 //!   target's failure in order (`all 3 failover targets failed: [0] connection refused;
