@@ -29,11 +29,9 @@ use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::health_server::HealthServer;
 use tonic_health::pb::HealthCheckRequest;
 use tower::util::BoxCloneService;
-use tower::ServiceBuilder;
 use tower_bulwark::balance::dns::{DnsDiscover, DnsEndpoint};
 use tower_bulwark::balance::{BalanceLayer, Ejection, Endpoints, Handle, HealthCheck};
 use tower_bulwark::core::attempts::HttpAttempts;
-use tower_bulwark::core::replay::{replayable, ReplayBody, DEFAULT_REPLAY_CAP};
 use tower_bulwark::core::{BoxError, GrpcClassifier};
 use tower_bulwark::retry::{BackoffRetryLayer, RetryFailures};
 
@@ -101,15 +99,10 @@ fn client(
         // call's attempts attached so the balancer picks another endpoint.
         .policy(RetryFailures::new(GrpcClassifier::new()).attempts(HttpAttempts))
         .build()?;
-    let stack = ServiceBuilder::new()
-        // tonic's request body cannot be cloned: buffered above the retry, so it can be resent.
-        .map_request(|r: http::Request<tonic::body::Body>| replayable(r, DEFAULT_REPLAY_CAP))
-        .layer(retry)
-        .map_request(|r: http::Request<ReplayBody<tonic::body::Body>>| {
-            r.map(tonic::body::Body::new)
-        })
-        .service(balance);
-    Ok((HealthClient::new(BoxCloneService::new(stack)), handle))
+    Ok((
+        HealthClient::new(support::with_retry(retry, balance)),
+        handle,
+    ))
 }
 
 fn show(balancer: &Handle) -> String {

@@ -29,10 +29,9 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::health_server::HealthServer;
 use tonic_health::pb::HealthCheckRequest;
-use tower::{Layer, ServiceBuilder};
+use tower::Layer;
 use tower_bulwark::balance::{BalanceLayer, Endpoints, HealthCheck, Strategy};
 use tower_bulwark::circuit_breaker::CircuitBreakerLayer;
-use tower_bulwark::core::replay::{replayable, ReplayBody, DEFAULT_REPLAY_CAP};
 use tower_bulwark::core::{BoxError, Event, GrpcClassifier};
 use tower_bulwark::retry::{BackoffRetryLayer, GrpcRetryPolicy};
 
@@ -127,25 +126,23 @@ async fn main() -> Result<(), BoxError> {
         .policy(GrpcRetryPolicy::new())
         .listener(print_event)
         .build()?;
-    // Tonic's request body cannot be cloned: keep a copy (up to 64 KiB) above the retry, and
-    // give the channels tonic's body again below it.
-    let stack = ServiceBuilder::new()
-        .map_request(|r: http::Request<tonic::body::Body>| replayable(r, DEFAULT_REPLAY_CAP))
-        .layer(retry)
-        .map_request(|r: http::Request<ReplayBody<tonic::body::Body>>| {
-            r.map(tonic::body::Body::new)
-        })
-        .service(balance);
-    let mut client = HealthClient::new(stack);
+    // Tonic's request body cannot be cloned: `with_retry` keeps a copy (up to 64 KiB) above
+    // the retry, and gives the channels tonic's body again below it.
+    let mut client = HealthClient::new(support::with_retry(retry, balance));
 
     let work = || HealthCheckRequest {
         service: "work".into(),
     };
+    // `n` calls of the work method, each answer printed.
+    let mut calls = async |n: u32| -> Result<(), tonic::Status> {
+        for i in 1..=n {
+            let answer = client.check(work()).await?;
+            println!("  call {i}: {}", answer.into_inner().status().as_str_name());
+        }
+        Ok(())
+    };
     println!("\n10 calls, round robin over both servers:");
-    for i in 1..=10 {
-        let answer = client.check(work()).await?;
-        println!("  call {i}: {}", answer.into_inner().status().as_str_name());
-    }
+    calls(10).await?;
     println!(
         "broken server got {} calls; breakers: healthy {:?}, broken {:?}",
         broken.work_calls.load(Ordering::SeqCst),
@@ -166,10 +163,7 @@ async fn main() -> Result<(), BoxError> {
     }
 
     println!("\n5 more calls:");
-    for i in 1..=5 {
-        let answer = client.check(work()).await?;
-        println!("  call {i}: {}", answer.into_inner().status().as_str_name());
-    }
+    calls(5).await?;
     println!(
         "broken server got {} calls in all",
         broken.work_calls.load(Ordering::SeqCst)

@@ -255,16 +255,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    app::log_to_stderr("warn");
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match app::process("load", "warn") {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("load: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     runtime.block_on(run(args))
 }

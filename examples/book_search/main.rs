@@ -42,17 +42,9 @@ fn main() -> ExitCode {
         }
     };
 
-    app::log_to_stderr("info");
-
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match app::process("book_search", "info") {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("book_search: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     runtime.block_on(async move {
         let options = app::Options {

@@ -17,6 +17,7 @@ use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::health_server::{Health, HealthServer};
 use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
 use tower::Service;
+use tower_bulwark::core::replay::{replayable, ReplayBody, DEFAULT_REPLAY_CAP};
 use tower_bulwark::core::BoxError;
 
 /// A balancer health probe over the gRPC health checking protocol: `Health/Check` for the
@@ -104,6 +105,41 @@ pub(crate) fn quick_backoff() -> tower_bulwark::core::backoff::ExponentialBackof
         Jitter::Full,
     )
     .expect("valid settings")
+}
+
+/// The request body of a tonic client.
+type TonicRequest = http::Request<tonic::body::Body>;
+
+/// `inner` behind `retry`, for a tonic client: tonic's request body cannot be cloned, so a
+/// copy (up to 64 KiB) is kept above the retry, and the attempts below get tonic's body again.
+pub(crate) fn with_retry<L, S>(
+    retry: L,
+    inner: S,
+) -> tower::util::BoxCloneService<TonicRequest, S::Response, BoxError>
+where
+    S: Service<TonicRequest> + Clone + Send + 'static,
+    L: tower::Layer<
+        tower::util::MapRequest<
+            S,
+            fn(http::Request<ReplayBody<tonic::body::Body>>) -> TonicRequest,
+        >,
+    >,
+    L::Service: Service<http::Request<ReplayBody<tonic::body::Body>>, Response = S::Response>
+        + Clone
+        + Send
+        + 'static,
+    <L::Service as Service<http::Request<ReplayBody<tonic::body::Body>>>>::Error: Into<BoxError>,
+    <L::Service as Service<http::Request<ReplayBody<tonic::body::Body>>>>::Future: Send + 'static,
+{
+    let to_tonic: fn(http::Request<ReplayBody<tonic::body::Body>>) -> TonicRequest =
+        |r| r.map(tonic::body::Body::new);
+    let stack = tower::ServiceBuilder::new()
+        .map_request(|r: TonicRequest| replayable(r, DEFAULT_REPLAY_CAP))
+        .map_err(Into::into)
+        .layer(retry)
+        .map_request(to_tonic)
+        .service(inner);
+    tower::util::BoxCloneService::new(stack)
 }
 
 /// Serves `service` on a free loopback port; its address.

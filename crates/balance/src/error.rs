@@ -67,16 +67,14 @@ pub struct NoEndpointReady {
 
 impl fmt::Display for NoEndpointReady {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("no endpoint could take the request")?;
-        // A request that failed at once (every circuit open) did not wait.
-        if self.waited >= Duration::from_millis(1) {
-            write!(f, " within {:?}", self.waited)?;
-        }
-        write!(f, ": {}", self.reason)?;
-        if let Some(d) = self.retry_after {
-            write!(f, "; the first returns in {} ms", d.as_millis())?;
-        }
-        Ok(())
+        bulwark_core::hint::write_unready(
+            f,
+            "no endpoint could take the request",
+            self.waited,
+            &self.reason,
+            self.retry_after,
+            "the first returns",
+        )
     }
 }
 

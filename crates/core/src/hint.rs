@@ -187,6 +187,46 @@ impl Refusals {
     }
 }
 
+/// Writes why a layer had nothing ready for a request, the same way for every layer:
+/// `"<what>[ within <waited>]: <reason>[; <next> in <N> ms]"`. A request that did not wait
+/// (it failed at once, every circuit open) says no wait.
+///
+/// ```
+/// use bulwark_core::hint::write_unready;
+/// use std::fmt;
+/// use std::time::Duration;
+///
+/// struct Example;
+/// impl fmt::Display for Example {
+///     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+///         let (waited, after) = (Duration::ZERO, Some(Duration::from_secs(2)));
+///         write_unready(f, "nothing was ready", waited, &"every circuit is open", after, "the first probe")
+///     }
+/// }
+/// assert_eq!(
+///     Example.to_string(),
+///     "nothing was ready: every circuit is open; the first probe in 2000 ms"
+/// );
+/// ```
+pub fn write_unready(
+    f: &mut std::fmt::Formatter<'_>,
+    what: &str,
+    waited: Duration,
+    reason: &dyn std::fmt::Display,
+    retry_after: Option<Duration>,
+    next: &str,
+) -> std::fmt::Result {
+    f.write_str(what)?;
+    if waited >= Duration::from_millis(1) {
+        write!(f, " within {waited:?}")?;
+    }
+    write!(f, ": {reason}")?;
+    if let Some(d) = retry_after {
+        write!(f, "; {next} in {} ms", d.as_millis())?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -128,16 +128,15 @@ pub struct NoTargetReady {
 
 impl fmt::Display for NoTargetReady {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "none of the {} failover targets was ready", self.targets)?;
-        // A request that failed at once (every circuit open) did not wait.
-        if self.waited >= Duration::from_millis(1) {
-            write!(f, " within {:?}", self.waited)?;
-        }
-        write!(f, ": {}", self.reason)?;
-        if let Some(d) = self.retry_after {
-            write!(f, "; the first probe is in {} ms", d.as_millis())?;
-        }
-        Ok(())
+        let what = format!("none of the {} failover targets was ready", self.targets);
+        bulwark_core::hint::write_unready(
+            f,
+            &what,
+            self.waited,
+            &self.reason,
+            self.retry_after,
+            "the first probe is",
+        )
     }
 }
 

@@ -22,9 +22,26 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tower_bulwark::core::BoxError;
 
+/// What a binary of the demo (the service, the load generator) sets up first: logs to stderr
+/// at `log_level` unless `RUST_LOG` says otherwise, and a multi-threaded runtime. An error
+/// (the runtime cannot start) is printed with `program`'s name and becomes the exit code.
+pub fn process(
+    program: &str,
+    log_level: &str,
+) -> Result<tokio::runtime::Runtime, std::process::ExitCode> {
+    log_to_stderr(log_level);
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("{program}: cannot start the runtime: {e}");
+            std::process::ExitCode::FAILURE
+        })
+}
+
 /// Logs to stderr through `tracing`, at `default` unless `RUST_LOG` says otherwise (colours
 /// only on a terminal).
-pub fn log_to_stderr(default: &str) {
+fn log_to_stderr(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()
