@@ -244,6 +244,7 @@ fn known(e: &(dyn Error + 'static)) -> Option<ErrorInfo> {
         return Some(ErrorInfo::unavailable(open, open.retry_after(), None));
     }
     // Nothing could take the request: 503 with the soonest time to retry, if known.
+    #[cfg(any(feature = "balance", feature = "failover"))]
     macro_rules! none_ready {
         ($ty:ty) => {
             if let Some(none) = e.downcast_ref::<$ty>() {
