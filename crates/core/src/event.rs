@@ -317,6 +317,14 @@ pub enum Event<'a> {
         /// Why it stopped.
         reason: GiveUpReason,
     },
+    /// A rate limiter refused a call for want of a token (a fail-fast call, or a readiness wait
+    /// turned away: once per wait).
+    RateLimited {
+        /// The limiter's name.
+        name: &'a str,
+        /// How long until its next token.
+        retry_after: Duration,
+    },
 }
 
 impl Event<'_> {
@@ -335,7 +343,8 @@ impl Event<'_> {
             | Event::EndpointAdded { name, .. }
             | Event::EndpointRemoved { name, .. }
             | Event::EndpointHealthChanged { name, .. }
-            | Event::RetryGaveUp { name, .. } => name,
+            | Event::RetryGaveUp { name, .. }
+            | Event::RateLimited { name, .. } => name,
         }
     }
 }

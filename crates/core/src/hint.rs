@@ -59,6 +59,12 @@ pub enum Hint {
     },
     /// Its health checks say it is unhealthy (it is ready again when they pass).
     Unhealthy,
+    /// Its rate limiter (in readiness mode) has no token left; the next one is due in
+    /// `retry_in` (another caller may take it first).
+    RateLimited {
+        /// Time until the limiter's next token, from the poll.
+        retry_in: Duration,
+    },
 }
 
 /// The slot a [`collect`] opens: `Off` outside one.
@@ -153,7 +159,8 @@ impl Refusals {
                 }
             }
             Some(Hint::Unhealthy) => self.all_open = false,
-            None => {
+            // A rate-limited endpoint is ready again in moments: neither open nor unhealthy.
+            Some(Hint::RateLimited { .. }) | None => {
                 self.all_open = false;
                 self.all_unhealthy = false;
             }
