@@ -21,14 +21,10 @@
 
 mod support;
 
-use criterion::measurement::WallTime;
-use criterion::{criterion_group, BenchmarkGroup, BenchmarkId, Criterion, Throughput};
+use criterion::{criterion_group, Criterion};
 use std::fmt::Debug;
-use std::sync::Barrier;
 use std::task::{Context, Poll};
-use std::thread;
-use std::time::{Duration, Instant};
-use support::{bare, bench_one, calls, thread_waker, AllocReport};
+use support::{bare, bench_one, bench_shared, AllocReport};
 use tower::Service;
 
 // ---------------------------------------------------------------------------------------------
@@ -145,69 +141,16 @@ fn ready_call_await(c: &mut Criterion) {
     g.finish();
 }
 
-/// `iters` calls in total, split across `threads` threads, each with its own service from
-/// `make` (a clone of one service, so all share one breaker, except in the control). Returns
-/// the wall time from the common start to the last join.
-fn run_threads<S>(make: &dyn Fn() -> S, threads: u64, iters: u64) -> Duration
-where
-    S: Service<u64, Response = u64> + Send,
-    S::Error: Debug,
-{
-    let start_line = Barrier::new(threads as usize + 1);
-    thread::scope(|s| {
-        let handles: Vec<_> = (0..threads)
-            .map(|t| {
-                let mut svc = make();
-                let start_line = &start_line;
-                let n = iters / threads + u64::from(t < iters % threads);
-                s.spawn(move || {
-                    let waker = thread_waker();
-                    let mut cx = Context::from_waker(&waker);
-                    start_line.wait();
-                    calls(&mut svc, &mut cx, n);
-                })
-            })
-            .collect();
-        start_line.wait();
-        let start = Instant::now();
-        for h in handles {
-            h.join().expect("bench thread panicked");
-        }
-        start.elapsed()
-    })
-}
-
-fn bench_shared<S>(g: &mut BenchmarkGroup<'_, WallTime>, name: &str, svc: S)
-where
-    S: Service<u64, Response = u64> + Clone + Send,
-    S::Error: Debug,
-{
-    for threads in [1u64, 2] {
-        g.bench_with_input(BenchmarkId::new(name, threads), &threads, |b, &threads| {
-            b.iter_custom(|iters| run_threads(&|| svc.clone(), threads, iters))
-        });
-    }
-}
-
 /// Aggregate throughput: one iteration is one call, made by whichever thread; with two
 /// threads, each holds a clone of the same service, so both go through one shared breaker.
 fn shared_breaker(c: &mut Criterion) {
-    let mut g = c.benchmark_group("shared_breaker_threads");
-    g.throughput(Throughput::Elements(1))
-        .warm_up_time(Duration::from_secs(2))
-        .measurement_time(Duration::from_secs(5))
-        .sample_size(50);
+    let mut g = support::shared_threads_group(c, "shared_breaker_threads");
     bench_shared(&mut g, "bare", bare());
     bench_shared(&mut g, "bulwark", bulwark());
     bench_shared(&mut g, "tower-resilience", resilience());
     bench_shared(&mut g, "failsafe", failsafe());
-    // Control: two threads, each with its own bulwark breaker (nothing shared), to tell the
-    // cost of sharing one breaker from what two threads get on this machine at all.
-    g.bench_with_input(
-        BenchmarkId::new("bulwark-unshared-control", 2),
-        &2u64,
-        |b, &threads| b.iter_custom(|iters| run_threads(&bulwark, threads, iters)),
-    );
+    // Control: two threads, each with its own bulwark breaker.
+    support::bench_unshared_control(&mut g, "bulwark-unshared-control", bulwark);
     g.finish();
 }
 

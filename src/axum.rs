@@ -11,6 +11,7 @@
 //! | [`NoEndpointReady`](bulwark_balance::NoEndpointReady) (balancer) | 503 | its `retry_after` rounded up, else 1 s | `error`, `retry_after_ms` when known |
 //! | [`NoTargetReady`](bulwark_failover::NoTargetReady) (failover) | 503 | its `retry_after` rounded up (the soonest probe when every target's circuit is open), else 1 s | `error`, `retry_after_ms` when known |
 //! | [`AllFailed`](bulwark_failover::AllFailed) (failover) | 503 | 1 s | `error`: every target's failure |
+//! | [`RateLimited`](bulwark_rate_limit::RateLimited) (rate limiter) | 503 | its `retry_after` (when the next token comes), rounded up | `error`, `retry_after_ms` |
 //! | [`DeadlineExceeded`](bulwark_core::DeadlineExceeded) (retry, failover), [`AttemptTimedOut`](bulwark_retry::AttemptTimedOut) (retry) | 504 | none | `error` |
 //! | [`FanOutFailed`](bulwark_fanout::FanOutFailed) (fan-out) | 502 | none | `error`: every target's outcome |
 //! | anything else | 502 | none | `error` |
@@ -101,7 +102,12 @@ const MAX_DEPTH: usize = 32;
 /// The `Retry-After` when the error says the service is unavailable but not for how long:
 /// the default `wait_for_ready` of the balancer and the failover set (see the module docs).
 #[cfg_attr(
-    not(any(feature = "circuit-breaker", feature = "balance", feature = "failover")),
+    not(any(
+        feature = "circuit-breaker",
+        feature = "balance",
+        feature = "failover",
+        feature = "rate-limit"
+    )),
     allow(dead_code)
 )]
 const DEFAULT_RETRY_AFTER_SECS: u64 = 1;
@@ -138,7 +144,12 @@ impl ErrorInfo {
     /// A 503 whose `Retry-After` is `retry_after` rounded up to whole seconds, or
     /// `otherwise_secs` when it is not known.
     #[cfg_attr(
-        not(any(feature = "circuit-breaker", feature = "balance", feature = "failover")),
+        not(any(
+            feature = "circuit-breaker",
+            feature = "balance",
+            feature = "failover",
+            feature = "rate-limit"
+        )),
         allow(dead_code)
     )]
     fn unavailable(
@@ -242,6 +253,16 @@ fn known(e: &(dyn Error + 'static)) -> Option<ErrorInfo> {
     if let Some(open) = e.downcast_ref::<bulwark_circuit_breaker::Open>() {
         // `None` is forced open: no promise to make.
         return Some(ErrorInfo::unavailable(open, open.retry_after(), None));
+    }
+    // No token left: 503, and come back when the next one is due. (A 429 would blame the
+    // client; the limit this layer keeps is the service's, towards its own backend.)
+    #[cfg(feature = "rate-limit")]
+    if let Some(limited) = e.downcast_ref::<bulwark_rate_limit::RateLimited>() {
+        return Some(ErrorInfo::unavailable(
+            limited,
+            Some(limited.retry_after()),
+            None,
+        ));
     }
     // Nothing could take the request: 503 with the soonest time to retry, if known.
     #[cfg(any(feature = "balance", feature = "failover"))]
@@ -351,7 +372,12 @@ impl IntoResponse for BulwarkError {
 
 /// Whole seconds, rounded up: 1 ms is 1 s (coming back early helps no one), zero stays 0.
 #[cfg_attr(
-    not(any(feature = "circuit-breaker", feature = "balance", feature = "failover")),
+    not(any(
+        feature = "circuit-breaker",
+        feature = "balance",
+        feature = "failover",
+        feature = "rate-limit"
+    )),
     allow(dead_code)
 )]
 fn ceil_secs(d: Duration) -> u64 {

@@ -5,7 +5,8 @@
     feature = "retry",
     feature = "failover",
     feature = "balance",
-    feature = "fanout"
+    feature = "fanout",
+    feature = "rate-limit"
 ))]
 use tower::layer::util::Stack;
 use tower::ServiceBuilder;
@@ -18,6 +19,8 @@ use bulwark_circuit_breaker::CircuitBreakerLayer;
 use bulwark_failover::FailoverLayer;
 #[cfg(feature = "fanout")]
 use bulwark_fanout::FanOutLayer;
+#[cfg(feature = "rate-limit")]
+use bulwark_rate_limit::RateLimitLayer;
 #[cfg(feature = "retry")]
 use bulwark_retry::BackoffRetryLayer;
 
@@ -216,6 +219,32 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed {
     #[cfg(feature = "fanout")]
     fn fan_out<C, M>(self, layer: FanOutLayer<C, M>)
         -> ServiceBuilder<Stack<FanOutLayer<C, M>, L>>;
+
+    /// Adds a [`RateLimitLayer`]: every service it wraps, and every clone of those, on any
+    /// thread, takes its tokens from the layer's one bucket; a call with none left fails at
+    /// once with [`RateLimited`](bulwark_rate_limit::RateLimited) (or waits up to the
+    /// layer's `max_wait`). Named so as not to clash with tower's own `rate_limit(num, per)`,
+    /// whose limiter is neither `Clone` nor shared.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), tower_bulwark::core::BoxError> {
+    /// use tower::{service_fn, Service, ServiceBuilder, ServiceExt};
+    /// use tower_bulwark::rate_limit::RateLimited;
+    /// use tower_bulwark::{RateLimitLayer, ServiceBuilderExt};
+    ///
+    /// let svc = ServiceBuilder::new()
+    ///     .shared_rate_limit(RateLimitLayer::builder().per_second(1).burst(1).build()?)
+    ///     .service(service_fn(|n: u32| async move { Ok::<_, std::io::Error>(n) }));
+    /// let (mut a, mut b) = (svc.clone(), svc);
+    /// assert_eq!(a.ready().await?.call(1).await?, 1);
+    /// let err = b.ready().await?.call(2).await.unwrap_err();
+    /// assert!(err.is::<RateLimited>(), "the clones share one bucket");
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[cfg(feature = "rate-limit")]
+    fn shared_rate_limit(self, layer: RateLimitLayer) -> ServiceBuilder<Stack<RateLimitLayer, L>>;
 }
 
 impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
@@ -253,6 +282,11 @@ impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
         self,
         layer: FanOutLayer<C, M>,
     ) -> ServiceBuilder<Stack<FanOutLayer<C, M>, L>> {
+        self.layer(layer)
+    }
+
+    #[cfg(feature = "rate-limit")]
+    fn shared_rate_limit(self, layer: RateLimitLayer) -> ServiceBuilder<Stack<RateLimitLayer, L>> {
         self.layer(layer)
     }
 }

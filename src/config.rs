@@ -12,6 +12,7 @@
 //! | `[failover]` | [`FailoverConfig`] | [`FailoverLayer`] |
 //! | `[balance]` | [`BalanceConfig`] | [`BalanceLayer`] |
 //! | `[fanout]` | [`FanOutConfig`] | [`FanOutLayer`] |
+//! | `[rate_limit]` | [`RateLimitConfig`] | [`RateLimitLayer`] |
 //!
 //! Reading a file checks it whole: a syntax error, an unknown key, a value of the wrong type
 //! and a value out of range (validated by the layer itself, exactly as its builder does) are
@@ -86,6 +87,8 @@ use bulwark_circuit_breaker::{CircuitBreakerConfig, CircuitBreakerLayer};
 use bulwark_failover::{FailoverConfig, FailoverLayer};
 #[cfg(feature = "fanout")]
 use bulwark_fanout::{FanOutConfig, FanOutLayer};
+#[cfg(feature = "rate-limit")]
+use bulwark_rate_limit::{RateLimitConfig, RateLimitLayer};
 #[cfg(feature = "retry")]
 use bulwark_retry::{BackoffRetryLayer, RetryConfig};
 
@@ -101,6 +104,8 @@ const SECTIONS: &[&str] = &[
     "balance",
     #[cfg(feature = "fanout")]
     "fanout",
+    #[cfg(feature = "rate-limit")]
+    "rate_limit",
 ];
 
 /// The settings of a whole client stack: one optional table per layer, each the layer's own
@@ -129,6 +134,9 @@ pub struct StackConfig {
     /// `[fanout]`.
     #[cfg(feature = "fanout")]
     pub fanout: Option<FanOutConfig>,
+    /// `[rate_limit]`.
+    #[cfg(feature = "rate-limit")]
+    pub rate_limit: Option<RateLimitConfig>,
 }
 
 impl StackConfig {
@@ -176,6 +184,8 @@ impl StackConfig {
             ("balance", self.balance.as_ref().map(|c| c.validate())),
             #[cfg(feature = "fanout")]
             ("fanout", self.fanout.as_ref().map(|c| c.validate())),
+            #[cfg(feature = "rate-limit")]
+            ("rate_limit", self.rate_limit.as_ref().map(|c| c.validate())),
         ];
         for (section, check) in checks {
             if let Some(Err(e)) = check {
@@ -254,6 +264,15 @@ table_methods! {
     /// The [`FanOutLayer`] of `[fanout]` (the defaults without one), its settings checked as
     /// far as they can be without the targets.
     fn fanout_layer;
+
+    #[cfg(feature = "rate-limit")]
+    rate_limit in bulwark_rate_limit => RateLimitLayer
+    /// A [`RateLimitLayer`] builder with `[rate_limit]`'s settings (the defaults without
+    /// one), to add a listener.
+    fn rate_limit_builder;
+    /// The [`RateLimitLayer`] of `[rate_limit]` (the defaults without one): each call builds
+    /// a new limiter, with a bucket of its own; clone the layer to share one.
+    fn rate_limit_layer;
 }
 
 /// Why a stack's configuration was refused: the table and key at fault, and what is wrong.
@@ -385,6 +404,8 @@ impl<'de> Visitor<'de> for Tables<'_> {
                 "balance" => stack.balance = Some(map.next_value_seed(table.of())?),
                 #[cfg(feature = "fanout")]
                 "fanout" => stack.fanout = Some(map.next_value_seed(table.of())?),
+                #[cfg(feature = "rate-limit")]
+                "rate_limit" => stack.rate_limit = Some(map.next_value_seed(table.of())?),
                 _ => {
                     let message = format!(
                         "unknown layer table `{section}`, expected one of `{}` (a layer whose \

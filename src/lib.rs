@@ -11,6 +11,7 @@
 //! | load balancing | [`balance`] | `balance` (default) | available |
 //! | fan-out | [`fanout`] | `fanout` (default) | available |
 //! | health-check readiness gate | [`health`] | `health` (default) | available |
+//! | rate limiter, `Clone` and shared | [`rate_limit`] | `rate-limit` (default) | available |
 //! | `ServiceBuilder` methods | [`ServiceBuilderExt`] | (each with its layer's) | available |
 //! | errors as HTTP responses | [`axum`](mod@axum) | `axum` | available |
 //! | one file for a whole stack | [`config`] | `serde` | available |
@@ -91,7 +92,8 @@ mod builder;
         feature = "retry",
         feature = "failover",
         feature = "balance",
-        feature = "fanout"
+        feature = "fanout",
+        feature = "rate-limit"
     )
 ))]
 pub mod config;
@@ -132,3 +134,8 @@ pub use bulwark_fanout::FanOutLayer;
 pub use bulwark_health as health;
 #[cfg(feature = "health")]
 pub use bulwark_health::HealthGateLayer;
+
+#[cfg(feature = "rate-limit")]
+pub use bulwark_rate_limit as rate_limit;
+#[cfg(feature = "rate-limit")]
+pub use bulwark_rate_limit::RateLimitLayer;

@@ -629,3 +629,49 @@ async fn the_stack_can_also_be_a_route_service() {
     assert_eq!(retry.as_deref(), Some("10"));
     assert_eq!(runs.load(Ordering::SeqCst), 3);
 }
+
+// ---------------------------------------------------------------------------------------------
+// The rate limiter in a Router: one bucket however axum applies the layer
+// ---------------------------------------------------------------------------------------------
+
+#[cfg(feature = "rate-limit")]
+#[tokio::test(start_paused = true)]
+async fn a_rate_limited_router_answers_503_with_retry_after_when_no_token_is_left() {
+    // The layer is the limit: every route and every service axum makes from the layer (even
+    // a Router left without `with_state`, which rebuilds its layers per request) takes its
+    // tokens from one bucket.
+    let runs = Arc::new(AtomicUsize::new(0));
+    let healthy = Arc::new(AtomicBool::new(false));
+    let limit = tower_bulwark::RateLimitLayer::builder()
+        .name("api")
+        .rate(4, Duration::from_secs(1))
+        .burst(2)
+        .build()
+        .unwrap();
+    let app: Router = Router::new()
+        .route("/a", get(flaky(&runs, &healthy)))
+        .route("/b", get(flaky(&runs, &healthy)))
+        .layer(
+            ServiceBuilder::new()
+                .layer(HandleErrorLayer::new(handle_error))
+                .shared_rate_limit(limit.clone()),
+        );
+    assert_eq!(send(&app, get_req("/a")).await.0, StatusCode::OK);
+    assert_eq!(send(&app, get_req("/b")).await.0, StatusCode::OK);
+    let (status, retry, body) = send(&app, get_req("/a")).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    // The next token is 250 ms away: Retry-After rounds it up to 1 s, the body says 250 ms.
+    assert_eq!(retry.as_deref(), Some("1"));
+    assert_eq!(
+        body,
+        json!({"error": "rate limited: next token in 250 ms", "retry_after_ms": 250})
+    );
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        2,
+        "the refused request ran nothing"
+    );
+    tokio::time::advance(Duration::from_millis(250)).await;
+    assert_eq!(send(&app, get_req("/b")).await.0, StatusCode::OK);
+    assert_eq!(limit.handle().refused(), 1);
+}

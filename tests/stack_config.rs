@@ -14,6 +14,7 @@ use tower_bulwark::config::{StackConfig, StackConfigError};
 use tower_bulwark::core::{ExponentialBackoff, Jitter};
 use tower_bulwark::failover::{FailoverConfig, Mode as FailoverMode};
 use tower_bulwark::fanout::{FanOutConfig, Policy, Stragglers};
+use tower_bulwark::rate_limit::{Mode as RateLimitMode, RateLimitConfig, RateLimited};
 use tower_bulwark::retry::{BudgetConfig, RetryConfig};
 use tower_bulwark::ServiceBuilderExt;
 
@@ -110,6 +111,12 @@ fn the_example_reads_with_every_value_in_place() {
     assert_eq!(b.health, HealthCheck::default());
     assert_eq!(b.panic_threshold, Some(0.5));
 
+    let l = c.rate_limit.as_ref().unwrap();
+    assert_eq!(l.name, "inventory-calls");
+    assert_eq!((l.rate, l.period, l.burst()), (200, secs(1), 50));
+    assert_eq!(l.max_wait, Some(Duration::from_millis(20)));
+    assert_eq!(l.mode, RateLimitMode::FailFast);
+
     let o = c.fanout.as_ref().unwrap();
     assert_eq!(o.policy, Policy::Quorum(2));
     assert_eq!(o.stragglers, Stragglers::Finish(secs(5)));
@@ -152,6 +159,29 @@ async fn the_example_builds_every_layer_into_a_stack() {
     assert!(outcomes.met, "a quorum of 2");
     assert!(outcomes.successes() >= 2);
     assert_eq!(outcomes.target_name(2), "replica-3");
+
+    // The rate limit: 50 at once, then the 51st waits its 5 ms (within the 20 ms allowed).
+    let limit = c.rate_limit_layer().unwrap();
+    let mut limited = ServiceBuilder::new()
+        .shared_rate_limit(limit.clone())
+        .service(echo());
+    for n in 0..50 {
+        assert_eq!(limited.ready().await.unwrap().call(n).await.unwrap(), n + 1);
+    }
+    let start = tokio::time::Instant::now();
+    limited.ready().await.unwrap().call(0).await.unwrap();
+    assert_eq!(start.elapsed(), Duration::from_millis(5));
+    // Four more waiters queue up to 20 ms; the next is refused.
+    let mut waiters: Vec<_> = (0..4).map(|_| limited.clone()).collect();
+    let mut cx = std::task::Context::from_waker(futures_util::task::noop_waker_ref());
+    for w in &mut waiters {
+        assert!(w.poll_ready(&mut cx).is_pending());
+    }
+    let err = limited.ready().await.unwrap().call(0).await.unwrap_err();
+    assert_eq!(
+        err.downcast_ref::<RateLimited>().unwrap().retry_after(),
+        Duration::from_millis(25)
+    );
 
     // The builders start from the file's settings, for what a file cannot say.
     let breaker = c
@@ -238,6 +268,7 @@ fn an_unknown_key_in_any_table_names_the_table_and_the_key() {
         ),
         ("[balance.health]\npath = \"/health\"\n", "balance.health.path"),
         ("[fanout]\nquorum = 2\n", "fanout.quorum"),
+        ("[rate_limit]\nburts = 10\n", "rate_limit.burts"),
     ] {
         assert_names(text, key, "unknown field");
     }
@@ -294,6 +325,26 @@ fn a_bad_value_in_any_table_names_the_table_and_the_key() {
             "[balance.ejection]\nmax_ejected = 2.0\n",
             "balance.ejection.max_ejected",
             "2",
+        ),
+        (
+            "[rate_limit]\nrate = 0\n",
+            "rate_limit.rate",
+            "greater than zero",
+        ),
+        (
+            "[rate_limit]\nperiod = \"0s\"\n",
+            "rate_limit.period",
+            "greater than zero",
+        ),
+        (
+            "[rate_limit]\nburst = 0\n",
+            "rate_limit.burst",
+            "greater than zero",
+        ),
+        (
+            "[rate_limit]\nmode = \"readiness\"\nmax_wait = \"10ms\"\n",
+            "rate_limit.max_wait",
+            "readiness mode",
         ),
         (
             "[balance.health]\ninterval = \"0s\"\n",
@@ -514,8 +565,9 @@ fn the_example_names_every_key_of_every_layer() {
         ("balance.health", fields_of::<HealthCheck>()),
     ];
     let fanout = ("fanout", fields_of::<FanOutConfig>());
+    let rate_limit = ("rate_limit", fields_of::<RateLimitConfig>());
     let mut missing = Vec::new();
-    for (table, keys) in tables.into_iter().chain([fanout]) {
+    for (table, keys) in tables.into_iter().chain([fanout, rate_limit]) {
         let text = table_text(table);
         for key in keys {
             let set = text.contains(&format!("\n{key} = ")) || text.contains(&format!(" {key} = "));
@@ -539,6 +591,7 @@ fn the_example_names_every_key_of_every_layer() {
         "\"p2c_pending\"",
         "\"first\"",
         "\"cancel\"",
+        "\"fail_fast\"",
     ] {
         assert!(
             EXAMPLE.contains(form),

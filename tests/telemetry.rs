@@ -336,6 +336,26 @@ async fn exercise(events: Events) {
         .unwrap();
     let outcomes = fanout.oneshot(1).await.unwrap();
     assert_eq!(outcomes.successes(), 1);
+
+    // Rate limit: one caller waits for its token, the next is refused; the rate is changed.
+    let limit = tower_bulwark::RateLimitLayer::builder()
+        .name("quota")
+        .per_second(10)
+        .burst(1)
+        .max_wait(Duration::from_millis(100))
+        .listener(events.clone())
+        .build()
+        .unwrap();
+    let mut limited = limit.layer(backend("quota", true));
+    for _ in 0..3 {
+        let _ = limited.ready().await.unwrap().call(1).await;
+    }
+    let mut waiting = limited.clone();
+    let mut cx = std::task::Context::from_waker(futures_util::task::noop_waker_ref());
+    assert!(waiting.poll_ready(&mut cx).is_pending());
+    let refused = limited.ready().await.unwrap().call(1).await.unwrap_err();
+    assert!(refused.is::<tower_bulwark::rate_limit::RateLimited>());
+    limit.handle().set_rate(20, secs(1)).unwrap();
 }
 
 struct Run {
@@ -434,6 +454,7 @@ fn metrics_are_listed_and_conventional(text: &str) {
             "balance",
             "fanout",
             "health",
+            "rate_limit",
         ]
         .iter()
         .find(|l| name.starts_with(&format!("bulwark_{l}_")));
@@ -503,6 +524,8 @@ fn tracing_is_listed(c: &Collected) {
         "endpoint returned",
         "endpoint health changed",
         "fan-out target finished",
+        "rate limit refused a call",
+        "rate limit changed",
     ] {
         assert!(
             emitted.contains(message),

@@ -20,14 +20,14 @@
 #![allow(unexpected_cfgs)]
 
 use criterion::measurement::WallTime;
-use criterion::{BenchmarkGroup, Criterion};
+use criterion::{BenchmarkGroup, BenchmarkId, Criterion};
 use std::convert::Infallible;
 use std::fmt::Debug;
 use std::future::{ready, Future, Ready};
 use std::hint::black_box;
 use std::pin::pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Barrier};
 use std::task::{Context, Poll, Wake, Waker};
 use std::thread;
 use std::time::Duration;
@@ -177,6 +177,90 @@ where
     for i in 0..n {
         assert_eq!(black_box(one_call(svc, cx, black_box(i))), i);
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Threads sharing one service's state.
+// ---------------------------------------------------------------------------------------------
+
+/// `iters` calls in total, split across `threads` threads, each with its own service from
+/// `make` (a clone of one service, so all share one limiter or breaker, except in a control). Returns
+/// the wall time from the common start to the last join.
+// The `std::time::Instant` ban in clippy.toml is for library code: this needs wall time.
+#[allow(dead_code, clippy::disallowed_types)] // the circuit_breaker and rate_limit benches only
+pub(crate) fn run_threads<S>(make: &dyn Fn() -> S, threads: u64, iters: u64) -> Duration
+where
+    S: Service<u64, Response = u64> + Send,
+    S::Error: Debug,
+{
+    let start_line = Barrier::new(threads as usize + 1);
+    thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let mut svc = make();
+                let start_line = &start_line;
+                let n = iters / threads + u64::from(t < iters % threads);
+                s.spawn(move || {
+                    let waker = thread_waker();
+                    let mut cx = Context::from_waker(&waker);
+                    start_line.wait();
+                    calls(&mut svc, &mut cx, n);
+                })
+            })
+            .collect();
+        start_line.wait();
+        let start = std::time::Instant::now();
+        for h in handles {
+            h.join().expect("bench thread panicked");
+        }
+        start.elapsed()
+    })
+}
+
+/// Times `name` with 1 and 2 threads, each calling a clone of `svc`.
+#[allow(dead_code)] // the circuit_breaker and rate_limit benches only
+pub(crate) fn bench_shared<S>(g: &mut BenchmarkGroup<'_, WallTime>, name: &str, svc: S)
+where
+    S: Service<u64, Response = u64> + Clone + Send,
+    S::Error: Debug,
+{
+    for threads in [1u64, 2] {
+        g.bench_with_input(BenchmarkId::new(name, threads), &threads, |b, &threads| {
+            b.iter_custom(|iters| run_threads(&|| svc.clone(), threads, iters))
+        });
+    }
+}
+
+/// The group `name` of aggregate throughput (one iteration is one call, made by whichever
+/// thread), with the settings every bench's shared-threads group uses.
+#[allow(dead_code)] // the circuit_breaker and rate_limit benches only
+pub(crate) fn shared_threads_group<'a>(
+    c: &'a mut Criterion,
+    name: &str,
+) -> BenchmarkGroup<'a, WallTime> {
+    let mut g = c.benchmark_group(name);
+    g.throughput(criterion::Throughput::Elements(1))
+        .warm_up_time(Duration::from_secs(2))
+        .measurement_time(Duration::from_secs(5))
+        .sample_size(50);
+    g
+}
+
+/// The control of a shared-threads group: two threads, each with a service of its own from
+/// `make` (nothing shared), to tell the cost of sharing from what two threads get on this
+/// machine at all.
+#[allow(dead_code)] // the circuit_breaker and rate_limit benches only
+pub(crate) fn bench_unshared_control<S>(
+    g: &mut BenchmarkGroup<'_, WallTime>,
+    name: &str,
+    make: fn() -> S,
+) where
+    S: Service<u64, Response = u64> + Send,
+    S::Error: Debug,
+{
+    g.bench_with_input(BenchmarkId::new(name, 2), &2u64, |b, &threads| {
+        b.iter_custom(|iters| run_threads(&make, threads, iters))
+    });
 }
 
 // ---------------------------------------------------------------------------------------------
