@@ -253,6 +253,111 @@ impl RetryBudget {
     }
 }
 
+/// A cap on the resends (retries and hedges) in flight at once, shared by every layer that
+/// holds a clone: Envoy's cluster `max_retries` threshold.
+///
+/// A [`RetryBudget`] bounds resends as a share of requests over a window; it does not stop a
+/// burst of them all landing at once on a backend that has just slowed down. A cap does: a
+/// resend takes a [`ResendPermit`] before it is sent ([`ResendCap::try_acquire`]) and gives it
+/// back when its attempt ends, or when its future is dropped (the caller cancelled). While
+/// `max` resends are in flight, the next one is not sent: a retry layer returns the answer it
+/// has ([`GiveUpReason::ConcurrencyCap`](crate::GiveUpReason::ConcurrencyCap)), a hedging
+/// layer waits for the attempts it sent. Give the same cap (clones of it) to the retry and
+/// hedging layers of a stack.
+///
+/// Lock-free: taking a permit is one compare-and-swap on a shared counter, giving it back one
+/// atomic subtraction; a permit holds a reference count on the cap, so it allocates nothing.
+///
+/// ```
+/// use bulwark_core::budget::ResendCap;
+///
+/// let cap = ResendCap::new(2);
+/// let shared = cap.clone(); // for another layer
+/// let a = cap.try_acquire().unwrap();
+/// let b = shared.try_acquire().unwrap();
+/// assert!(cap.try_acquire().is_none(), "two in flight: full");
+/// drop(a); // the resend ended (or was cancelled)
+/// assert_eq!(shared.in_flight(), 1);
+/// assert!(shared.try_acquire().is_some());
+/// # drop(b);
+/// ```
+#[derive(Clone)]
+pub struct ResendCap(std::sync::Arc<CapState>);
+
+struct CapState {
+    max: usize,
+    in_flight: std::sync::atomic::AtomicUsize,
+}
+
+/// One resend's place under a [`ResendCap`]: given back when dropped.
+#[must_use = "the resend's place is given back as soon as the permit is dropped"]
+pub struct ResendPermit(std::sync::Arc<CapState>);
+
+impl ResendCap {
+    /// A cap of `max` resends in flight at once (0: no resend is ever sent).
+    pub fn new(max: usize) -> Self {
+        ResendCap(std::sync::Arc::new(CapState {
+            max,
+            in_flight: std::sync::atomic::AtomicUsize::new(0),
+        }))
+    }
+
+    /// The most resends in flight at once.
+    pub fn max(&self) -> usize {
+        self.0.max
+    }
+
+    /// Resends in flight now (holding a permit).
+    pub fn in_flight(&self) -> usize {
+        self.0.in_flight.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// A permit for one resend, or `None` when `max` are in flight.
+    #[inline]
+    pub fn try_acquire(&self) -> Option<ResendPermit> {
+        use std::sync::atomic::Ordering;
+        let state = &*self.0;
+        let mut now = state.in_flight.load(Ordering::Relaxed);
+        loop {
+            if now >= state.max {
+                return None;
+            }
+            match state.in_flight.compare_exchange_weak(
+                now,
+                now + 1,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return Some(ResendPermit(self.0.clone())),
+                Err(seen) => now = seen,
+            }
+        }
+    }
+}
+
+impl Drop for ResendPermit {
+    fn drop(&mut self) {
+        self.0
+            .in_flight
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
+impl fmt::Debug for ResendCap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResendCap")
+            .field("max", &self.max())
+            .field("in_flight", &self.in_flight())
+            .finish()
+    }
+}
+
+impl fmt::Debug for ResendPermit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ResendPermit")
+    }
+}
+
 #[cfg(all(test, not(bulwark_loom)))]
 mod tests {
     use super::*;
@@ -339,5 +444,31 @@ mod tests {
             .collect();
         let total: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
         assert_eq!(total, 50);
+    }
+
+    #[test]
+    fn the_cap_holds_across_threads_and_permits_come_back() {
+        let cap = ResendCap::new(3);
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let cap = cap.clone();
+                std::thread::spawn(move || {
+                    let mut most = 0;
+                    for _ in 0..1000 {
+                        if let Some(p) = cap.try_acquire() {
+                            most = most.max(cap.in_flight());
+                            drop(p);
+                        }
+                    }
+                    most
+                })
+            })
+            .collect();
+        for t in threads {
+            assert!(t.join().unwrap() <= 3);
+        }
+        assert_eq!(cap.in_flight(), 0);
+        let none = ResendCap::new(0);
+        assert!(none.try_acquire().is_none());
     }
 }

@@ -133,6 +133,9 @@ pub enum GiveUpReason {
     /// The server asked not to retry: gRPC's `grpc-retry-pushback-ms` with a negative or
     /// malformed value.
     Pushback,
+    /// The stack's cap on resends in flight at once
+    /// ([`ResendCap`](crate::budget::ResendCap)) was full.
+    ConcurrencyCap,
 }
 
 impl GiveUpReason {
@@ -146,6 +149,7 @@ impl GiveUpReason {
             GiveUpReason::RetryAfterTooLong => "retry_after_too_long",
             GiveUpReason::NotRetryable => "not_retryable",
             GiveUpReason::Pushback => "pushback",
+            GiveUpReason::ConcurrencyCap => "concurrency_cap",
         }
     }
 }
@@ -325,6 +329,38 @@ pub enum Event<'a> {
         /// How long until its next token.
         retry_after: Duration,
     },
+    /// A hedging layer sent the request again while an earlier attempt may still answer.
+    HedgeSent {
+        /// The hedging layer's name.
+        name: &'a str,
+        /// The attempt this hedge is (2 for the first hedge).
+        attempt: u32,
+        /// The wait since the previous attempt was sent (zero when an attempt's non-fatal
+        /// failure sent it at once).
+        delay: Duration,
+        /// Whether an attempt's non-fatal failure sent it (rather than the delay running out).
+        after_failure: bool,
+    },
+    /// The answer a hedging layer returned came from a hedge, not from the first attempt.
+    HedgeWon {
+        /// The hedging layer's name.
+        name: &'a str,
+        /// The attempt that answered (2 for the first hedge).
+        attempt: u32,
+    },
+    /// A hedge was due but was not sent: the hedge budget was spent
+    /// ([`GiveUpReason::Budget`]), the stack's resend cap was full
+    /// ([`GiveUpReason::ConcurrencyCap`]), or the server asked for no more
+    /// ([`GiveUpReason::Pushback`], [`GiveUpReason::RetryAfterTooLong`]). The attempts in
+    /// flight go on.
+    HedgeRefused {
+        /// The hedging layer's name.
+        name: &'a str,
+        /// The attempt the hedge would have been.
+        attempt: u32,
+        /// Why it was not sent.
+        reason: GiveUpReason,
+    },
 }
 
 impl Event<'_> {
@@ -344,7 +380,10 @@ impl Event<'_> {
             | Event::EndpointRemoved { name, .. }
             | Event::EndpointHealthChanged { name, .. }
             | Event::RetryGaveUp { name, .. }
-            | Event::RateLimited { name, .. } => name,
+            | Event::RateLimited { name, .. }
+            | Event::HedgeSent { name, .. }
+            | Event::HedgeWon { name, .. }
+            | Event::HedgeRefused { name, .. } => name,
         }
     }
 }

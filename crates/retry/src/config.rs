@@ -16,6 +16,7 @@ pub const MAX_ATTEMPTS: u32 = 10_000;
 /// | `budget` | 20% of requests + 10/s over 10 s | no retry storm on a backend that is failing for everyone |
 /// | `deadline` | none | bound the whole request with it when the caller has one |
 /// | `attempt_timeout` | none | a stalled attempt is then retried instead of waited on |
+/// | `max_concurrent_retries` | none | at most this many retries in flight at once (Envoy's `max_retries`): a burst of failures cannot double the load at once |
 ///
 /// ```
 /// use bulwark_retry::RetryConfig;
@@ -44,6 +45,10 @@ pub struct RetryConfig {
     /// failure.
     #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
     pub attempt_timeout: Option<Duration>,
+    /// At most this many retries in flight at once, over every clone of the layer (a
+    /// [`ResendCap`](bulwark_core::budget::ResendCap) of its own; give the layer one shared
+    /// with other layers with `Builder::concurrency_cap`). `None`: no cap.
+    pub max_concurrent_retries: Option<usize>,
 }
 
 impl Default for RetryConfig {
@@ -55,6 +60,7 @@ impl Default for RetryConfig {
             budget: Some(BudgetConfig::default()),
             deadline: None,
             attempt_timeout: None,
+            max_concurrent_retries: None,
         }
     }
 }
@@ -100,6 +106,9 @@ impl RetryConfig {
         if let Some(b) = &self.budget {
             bulwark_core::budget::RetryBudget::new(b.ratio, b.floor_per_sec, b.window)
                 .map_err(ConfigError::Budget)?;
+        }
+        if let Some(max) = self.max_concurrent_retries {
+            config::nonzero("max_concurrent_retries", max as u64)?;
         }
         for (setting, d) in [
             ("deadline", self.deadline),

@@ -4,6 +4,7 @@ use crate::error::{AttemptTimedOut, DeadlineExceeded};
 use crate::policy::{Decision, RetryPolicy};
 use crate::shared::Shared;
 use bulwark_core::backoff::Backoff;
+use bulwark_core::budget::ResendPermit;
 use bulwark_core::local::CallRef;
 use bulwark_core::slot::LazyBox;
 use bulwark_core::timer::poll_until;
@@ -48,6 +49,9 @@ pin_project! {
         timer: Option<Sleep>,
         // The last attempt's result, kept while waiting to retry in case the deadline ends it.
         last: Option<F::Output>,
+        // The retry's place under the stack's resend cap, from when it is scheduled until its
+        // attempt ends (or this future is dropped).
+        permit: Option<ResendPermit>,
         // The `retry{retry, attempt}` span of a retry (attempt 2 and later), entered while
         // that attempt is called and polled; only made when a subscriber wants it.
         // A request that was never retried has none, and pays no call to drop it.
@@ -92,6 +96,7 @@ where
             limit,
             timer: None,
             last: None,
+            permit: None,
             span: LazyBox::new(),
         }
     }
@@ -144,6 +149,7 @@ where
                         let decision = this.shared.policy.decide(&result);
                         if decision == Decision::Accept {
                             this.state.set(State::Done);
+                            *this.permit = None;
                             return Poll::Ready(result.map_err(Into::into));
                         }
                         drive(this, cx, Some((Some(result), decision)))
@@ -284,6 +290,9 @@ where
             },
         };
         this.state.set(State::Done);
+        // The attempt ended: a retry's place under the cap is free again, unless another
+        // retry follows (which keeps it).
+        let held = this.permit.take();
         let shared = &**this.shared;
         let attempts = *this.attempts;
         if let Some(e) = result
@@ -325,6 +334,17 @@ where
             shared.gave_up(attempts, GiveUpReason::Deadline);
             return Poll::Ready(finish(result, shared, attempts));
         }
+        let permit = match (held, &shared.cap) {
+            (Some(permit), _) => Some(permit),
+            (None, Some(cap)) => match cap.try_acquire() {
+                Some(permit) => Some(permit),
+                None => {
+                    shared.gave_up(attempts, GiveUpReason::ConcurrencyCap);
+                    return Poll::Ready(finish(result, shared, attempts));
+                }
+            },
+            (None, None) => None,
+        };
         if let Some(budget) = &shared.budget {
             if !budget.try_withdraw() {
                 shared.gave_up(attempts, GiveUpReason::Budget);
@@ -334,6 +354,7 @@ where
         shared.scheduled(attempts, delay, server_delay.is_some(), result.is_none());
         *this.previous_delay = delay;
         *this.last = result;
+        *this.permit = permit;
         *this.limit = Some(wake);
         this.state.set(State::Waiting);
     }

@@ -5,7 +5,7 @@ use crate::policy::RetryFailures;
 use crate::service::BackoffRetry;
 use crate::shared::Shared;
 use bulwark_core::backoff::ExponentialBackoff;
-use bulwark_core::budget::RetryBudget;
+use bulwark_core::budget::{ResendCap, RetryBudget};
 use bulwark_core::builder::Common;
 use std::fmt;
 use std::sync::Arc;
@@ -48,6 +48,12 @@ impl<P> BackoffRetryLayer<P> {
     pub fn budget(&self) -> Option<&Arc<RetryBudget>> {
         self.shared.budget.as_ref()
     }
+
+    /// The cap on retries in flight the layer honours, if any: give a clone to the other
+    /// layers that resend (a hedging layer) so they share it.
+    pub fn concurrency_cap(&self) -> Option<&ResendCap> {
+        self.shared.cap.as_ref()
+    }
 }
 
 impl<S, P> Layer<S> for BackoffRetryLayer<P> {
@@ -89,6 +95,7 @@ enum BudgetChoice {
 pub struct Builder<P = RetryFailures> {
     config: RetryConfig,
     budget: BudgetChoice,
+    cap: Option<ResendCap>,
     policy: P,
     common: Common,
 }
@@ -102,6 +109,7 @@ impl Builder {
         Builder {
             config,
             budget,
+            cap: None,
             policy: RetryFailures::default(),
             common: Common::default(),
         }
@@ -140,6 +148,15 @@ impl<P> Builder<P> {
         self
     }
 
+    /// At most `cap.max()` resends in flight at once, shared with every layer holding a
+    /// clone of `cap` (Envoy's `max_retries`): a retry that finds it full is not sent, and
+    /// the last answer is returned ([`GiveUpReason::ConcurrencyCap`](crate::GiveUpReason::ConcurrencyCap)).
+    /// On top of the budget; replaces `max_concurrent_retries`.
+    pub fn concurrency_cap(mut self, cap: ResendCap) -> Self {
+        self.cap = Some(cap);
+        self
+    }
+
     bulwark_core::builder_setters! {
         /// Time for all attempts together, counted from the call.
         fn deadline(deadline: Duration) { deadline = Some(deadline) }
@@ -153,6 +170,7 @@ impl<P> Builder<P> {
         Builder {
             config: self.config,
             budget: self.budget,
+            cap: self.cap,
             policy,
             common: self.common,
         }
@@ -189,6 +207,9 @@ impl<P> Builder<P> {
             )),
         };
         let c = self.config;
+        let cap = self
+            .cap
+            .or_else(|| c.max_concurrent_retries.map(ResendCap::new));
         Ok(BackoffRetryLayer {
             shared: Arc::new(Shared {
                 #[cfg(feature = "metrics")]
@@ -197,6 +218,7 @@ impl<P> Builder<P> {
                 max_attempts: c.max_attempts,
                 backoff: c.backoff,
                 budget,
+                cap,
                 deadline: c.deadline,
                 attempt_timeout: c.attempt_timeout,
                 policy: self.policy,

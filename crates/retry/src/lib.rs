@@ -154,5 +154,5 @@ pub use policy::{Decision, RetryFailures, RetryPolicy};
 pub use service::BackoffRetry;
 
 pub use bulwark_core::backoff::{ExponentialBackoff, Jitter};
-pub use bulwark_core::budget::RetryBudget;
+pub use bulwark_core::budget::{ResendCap, RetryBudget};
 pub use bulwark_core::GiveUpReason;

@@ -9,17 +9,17 @@
 //! | name | type | labels | meaning |
 //! | --- | --- | --- | --- |
 //! | `bulwark_retry_retries_total` | counter | `name` | retries sent (attempts after the first) |
-//! | `bulwark_retry_gave_up_total` | counter | `name`, `reason` | failed attempts not retried, by reason: `max_attempts`, `budget`, `deadline`, `not_resendable`, `retry_after_too_long`, `not_retryable`, `pushback` (gRPC) |
+//! | `bulwark_retry_gave_up_total` | counter | `name`, `reason` | failed attempts not retried, by reason: `max_attempts`, `budget`, `deadline`, `not_resendable`, `retry_after_too_long`, `not_retryable`, `pushback` (gRPC), `concurrency_cap` |
 
 use bulwark_core::GiveUpReason;
 use metrics::{counter, Counter};
 
 pub(crate) struct Metrics {
     pub(crate) retries: Counter,
-    gave_up: [Counter; 7],
+    gave_up: [Counter; 8],
 }
 
-const REASONS: [GiveUpReason; 7] = [
+const REASONS: [GiveUpReason; 8] = [
     GiveUpReason::MaxAttempts,
     GiveUpReason::Budget,
     GiveUpReason::Deadline,
@@ -27,6 +27,7 @@ const REASONS: [GiveUpReason; 7] = [
     GiveUpReason::RetryAfterTooLong,
     GiveUpReason::NotRetryable,
     GiveUpReason::Pushback,
+    GiveUpReason::ConcurrencyCap,
 ];
 
 impl Metrics {

@@ -1,7 +1,7 @@
 //! What every clone of one retry layer shares.
 
 use bulwark_core::backoff::ExponentialBackoff;
-use bulwark_core::budget::RetryBudget;
+use bulwark_core::budget::{ResendCap, RetryBudget};
 use bulwark_core::{Event, GiveUpReason, RandomSource, SharedListener};
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,6 +11,7 @@ pub(crate) struct Shared<P> {
     pub(crate) max_attempts: u32,
     pub(crate) backoff: ExponentialBackoff,
     pub(crate) budget: Option<Arc<RetryBudget>>,
+    pub(crate) cap: Option<ResendCap>,
     pub(crate) deadline: Option<Duration>,
     pub(crate) attempt_timeout: Option<Duration>,
     pub(crate) policy: P,
@@ -27,6 +28,7 @@ impl<P> std::fmt::Debug for Shared<P> {
             .field("max_attempts", &self.max_attempts)
             .field("backoff", &self.backoff)
             .field("budget", &self.budget)
+            .field("cap", &self.cap)
             .field("deadline", &self.deadline)
             .field("attempt_timeout", &self.attempt_timeout)
             .finish_non_exhaustive()

@@ -127,3 +127,22 @@ mod serde_form {
         );
     }
 }
+
+#[test]
+fn a_zero_retry_cap_is_refused_and_a_cap_from_the_config_is_built() {
+    let mut config = RetryConfig::default();
+    config.max_concurrent_retries = Some(0);
+    let err = bulwark_retry::Builder::from_config(config)
+        .build()
+        .unwrap_err();
+    assert_eq!(err.setting(), "max_concurrent_retries");
+    let text = "max_concurrent_retries = 3\n";
+    let config: RetryConfig = toml::from_str(text).unwrap();
+    let layer = bulwark_retry::Builder::from_config(config).build().unwrap();
+    assert_eq!(layer.concurrency_cap().map(|c| c.max()), Some(3));
+    assert!(BackoffRetryLayer::builder()
+        .build()
+        .unwrap()
+        .concurrency_cap()
+        .is_none());
+}
