@@ -1,0 +1,105 @@
+//! HTTP requests: what may be hedged, and where a hedge goes with a balancer below.
+
+use bulwark_balance::{BalanceLayer, Strategy};
+use bulwark_core::replay::CanReplay;
+use bulwark_hedge::HedgeLayer;
+use bulwark_test_support::ms;
+use http::{Request, Response};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use tower::{Layer, ServiceExt};
+
+/// A body that cannot be sent again (a stream bigger than the replay cap, say).
+#[derive(Clone, Debug)]
+struct Stream;
+
+impl CanReplay for Stream {
+    fn can_replay(&self) -> bool {
+        false
+    }
+}
+
+/// An endpoint answering with its name after `wait` ms, counting its calls.
+fn endpoint<B: Send + 'static>(
+    name: &'static str,
+    wait: u64,
+    calls: Arc<AtomicUsize>,
+) -> impl tower::Service<
+    Request<B>,
+    Response = Response<&'static str>,
+    Error = std::io::Error,
+    Future = impl std::future::Future<Output = Result<Response<&'static str>, std::io::Error>> + Send,
+> + Clone
+       + Send
+       + 'static {
+    tower::service_fn(move |_: Request<B>| {
+        calls.fetch_add(1, Ordering::SeqCst);
+        async move {
+            tokio::time::sleep(ms(wait)).await;
+            Ok::<_, std::io::Error>(Response::new(name))
+        }
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_non_idempotent_or_non_replayable_request_is_never_hedged() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let layer = HedgeLayer::builder().delay(ms(10)).http().build().unwrap();
+
+    // A POST: sent once, however slow.
+    let svc = layer.layer(endpoint::<String>("slow", 100, calls.clone()));
+    let post = Request::post("/book").body(String::from("{}")).unwrap();
+    assert_eq!(*svc.clone().oneshot(post).await.unwrap().body(), "slow");
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+
+    // A GET with a body that cannot be replayed: once too.
+    let svc = layer.layer(endpoint::<Stream>("slow", 100, calls.clone()));
+    let get = Request::get("/book/dune").body(Stream).unwrap();
+    svc.clone().oneshot(get).await.unwrap();
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+
+    // A GET with a body in memory is hedged; so is a POST with an Idempotency-Key.
+    let svc = layer.layer(endpoint::<String>("slow", 100, calls.clone()));
+    let get = Request::get("/book/dune").body(String::new()).unwrap();
+    svc.clone().oneshot(get).await.unwrap();
+    assert_eq!(calls.load(Ordering::SeqCst), 4);
+    let keyed = Request::post("/book")
+        .header("idempotency-key", "k1")
+        .body(String::from("{}"))
+        .unwrap();
+    svc.oneshot(keyed).await.unwrap();
+    assert_eq!(calls.load(Ordering::SeqCst), 6);
+}
+
+#[tokio::test(start_paused = true)]
+async fn with_a_balancer_below_the_hedge_goes_to_another_endpoint() {
+    // First-available always picks the first endpoint that is ready: without the request's
+    // attempts, the hedge would go to the slow endpoint again.
+    let slow = Arc::new(AtomicUsize::new(0));
+    let fast = Arc::new(AtomicUsize::new(0));
+    let balancer = BalanceLayer::builder()
+        .strategy(Strategy::FirstAvailable)
+        .http()
+        .build()
+        .unwrap()
+        .build(vec![
+            endpoint::<String>("slow", 1000, slow.clone()),
+            endpoint::<String>("fast", 1000, fast.clone()),
+        ])
+        .unwrap();
+    let svc = HedgeLayer::builder()
+        .delay(ms(50))
+        .http()
+        .build()
+        .unwrap()
+        .layer(balancer);
+    let get = Request::get("/book/dune").body(String::new()).unwrap();
+    let start = tokio::time::Instant::now();
+    let answer = svc.clone().oneshot(get).await.unwrap();
+    // Both take a second: the first attempt (sent first) answers first, and the hedge, sent
+    // at 50 ms, went to the other endpoint.
+    assert_eq!(*answer.body(), "slow");
+    assert_eq!(start.elapsed(), ms(1000));
+    assert_eq!(slow.load(Ordering::SeqCst), 1);
+    assert_eq!(fast.load(Ordering::SeqCst), 1, "the hedge went elsewhere");
+}

@@ -1,0 +1,76 @@
+//! The `metrics` feature: hedges sent, won and refused, read back from a debugging recorder.
+#![cfg(feature = "metrics")]
+
+use bulwark_core::budget::ResendCap;
+use bulwark_hedge::HedgeLayer;
+use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+use metrics_util::MetricKind;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tower::{Layer, Service, ServiceExt};
+
+#[tokio::test(start_paused = true)]
+async fn hedges_wins_and_refusals_are_counted() {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    recorder.install().unwrap();
+
+    // Each request's first attempt takes 100 ms, its hedge 10 ms.
+    let calls = Arc::new(AtomicU32::new(0));
+    let backend = tower::service_fn(move |x: u32| {
+        let n = calls.fetch_add(1, Ordering::SeqCst);
+        async move {
+            let wait = if n % 2 == 0 { 100 } else { 10 };
+            tokio::time::sleep(Duration::from_millis(wait)).await;
+            Ok::<_, std::io::Error>(x)
+        }
+    });
+    let cap = ResendCap::new(1);
+    let mut svc = HedgeLayer::builder()
+        .name("store-1")
+        .delay(Duration::from_millis(20))
+        .concurrency_cap(cap.clone())
+        .build()
+        .unwrap()
+        .layer(backend);
+    for i in 0..3 {
+        svc.ready().await.unwrap().call(i).await.unwrap();
+    }
+    // The cap is full (held here): the next hedge is refused.
+    let held = cap.try_acquire().unwrap();
+    svc.ready().await.unwrap().call(9).await.unwrap();
+    drop(held);
+
+    let snapshot = snapshotter.snapshot().into_vec();
+    let counter = |name: &str, labels: &[(&str, &str)]| {
+        snapshot
+            .iter()
+            .find(|(key, _, _, _)| {
+                let k = key.key();
+                key.kind() == MetricKind::Counter
+                    && k.name() == name
+                    && labels
+                        .iter()
+                        .all(|(n, v)| k.labels().any(|l| l.key() == *n && l.value() == *v))
+            })
+            .map(|(_, _, _, v)| match v {
+                DebugValue::Counter(n) => *n,
+                other => panic!("{other:?}"),
+            })
+    };
+    let r = ("name", "store-1");
+    assert_eq!(counter("bulwark_hedge_hedges_total", &[r]), Some(3));
+    assert_eq!(counter("bulwark_hedge_wins_total", &[r]), Some(3));
+    assert_eq!(
+        counter(
+            "bulwark_hedge_refused_total",
+            &[r, ("reason", "concurrency_cap")]
+        ),
+        Some(1)
+    );
+    assert_eq!(
+        counter("bulwark_hedge_refused_total", &[r, ("reason", "budget")]),
+        Some(0)
+    );
+}
