@@ -6,7 +6,8 @@
     feature = "failover",
     feature = "balance",
     feature = "fanout",
-    feature = "rate-limit"
+    feature = "rate-limit",
+    feature = "hedge"
 ))]
 use tower::layer::util::Stack;
 use tower::ServiceBuilder;
@@ -19,6 +20,8 @@ use bulwark_circuit_breaker::CircuitBreakerLayer;
 use bulwark_failover::FailoverLayer;
 #[cfg(feature = "fanout")]
 use bulwark_fanout::FanOutLayer;
+#[cfg(feature = "hedge")]
+use bulwark_hedge::HedgeLayer;
 #[cfg(feature = "rate-limit")]
 use bulwark_rate_limit::RateLimitLayer;
 #[cfg(feature = "retry")]
@@ -162,6 +165,39 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed {
     #[cfg(feature = "failover")]
     fn failover<P>(self, layer: FailoverLayer<P>) -> ServiceBuilder<Stack<FailoverLayer<P>, L>>;
 
+    /// Adds a [`HedgeLayer`]: a request still unanswered after the delay is sent again (to
+    /// another endpoint, with a balancer below), and the first answer wins.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), tower_bulwark::core::BoxError> {
+    /// use std::sync::atomic::{AtomicU32, Ordering};
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use tower::{service_fn, Service, ServiceBuilder, ServiceExt};
+    /// use tower_bulwark::{HedgeLayer, ServiceBuilderExt};
+    ///
+    /// // The first call takes a second, the next 10 ms.
+    /// let calls = Arc::new(AtomicU32::new(0));
+    /// let backend = service_fn({
+    ///     let calls = calls.clone();
+    ///     move |_: ()| {
+    ///         let n = calls.fetch_add(1, Ordering::SeqCst);
+    ///         async move {
+    ///             tokio::time::sleep(Duration::from_millis(if n == 0 { 1000 } else { 10 })).await;
+    ///             Ok::<_, std::io::Error>(n)
+    ///         }
+    ///     }
+    /// });
+    /// let hedge = HedgeLayer::builder().delay(Duration::from_millis(50)).build()?;
+    /// let mut svc = ServiceBuilder::new().hedge(hedge).service(backend);
+    /// assert_eq!(svc.ready().await?.call(()).await?, 1, "the hedge answered");
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[cfg(feature = "hedge")]
+    fn hedge<C, A>(self, layer: HedgeLayer<C, A>) -> ServiceBuilder<Stack<HedgeLayer<C, A>, L>>;
+
     /// Adds a [`BalanceLayer`] over the `Vec` of endpoints given to `.service(..)`. An empty
     /// `Vec` answers every call, after `wait_for_ready`, with
     /// [`NoEndpointReady`](bulwark_balance::NoEndpointReady); `endpoint_names` that do not
@@ -266,6 +302,11 @@ impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
 
     #[cfg(feature = "failover")]
     fn failover<P>(self, layer: FailoverLayer<P>) -> ServiceBuilder<Stack<FailoverLayer<P>, L>> {
+        self.layer(layer)
+    }
+
+    #[cfg(feature = "hedge")]
+    fn hedge<C, A>(self, layer: HedgeLayer<C, A>) -> ServiceBuilder<Stack<HedgeLayer<C, A>, L>> {
         self.layer(layer)
     }
 

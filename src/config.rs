@@ -13,6 +13,12 @@
 //! | `[balance]` | [`BalanceConfig`] | [`BalanceLayer`] |
 //! | `[fanout]` | [`FanOutConfig`] | [`FanOutLayer`] |
 //! | `[rate_limit]` | [`RateLimitConfig`] | [`RateLimitLayer`] |
+//! | `[hedge]` | [`HedgeConfig`] | [`HedgeLayer`] |
+//!
+//! The cap on resends in flight shared by the retry and hedging layers (Envoy's
+//! `max_retries`) is `[retry] max_concurrent_retries`: the retry layer built from the file
+//! makes it ([`BackoffRetryLayer::concurrency_cap`]), and the hedging layer takes a clone
+//! (`stack.hedge_builder().concurrency_cap(cap)`), so both count in one place.
 //!
 //! Reading a file checks it whole: a syntax error, an unknown key, a value of the wrong type
 //! and a value out of range (validated by the layer itself, exactly as its builder does) are
@@ -87,6 +93,8 @@ use bulwark_circuit_breaker::{CircuitBreakerConfig, CircuitBreakerLayer};
 use bulwark_failover::{FailoverConfig, FailoverLayer};
 #[cfg(feature = "fanout")]
 use bulwark_fanout::{FanOutConfig, FanOutLayer};
+#[cfg(feature = "hedge")]
+use bulwark_hedge::{HedgeConfig, HedgeLayer};
 #[cfg(feature = "rate-limit")]
 use bulwark_rate_limit::{RateLimitConfig, RateLimitLayer};
 #[cfg(feature = "retry")]
@@ -106,6 +114,8 @@ const SECTIONS: &[&str] = &[
     "fanout",
     #[cfg(feature = "rate-limit")]
     "rate_limit",
+    #[cfg(feature = "hedge")]
+    "hedge",
 ];
 
 /// The settings of a whole client stack: one optional table per layer, each the layer's own
@@ -137,6 +147,9 @@ pub struct StackConfig {
     /// `[rate_limit]`.
     #[cfg(feature = "rate-limit")]
     pub rate_limit: Option<RateLimitConfig>,
+    /// `[hedge]`.
+    #[cfg(feature = "hedge")]
+    pub hedge: Option<HedgeConfig>,
 }
 
 impl StackConfig {
@@ -186,6 +199,8 @@ impl StackConfig {
             ("fanout", self.fanout.as_ref().map(|c| c.validate())),
             #[cfg(feature = "rate-limit")]
             ("rate_limit", self.rate_limit.as_ref().map(|c| c.validate())),
+            #[cfg(feature = "hedge")]
+            ("hedge", self.hedge.as_ref().map(|c| c.validate())),
         ];
         for (section, check) in checks {
             if let Some(Err(e)) = check {
@@ -273,6 +288,16 @@ table_methods! {
     /// The [`RateLimitLayer`] of `[rate_limit]` (the defaults without one): each call builds
     /// a new limiter, with a bucket of its own; clone the layer to share one.
     fn rate_limit_layer;
+
+    #[cfg(feature = "hedge")]
+    hedge in bulwark_hedge => HedgeLayer
+    /// A [`HedgeLayer`] builder with `[hedge]`'s settings (the defaults without one), to add
+    /// a classifier, what may be hedged (`.http()`), the stack's resend cap
+    /// (`.concurrency_cap(..)`: the retry layer's, from `[retry] max_concurrent_retries`, is
+    /// `BackoffRetryLayer::concurrency_cap`) or a listener.
+    fn hedge_builder;
+    /// The [`HedgeLayer`] of `[hedge]` (the defaults without one), hedging every request.
+    fn hedge_layer;
 }
 
 /// Why a stack's configuration was refused: the table and key at fault, and what is wrong.
@@ -406,6 +431,8 @@ impl<'de> Visitor<'de> for Tables<'_> {
                 "fanout" => stack.fanout = Some(map.next_value_seed(table.of())?),
                 #[cfg(feature = "rate-limit")]
                 "rate_limit" => stack.rate_limit = Some(map.next_value_seed(table.of())?),
+                #[cfg(feature = "hedge")]
+                "hedge" => stack.hedge = Some(map.next_value_seed(table.of())?),
                 _ => {
                     let message = format!(
                         "unknown layer table `{section}`, expected one of `{}` (a layer whose \

@@ -12,6 +12,7 @@
 //! | fan-out | [`fanout`] | `fanout` (default) | available |
 //! | health-check readiness gate | [`health`] | `health` (default) | available |
 //! | rate limiter, `Clone` and shared | [`rate_limit`] | `rate-limit` (default) | available |
+//! | hedged requests | [`hedge`] | `hedge` (default) | available |
 //! | `ServiceBuilder` methods | [`ServiceBuilderExt`] | (each with its layer's) | available |
 //! | errors as HTTP responses | [`axum`](mod@axum) | `axum` | available |
 //! | one file for a whole stack | [`config`] | `serde` | available |
@@ -93,7 +94,8 @@ mod builder;
         feature = "failover",
         feature = "balance",
         feature = "fanout",
-        feature = "rate-limit"
+        feature = "rate-limit",
+        feature = "hedge"
     )
 ))]
 pub mod config;
@@ -135,6 +137,10 @@ pub use bulwark_health as health;
 #[cfg(feature = "health")]
 pub use bulwark_health::HealthGateLayer;
 
+#[cfg(feature = "hedge")]
+pub use bulwark_hedge as hedge;
+#[cfg(feature = "hedge")]
+pub use bulwark_hedge::HedgeLayer;
 #[cfg(feature = "rate-limit")]
 pub use bulwark_rate_limit as rate_limit;
 #[cfg(feature = "rate-limit")]

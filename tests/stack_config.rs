@@ -14,6 +14,7 @@ use tower_bulwark::config::{StackConfig, StackConfigError};
 use tower_bulwark::core::{ExponentialBackoff, Jitter};
 use tower_bulwark::failover::{FailoverConfig, Mode as FailoverMode};
 use tower_bulwark::fanout::{FanOutConfig, Policy, Stragglers};
+use tower_bulwark::hedge::HedgeConfig;
 use tower_bulwark::rate_limit::{Mode as RateLimitMode, RateLimitConfig, RateLimited};
 use tower_bulwark::retry::{BudgetConfig, RetryConfig};
 use tower_bulwark::ServiceBuilderExt;
@@ -91,6 +92,7 @@ fn the_example_reads_with_every_value_in_place() {
         ExponentialBackoff::new(Duration::from_millis(100), 2.0, secs(2), Jitter::Full).unwrap()
     );
     assert_eq!(r.budget, Some(BudgetConfig::default()));
+    assert_eq!(r.max_concurrent_retries, Some(8));
 
     let f = c.failover.as_ref().unwrap();
     assert_eq!(f.target_names, ["primary", "backup"]);
@@ -566,8 +568,9 @@ fn the_example_names_every_key_of_every_layer() {
     ];
     let fanout = ("fanout", fields_of::<FanOutConfig>());
     let rate_limit = ("rate_limit", fields_of::<RateLimitConfig>());
+    let hedge = ("hedge", fields_of::<HedgeConfig>());
     let mut missing = Vec::new();
-    for (table, keys) in tables.into_iter().chain([fanout, rate_limit]) {
+    for (table, keys) in tables.into_iter().chain([fanout, rate_limit, hedge]) {
         let text = table_text(table);
         for key in keys {
             let set = text.contains(&format!("\n{key} = ")) || text.contains(&format!(" {key} = "));
@@ -617,4 +620,62 @@ fn the_balance_and_failure_rate_defaults_in_the_example_comments_are_the_real_on
     assert_eq!(cb.open, OpenPeriod::Fixed(secs(30)));
     assert_eq!(cb.min_calls, 20);
     assert_eq!(FanOutConfig::default().policy, Policy::All);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_hedge_table_reads_builds_and_shares_the_retry_cap() {
+    let c = parse(EXAMPLE).unwrap();
+    let h = c.hedge.as_ref().unwrap();
+    assert_eq!(h.name, "inventory");
+    assert_eq!((h.max_attempts, h.min_samples), (2, 100));
+    assert_eq!(h.percentile, Some(0.95));
+    assert_eq!(h.delay, Some(Duration::from_millis(50)));
+    assert_eq!((h.window, h.max_pushback), (secs(10), secs(30)));
+    assert_eq!((h.max_extra_load, h.min_hedges_per_sec), (0.1, 1));
+
+    // The retry layer makes the cap; the hedging layer takes a clone of it.
+    let retry = c.retry_layer().unwrap();
+    let cap = retry.concurrency_cap().cloned().unwrap();
+    assert_eq!(cap.max(), 8);
+    let hedge = c
+        .hedge_builder()
+        .concurrency_cap(cap.clone())
+        .build()
+        .unwrap();
+    assert_eq!(hedge.current_delay(), Some(Duration::from_millis(50)));
+    let held = hedge.concurrency_cap().unwrap().try_acquire().unwrap();
+    assert_eq!(cap.in_flight(), 1, "one cap, two layers");
+    drop(held);
+    let echo = service_fn(|n: u32| std::future::ready(Ok::<_, std::io::Error>(n + 1)));
+    let mut svc = ServiceBuilder::new()
+        .backoff_retry(retry)
+        .hedge(hedge)
+        .service(echo);
+    assert_eq!(svc.ready().await.unwrap().call(1).await.unwrap(), 2);
+    assert!(c.hedge_layer().is_ok());
+}
+
+#[test]
+fn a_bad_or_unknown_key_in_the_hedge_table_names_it() {
+    assert_names(
+        "[hedge]\nmax_attempt = 2\n",
+        "hedge.max_attempt",
+        "unknown field",
+    );
+    assert_names("[hedge]\ndelay = \"soon\"\n", "hedge.delay", "");
+    for (text, key) in [
+        ("[hedge]\nmax_attempts = 6\n", "hedge.max_attempts"),
+        ("[hedge]\npercentile = 1.5\n", "hedge.percentile"),
+        ("[hedge]\ndelay = \"0s\"\n", "hedge.delay"),
+        ("[hedge]\nmin_samples = 0\n", "hedge.min_samples"),
+        ("[hedge]\nwindow = \"1ms\"\n", "hedge.window"),
+        ("[hedge]\nmax_extra_load = 2.0\n", "hedge.max_extra_load"),
+        ("[hedge]\nmax_pushback = \"0s\"\n", "hedge.max_pushback"),
+        (
+            "[retry]\nmax_concurrent_retries = 0\n",
+            "retry.max_concurrent_retries",
+        ),
+    ] {
+        assert_names(text, key, "");
+    }
 }

@@ -356,6 +356,32 @@ async fn exercise(events: Events) {
     let refused = limited.ready().await.unwrap().call(1).await.unwrap_err();
     assert!(refused.is::<tower_bulwark::rate_limit::RateLimited>());
     limit.handle().set_rate(20, secs(1)).unwrap();
+
+    // Hedge: a slow first attempt is hedged and the hedge wins; with the resend cap full, the
+    // next hedge is refused.
+    let calls = Arc::new(AtomicU64::new(0));
+    let n = calls.clone();
+    let slow_first = service_fn(move |x: u32| {
+        let slow = n.fetch_add(1, Ordering::Relaxed) % 2 == 0;
+        async move {
+            let wait = if slow { 100 } else { 10 };
+            tokio::time::sleep(Duration::from_millis(wait)).await;
+            Ok::<_, io::Error>(x)
+        }
+    });
+    let cap = tower_bulwark::core::budget::ResendCap::new(1);
+    let mut hedged = tower_bulwark::HedgeLayer::builder()
+        .name("search")
+        .delay(Duration::from_millis(20))
+        .concurrency_cap(cap.clone())
+        .listener(events.clone())
+        .build()
+        .unwrap()
+        .layer(slow_first);
+    hedged.ready().await.unwrap().call(1).await.unwrap();
+    let held = cap.try_acquire().unwrap();
+    hedged.ready().await.unwrap().call(2).await.unwrap();
+    drop(held);
 }
 
 struct Run {
@@ -455,6 +481,7 @@ fn metrics_are_listed_and_conventional(text: &str) {
             "fanout",
             "health",
             "rate_limit",
+            "hedge",
         ]
         .iter()
         .find(|l| name.starts_with(&format!("bulwark_{l}_")));
@@ -526,6 +553,8 @@ fn tracing_is_listed(c: &Collected) {
         "fan-out target finished",
         "rate limit refused a call",
         "rate limit changed",
+        "hedging",
+        "not hedging",
     ] {
         assert!(
             emitted.contains(message),
