@@ -64,6 +64,19 @@ enum Next {
     Stopped,
 }
 
+impl Next {
+    /// The next hedge `delay` after `from`, or none on a timer without a delay.
+    fn timed(delay: Option<std::time::Duration>, from: Instant) -> Next {
+        match delay {
+            Some(delay) => Next::At {
+                at: from + delay,
+                after_failure: false,
+            },
+            None => Next::Untimed,
+        }
+    }
+}
+
 pin_project! {
     /// The future of a [`Hedge`](crate::Hedge) call.
     ///
@@ -332,13 +345,7 @@ where
                     Next::Unset => {
                         let now = Instant::now();
                         *this.last_sent = Some(now);
-                        *this.next = match shared.delay() {
-                            Some(delay) => Next::At {
-                                at: now + delay,
-                                after_failure: false,
-                            },
-                            None => Next::Untimed,
-                        };
+                        *this.next = Next::timed(shared.delay(), now);
                     }
                     Next::At { at, after_failure } => {
                         if poll_until(this.timer.as_mut(), at, cx).is_pending() {
@@ -421,13 +428,7 @@ where
                             *this.service = None;
                             *this.next = Next::Stopped;
                         } else {
-                            *this.next = match shared.delay() {
-                                Some(delay) => Next::At {
-                                    at: now + delay,
-                                    after_failure: false,
-                                },
-                                None => Next::Untimed,
-                            };
+                            *this.next = Next::timed(shared.delay(), now);
                         }
                         sent_hedge = true;
                         break;
