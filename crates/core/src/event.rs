@@ -189,6 +189,39 @@ impl fmt::Display for FailoverReason {
     }
 }
 
+/// Why a bulkhead (or an adaptive concurrency limit) turned a call away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum OverflowReason {
+    /// Every permit was taken and there is no queue to wait in.
+    Full,
+    /// Every permit was taken and the queue was full too.
+    QueueFull,
+    /// The call waited in the queue for the whole queue timeout without a permit freeing up.
+    QueueTimeout,
+    /// In readiness mode: a readiness poll was turned away (counted once per wait, however
+    /// often it is polled); the layer above chooses another target or waits.
+    NotReady,
+}
+
+impl OverflowReason {
+    /// The snake_case name used in logs and metric labels.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            OverflowReason::Full => "full",
+            OverflowReason::QueueFull => "queue_full",
+            OverflowReason::QueueTimeout => "queue_timeout",
+            OverflowReason::NotReady => "not_ready",
+        }
+    }
+}
+
+impl fmt::Display for OverflowReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Something a layer did. `name` is the name the layer instance was given (for example the
 /// backend a breaker guards).
 ///
@@ -361,6 +394,25 @@ pub enum Event<'a> {
         /// Why it was not sent.
         reason: GiveUpReason,
     },
+    /// A bulkhead (or an adaptive concurrency limit) turned a call away without sending it.
+    BulkheadRejected {
+        /// The bulkhead's name.
+        name: &'a str,
+        /// The limit on calls in flight when it did.
+        limit: u32,
+        /// Why.
+        reason: OverflowReason,
+    },
+    /// A bulkhead's limit on calls in flight changed: moved by its adaptive controller, or
+    /// set through its handle.
+    LimitChanged {
+        /// The bulkhead's name.
+        name: &'a str,
+        /// The limit before.
+        from: u32,
+        /// The limit now.
+        to: u32,
+    },
 }
 
 impl Event<'_> {
@@ -383,7 +435,9 @@ impl Event<'_> {
             | Event::RateLimited { name, .. }
             | Event::HedgeSent { name, .. }
             | Event::HedgeWon { name, .. }
-            | Event::HedgeRefused { name, .. } => name,
+            | Event::HedgeRefused { name, .. }
+            | Event::BulkheadRejected { name, .. }
+            | Event::LimitChanged { name, .. } => name,
         }
     }
 }

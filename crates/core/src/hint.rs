@@ -12,9 +12,10 @@
 //! inner `poll_ready` in [`collect`]; a service that turns readiness away calls [`report`] with
 //! a [`Hint`] before it answers `Pending` (the circuit breaker reports
 //! [`Hint::CircuitOpen`] with the time until its first probe; the health gate reports
-//! [`Hint::Unhealthy`]). Outside a [`collect`], [`report`] does nothing. The hint travels in a
-//! thread-local slot, as [`Attempts::scope`](crate::attempts::Attempts::scope) does, since a
-//! `poll_ready` runs on the thread of the layer that polls it.
+//! [`Hint::Unhealthy`]; a full bulkhead in readiness mode, [`Hint::Full`]). Outside a
+//! [`collect`], [`report`] does nothing. The hint travels in a thread-local slot, as
+//! [`Attempts::scope`](crate::attempts::Attempts::scope) does, since a `poll_ready` runs on the
+//! thread of the layer that polls it.
 //!
 //! [`Refusals`] sums the hints of every endpoint a pick asked and says whether waiting can help:
 //! when every one is refused by an open circuit that probes only after the request would have
@@ -65,6 +66,9 @@ pub enum Hint {
         /// Time until the limiter's next token, from the poll.
         retry_in: Duration,
     },
+    /// Its bulkhead (or adaptive concurrency limit) has every permit taken: it is ready again
+    /// as soon as one of its calls in flight ends, so waiting can help.
+    Full,
 }
 
 /// The slot a [`collect`] opens: `Off` outside one.
@@ -159,8 +163,9 @@ impl Refusals {
                 }
             }
             Some(Hint::Unhealthy) => self.all_open = false,
-            // A rate-limited endpoint is ready again in moments: neither open nor unhealthy.
-            Some(Hint::RateLimited { .. }) | None => {
+            // A rate-limited endpoint, or a full one, is ready again in moments: neither open
+            // nor unhealthy.
+            Some(Hint::RateLimited { .. } | Hint::Full) | None => {
                 self.all_open = false;
                 self.all_unhealthy = false;
             }

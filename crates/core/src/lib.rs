@@ -109,8 +109,8 @@ pub use classify::{HttpClassifier, StatusSet};
 pub use config::ConfigError;
 pub use deadline::DeadlineExceeded;
 pub use event::{
-    CircuitState, Event, FailoverReason, GiveUpReason, Listener, NoopListener, SharedListener,
-    TripReason,
+    CircuitState, Event, FailoverReason, GiveUpReason, Listener, NoopListener, OverflowReason,
+    SharedListener, TripReason,
 };
 #[cfg(feature = "grpc")]
 pub use grpc::{GrpcClassifier, GrpcCode, GrpcCodeSet};
