@@ -11,6 +11,7 @@
 //! | load balancing | [`balance`] | `balance` (default) | available |
 //! | fan-out | [`fanout`] | `fanout` (default) | available |
 //! | health-check readiness gate | [`health`] | `health` (default) | available |
+//! | bulkhead and adaptive concurrency limit | [`bulkhead`] | `bulkhead` (default) | available |
 //! | rate limiter, `Clone` and shared | [`rate_limit`] | `rate-limit` (default) | available |
 //! | hedged requests | [`hedge`] | `hedge` (default) | available |
 //! | `ServiceBuilder` methods | [`ServiceBuilderExt`] | (each with its layer's) | available |
@@ -145,3 +146,8 @@ pub use bulwark_hedge::HedgeLayer;
 pub use bulwark_rate_limit as rate_limit;
 #[cfg(feature = "rate-limit")]
 pub use bulwark_rate_limit::RateLimitLayer;
+
+#[cfg(feature = "bulkhead")]
+pub use bulwark_bulkhead as bulkhead;
+#[cfg(feature = "bulkhead")]
+pub use bulwark_bulkhead::{AdaptiveLimitLayer, BulkheadLayer};

@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tower::{service_fn, Layer, Service, ServiceExt};
 use tower_bulwark::balance::{BalanceLayer, Ejection, Strategy};
+use tower_bulwark::bulkhead::{AdaptiveLimitLayer, BulkheadLayer};
 use tower_bulwark::circuit_breaker::CircuitBreakerLayer;
 use tower_bulwark::core::{Event, Listener};
 use tower_bulwark::failover::FailoverLayer;
@@ -382,6 +383,66 @@ async fn exercise(events: Events) {
     let held = cap.try_acquire().unwrap();
     hedged.ready().await.unwrap().call(2).await.unwrap();
     drop(held);
+
+    // Bulkhead: one call holds the only permit; the next waits out its queue timeout, the one
+    // after finds the queue full; without a queue a call is refused at once, and in readiness
+    // mode a poll is turned away. The limit is set by hand; an adaptive one moves its own.
+    let slow = service_fn(|n: u32| async move {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        Ok::<_, io::Error>(n)
+    });
+    let bulkhead = |name: &'static str, queue: bool, readiness: bool| {
+        let mut b = BulkheadLayer::builder()
+            .name(name)
+            .max_concurrent(1)
+            .listener(events.clone());
+        if queue {
+            b = b.queue(1, Duration::from_millis(10));
+        }
+        if readiness {
+            b = b.readiness_mode();
+        }
+        b.build().unwrap().layer(slow)
+    };
+    let queued = bulkhead("store", true, false);
+    let holder = tokio::spawn(queued.clone().oneshot(1));
+    tokio::task::yield_now().await;
+    let waiter = tokio::spawn(queued.clone().oneshot(2));
+    tokio::task::yield_now().await;
+    assert!(
+        queued.clone().oneshot(3).await.is_err(),
+        "the queue is full"
+    );
+    assert!(waiter.await.unwrap().is_err(), "its wait ran out");
+    holder.await.unwrap().unwrap();
+    queued.handle().set_max_concurrent(2).unwrap();
+    let unqueued = bulkhead("search", false, false);
+    let holder = tokio::spawn(unqueued.clone().oneshot(1));
+    tokio::task::yield_now().await;
+    assert!(unqueued.clone().oneshot(2).await.is_err(), "full");
+    holder.await.unwrap().unwrap();
+    let mut ready = bulkhead("replica", false, true);
+    let holder = tokio::spawn(ready.clone().oneshot(1));
+    tokio::task::yield_now().await;
+    let waker = futures_util::task::noop_waker();
+    let pending = ready.poll_ready(&mut std::task::Context::from_waker(&waker));
+    assert!(pending.is_pending(), "not ready while full");
+    holder.await.unwrap().unwrap();
+    let adaptive = AdaptiveLimitLayer::builder()
+        .name("ranking")
+        .limits(1, 4, 8)
+        .listener(events.clone())
+        .build()
+        .unwrap()
+        .layer(slow);
+    for _ in 0..6 {
+        adaptive.clone().oneshot(1).await.unwrap();
+    }
+    assert_eq!(
+        adaptive.handle().max_concurrent(),
+        4,
+        "measured, then the initial limit"
+    );
 }
 
 struct Run {
@@ -480,6 +541,7 @@ fn metrics_are_listed_and_conventional(text: &str) {
             "balance",
             "fanout",
             "health",
+            "bulkhead",
             "rate_limit",
             "hedge",
         ]
@@ -551,6 +613,9 @@ fn tracing_is_listed(c: &Collected) {
         "endpoint returned",
         "endpoint health changed",
         "fan-out target finished",
+        "bulkhead turned a call away",
+        "bulkhead limit changed",
+        "bulkhead limit set by hand",
         "rate limit refused a call",
         "rate limit changed",
         "hedging",
