@@ -12,6 +12,7 @@
 //! | [`NoTargetReady`](bulwark_failover::NoTargetReady) (failover) | 503 | its `retry_after` rounded up (the soonest probe when every target's circuit is open), else 1 s | `error`, `retry_after_ms` when known |
 //! | [`AllFailed`](bulwark_failover::AllFailed) (failover) | 503 | 1 s | `error`: every target's failure |
 //! | [`RateLimited`](bulwark_rate_limit::RateLimited) (rate limiter) | 503 | its `retry_after` (when the next token comes), rounded up | `error`, `retry_after_ms` |
+//! | [`Full`](bulwark_bulkhead::Full) (bulkhead, adaptive limit) | 503 | none | `error` |
 //! | [`DeadlineExceeded`](bulwark_core::DeadlineExceeded) (retry, failover), [`AttemptTimedOut`](bulwark_retry::AttemptTimedOut) (retry) | 504 | none | `error` |
 //! | [`FanOutFailed`](bulwark_fanout::FanOutFailed) (fan-out) | 502 | none | `error`: every target's outcome |
 //! | anything else | 502 | none | `error` |
@@ -27,6 +28,12 @@
 //! to come back after 1 s, the default `wait_for_ready` of both: about as long as this
 //! request already waited for a target to become ready. An open breaker that is forced open
 //! gets no `Retry-After` at all: only an operator can release it.
+//!
+//! **Why no `Retry-After` for a full bulkhead.** A permit frees up as soon as any call in
+//! flight ends, usually within milliseconds, and nothing says which will end first. The header
+//! counts whole seconds: any value would hold back clients far longer than the overload lasts,
+//! and would send them back all at once. The 503 says "overloaded now"; the client's own
+//! backoff decides when to come back.
 //!
 //! **Why 502 and not 500 for the rest.** These layers wrap the *outbound* side of a service:
 //! an error that reaches the handler from them is a failure of an upstream (a refused
@@ -148,7 +155,8 @@ impl ErrorInfo {
             feature = "circuit-breaker",
             feature = "balance",
             feature = "failover",
-            feature = "rate-limit"
+            feature = "rate-limit",
+            feature = "bulkhead"
         )),
         allow(dead_code)
     )]
@@ -264,6 +272,11 @@ fn known(e: &(dyn Error + 'static)) -> Option<ErrorInfo> {
             None,
         ));
     }
+    // Every permit taken: 503, with no time to come back (see the module docs).
+    #[cfg(feature = "bulkhead")]
+    if let Some(full) = e.downcast_ref::<bulwark_bulkhead::Full>() {
+        return Some(ErrorInfo::unavailable(full, None, None));
+    }
     // Nothing could take the request: 503 with the soonest time to retry, if known.
     #[cfg(any(feature = "balance", feature = "failover"))]
     macro_rules! none_ready {
@@ -376,7 +389,8 @@ impl IntoResponse for BulwarkError {
         feature = "circuit-breaker",
         feature = "balance",
         feature = "failover",
-        feature = "rate-limit"
+        feature = "rate-limit",
+        feature = "bulkhead"
     )),
     allow(dead_code)
 )]

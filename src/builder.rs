@@ -7,13 +7,16 @@
     feature = "balance",
     feature = "fanout",
     feature = "rate-limit",
-    feature = "hedge"
+    feature = "hedge",
+    feature = "bulkhead"
 ))]
 use tower::layer::util::Stack;
 use tower::ServiceBuilder;
 
 #[cfg(feature = "balance")]
 use bulwark_balance::BalanceLayer;
+#[cfg(feature = "bulkhead")]
+use bulwark_bulkhead::{AdaptiveLimitLayer, BulkheadLayer};
 #[cfg(feature = "circuit-breaker")]
 use bulwark_circuit_breaker::CircuitBreakerLayer;
 #[cfg(feature = "failover")]
@@ -281,6 +284,56 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed {
     /// ```
     #[cfg(feature = "rate-limit")]
     fn shared_rate_limit(self, layer: RateLimitLayer) -> ServiceBuilder<Stack<RateLimitLayer, L>>;
+
+    /// Adds a [`BulkheadLayer`]: at most N calls in flight; beyond, a bounded queue or
+    /// [`Full`](bulwark_bulkhead::Full) at once (or, in readiness mode, not ready).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), tower_bulwark::core::BoxError> {
+    /// use std::time::Duration;
+    /// use tower::{service_fn, Service, ServiceBuilder, ServiceExt};
+    /// use tower_bulwark::bulkhead::{BulkheadLayer, Full};
+    /// use tower_bulwark::ServiceBuilderExt;
+    ///
+    /// let mut svc = ServiceBuilder::new()
+    ///     .bulkhead(BulkheadLayer::new(1)?)
+    ///     .service(service_fn(|n: u32| async move {
+    ///         tokio::time::sleep(Duration::from_secs(1)).await;
+    ///         Ok::<_, std::io::Error>(n)
+    ///     }));
+    /// let first = svc.ready().await?.call(1);
+    /// let err = svc.ready().await?.call(2).await.unwrap_err();
+    /// assert!(err.is::<Full>());
+    /// assert_eq!(first.await?, 1);
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[cfg(feature = "bulkhead")]
+    fn bulkhead(self, layer: BulkheadLayer) -> ServiceBuilder<Stack<BulkheadLayer, L>>;
+
+    /// Adds an [`AdaptiveLimitLayer`]: a bulkhead whose limit is found from the latency it
+    /// measures (a gradient or an AIMD controller), calls over it shed at once.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), tower_bulwark::core::BoxError> {
+    /// use tower::{service_fn, Service, ServiceBuilder, ServiceExt};
+    /// use tower_bulwark::bulkhead::AdaptiveLimitLayer;
+    /// use tower_bulwark::ServiceBuilderExt;
+    ///
+    /// let mut svc = ServiceBuilder::new()
+    ///     .adaptive_limit(AdaptiveLimitLayer::builder().limits(4, 32, 256).build()?)
+    ///     .service(service_fn(|n: u32| async move { Ok::<_, std::io::Error>(n) }));
+    /// assert_eq!(svc.ready().await?.call(7).await?, 7);
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[cfg(feature = "bulkhead")]
+    fn adaptive_limit<C>(
+        self,
+        layer: AdaptiveLimitLayer<C>,
+    ) -> ServiceBuilder<Stack<AdaptiveLimitLayer<C>, L>>;
 }
 
 impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
@@ -328,6 +381,19 @@ impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
 
     #[cfg(feature = "rate-limit")]
     fn shared_rate_limit(self, layer: RateLimitLayer) -> ServiceBuilder<Stack<RateLimitLayer, L>> {
+        self.layer(layer)
+    }
+
+    #[cfg(feature = "bulkhead")]
+    fn bulkhead(self, layer: BulkheadLayer) -> ServiceBuilder<Stack<BulkheadLayer, L>> {
+        self.layer(layer)
+    }
+
+    #[cfg(feature = "bulkhead")]
+    fn adaptive_limit<C>(
+        self,
+        layer: AdaptiveLimitLayer<C>,
+    ) -> ServiceBuilder<Stack<AdaptiveLimitLayer<C>, L>> {
         self.layer(layer)
     }
 }

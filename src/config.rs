@@ -14,6 +14,8 @@
 //! | `[fanout]` | [`FanOutConfig`] | [`FanOutLayer`] |
 //! | `[rate_limit]` | [`RateLimitConfig`] | [`RateLimitLayer`] |
 //! | `[hedge]` | [`HedgeConfig`] | [`HedgeLayer`] |
+//! | `[bulkhead]` | [`BulkheadConfig`] | [`BulkheadLayer`] |
+//! | `[adaptive_limit]` | [`AdaptiveConfig`] | [`AdaptiveLimitLayer`] |
 //!
 //! The cap on resends in flight shared by the retry and hedging layers (Envoy's
 //! `max_retries`) is `[retry] max_concurrent_retries`: the retry layer built from the file
@@ -87,6 +89,8 @@ use std::marker::PhantomData;
 
 #[cfg(feature = "balance")]
 use bulwark_balance::{BalanceConfig, BalanceLayer};
+#[cfg(feature = "bulkhead")]
+use bulwark_bulkhead::{AdaptiveConfig, AdaptiveLimitLayer, BulkheadConfig, BulkheadLayer};
 #[cfg(feature = "circuit-breaker")]
 use bulwark_circuit_breaker::{CircuitBreakerConfig, CircuitBreakerLayer};
 #[cfg(feature = "failover")]
@@ -116,6 +120,10 @@ const SECTIONS: &[&str] = &[
     "rate_limit",
     #[cfg(feature = "hedge")]
     "hedge",
+    #[cfg(feature = "bulkhead")]
+    "bulkhead",
+    #[cfg(feature = "bulkhead")]
+    "adaptive_limit",
 ];
 
 /// The settings of a whole client stack: one optional table per layer, each the layer's own
@@ -150,6 +158,12 @@ pub struct StackConfig {
     /// `[hedge]`.
     #[cfg(feature = "hedge")]
     pub hedge: Option<HedgeConfig>,
+    /// `[bulkhead]`.
+    #[cfg(feature = "bulkhead")]
+    pub bulkhead: Option<BulkheadConfig>,
+    /// `[adaptive_limit]`.
+    #[cfg(feature = "bulkhead")]
+    pub adaptive_limit: Option<AdaptiveConfig>,
 }
 
 impl StackConfig {
@@ -201,6 +215,13 @@ impl StackConfig {
             ("rate_limit", self.rate_limit.as_ref().map(|c| c.validate())),
             #[cfg(feature = "hedge")]
             ("hedge", self.hedge.as_ref().map(|c| c.validate())),
+            #[cfg(feature = "bulkhead")]
+            ("bulkhead", self.bulkhead.as_ref().map(|c| c.validate())),
+            #[cfg(feature = "bulkhead")]
+            (
+                "adaptive_limit",
+                self.adaptive_limit.as_ref().map(|c| c.validate()),
+            ),
         ];
         for (section, check) in checks {
             if let Some(Err(e)) = check {
@@ -298,6 +319,34 @@ table_methods! {
     fn hedge_builder;
     /// The [`HedgeLayer`] of `[hedge]` (the defaults without one), hedging every request.
     fn hedge_layer;
+
+    #[cfg(feature = "bulkhead")]
+    bulkhead in bulwark_bulkhead => BulkheadLayer
+    /// A [`BulkheadLayer`] builder with `[bulkhead]`'s settings (the defaults without one),
+    /// to add a listener or a name per target.
+    fn bulkhead_builder;
+    /// The [`BulkheadLayer`] of `[bulkhead]` (the defaults without one): each service it
+    /// wraps gets a bulkhead of its own.
+    fn bulkhead_layer;
+}
+
+#[cfg(feature = "bulkhead")]
+impl StackConfig {
+    /// An [`AdaptiveLimitLayer`] builder with `[adaptive_limit]`'s settings (the defaults
+    /// without one), to add a classifier, a listener or a name per target.
+    pub fn adaptive_limit_builder(&self) -> bulwark_bulkhead::AdaptiveBuilder {
+        bulwark_bulkhead::AdaptiveBuilder::from_config(
+            self.adaptive_limit.clone().unwrap_or_default(),
+        )
+    }
+
+    /// The [`AdaptiveLimitLayer`] of `[adaptive_limit]` (the defaults without one): each
+    /// service it wraps gets a limit and a controller of its own.
+    pub fn adaptive_limit_layer(&self) -> Result<AdaptiveLimitLayer, StackConfigError> {
+        self.adaptive_limit_builder()
+            .build()
+            .map_err(|e| StackConfigError::setting("adaptive_limit", e.setting(), e))
+    }
 }
 
 /// Why a stack's configuration was refused: the table and key at fault, and what is wrong.
@@ -433,6 +482,10 @@ impl<'de> Visitor<'de> for Tables<'_> {
                 "rate_limit" => stack.rate_limit = Some(map.next_value_seed(table.of())?),
                 #[cfg(feature = "hedge")]
                 "hedge" => stack.hedge = Some(map.next_value_seed(table.of())?),
+                #[cfg(feature = "bulkhead")]
+                "bulkhead" => stack.bulkhead = Some(map.next_value_seed(table.of())?),
+                #[cfg(feature = "bulkhead")]
+                "adaptive_limit" => stack.adaptive_limit = Some(map.next_value_seed(table.of())?),
                 _ => {
                     let message = format!(
                         "unknown layer table `{section}`, expected one of `{}` (a layer whose \

@@ -96,7 +96,8 @@ mod builder;
         feature = "balance",
         feature = "fanout",
         feature = "rate-limit",
-        feature = "hedge"
+        feature = "hedge",
+        feature = "bulkhead"
     )
 ))]
 pub mod config;

@@ -675,3 +675,43 @@ async fn a_rate_limited_router_answers_503_with_retry_after_when_no_token_is_lef
     assert_eq!(send(&app, get_req("/b")).await.0, StatusCode::OK);
     assert_eq!(limit.handle().refused(), 1);
 }
+
+#[cfg(feature = "bulkhead")]
+#[tokio::test(start_paused = true)]
+async fn a_full_bulkhead_in_a_router_answers_503_without_retry_after() {
+    // One permit; the handler takes a second. Finalized with `with_state`, so the route's
+    // bulkhead is built once and every request shares it.
+    let slow = || async {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        "ok"
+    };
+    let app = Router::new()
+        .route("/search", get(slow))
+        .layer(
+            ServiceBuilder::new()
+                .layer(HandleErrorLayer::new(handle_error))
+                .bulkhead(
+                    tower_bulwark::BulkheadLayer::builder()
+                        .name("api")
+                        .max_concurrent(1)
+                        .build()
+                        .unwrap(),
+                ),
+        )
+        .with_state(());
+    let first = tokio::spawn(app.clone().oneshot(get_req("/search")));
+    tokio::task::yield_now().await;
+    let (status, retry, body) = send(&app, get_req("/search")).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        retry, None,
+        "a permit frees when any call ends: no time to promise"
+    );
+    assert_eq!(
+        body,
+        json!({"error": "bulkhead `api` full: 1 calls in flight"})
+    );
+    let (status, _, _) = parts(first.await.unwrap().unwrap()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(send(&app, get_req("/search")).await.0, StatusCode::OK);
+}

@@ -504,3 +504,18 @@ fn a_handler_can_await_a_stack() {
     );
     assert_send(&async move { stack.oneshot(req()).await });
 }
+
+#[cfg(feature = "bulkhead")]
+#[test]
+fn bulkhead_service_future_layers_and_handle() {
+    use tower_bulwark::bulkhead::{AdaptiveLimitLayer, Bulkhead, BulkheadLayer, Full, Handle};
+    assert_shared::<BulkheadLayer>();
+    assert_shared::<AdaptiveLimitLayer>();
+    assert_shared::<AdaptiveLimitLayer<HttpClassifier>>();
+    assert_shared::<Handle>();
+    assert_error::<Full>();
+    assert_service::<Bulkhead<Route, DefaultClassifier>, Request>();
+    assert_service::<Bulkhead<Route, HttpClassifier>, Request>();
+    assert_service::<Bulkhead<Client, DefaultClassifier>, http::Request<ClientBody>>();
+    assert_service::<Bulkhead<FnClient, HttpClassifier>, http::Request<ClientBody>>();
+}

@@ -7,6 +7,9 @@ use std::fmt;
 use std::time::Duration;
 use tower::{service_fn, Service, ServiceBuilder, ServiceExt};
 use tower_bulwark::balance::{BalanceConfig, Ejection, FailureRate, HealthCheck, Strategy};
+use tower_bulwark::bulkhead::{
+    AdaptiveConfig, Aimd, Algorithm, BulkheadConfig, Full, Gradient, Mode as BulkheadMode, Queue,
+};
 use tower_bulwark::circuit_breaker::{
     CircuitBreakerConfig, Mode as BreakerMode, OpenPeriod, SlowCalls, Window,
 };
@@ -569,8 +572,20 @@ fn the_example_names_every_key_of_every_layer() {
     let fanout = ("fanout", fields_of::<FanOutConfig>());
     let rate_limit = ("rate_limit", fields_of::<RateLimitConfig>());
     let hedge = ("hedge", fields_of::<HedgeConfig>());
+    let bulkhead = [
+        ("bulkhead", fields_of::<BulkheadConfig>()),
+        ("bulkhead", fields_of::<Queue>()),
+        ("adaptive_limit", fields_of::<AdaptiveConfig>()),
+        ("adaptive_limit", fields_of::<Queue>()),
+        ("adaptive_limit", fields_of::<Gradient>()),
+        ("adaptive_limit", fields_of::<Aimd>()),
+    ];
     let mut missing = Vec::new();
-    for (table, keys) in tables.into_iter().chain([fanout, rate_limit, hedge]) {
+    for (table, keys) in tables
+        .into_iter()
+        .chain([fanout, rate_limit, hedge])
+        .chain(bulkhead)
+    {
         let text = table_text(table);
         for key in keys {
             let set = text.contains(&format!("\n{key} = ")) || text.contains(&format!(" {key} = "));
@@ -595,6 +610,8 @@ fn the_example_names_every_key_of_every_layer() {
         "\"first\"",
         "\"cancel\"",
         "\"fail_fast\"",
+        "kind = \"gradient\"",
+        "kind = \"aimd\"",
     ] {
         assert!(
             EXAMPLE.contains(form),
@@ -674,6 +691,121 @@ fn a_bad_or_unknown_key_in_the_hedge_table_names_it() {
         (
             "[retry]\nmax_concurrent_retries = 0\n",
             "retry.max_concurrent_retries",
+        ),
+    ] {
+        assert_names(text, key, "");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_bulkhead_tables_read_and_build() {
+    let c = parse(EXAMPLE).unwrap();
+    let b = c.bulkhead.as_ref().unwrap();
+    assert_eq!((b.name.as_str(), b.max_concurrent), ("inventory", 64));
+    assert_eq!(
+        b.queue,
+        Some(Queue {
+            capacity: 32,
+            timeout: Duration::from_millis(50)
+        })
+    );
+    assert_eq!(b.mode, BulkheadMode::FailFast);
+    let a = c.adaptive_limit.as_ref().unwrap();
+    assert_eq!((a.min_limit, a.initial_limit, a.max_limit), (4, 32, 512));
+    assert_eq!(a.window, Duration::from_millis(100));
+    assert_eq!(
+        a.algorithm,
+        Algorithm::Gradient(Gradient::new(1.5, 0.5, Some(secs(60))))
+    );
+    // The defaults in the comments are the real ones.
+    assert_eq!(BulkheadConfig::default().max_concurrent, 100);
+    assert_eq!(AdaptiveConfig::default(), {
+        let mut d = AdaptiveConfig::default();
+        (d.min_limit, d.initial_limit, d.max_limit) = (1, 20, 1000);
+        d.window = Duration::from_millis(100);
+        d.algorithm = Algorithm::Gradient(Gradient::new(1.5, 0.5, Some(secs(60))));
+        d
+    });
+    assert_eq!(Aimd::default(), Aimd::new(secs(1), 1, 0.9));
+
+    // Built into a stack: the third concurrent call waits in the queue, then is refused.
+    let one = toml::from_str::<StackConfig>(
+        "[bulkhead]\nmax_concurrent = 1\nqueue = { capacity = 1, timeout = \"10ms\" }\n",
+    )
+    .unwrap();
+    let slow = service_fn(|n: u32| async move {
+        tokio::time::sleep(secs(1)).await;
+        Ok::<_, std::io::Error>(n)
+    });
+    let svc = ServiceBuilder::new()
+        .bulkhead(one.bulkhead_layer().unwrap())
+        .service(slow);
+    let first = tokio::spawn(svc.clone().oneshot(1));
+    tokio::task::yield_now().await;
+    let err = svc.clone().oneshot(2).await.unwrap_err();
+    assert!(err.is::<Full>(), "{err}");
+    assert_eq!(first.await.unwrap().unwrap(), 1);
+    let adaptive = ServiceBuilder::new()
+        .adaptive_limit(c.adaptive_limit_layer().unwrap())
+        .service(service_fn(
+            |n: u32| async move { Ok::<_, std::io::Error>(n) },
+        ));
+    assert_eq!(adaptive.oneshot(3).await.unwrap(), 3);
+}
+
+#[test]
+fn a_bad_or_unknown_key_in_the_bulkhead_tables_names_it() {
+    assert_names(
+        "[bulkhead]\nmax_concurent = 2\n",
+        "bulkhead.max_concurent",
+        "unknown field",
+    );
+    assert_names(
+        "[adaptive_limit]\nalgorithm = { kind = \"vegas\" }\n",
+        "adaptive_limit.algorithm.kind",
+        "unknown variant",
+    );
+    assert_names(
+        "[adaptive_limit]\nwindow = \"soon\"\n",
+        "adaptive_limit.window",
+        "",
+    );
+    for (text, key) in [
+        (
+            "[bulkhead]\nmax_concurrent = 0\n",
+            "bulkhead.max_concurrent",
+        ),
+        (
+            "[bulkhead]\nqueue = { capacity = 0, timeout = \"5ms\" }\n",
+            "bulkhead.queue.capacity",
+        ),
+        (
+            "[bulkhead]\nqueue = { capacity = 2, timeout = \"0s\" }\n",
+            "bulkhead.queue.timeout",
+        ),
+        (
+            "[bulkhead]\nmode = \"readiness\"\nqueue = { capacity = 2, timeout = \"5ms\" }\n",
+            "bulkhead.queue",
+        ),
+        (
+            "[adaptive_limit]\nmin_limit = 0\n",
+            "adaptive_limit.min_limit",
+        ),
+        (
+            "[adaptive_limit]\ninitial_limit = 5000\n",
+            "adaptive_limit.initial_limit",
+        ),
+        (
+            "[adaptive_limit]\nmin_limit = 10\nmax_limit = 5\ninitial_limit = 7\n",
+            "adaptive_limit.max_limit",
+        ),
+        (
+            "[adaptive_limit]\nalgorithm = { kind = \"gradient\", tolerance = 0.5 }\n",
+            "adaptive_limit.algorithm.tolerance",
+        ),
+        (
+            "[adaptive_limit]\nalgorithm = { kind = \"aimd\", decrease = 1.5 }\n",
+            "adaptive_limit.algorithm.decrease",
         ),
     ] {
         assert_names(text, key, "");
