@@ -568,6 +568,108 @@ async fn a_burst_while_a_store_flaps_gets_only_200s() {
     demo.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_over_the_stores_limits_is_shed_with_503_and_retry_after() {
+    // Two requests in flight per store at most; the stores take 400 ms per book request, so
+    // a burst of 15 at once finds six places, and the others are answered 503 once
+    // `wait_for_healthy` (300 ms) passes without a place freeing up. No hedging: the point is
+    // the shedding.
+    let mut config = fast_config(Strategy::Balance);
+    config.bulkhead.max_concurrent = 2;
+    config.hedge.max_attempts = 1;
+    config.attempt.timeout = Duration::from_secs(2);
+    let demo = start(config).await;
+    for store in &demo.stores {
+        store
+            .set_fault(Fault::Slow { delay_ms: 400 })
+            .await
+            .unwrap();
+    }
+    let calls: Vec<_> = (0..15)
+        .map(|_| {
+            let url = format!("{}/book/Dune", demo.url());
+            tokio::spawn(async move { get(&url).await })
+        })
+        .collect();
+    let (mut served, mut shed) = (0, 0);
+    for call in calls {
+        let answer = call.await.unwrap();
+        match answer.status {
+            StatusCode::OK => served += 1,
+            StatusCode::SERVICE_UNAVAILABLE => {
+                shed += 1;
+                let error = answer.json["error"].as_str().unwrap_or_default();
+                assert!(
+                    error.contains("every store is at its limit"),
+                    "{}",
+                    answer.text
+                );
+                assert!(answer.json["retry_after_ms"].is_u64(), "{}", answer.text);
+                assert!(
+                    answer.headers.contains_key("retry-after"),
+                    "{}",
+                    answer.text
+                );
+            }
+            other => panic!("unexpected {other}: {}", answer.text),
+        }
+    }
+    assert_eq!(served + shed, 15);
+    assert!(
+        (1..=6).contains(&served),
+        "served {served}: at most 2 per store"
+    );
+    let received: u64 = demo.stores.iter().map(|s| s.book_requests()).sum();
+    assert_eq!(
+        received, served as u64,
+        "a shed request never reached a store"
+    );
+    demo.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_the_rate_limit_reads_are_answered_503_at_once() {
+    // Five reads per minute, all at once: of a burst of 12, exactly five are served, and the
+    // others are told to come back when the next token comes (12 s).
+    let mut config = fast_config(Strategy::Balance);
+    let mut limit = tower_bulwark::rate_limit::RateLimitConfig::default();
+    limit.rate = 5;
+    limit.period = Duration::from_secs(60);
+    config.rate_limit = Some(limit);
+    let demo = start(config).await;
+    let calls: Vec<_> = (0..12)
+        .map(|_| {
+            let url = format!("{}/book/Dune", demo.url());
+            tokio::spawn(async move { get(&url).await })
+        })
+        .collect();
+    let mut served = 0;
+    for call in calls {
+        let answer = call.await.unwrap();
+        if answer.status == StatusCode::OK {
+            served += 1;
+            continue;
+        }
+        assert_eq!(
+            answer.status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{}",
+            answer.text
+        );
+        let after: u64 = answer.headers["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((1..=12).contains(&after), "retry-after {after}");
+        assert!(answer.json["retry_after_ms"].as_u64().unwrap() <= 12_000);
+    }
+    assert_eq!(served, 5);
+    let received: u64 = demo.stores.iter().map(|s| s.book_requests()).sum();
+    assert_eq!(received, 5, "a limited request never reached a store");
+    demo.shutdown().await;
+}
+
 /// The example's binary, built by `cargo test` next to this test's.
 fn example_binary() -> std::path::PathBuf {
     let exe = std::env::current_exe().unwrap();
@@ -606,6 +708,16 @@ fn a_bad_configuration_stops_the_program_with_exit_code_2_naming_the_key() {
             "[attempt]\nfailover_codes = [404]\n",
             "attempt.failover_codes",
         ),
+        (
+            "[bulkhead]\nmax_concurrent = 0\n",
+            "bulkhead.max_concurrent",
+        ),
+        ("[bulkhead]\nmax_concurent = 8\n", "max_concurent"),
+        ("[hedge]\npercentile = 1.5\n", "hedge.percentile"),
+        ("[hedge]\nmax_attempts = 9\n", "hedge.max_attempts"),
+        ("[hedge]\ndelay = \"soon\"\n", "hedge.delay"),
+        ("[rate_limit]\nrate = 0\n", "rate_limit.rate"),
+        ("[rate_limit]\nmode = \"readiness\"\n", "rate_limit.mode"),
     ] {
         let path = dir.join("bad.toml");
         std::fs::write(&path, text).unwrap();

@@ -21,6 +21,9 @@ pub enum Unavailable {
     /// soonest first probe. When no probe comes before the request would stop waiting, the
     /// request fails at once.
     CircuitsOpen,
+    /// Every endpoint that could take the request is at its concurrency limit (a bulkhead in
+    /// readiness mode, see [`bulwark_core::hint`]), and none freed a place in time.
+    AllFull,
 }
 
 impl fmt::Display for Unavailable {
@@ -31,6 +34,7 @@ impl fmt::Display for Unavailable {
             Unavailable::AllEjected => "every healthy endpoint is ejected",
             Unavailable::NoneReady => "no endpoint is ready",
             Unavailable::CircuitsOpen => "every endpoint's circuit is open",
+            Unavailable::AllFull => "every endpoint is at its concurrency limit",
         })
     }
 }

@@ -489,6 +489,8 @@ impl<S: Clone, C, A> Balance<S, C, A> {
             Unavailable::AllEjected
         } else if self.refusals.all_open() {
             Unavailable::CircuitsOpen
+        } else if self.refusals.all_full() {
+            Unavailable::AllFull
         } else {
             Unavailable::NoneReady
         }

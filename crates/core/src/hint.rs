@@ -120,7 +120,8 @@ pub fn collect<R>(poll: impl FnOnce() -> R) -> (R, Option<Hint>) {
 }
 
 /// The hints of the endpoints (targets) one pick found not ready, summed: whether every one
-/// was refused by an open circuit (and when the soonest probes), or every one is unhealthy.
+/// was refused by an open circuit (and when the soonest probes), every one is unhealthy, or
+/// every one is at its concurrency limit.
 ///
 /// Note each endpoint that was not ready with [`Refusals::note`]; start over with
 /// [`Refusals::new`] for each pick.
@@ -129,6 +130,7 @@ pub struct Refusals {
     any: bool,
     all_open: bool,
     all_unhealthy: bool,
+    all_full: bool,
     soonest: Option<Duration>,
 }
 
@@ -146,6 +148,7 @@ impl Refusals {
             any: false,
             all_open: true,
             all_unhealthy: true,
+            all_full: true,
             soonest: None,
         }
     }
@@ -158,16 +161,25 @@ impl Refusals {
         match hint {
             Some(Hint::CircuitOpen { probe_in }) => {
                 self.all_unhealthy = false;
+                self.all_full = false;
                 if let Some(d) = probe_in {
                     self.soonest = Some(self.soonest.map_or(d, |s| s.min(d)));
                 }
             }
-            Some(Hint::Unhealthy) => self.all_open = false,
-            // A rate-limited endpoint, or a full one, is ready again in moments: neither open
-            // nor unhealthy.
-            Some(Hint::RateLimited { .. } | Hint::Full) | None => {
+            Some(Hint::Unhealthy) => {
+                self.all_open = false;
+                self.all_full = false;
+            }
+            // A full endpoint is ready again as soon as one of its calls ends.
+            Some(Hint::Full) => {
                 self.all_open = false;
                 self.all_unhealthy = false;
+            }
+            // A rate-limited endpoint is ready again in moments: neither open nor unhealthy.
+            Some(Hint::RateLimited { .. }) | None => {
+                self.all_open = false;
+                self.all_unhealthy = false;
+                self.all_full = false;
             }
         }
     }
@@ -183,6 +195,13 @@ impl Refusals {
     #[inline]
     pub fn all_unhealthy(&self) -> bool {
         self.any && self.all_unhealthy
+    }
+
+    /// Whether every endpoint noted said it is at its concurrency limit (a bulkhead in
+    /// readiness mode; at least one was noted).
+    #[inline]
+    pub fn all_full(&self) -> bool {
+        self.any && self.all_full
     }
 
     /// The soonest first probe among the open circuits noted (`None` if none foresees one).

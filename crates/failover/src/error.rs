@@ -82,6 +82,9 @@ pub enum Unavailable {
     /// Every target is refused by its open circuit (a circuit breaker in readiness mode).
     /// When none probes before the request would stop waiting, the request fails at once.
     CircuitsOpen,
+    /// Every target is at its concurrency limit (a bulkhead in readiness mode), and none
+    /// freed a place in time.
+    AllFull,
 }
 
 impl fmt::Display for Unavailable {
@@ -90,6 +93,7 @@ impl fmt::Display for Unavailable {
             Unavailable::NoneReady => "no target is ready",
             Unavailable::NoneHealthy => "no target is healthy",
             Unavailable::CircuitsOpen => "every target's circuit is open",
+            Unavailable::AllFull => "every target is at its concurrency limit",
         })
     }
 }

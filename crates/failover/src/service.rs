@@ -116,6 +116,8 @@ impl<S, P> Failover<S, P> {
             (Unavailable::CircuitsOpen, r.soonest_probe())
         } else if r.all_unhealthy() {
             (Unavailable::NoneHealthy, None)
+        } else if r.all_full() {
+            (Unavailable::AllFull, None)
         } else {
             (Unavailable::NoneReady, None)
         };

@@ -296,7 +296,12 @@ where
                 .classifier
                 .resend(&result)
                 .capped(shared.max_pushback);
-            if ends(decision) {
+            // An error (not an answer) while another attempt is still in flight does not end
+            // the request, whatever the classifier says of it: the attempt that is out there
+            // may still answer. A hedge that found no endpoint to take it (a balancer's "none
+            // ready") must not cancel the first attempt, which did find one. No hedge follows.
+            let fatal_error = result.is_err() && *this.running != 0;
+            if ends(decision) && !fatal_error {
                 // The answer: cancel the others, give their places back.
                 for j in 0..usize::from(*this.sent) {
                     this.slots.as_mut().get(j).set(None);
@@ -332,7 +337,8 @@ where
                     }
                     stop!(this);
                 }
-                Decision::Accept => {}
+                // Only a fatal error reaches here (see `fatal_error`): no more hedges.
+                Decision::Accept => stop!(this),
             }
         }
         polled_first = false;

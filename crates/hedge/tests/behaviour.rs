@@ -441,3 +441,107 @@ async fn hedges_hold_a_place_under_the_shared_cap_and_give_it_back() {
     assert_eq!(cap.in_flight(), 0);
     assert_eq!(stats.running.load(Ordering::SeqCst), 0);
 }
+
+/// Errors are fatal for this classifier (as a read path that does not resend "no endpoint
+/// ready" says), answers are answers.
+#[derive(Clone, Copy)]
+struct ErrorsAreFatal;
+
+impl Classify<u32, std::io::Error> for ErrorsAreFatal {
+    fn classify(&self, r: &Result<u32, std::io::Error>) -> Outcome {
+        if r.is_ok() {
+            Outcome::Success
+        } else {
+            Outcome::Failure
+        }
+    }
+
+    fn resend(&self, r: &Result<u32, std::io::Error>) -> Decision {
+        match r {
+            Ok(_) => Decision::Accept,
+            Err(_) => Decision::GiveUp(GiveUpReason::NotRetryable),
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hedge_that_fails_with_an_error_does_not_cancel_the_attempt_in_flight() {
+    // The first call answers after 100 ms; the hedge (sent at 10 ms) fails at once with an
+    // error the classifier calls fatal, as a hedge that finds no endpoint to take it does.
+    let calls = Arc::new(AtomicUsize::new(0));
+    let first_dropped = Arc::new(AtomicUsize::new(0));
+    let svc = tower::service_fn({
+        let calls = calls.clone();
+        let first_dropped = first_dropped.clone();
+        move |_: ()| {
+            let n = calls.fetch_add(1, Ordering::SeqCst);
+            let guard = (n == 0).then(|| {
+                let d = first_dropped.clone();
+                OnDrop::new(move || {
+                    d.fetch_add(1, Ordering::SeqCst);
+                })
+            });
+            async move {
+                if n == 0 {
+                    tokio::time::sleep(ms(100)).await;
+                    std::mem::forget(guard);
+                    Ok(7)
+                } else {
+                    Err(std::io::Error::other("no endpoint ready"))
+                }
+            }
+        }
+    });
+    let layer = HedgeLayer::builder()
+        .delay(ms(10))
+        .classifier(ErrorsAreFatal)
+        .build()
+        .unwrap();
+    let mut svc = layer.layer(svc);
+    let start = Instant::now();
+    let answer = svc.ready().await.unwrap().call(()).await;
+    assert_eq!(
+        answer.unwrap(),
+        7,
+        "the first attempt's answer, not the hedge's error"
+    );
+    assert_eq!(start.elapsed(), ms(100));
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        2,
+        "one hedge sent, and no other"
+    );
+    assert_eq!(
+        first_dropped.load(Ordering::SeqCst),
+        0,
+        "the first attempt ran to its end"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_error_from_the_last_attempt_running_is_the_answer() {
+    // Both attempts fail with fatal errors: the request ends with an error once both ended.
+    let calls = Arc::new(AtomicUsize::new(0));
+    let svc = tower::service_fn({
+        let calls = calls.clone();
+        move |_: ()| {
+            let n = calls.fetch_add(1, Ordering::SeqCst);
+            async move {
+                if n == 0 {
+                    tokio::time::sleep(ms(100)).await;
+                }
+                Err::<u32, _>(std::io::Error::other(format!("attempt {n}")))
+            }
+        }
+    });
+    let layer = HedgeLayer::builder()
+        .delay(ms(10))
+        .classifier(ErrorsAreFatal)
+        .build()
+        .unwrap();
+    let mut svc = layer.layer(svc);
+    let start = Instant::now();
+    let err = svc.ready().await.unwrap().call(()).await.unwrap_err();
+    assert_eq!(err.to_string(), "attempt 0");
+    assert_eq!(start.elapsed(), ms(100));
+}

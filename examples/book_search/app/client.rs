@@ -80,8 +80,13 @@ pub struct StoreStats {
     pub in_flight: AtomicU32,
     /// Requests whose answer the path's contract calls a success.
     pub successes: AtomicU64,
-    /// Requests that failed: an error, a failing answer, or cut before their answer came.
+    /// Requests that failed: an error, a failing answer, or no answer within the attempt
+    /// timeout.
     pub failures: AtomicU64,
+    /// Requests dropped before their answer came, by a layer above that no longer needed it
+    /// (a hedge answered first, the request's deadline ran out, the caller went away): not
+    /// the store's failure.
+    pub cancelled: AtomicU64,
 }
 
 /// The pooled hyper clients every store client shares.
@@ -115,8 +120,10 @@ impl Clients {
 /// `bookstore_requests_total{store,outcome}` and, for a resend, `bookstore_retries_total{store}`.
 ///
 /// The outcome is the path's contract's ([`StoreClient::counted_by`]), decided where the
-/// request goes out: an attempt dropped before its answer came (cut by a per-attempt timeout
-/// or the deadline above) is a failure.
+/// request goes out. An attempt with no answer within its timeout
+/// ([`StoreClient::attempt_timeout`]) fails with tower's `Elapsed` and is a failure; one
+/// dropped before by a layer above (a hedge won, a deadline ran out) is counted as cancelled,
+/// and `bookstore_requests_total{outcome="cancelled"}`.
 #[derive(Clone)]
 pub struct StoreClient {
     counters: Arc<Counters>,
@@ -125,6 +132,7 @@ pub struct StoreClient {
     index: usize,
     authority: http::uri::Authority,
     http: Client<HttpConnector, Body>,
+    timeout: Option<Duration>,
 }
 
 /// The store's counters, registered once when the client is made (after `app::start` has
@@ -132,6 +140,7 @@ pub struct StoreClient {
 struct Counters {
     success: metrics::Counter,
     failure: metrics::Counter,
+    cancelled: metrics::Counter,
     retries: metrics::Counter,
 }
 
@@ -163,6 +172,9 @@ impl StoreClient {
             failure: metrics::counter!(
                 "bookstore_requests_total", "store" => store.clone(), "outcome" => "failure"
             ),
+            cancelled: metrics::counter!(
+                "bookstore_requests_total", "store" => store.clone(), "outcome" => "cancelled"
+            ),
             retries: metrics::counter!("bookstore_retries_total", "store" => store),
         });
         StoreClient {
@@ -172,7 +184,15 @@ impl StoreClient {
             index,
             authority,
             http,
+            timeout: None,
         }
+    }
+
+    /// Gives each request `timeout` for its answer: past it, the request fails with tower's
+    /// `Elapsed` (a failure of the store, for the layers above and for the counts).
+    pub fn attempt_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
     }
 
     /// Counts each answer as `contract` classifies it (a 5xx or an error is a failure by
@@ -195,8 +215,8 @@ impl std::fmt::Debug for StoreClient {
     }
 }
 
-/// One request to a store, counted once: by its answer's outcome when it completes, as a
-/// failure when it is dropped before (a timeout or a deadline cut it).
+/// One request to a store, counted once: by its answer's outcome when it completes (a timeout
+/// is a failure), as cancelled when it is dropped before.
 struct Counted {
     counters: Arc<Counters>,
     stats: Arc<StoreStats>,
@@ -235,7 +255,8 @@ impl Counted {
 impl Drop for Counted {
     fn drop(&mut self) {
         if !self.done {
-            self.failed();
+            self.counters.cancelled.increment(1);
+            self.stats.cancelled.fetch_add(1, Ordering::Relaxed);
         }
         self.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
@@ -294,14 +315,20 @@ impl Service<Request<Body>> for StoreClient {
             }
             Err(_) => None,
         };
+        let timeout = self.timeout;
         Box::pin(async move {
-            let result: Result<Answer, BoxError> = async {
+            let answer = async {
                 let resp = fut.ok_or("the request's path is not a valid URI")?.await?;
                 let (parts, body) = resp.into_parts();
                 let bytes = Limited::new(body, MAX_ANSWER).collect().await?.to_bytes();
                 Ok(Response::from_parts(parts, bytes))
-            }
-            .await;
+            };
+            let result: Result<Answer, BoxError> = match timeout {
+                Some(limit) => tokio::time::timeout(limit, answer)
+                    .await
+                    .unwrap_or_else(|_| Err(tower::timeout::error::Elapsed::new().into())),
+                None => answer.await,
+            };
             if let (Some(sends), Ok(resp)) = (&sends, &result) {
                 if let Some(slot) = sends.0.last_status.get(index) {
                     slot.store(resp.status().as_u16(), Ordering::Relaxed);

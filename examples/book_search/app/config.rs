@@ -161,6 +161,31 @@ impl Default for FanOut {
     }
 }
 
+/// `[bulkhead]`: at most this many book requests in flight to each store on the read path.
+/// A store at its limit is not ready, so the balancer (or the failover) sends the request to
+/// another store; when every store is at its limit, the request waits up to
+/// `[search] wait_for_healthy` for a place and is then answered 503.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Bulkhead {
+    /// Whether the read path has per-store bulkheads.
+    pub enabled: bool,
+    /// Book requests in flight to one store at most (1..=1,000,000).
+    pub max_concurrent: u32,
+}
+
+impl Default for Bulkhead {
+    fn default() -> Self {
+        // 64: twice what the load example sends to the whole service at once (32), so a
+        // healthy store never meets it, and a store that stalls holds at most 64 requests
+        // (and sockets) of the search service until its attempt timeout cuts them.
+        Bulkhead {
+            enabled: true,
+            max_concurrent: 64,
+        }
+    }
+}
+
 /// The whole file.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -180,6 +205,17 @@ pub struct Config {
     pub ejection: tower_bulwark::balance::Ejection,
     /// `[fanout]`.
     pub fanout: FanOut,
+    /// `[bulkhead]`: per-store concurrency limits on the read path.
+    pub bulkhead: Bulkhead,
+    /// `[hedge]`: hedged reads (strategy `balance`), the hedging layer's own configuration
+    /// type: after the p95 of the answers seen (once 100 are in), the request is sent to
+    /// another store too and the first answer wins; hedges are at most 10% of requests.
+    /// `max_attempts = 1` turns hedging off.
+    pub hedge: tower_bulwark::hedge::HedgeConfig,
+    /// `[rate_limit]`: a token bucket in front of the read path, the rate limiter's own
+    /// configuration type. No table: no limit. Over the rate, a request is answered 503 with
+    /// `Retry-After` at once (or after waiting up to `max_wait` for a token).
+    pub rate_limit: Option<tower_bulwark::rate_limit::RateLimitConfig>,
 }
 
 /// A setting that cannot be used, naming its key.
@@ -329,6 +365,27 @@ impl Config {
             .build()
         {
             return Err(bad(&format!("fanout.{}", e.setting()), e.to_string()));
+        }
+        if let Err(e) = tower_bulwark::bulkhead::BulkheadLayer::builder()
+            .max_concurrent(self.bulkhead.max_concurrent)
+            .build()
+        {
+            return Err(bad(&format!("bulkhead.{}", e.setting()), e.to_string()));
+        }
+        if let Err(e) = self.hedge.validate() {
+            return Err(bad(&format!("hedge.{}", e.setting()), e.to_string()));
+        }
+        if let Some(limit) = &self.rate_limit {
+            if let Err(e) = limit.validate() {
+                return Err(bad(&format!("rate_limit.{}", e.setting()), e.to_string()));
+            }
+            if limit.mode != tower_bulwark::rate_limit::Mode::FailFast {
+                return Err(bad(
+                    "rate_limit.mode",
+                    "must be \"fail_fast\": the read path's limiter answers at once (or after \
+                     `max_wait`), it does not hold requests for as long as it takes",
+                ));
+            }
         }
         Ok(())
     }

@@ -5,27 +5,34 @@
 //! Read path (`GET /book/{title}`), strategy `balance`:
 //!
 //! ```text
-//! BackoffRetry  (a failed attempt goes to another store at once; at most one try per store;
-//!  │             the deadline)
-//!  └ Balance    (p2c by peak-EWMA latency; active health checks; passive ejection; resends
-//!    │           go to a store the request has not been to; fails at once when every
-//!    │           store's circuit is open)
-//!    └ per store: CircuitBreaker (readiness mode) └ Timeout (per attempt) └ StoreClient
+//! RateLimit        (only with a [rate_limit] table: over the rate, 503 + Retry-After at once)
+//!  └ BackoffRetry  (a failed attempt goes to another store at once; at most one try per
+//!    │              store; the deadline)
+//!    └ Hedge       (a request slower than the p95 of the answers seen is sent to another
+//!      │            store too; the first answer wins, the other is cancelled; hedges at most
+//!      │            10% of requests)
+//!      └ Balance   (p2c by peak-EWMA latency; active health checks; passive ejection; resends
+//!        │          and hedges go to a store the request has not been to; fails at once when
+//!        │          every store's circuit is open)
+//!        └ per store: Bulkhead (readiness mode: a store at its limit is skipped)
+//!                     └ CircuitBreaker (readiness mode) └ StoreClient (attempt timeout)
 //! ```
 //!
 //! Strategy `failover`: `Failover` (ordered, sticky to the last store that answered; the
 //! deadline) over, per store, a `HealthGate` (the store's health checks: an unhealthy store
-//! is not ready, so the failover skips it) └ the same per-store stack.
+//! is not ready, so the failover skips it) └ the same per-store stack. No hedging: the
+//! failover sends a request to one store at a time by design.
 //!
 //! Strategy `bare` (the end-to-end benchmark's baseline): [`RoundRobin`] over the three
 //! `StoreClient`s, no layer at all.
 //!
 //! Write path (`POST /book`): `FanOut` (all stores must answer 201) over, per store,
-//! `BackoffRetry` (exponential backoff with full jitter, per-attempt timeout, deadline) └
-//! `StoreClient`. No circuit breaker: every store must get the write.
+//! `BackoffRetry` (exponential backoff with full jitter, deadline) └ `StoreClient` (attempt
+//! timeout). No circuit breaker: every store must get the write.
 //!
-//! The timeout sits under the breaker so that a store that does not answer in time counts as
-//! a failure for its breaker and for ejection.
+//! The attempt timeout is the store client's own, under the breaker, so that a store that
+//! does not answer in time counts as a failure for its breaker and for ejection, while an
+//! attempt a layer above drops (the hedge that lost) is counted as cancelled, not failed.
 
 use super::client::{Answer, Body, Clients, StoreClient, StoreStats, STORES};
 use super::config::{Config, Strategy};
@@ -35,10 +42,10 @@ use http::Request;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use tower::timeout::TimeoutLayer;
 use tower::util::BoxCloneSyncService;
-use tower::{Layer, Service};
+use tower::{Layer, Service, ServiceBuilder};
 use tower_bulwark::balance::{self, BalanceLayer, Endpoints};
+use tower_bulwark::bulkhead::BulkheadLayer;
 use tower_bulwark::circuit_breaker::{self, CircuitBreakerLayer, Mode};
 use tower_bulwark::core::attempts::HttpResend;
 use tower_bulwark::core::backoff::{ExponentialBackoff, Jitter};
@@ -219,7 +226,8 @@ pub fn build(config: &Config, stores: &[Store], clients: &Clients) -> Result<Out
             views,
         )
     } else {
-        // Per store: breaker (readiness) over a per-attempt timeout over the client.
+        // Per store: bulkhead (readiness) over breaker (readiness) over the client and its
+        // attempt timeout.
         let mut leaves = Vec::with_capacity(STORES);
         let mut breakers = Vec::with_capacity(STORES);
         for (i, store) in stores.iter().enumerate() {
@@ -234,11 +242,28 @@ pub fn build(config: &Config, stores: &[Store], clients: &Clients) -> Result<Out
                 .mode(Mode::Readiness)
                 .classifier(read)
                 .build()?;
-            let leaf = breaker.layer(
-                TimeoutLayer::new(config.attempt.timeout).layer(client(i, store).counted_by(read)),
+            let bulkhead = config
+                .bulkhead
+                .enabled
+                .then(|| {
+                    BulkheadLayer::builder()
+                        .name(store.name())
+                        .max_concurrent(config.bulkhead.max_concurrent)
+                        .readiness_mode()
+                        .build()
+                })
+                .transpose()?;
+            let breaker = breaker.layer(
+                client(i, store)
+                    .attempt_timeout(config.attempt.timeout)
+                    .counted_by(read),
             );
-            breakers.push(leaf.handle());
-            leaves.push(leaf);
+            breakers.push(breaker.handle());
+            leaves.push(
+                ServiceBuilder::new()
+                    .option_layer(bulkhead)
+                    .service(breaker),
+            );
         }
         let view = |i: usize, health: Health| StoreView {
             store: stores[i].clone(),
@@ -282,7 +307,15 @@ pub fn build(config: &Config, stores: &[Store], clients: &Clients) -> Result<Out
                 // GET and HEAD go to another store; the balancer avoids those already tried.
                 .policy(RetryFailures::new(read).attempts(HttpResend::idempotent()))
                 .build()?;
-            (BoxCloneSyncService::new(retry.layer(balance)), views)
+            // Hedges: only GETs (and HEADs); the balancer sends each to another store.
+            let hedge = tower_bulwark::hedge::Builder::from_config(config.hedge.clone())
+                .classifier(read)
+                .http()
+                .build()?;
+            (
+                BoxCloneSyncService::new(retry.layer(hedge.layer(balance))),
+                views,
+            )
         } else {
             // Failover: each store behind its health gate, so an unhealthy store is not ready
             // and the failover skips it.
@@ -323,10 +356,12 @@ pub fn build(config: &Config, stores: &[Store], clients: &Clients) -> Result<Out
             .max_attempts(f.max_attempts)
             .backoff(backoff)
             .deadline(f.deadline)
-            .attempt_timeout(config.attempt.timeout)
             .policy(RetryFailures::new(contract::Write))
             .build()?;
-        let client = client(i, store).counted_by(contract::Write);
+        // The attempt timeout is the client's: a store that does not answer in time failed.
+        let client = client(i, store)
+            .attempt_timeout(config.attempt.timeout)
+            .counted_by(contract::Write);
         branches.push(retry.layer(client));
     }
     let fanout = FanOutLayer::builder()
@@ -340,6 +375,16 @@ pub fn build(config: &Config, stores: &[Store], clients: &Clients) -> Result<Out
         .build()?
         .build(branches)?;
     let write = BoxCloneSyncService::new(fanout);
+
+    // Over the rate, a read is answered at once, before any store is asked.
+    let read = match &config.rate_limit {
+        Some(limit) => BoxCloneSyncService::new(
+            tower_bulwark::rate_limit::Builder::from_config(limit.clone())
+                .build()?
+                .layer(read),
+        ),
+        None => read,
+    };
 
     Ok(Outbound {
         read,

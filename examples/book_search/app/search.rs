@@ -208,12 +208,14 @@ fn why_unavailable(e: &BoxError) -> Option<&'static str> {
     const NONE_HEALTHY: &str = "no store is healthy";
     const ALL_OPEN: &str = "every store's circuit is open: calls to the stores are suspended";
     const NONE_READY: &str = "no store is ready";
+    const ALL_FULL: &str = "every store is at its limit of requests in flight";
     let mut current: Option<&(dyn std::error::Error + 'static)> = Some(&**e);
     while let Some(err) = current {
         if let Some(e) = err.downcast_ref::<balance::NoEndpointReady>() {
             return Some(match e.reason {
                 balance::Unavailable::NoneHealthy => NONE_HEALTHY,
                 balance::Unavailable::CircuitsOpen => ALL_OPEN,
+                balance::Unavailable::AllFull => ALL_FULL,
                 _ => NONE_READY,
             });
         }
@@ -221,6 +223,7 @@ fn why_unavailable(e: &BoxError) -> Option<&'static str> {
             return Some(match e.reason {
                 failover::Unavailable::NoneHealthy => NONE_HEALTHY,
                 failover::Unavailable::CircuitsOpen => ALL_OPEN,
+                failover::Unavailable::AllFull => ALL_FULL,
                 _ => NONE_READY,
             });
         }
@@ -387,6 +390,9 @@ struct StoreEntry<'a> {
     in_flight: u32,
     successes: u64,
     failures: u64,
+    /// Requests a layer above dropped before the store answered (a hedge answered first, the
+    /// deadline ran out): not counted as failures.
+    cancelled: u64,
     /// How much longer the balancer keeps it ejected, if it does (strategy `balance`).
     ejected_for_ms: Option<u64>,
     /// Its peak-EWMA latency, as the balancer sees it (strategy `balance`).
@@ -413,6 +419,7 @@ async fn list_stores(State(state): State<AppState>) -> Response {
                 in_flight: view.stats.in_flight.load(Ordering::Relaxed),
                 successes: view.stats.successes.load(Ordering::Relaxed),
                 failures: view.stats.failures.load(Ordering::Relaxed),
+                cancelled: view.stats.cancelled.load(Ordering::Relaxed),
                 ejected_for_ms: balancer
                     .as_ref()
                     .and_then(|e| e.ejected_for)
