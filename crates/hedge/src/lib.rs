@@ -30,7 +30,7 @@
 //!   [`RetryBudget`](bulwark_core::budget::RetryBudget)): at most `max_extra_load` (10%) of the
 //!   requests in the window, plus `min_hedges_per_sec` (1), Finagle's `maxExtraLoad`. And each
 //!   hedge in flight holds a place under the stack's
-//!   [`ResendCap`](bulwark_core::budget::ResendCap), when given one
+//!   [`ResendCap`], when given one
 //!   ([`Builder::concurrency_cap`]), shared with the retry layer: a hedge is not sent while it is
 //!   full. A hedge refused by either is not sent, and the attempts in flight go on.
 //! * **Observability**: events [`HedgeSent`](bulwark_core::Event::HedgeSent),
