@@ -409,3 +409,71 @@ async fn called_before_ready_is_a_misuse_not_a_panic() {
     let err = svc.call(1).await.unwrap_err();
     assert!(err.is::<bulwark_bulkhead::Misuse>());
 }
+
+/// Real threads this time (a multi-threaded runtime, no paused time): 50 tasks on two worker
+/// threads, 100 calls each through one bulkhead of 5 permits with a queue deep enough for all
+/// of them (see `real_threads`); the inner service yields to the scheduler a few times inside. Never more than 5
+/// inside, and every call served. Bounded by its count of calls, and by two minutes of wall
+/// time so that a lost wake-up fails rather than hangs; no speed is asserted.
+#[test]
+fn under_real_threads_the_limit_holds_and_the_queue_serves_everyone() {
+    real_threads(
+        BulkheadLayer::builder()
+            .max_concurrent(5)
+            .queue(50, Duration::from_secs(3600)),
+    );
+}
+
+/// The same in readiness mode: every caller waits in `poll_ready` to be woken when a permit
+/// frees up (no queue; the watchers are woken together and race for it).
+#[test]
+fn under_real_threads_readiness_mode_wakes_every_waiter_in_the_end() {
+    real_threads(BulkheadLayer::builder().max_concurrent(5).readiness_mode());
+}
+
+fn real_threads(builder: bulwark_bulkhead::Builder) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_time()
+        .build()
+        .unwrap();
+    let inside = Arc::new(Inside::default());
+    let seen = inside.clone();
+    let backend = tower::service_fn(move |n: u64| {
+        let inside = seen.clone();
+        async move {
+            let now = inside.now.fetch_add(1, Ordering::SeqCst) + 1;
+            inside.most.fetch_max(now, Ordering::SeqCst);
+            for _ in 0..(n % 4) {
+                tokio::task::yield_now().await;
+            }
+            inside.now.fetch_sub(1, Ordering::SeqCst);
+            inside.served.fetch_add(1, Ordering::SeqCst);
+            Ok::<_, std::convert::Infallible>(n)
+        }
+    });
+    let svc = builder.build().unwrap().layer(backend);
+    let handle = svc.handle();
+    // A lost wake-up would hang a caller: the run is bounded, so it fails instead.
+    let all = async {
+        let tasks: Vec<_> = (0..50u64)
+            .map(|t| {
+                let svc = svc.clone();
+                tokio::spawn(async move {
+                    for i in 0..100 {
+                        let n = t * 1000 + i;
+                        assert_eq!(svc.clone().oneshot(n).await.unwrap(), n);
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+    };
+    let run = runtime.block_on(async { tokio::time::timeout(Duration::from_secs(120), all).await });
+    assert!(run.is_ok(), "every caller was served, none left waiting");
+    assert!(inside.most.load(Ordering::SeqCst) <= 5);
+    assert_eq!(inside.served.load(Ordering::SeqCst), 5000);
+    assert_eq!((handle.in_flight(), handle.queued()), (0, 0));
+}
