@@ -81,7 +81,10 @@ pub enum Mode {
     /// ([`Hint::Full`](bulwark_core::hint::Hint::Full)). For the endpoints of a balancer or
     /// the targets of a failover set, which skip a full one; alone, it waits as tower's
     /// `ConcurrencyLimit` does (bound the wait with a timeout above it). No queue: the layer
-    /// above does the waiting.
+    /// above does the waiting. A caller turned away is only woken when a permit frees up,
+    /// never handed one, so a balancer that skipped this endpoint holds none of its permits;
+    /// a permit that `poll_ready` did take stays with that service clone until its call or its
+    /// drop (as with tower's `ConcurrencyLimit`).
     Readiness,
 }
 
