@@ -212,6 +212,11 @@ impl<S, C> Bulkhead<S, C> {
     #[cold]
     #[inline(never)]
     fn overflow<E>(&mut self, cx: &mut Context<'_>) -> Option<Poll<Result<(), E>>> {
+        // Shedding, the common case under overload: no wait to set up, nothing to clone.
+        let core = self.core();
+        if self.slot.is_none() && core.mode == Mode::FailFast && !core.limiter.has_queue() {
+            return self.refuse(OverflowReason::Full);
+        }
         let shared = self.local.shared().clone();
         let core = &shared.core;
         if let Some(slot) = self.slot.clone() {
