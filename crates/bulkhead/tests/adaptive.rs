@@ -197,3 +197,44 @@ async fn a_limit_set_by_hand_must_stay_within_the_bounds() {
     assert_eq!(err.setting(), "max_concurrent");
     assert!(err.to_string().contains("min_limit"), "{err}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn callers_over_an_adaptive_limit_can_wait_briefly_in_the_queue() {
+    let backend = Arc::new(Backend::default());
+    backend.capacity.store(100, Ordering::SeqCst);
+    let svc = AdaptiveLimitLayer::builder()
+        .limits(2, 2, 4)
+        .aimd(ms(500))
+        .queue(2, ms(15))
+        .build()
+        .unwrap()
+        .layer(backend.service());
+    let handle = svc.handle();
+    let start = Instant::now();
+    let calls: Vec<_> = (0..5)
+        .map(|_| tokio::spawn(svc.clone().oneshot(())))
+        .collect();
+    tokio::task::yield_now().await;
+    assert_eq!((handle.in_flight(), handle.queued()), (2, 2));
+    let mut outcomes = Vec::new();
+    for c in calls {
+        outcomes.push(
+            c.await
+                .unwrap()
+                .map_err(|e| e.downcast::<Full>().unwrap().reason()),
+        );
+    }
+    // Two in flight (10 ms each), two waited for them, the fifth found the queue full.
+    assert_eq!(
+        outcomes,
+        [
+            Ok(()),
+            Ok(()),
+            Ok(()),
+            Ok(()),
+            Err(bulwark_bulkhead::OverflowReason::QueueFull)
+        ]
+    );
+    assert_eq!(start.elapsed(), ms(20));
+    assert_eq!(backend.most.load(Ordering::SeqCst), 2);
+}
