@@ -715,7 +715,7 @@ async fn the_bulkhead_tables_read_and_build() {
     assert_eq!(a.window, Duration::from_millis(100));
     assert_eq!(
         a.algorithm,
-        Algorithm::Gradient(Gradient::new(1.5, 0.5, Some(secs(60))))
+        Algorithm::Gradient(Gradient::new(1.25, 0.5, Some(secs(60))))
     );
     // The defaults in the comments are the real ones.
     assert_eq!(BulkheadConfig::default().max_concurrent, 100);
@@ -723,7 +723,7 @@ async fn the_bulkhead_tables_read_and_build() {
         let mut d = AdaptiveConfig::default();
         (d.min_limit, d.initial_limit, d.max_limit) = (1, 20, 1000);
         d.window = Duration::from_millis(100);
-        d.algorithm = Algorithm::Gradient(Gradient::new(1.5, 0.5, Some(secs(60))));
+        d.algorithm = Algorithm::Gradient(Gradient::new(1.25, 0.5, Some(secs(60))));
         d
     });
     assert_eq!(Aimd::default(), Aimd::new(secs(1), 1, 0.9));

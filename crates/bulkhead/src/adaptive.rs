@@ -24,6 +24,10 @@ pub const MIN_SAMPLES: u64 = 5;
 /// How many windows the gradient controller's long-term latency averages over.
 const LONG_WINDOWS: f64 = 20.0;
 
+/// After this many windows in a row at the floor, the gradient controller measures the
+/// minimum latency again (the one it has may be from a backend that was faster then).
+const FLOOR_WINDOWS: u32 = 5;
+
 /// What the gradient controller is doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -49,6 +53,8 @@ struct State {
     next_probe: u64,
     /// The limit to go back to after measuring.
     held: f64,
+    /// Windows in a row that ended with the limit at the floor (gradient).
+    at_floor: u32,
 }
 
 /// One adaptive limit's controller.
@@ -113,6 +119,7 @@ impl Controller {
                 phase,
                 next_probe: 0,
                 held: initial.into(),
+                at_floor: 0,
             }),
         }
     }
@@ -227,7 +234,15 @@ impl Controller {
         if target < limit || utilized {
             state.limit = limit + g.smoothing * (target - limit);
         }
-        if now >= state.next_probe && g.min_rtt_interval.is_some() {
+        state.at_floor = if state.limit.round() <= self.min_limit {
+            state.at_floor + 1
+        } else {
+            0
+        };
+        if g.min_rtt_interval.is_some()
+            && (now >= state.next_probe || state.at_floor >= FLOOR_WINDOWS)
+        {
+            state.at_floor = 0;
             state.held = state.limit;
             state.phase = Phase::Draining;
         }

@@ -174,10 +174,11 @@ pub enum Algorithm {
 /// of those means (over about 20 windows) capped at `tolerance` times the minimum latency seen,
 /// so a latency that creeps up with load is never taken for the new normal. The minimum is
 /// measured first, with the limit held at `min_limit` for the first window (the limit then
-/// starts from `initial_limit`), and again every `min_rtt_interval`: the limit is held at
-/// `min_limit` for two windows and the second one's mean is the new minimum (so a backend that
-/// got slower for good is not starved for ever). As with Envoy's filter, calls over the floor
-/// are shed while it measures. The limit only grows while it is in use: a window whose peak of calls in
+/// starts from `initial_limit`), and again every `min_rtt_interval`, or as soon as the limit
+/// has sat at the floor for 5 windows in a row: the limit is held at `min_limit` for two
+/// windows and the second one's mean is the new minimum (so a backend that got slower for good
+/// is not starved for ever). As with Envoy's filter, calls over the floor are shed while it
+/// measures. The limit only grows while it is in use: a window whose peak of calls in
 /// flight stayed under half the limit does not raise it.
 #[derive(Debug, Clone, Copy, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Deserialize))]
@@ -185,12 +186,12 @@ pub enum Algorithm {
 #[non_exhaustive]
 pub struct Gradient {
     /// A latency up to this multiple of the minimum is not congestion (at least 1; default
-    /// 1.5).
+    /// 1.25, as Envoy's adaptive concurrency buffer of 25%).
     pub tolerance: f64,
     /// The share of each computed move that is taken (in `(0, 1]`; default 0.5).
     pub smoothing: f64,
-    /// Measure the minimum latency again this often, at most a day (default 60 s; `None`:
-    /// only ever lower it).
+    /// Measure the minimum latency again this often, and after 5 windows in a row at the
+    /// floor; at most a day (default 60 s; `None`: never again, only ever lower it).
     #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
     pub min_rtt_interval: Option<Duration>,
 }
@@ -198,7 +199,7 @@ pub struct Gradient {
 impl Default for Gradient {
     fn default() -> Self {
         Gradient {
-            tolerance: 1.5,
+            tolerance: 1.25,
             smoothing: 0.5,
             min_rtt_interval: Some(Duration::from_secs(60)),
         }

@@ -143,14 +143,18 @@ async fn gradient_the_limit_follows_the_backend_down_to_the_floor_and_back_up() 
     )
     .await;
     // Capacity 10 at 10 ms: 50 callers would make it 50 ms; the limit settles near the
-    // tolerance (1.5x the latency without load: 15 calls) plus its headroom.
+    // tolerance (1.25x the latency without load: 12.5 calls) plus its headroom.
     assert!((12..=25).contains(&at_end[0]), "{at_end:?}");
     let (low, high) = range(&seen, Duration::from_secs(2), Duration::from_secs(10));
     assert!(low >= 10 && high <= 30, "steady: {low}..{high}");
-    // Capacity 1: the floor, never below it.
+    // Capacity 1: down to the floor, never below it. After 5 windows there, the latency
+    // without load is measured again (40 ms at the floor's 4 calls), so a backend that stays
+    // this slow is served at its own level rather than held at the floor.
     let (low, _) = range(&seen, Duration::ZERO, Duration::from_secs(30));
     assert_eq!(low, 4, "never below the floor");
-    assert_eq!(at_end[1], 4);
+    let (low, _) = range(&seen, Duration::from_secs(10), Duration::from_secs(14));
+    assert_eq!(low, 4, "the floor, reached");
+    assert!((4..=10).contains(&at_end[1]), "{at_end:?}");
     // Recovered: back up within 3 s, with 50 callers to serve.
     let (_, high) = range(&seen, Duration::from_secs(20), Duration::from_secs(23));
     assert!(high >= 40, "recovered to {high} within 3 s");
