@@ -264,6 +264,7 @@ impl Controller {
         state.limit = f64::from(limit);
         state.held = state.limit;
         state.phase = Phase::Normal;
+        state.at_floor = 0;
     }
 
     /// The minimum latency measured, if any yet.
