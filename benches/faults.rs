@@ -6,6 +6,7 @@
 //! cargo bench --bench faults              # both parts, Markdown tables on stdout
 //! cargo bench --bench faults -- scenarios # the fault scenarios only
 //! cargo bench --bench faults -- memory    # the memory part only
+//! cargo bench --bench faults -- overload  # the overload scenario only
 //! ```
 //!
 //! Everything runs on a current-thread tokio runtime with a paused clock: time advances only
@@ -805,6 +806,254 @@ fn memory() {
     });
 }
 
+// ---------------------------------------------------------------------------------------------
+// Overload: twice the backend's capacity for 30 s, then half of it.
+// ---------------------------------------------------------------------------------------------
+
+/// Calls the overloaded backend serves at full speed at once. Beyond it, each call arriving
+/// with `n` calls in flight takes `n / OVERLOAD_WORKERS` times its usual latency, as a server
+/// whose workers are shared by more requests than it has: its throughput stays at its
+/// capacity, and latency grows with the backlog.
+const OVERLOAD_WORKERS: usize = 8;
+/// How long a caller waits for an answer before it gives up (its request then counts as timed
+/// out). The backend finishes the work anyway: nothing tells it the caller left.
+const OVERLOAD_DEADLINE: Duration = Duration::from_secs(1);
+/// The phases: warm-up at half the capacity (the no-load figures), the burst at twice the
+/// capacity, then half the capacity again.
+const OVERLOAD_WARM_UP: Duration = Duration::from_secs(10);
+const OVERLOAD_BURST: Duration = Duration::from_secs(30);
+const OVERLOAD_AFTER: Duration = Duration::from_secs(60);
+
+/// The mean of [`latency`]'s distribution: 90% of 5 ms, 9% of 14 ms, 1% of 40 ms.
+const MEAN_LATENCY_MS: f64 = 0.90 * 5.0 + 0.09 * 14.0 + 0.01 * 40.0;
+
+/// The backend's capacity in requests per second: its workers over the mean latency.
+fn overload_capacity() -> f64 {
+    OVERLOAD_WORKERS as f64 / (MEAN_LATENCY_MS / 1000.0)
+}
+
+/// The backend of the overload scenario: [`latency`] while at most [`OVERLOAD_WORKERS`] calls
+/// are in flight, slower in proportion beyond.
+#[derive(Clone)]
+struct Overloaded {
+    in_flight: Arc<AtomicUsize>,
+    random: Arc<SplitMix64>,
+}
+
+impl Service<u64> for Overloaded {
+    type Response = u64;
+    type Error = BoxError;
+    type Future = BoxFuture<u64>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, id: u64) -> Self::Future {
+        let n = self.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
+        let slowdown = (n as f64 / OVERLOAD_WORKERS as f64).max(1.0);
+        let took = latency(&self.random).mul_f64(slowdown);
+        // The work goes on whether or not the caller still waits for it.
+        let in_flight = self.in_flight.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(took).await;
+            in_flight.fetch_sub(1, Ordering::Relaxed);
+        });
+        Box::pin(async move {
+            tokio::time::sleep(took).await;
+            Ok(id)
+        })
+    }
+}
+
+type OverloadStack = tower::util::BoxCloneService<u64, u64, BoxError>;
+
+/// The stacks of the overload scenario, each over a fresh [`Overloaded`] backend.
+const OVERLOAD_STACKS: [&str; 2] = ["no limit", "tower ConcurrencyLimit(8)"];
+
+fn overload_stack(name: &str, backend: Overloaded) -> OverloadStack {
+    match name {
+        "no limit" => OverloadStack::new(backend),
+        "tower ConcurrencyLimit(8)" => OverloadStack::new(
+            tower::limit::ConcurrencyLimitLayer::new(OVERLOAD_WORKERS).layer(backend),
+        ),
+        other => unreachable!("no overload stack {other}"),
+    }
+}
+
+/// How one request of the overload scenario ended.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Ending {
+    /// Answered within the deadline, after this long.
+    Success(Duration),
+    /// Refused by a layer before the deadline (shed).
+    Shed,
+    /// No answer within the deadline.
+    TimedOut,
+}
+
+/// One request: when it was sent (since the start) and how it ended.
+type Sent = (Duration, Ending);
+
+/// The offered load at `t` since the start, in requests per second.
+fn overload_rate(t: Duration) -> f64 {
+    let capacity = overload_capacity();
+    if t >= OVERLOAD_WARM_UP && t < OVERLOAD_WARM_UP + OVERLOAD_BURST {
+        2.0 * capacity
+    } else {
+        0.5 * capacity
+    }
+}
+
+/// Sends the phases' requests through `stack`, evenly spaced, each on its own task with the
+/// caller's deadline, and returns how each ended.
+async fn drive_overload(stack: OverloadStack) -> Vec<Sent> {
+    let start = Instant::now();
+    let end = OVERLOAD_WARM_UP + OVERLOAD_BURST + OVERLOAD_AFTER;
+    let results = Arc::new(Mutex::new(Vec::new()));
+    let mut tasks = Vec::new();
+    let mut at = Duration::ZERO;
+    let mut id = 0u64;
+    while at < end {
+        tokio::time::sleep_until(start + at).await;
+        let svc = stack.clone();
+        let results = results.clone();
+        tasks.push(tokio::spawn(async move {
+            let sent = Instant::now();
+            let ending = match tokio::time::timeout(OVERLOAD_DEADLINE, svc.oneshot(id)).await {
+                Ok(Ok(_)) => Ending::Success(sent.elapsed()),
+                Ok(Err(_)) => Ending::Shed,
+                Err(_) => Ending::TimedOut,
+            };
+            if let Ok(mut r) = results.lock() {
+                r.push((at, ending));
+            }
+        }));
+        id += 1;
+        at += Duration::from_secs_f64(1.0 / overload_rate(at));
+    }
+    join_all(tasks).await;
+    let mut results = results.lock().map(|r| r.clone()).unwrap_or_default();
+    results.sort_by_key(|(at, _)| *at);
+    results
+}
+
+/// What one phase (or one second) of a run gave.
+#[derive(Debug, Clone, Copy)]
+struct PhaseFigures {
+    requests: usize,
+    successes: usize,
+    shed: usize,
+    timed_out: usize,
+    p50: Duration,
+    p99: Duration,
+}
+
+fn phase_figures(sent: &[Sent], from: Duration, to: Duration) -> PhaseFigures {
+    let phase: Vec<Ending> = sent
+        .iter()
+        .filter(|(at, _)| *at >= from && *at < to)
+        .map(|(_, e)| *e)
+        .collect();
+    let mut ok: Vec<Duration> = phase
+        .iter()
+        .filter_map(|e| match e {
+            Ending::Success(d) => Some(*d),
+            _ => None,
+        })
+        .collect();
+    ok.sort_unstable();
+    PhaseFigures {
+        requests: phase.len(),
+        successes: ok.len(),
+        shed: phase.iter().filter(|e| **e == Ending::Shed).count(),
+        timed_out: phase.iter().filter(|e| **e == Ending::TimedOut).count(),
+        p50: percentile(&ok, 50.0),
+        p99: percentile(&ok, 99.0),
+    }
+}
+
+/// Seconds after the burst until the stack has recovered for good: the start of the first
+/// one-second window (by send time) from which every window has at least 99% successes and a
+/// p99 of successes at most twice the no-load p99. `None`: not within the run.
+fn recovery(sent: &[Sent], no_load_p99: Duration) -> Option<Duration> {
+    let burst_end = OVERLOAD_WARM_UP + OVERLOAD_BURST;
+    let seconds = OVERLOAD_AFTER.as_secs();
+    let good: Vec<bool> = (0..seconds)
+        .map(|s| {
+            let from = burst_end + Duration::from_secs(s);
+            let f = phase_figures(sent, from, from + Duration::from_secs(1));
+            f.successes * 100 >= f.requests * 99 && f.p99 <= no_load_p99 * 2
+        })
+        .collect();
+    let last_bad = good.iter().rposition(|g| !g);
+    match last_bad {
+        None => Some(Duration::ZERO),
+        Some(s) if (s as u64) + 1 < seconds => Some(Duration::from_secs(s as u64 + 1)),
+        Some(_) => None,
+    }
+}
+
+fn run_overload(name: &str) -> Vec<Sent> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .expect("a runtime");
+    runtime.block_on(async {
+        let backend = Overloaded {
+            in_flight: Arc::default(),
+            random: Arc::new(SplitMix64::new(11)),
+        };
+        drive_overload(overload_stack(name, backend)).await
+    })
+}
+
+fn overload() {
+    let capacity = overload_capacity();
+    println!("## Overload\n");
+    println!(
+        "One backend with {OVERLOAD_WORKERS} workers (latency as in the fault scenarios while at \
+         most {OVERLOAD_WORKERS} calls are in flight, n / {OVERLOAD_WORKERS} times slower with n \
+         beyond): a capacity of {capacity:.0} requests/s. Offered: {:.0}/s for {} s (no load), \
+         then {:.0}/s for {} s (the burst), then {:.0}/s for {} s. Each caller gives up after \
+         {} s (timed out); the backend finishes abandoned work anyway. Evenly spaced \
+         requests, seeded latencies, simulated time.\n",
+        0.5 * capacity,
+        OVERLOAD_WARM_UP.as_secs(),
+        2.0 * capacity,
+        OVERLOAD_BURST.as_secs(),
+        0.5 * capacity,
+        OVERLOAD_AFTER.as_secs(),
+        OVERLOAD_DEADLINE.as_secs(),
+    );
+    println!("| stack | goodput in the burst | p50 / p99 of successes, burst | p99 / no-load p99 | shed | timed out | recovered after the burst |");
+    println!("| --- | --- | --- | --- | --- | --- | --- |");
+    let burst = (OVERLOAD_WARM_UP, OVERLOAD_WARM_UP + OVERLOAD_BURST);
+    for name in OVERLOAD_STACKS {
+        let sent = run_overload(name);
+        let no_load = phase_figures(&sent, Duration::ZERO, OVERLOAD_WARM_UP);
+        let b = phase_figures(&sent, burst.0, burst.1);
+        let goodput = b.successes as f64 / OVERLOAD_BURST.as_secs_f64();
+        let share = |n: usize| n as f64 / b.requests as f64 * 100.0;
+        let recovered = match recovery(&sent, no_load.p99) {
+            Some(d) => format!("{} s", d.as_secs()),
+            None => format!("not within {} s", OVERLOAD_AFTER.as_secs()),
+        };
+        println!(
+            "| {name} | {goodput:.0}/s ({:.0}% of capacity) | {} / {} | {:.2}x ({}) | {:.1}% | {:.1}% | {recovered} |",
+            goodput / capacity * 100.0,
+            ms(b.p50),
+            ms(b.p99),
+            b.p99.as_secs_f64() / no_load.p99.as_secs_f64(),
+            ms(no_load.p99),
+            share(b.shed),
+            share(b.timed_out),
+        );
+    }
+    println!();
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     // `cargo bench` passes `--bench`; a filter word selects a part.
@@ -817,5 +1066,8 @@ fn main() {
     }
     if wants("memory") {
         memory();
+    }
+    if wants("overload") {
+        overload();
     }
 }

@@ -87,8 +87,13 @@ fn ready_call_await(c: &mut Criterion) {
     bench_one(&mut g, "bulwark", bulwark());
     bench_one(&mut g, "tower", tower_rate_limit(&rt));
     bench_one(&mut g, "tower-resilience", resilience());
+    // Reference: the read of tokio's clock that admitting a call needs (ours reads it once in
+    // `poll_ready`, tower's once in `call`), as our limiter reads it.
+    let clock = tower_bulwark::core::clock::Clock::new();
+    g.bench_function("reference: clock read", |b| b.iter(|| clock.now()));
     g.finish();
 }
+
 
 /// Aggregate throughput: one iteration is one call, made by whichever thread; with two
 /// threads, each holds a clone of the same service, so both take tokens from one bucket.
