@@ -38,6 +38,20 @@ fn bulwark() -> impl Service<u64, Response = u64, Error = impl Debug> + Clone + 
     layer.layer(bare())
 }
 
+/// Ours with leases of up to 16 tokens: a clone that has called before takes its tokens from
+/// the bucket 16 at a time.
+fn bulwark_lease() -> impl Service<u64, Response = u64, Error = impl Debug> + Clone + Send + 'static
+{
+    let layer = tower_bulwark::RateLimitLayer::builder()
+        .name("bench")
+        .per_second(RATE)
+        .burst(RATE)
+        .lease(16)
+        .build()
+        .expect("bulwark rate limit config");
+    layer.layer(bare())
+}
+
 /// tower 0.5's `RateLimit`: a fixed window per instance, built in `rt`'s context (it makes
 /// its `Sleep` up front).
 fn tower_rate_limit(
@@ -71,6 +85,7 @@ fn alloc_report() {
     };
     report.stack("bare", bare());
     report.stack("bulwark", bulwark());
+    report.stack("bulwark lease 16", bulwark_lease());
     report.stack("tower", tower_rate_limit(&rt));
     report.stack("tower-resilience", resilience());
 }
@@ -85,6 +100,7 @@ fn ready_call_await(c: &mut Criterion) {
     let mut g = support::ready_call_await_group(c, "rate_limit_ready_call_await");
     bench_one(&mut g, "bare", bare());
     bench_one(&mut g, "bulwark", bulwark());
+    bench_one(&mut g, "bulwark-lease-16", bulwark_lease());
     bench_one(&mut g, "tower", tower_rate_limit(&rt));
     bench_one(&mut g, "tower-resilience", resilience());
     // Reference: the read of tokio's clock that admitting a call needs (ours reads it once in
@@ -94,13 +110,13 @@ fn ready_call_await(c: &mut Criterion) {
     g.finish();
 }
 
-
 /// Aggregate throughput: one iteration is one call, made by whichever thread; with two
 /// threads, each holds a clone of the same service, so both take tokens from one bucket.
 fn shared_limiter(c: &mut Criterion) {
     let mut g = support::shared_threads_group(c, "shared_rate_limit_threads");
     bench_shared(&mut g, "bare", bare());
     bench_shared(&mut g, "bulwark", bulwark());
+    bench_shared(&mut g, "bulwark-lease-16", bulwark_lease());
     bench_shared(&mut g, "tower-resilience", resilience());
     // Control: two threads, each with a limiter of its own.
     support::bench_unshared_control(&mut g, "bulwark-unshared-control", bulwark);

@@ -6,6 +6,12 @@ use std::time::Duration;
 
 pub use bulwark_core::ConfigError;
 
+/// The most tokens a clone may lease at once.
+pub const MAX_LEASE: u32 = 1_024;
+
+/// How old a leased token's time slot may be when it is spent (see [`RateLimitConfig`]).
+pub const LEASE_SLACK: Duration = Duration::from_millis(1);
+
 /// The most time a full bucket may hold (burst x period / rate): the bucket's times are kept
 /// as nanoseconds in a `u64`, so cap them far beyond any sane setting.
 const MAX_TOLERANCE: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
@@ -21,9 +27,20 @@ const MAX_TOLERANCE: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 /// | `burst` | `rate` | a full bucket holds one period's tokens, so a client idle for a while may send a period's worth at once |
 /// | `max_wait` | none | fail at once: a caller that cannot send now wants to know when it can, not to queue behind the limiter |
 /// | `mode` | fail fast | a caller waiting on a response wants an error now, with the time to retry |
+/// | `lease` | 1 (off) | exact by default; raise it for a high rate shared by many threads (see below) |
 ///
 /// Tokens are added one at a time, every `period / rate` (rounded up to a whole nanosecond,
 /// so never faster than configured), not `rate` at once at each period's start.
+///
+/// **Leases.** Every admitted call moves the one shared atomic, so threads sharing a limiter
+/// contend on it. With `lease` above 1, a clone of the service that has called before takes up
+/// to `lease` tokens at once (never more than an eighth of those in the bucket, so a nearly
+/// empty bucket is still shared one token at a time), and spends them without touching the
+/// shared state. A leased token is spent only while its time slot is at most [`LEASE_SLACK`]
+/// old, and the tokens a clone still holds go back to the bucket when it is dropped if no one
+/// took a token since (otherwise they are lost: fewer calls admitted, never more). The price is
+/// precision: over any stretch of time `t` the limiter then admits at most
+/// `burst + 1 + rate x (t + LEASE_SLACK)` calls, rather than `burst + rate x t`.
 ///
 /// ```
 /// use bulwark_rate_limit::{Mode, RateLimitConfig};
@@ -56,6 +73,9 @@ pub struct RateLimitConfig {
     pub max_wait: Option<Duration>,
     /// What `poll_ready` and `call` do when no token is left.
     pub mode: Mode,
+    /// The most tokens a clone takes at once and spends on its own (1: none, each call takes
+    /// its token from the shared bucket); at most [`MAX_LEASE`].
+    pub lease: u32,
 }
 
 impl Default for RateLimitConfig {
@@ -67,6 +87,7 @@ impl Default for RateLimitConfig {
             burst: None,
             max_wait: None,
             mode: Mode::FailFast,
+            lease: 1,
         }
     }
 }
@@ -112,6 +133,8 @@ impl RateLimitConfig {
     /// The validated bucket: nanoseconds per token and the tolerance (burst x interval).
     pub(crate) fn bucket(&self) -> Result<Bucket, ConfigError> {
         let bucket = Bucket::new(self.rate, self.period, self.burst())?;
+        config::nonzero("lease", self.lease.into())?;
+        config::at_most("lease", self.lease.into(), MAX_LEASE.into())?;
         if let Some(wait) = self.max_wait {
             config::at_most_a_day("max_wait", wait)?;
             if self.mode == Mode::Readiness && !wait.is_zero() {

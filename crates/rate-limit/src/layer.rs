@@ -109,6 +109,11 @@ impl Builder {
 
         /// Choose fail-fast (the default) or readiness mode.
         fn mode(mode: Mode) { mode = mode }
+
+        /// Let each clone that has called before take up to `tokens` at once and spend them
+        /// on its own (default 1: none), for a high rate shared by many threads; see
+        /// [`RateLimitConfig`] for what it costs in precision.
+        fn lease(tokens: u32) { lease = tokens }
     }
 
     /// Shorthand for `.mode(Mode::Readiness)`: for endpoints of a balancer or failover set.

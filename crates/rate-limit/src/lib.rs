@@ -63,6 +63,10 @@
 //! Admitting a call reads tokio's clock and moves one shared atomic (the bucket's theoretical
 //! arrival time, GCRA) with a compare-and-swap; it takes no lock, allocates nothing and boxes
 //! no future. The timer a caller waits on is made the first time that clone waits, and reused.
+//! Threads sharing one limiter contend on that atomic; with `lease` above 1
+//! ([`Builder::lease`]), a clone that has called before takes tokens in batches and spends
+//! them without touching it, at a small, documented price in precision (see
+//! [`RateLimitConfig`]).
 //!
 //! # Feature flags
 //!
@@ -79,7 +83,7 @@ mod limiter;
 pub mod metrics;
 mod service;
 
-pub use config::{ConfigError, Mode, RateLimitConfig};
+pub use config::{ConfigError, Mode, RateLimitConfig, LEASE_SLACK, MAX_LEASE};
 pub use error::RateLimited;
 pub use future::ResponseFuture;
 pub use handle::Handle;

@@ -27,13 +27,22 @@ use std::time::Duration;
 #[repr(align(128))]
 struct Tat(AtomicU64);
 
-/// A token taken from the bucket: the bucket's `tat` before and after, and when the call may
-/// go (`at`; zero when at once).
+/// A token taken from the bucket: the bucket's `tat` before and after it, and when the call
+/// may go (`at`; zero when at once).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Reservation {
-    prev: u64,
-    tat: u64,
+    pub(crate) prev: u64,
+    pub(crate) tat: u64,
     pub(crate) at: u64,
+}
+
+/// Tokens taken from the bucket at once: the first (`first`), and the time slots of the rest,
+/// one `interval` apart, up to `end` (equal to `first.tat` for a single token).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Taken {
+    pub(crate) first: Reservation,
+    pub(crate) end: u64,
+    pub(crate) interval: u64,
 }
 
 /// The settings a [`Handle`](crate::Handle) may change, kept to recompute the bucket.
@@ -53,6 +62,8 @@ pub(crate) struct Limiter {
     tolerance: AtomicU64,
     /// How long a fail-fast caller may wait for its token, in nanoseconds.
     pub(crate) max_wait: u64,
+    /// The most tokens a clone takes at once (1: no leases).
+    pub(crate) lease: u32,
     pub(crate) mode: Mode,
     clock: Clock,
     name: Box<str>,
@@ -89,6 +100,7 @@ impl Limiter {
             interval: AtomicU64::new(bucket.interval),
             tolerance: AtomicU64::new(bucket.tolerance),
             max_wait: config.max_wait.map_or(0, nanos),
+            lease: config.lease,
             mode: config.mode,
             clock: Clock::new(),
             name: config.name.clone().into_boxed_str(),
@@ -120,40 +132,60 @@ impl Limiter {
         &self.name
     }
 
-    /// Takes a token at `now`, or reserves one due within `max_wait`. `Err` holds when a
-    /// token will be there without waiting (nanoseconds on the limiter's clock).
+    /// Takes a token at `now`, or reserves one due within `max_wait`; with `want` above 1,
+    /// up to `want` tokens at once, but never more than an eighth of those in the bucket (and
+    /// only tokens there now). `Err` holds when a token will be there without waiting
+    /// (nanoseconds on the limiter's clock).
     #[inline]
-    pub(crate) fn acquire(&self, now: u64, max_wait: u64) -> Result<Reservation, u64> {
+    pub(crate) fn acquire(&self, now: u64, max_wait: u64, want: u32) -> Result<Taken, u64> {
         let interval = self.interval.load(Ordering::Relaxed);
         let tolerance = self.tolerance.load(Ordering::Relaxed);
         let mut prev = self.tat.0.load(Ordering::Relaxed);
         loop {
-            let tat = prev.max(now).saturating_add(interval);
-            // When this token conforms: the bucket holds at most `tolerance` ahead of now.
-            let at = tat.saturating_sub(tolerance);
+            let base = prev.max(now);
+            let first = base.saturating_add(interval);
+            // When the first token conforms: the bucket holds at most `tolerance` ahead of now.
+            let at = first.saturating_sub(tolerance);
             if at > now.saturating_add(max_wait) {
                 return Err(at);
             }
+            let n = if want > 1 {
+                let in_bucket = now.saturating_add(tolerance).saturating_sub(base) / interval;
+                (in_bucket / 8).clamp(1, u64::from(want))
+            } else {
+                1
+            };
+            let end = base.saturating_add(interval.saturating_mul(n));
             match self
                 .tat
                 .0
-                .compare_exchange_weak(prev, tat, Ordering::AcqRel, Ordering::Relaxed)
+                .compare_exchange_weak(prev, end, Ordering::AcqRel, Ordering::Relaxed)
             {
                 Ok(_) => {
                     let at = if at > now { at } else { 0 };
-                    return Ok(Reservation { prev, tat, at });
+                    let first = Reservation {
+                        prev,
+                        tat: first,
+                        at,
+                    };
+                    return Ok(Taken {
+                        first,
+                        end,
+                        interval,
+                    });
                 }
                 Err(actual) => prev = actual,
             }
         }
     }
 
-    /// Gives an unused reservation back, if no later one was made since (the bucket is then
-    /// exactly as if it had never been taken). Returns whether it was.
-    pub(crate) fn release(&self, r: Reservation) -> bool {
+    /// Gives back unused tokens, the bucket's `tat` going from `end` (the last token's slot)
+    /// back to `prev` (before the first), if no token was taken since (the bucket is then
+    /// exactly as if they had never been taken). Returns whether they were.
+    pub(crate) fn release(&self, prev: u64, end: u64) -> bool {
         self.tat
             .0
-            .compare_exchange(r.tat, r.prev, Ordering::AcqRel, Ordering::Relaxed)
+            .compare_exchange(end, prev, Ordering::AcqRel, Ordering::Relaxed)
             .is_ok()
     }
 

@@ -1,9 +1,10 @@
 //! The rate-limited service.
 
 use crate::config::Mode;
+use crate::config::LEASE_SLACK;
 use crate::future::ResponseFuture;
 use crate::handle::Handle;
-use crate::limiter::{Limiter, Reservation};
+use crate::limiter::{Limiter, Reservation, Taken};
 use bulwark_core::hint::{self, Hint};
 use bulwark_core::timer::ServiceTimer;
 use bulwark_core::{BoxError, Misuse};
@@ -29,7 +30,59 @@ pub struct RateLimit<S> {
     sleep: ServiceTimer,
     /// Whether this clone's current readiness wait was counted as refused (once per wait).
     turned_away: bool,
+    /// Tokens this clone took from the bucket and has not spent (with `lease` above 1).
+    lease: Lease,
+    /// Whether this clone has called before: only such a clone leases (one made for a single
+    /// call, as axum's router and a retry make them, takes one token).
+    called: bool,
 }
+
+/// Leased tokens: the time slots `next`, `next + interval`, ... up to `end` (none when `next`
+/// is past `end`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Lease {
+    next: u64,
+    end: u64,
+    interval: u64,
+}
+
+impl Lease {
+    const NONE: Lease = Lease {
+        next: u64::MAX,
+        end: 0,
+        interval: 1,
+    };
+
+    /// The tokens after the first of `taken`.
+    fn after(taken: &Taken) -> Self {
+        Lease {
+            next: taken.first.tat.saturating_add(taken.interval),
+            end: taken.end,
+            interval: taken.interval,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.next > self.end
+    }
+
+    /// The next leased token, if its slot is at most [`LEASE_SLACK`] old at `now`.
+    #[inline]
+    fn take(&mut self, now: u64) -> Option<Reservation> {
+        if self.is_empty() || self.next.saturating_add(LEASE_SLACK_NS) <= now {
+            return None;
+        }
+        let tat = self.next;
+        self.next = tat.saturating_add(self.interval);
+        Some(Reservation {
+            prev: tat - self.interval,
+            tat,
+            at: 0,
+        })
+    }
+}
+
+const LEASE_SLACK_NS: u64 = LEASE_SLACK.as_nanos() as u64;
 
 /// What `poll_ready` took for the next `call`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,6 +104,8 @@ impl<S> RateLimit<S> {
             ticket: Ticket::None,
             sleep: ServiceTimer::new(),
             turned_away: false,
+            lease: Lease::NONE,
+            called: false,
         }
     }
 
@@ -69,11 +124,35 @@ impl<S> RateLimit<S> {
         &mut self.inner
     }
 
-    /// Gives back what `poll_ready` took and `call` did not use.
+    /// Gives back what `poll_ready` took and `call` did not use, with the tokens leased after
+    /// it (one range of slots).
     fn release(&mut self) {
-        if let Ticket::Reserved(r) = std::mem::replace(&mut self.ticket, Ticket::None) {
-            self.limiter.release(r);
+        let lease = std::mem::replace(&mut self.lease, Lease::NONE);
+        match std::mem::replace(&mut self.ticket, Ticket::None) {
+            Ticket::Reserved(r) => {
+                let end = if lease.is_empty() { r.tat } else { lease.end };
+                self.limiter.release(r.prev, end);
+            }
+            _ if !lease.is_empty() => {
+                self.limiter.release(lease.next - lease.interval, lease.end);
+            }
+            _ => {}
         }
+    }
+
+    /// Takes a token from the bucket (the lease being spent or stale: what is left of it is
+    /// given back first, if it can be).
+    #[inline]
+    fn acquire(&mut self, now: u64, max_wait: u64) -> Result<Reservation, u64> {
+        if !self.lease.is_empty() {
+            self.release();
+        }
+        let want = if self.called { self.limiter.lease } else { 1 };
+        let taken = self.limiter.acquire(now, max_wait, want)?;
+        if taken.end != taken.first.tat {
+            self.lease = Lease::after(&taken);
+        }
+        Ok(taken.first)
     }
 
     /// No token for now. Fail-fast: ready at once, `call` answers with the refusal.
@@ -105,7 +184,7 @@ impl<S> RateLimit<S> {
                 hint::report(Hint::RateLimited { retry_in });
                 return Some(Poll::Pending);
             }
-            match limiter.acquire(limiter.now(), 0) {
+            match self.acquire(limiter.now(), 0) {
                 Ok(r) => {
                     self.ticket = Ticket::Reserved(r);
                     self.turned_away = false;
@@ -175,8 +254,12 @@ where
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         match self.ticket {
             Ticket::None => {
-                let limiter = &*self.limiter;
-                match limiter.acquire(limiter.now(), limiter.max_wait) {
+                let now = self.limiter.now();
+                let taken = match self.lease.take(now) {
+                    Some(r) => Ok(r),
+                    None => self.acquire(now, self.limiter.max_wait),
+                };
+                match taken {
                     Ok(r) => {
                         self.ticket = Ticket::Reserved(r);
                         self.turned_away = false;
@@ -209,6 +292,7 @@ where
     fn call(&mut self, req: Req) -> Self::Future {
         match std::mem::replace(&mut self.ticket, Ticket::None) {
             Ticket::Reserved(Reservation { at: 0, .. }) => {
+                self.called = true;
                 ResponseFuture::called(self.inner.call(req))
             }
             Ticket::Refused { retry_at } => self.refuse(retry_at),

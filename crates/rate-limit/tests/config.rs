@@ -44,6 +44,8 @@ fn each_setting_out_of_range_is_named() {
         setting(with(|c| c.max_wait = Some(Duration::from_secs(86_401)))),
         "max_wait"
     );
+    assert_eq!(setting(with(|c| c.lease = 0)), "lease");
+    assert_eq!(setting(with(|c| c.lease = 1_025)), "lease");
     let err = RateLimitLayer::builder()
         .readiness_mode()
         .max_wait(Duration::from_millis(10))
@@ -84,12 +86,14 @@ fn a_config_deserializes_with_human_durations_and_refuses_unknown_keys() {
         burst = 10
         max_wait = "20ms"
         mode = "fail_fast"
+        lease = 8
         "#,
     )
     .unwrap();
     assert_eq!(config.rate, 50);
     assert_eq!(config.burst(), 10);
     assert_eq!(config.max_wait, Some(Duration::from_millis(20)));
+    assert_eq!(config.lease, 8);
     config.validate().unwrap();
     let readiness: RateLimitConfig = toml::from_str(r#"mode = "readiness""#).unwrap();
     assert_eq!(readiness.mode, Mode::Readiness);
