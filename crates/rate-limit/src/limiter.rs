@@ -27,20 +27,17 @@ use std::time::Duration;
 #[repr(align(128))]
 struct Tat(AtomicU64);
 
-/// A token taken from the bucket: the bucket's `tat` before and after it, and when the call
-/// may go (`at`; zero when at once).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Reservation {
-    pub(crate) prev: u64,
-    pub(crate) tat: u64,
-    pub(crate) at: u64,
-}
-
-/// Tokens taken from the bucket at once: the first (`first`), and the time slots of the rest,
-/// one `interval` apart, up to `end` (equal to `first.tat` for a single token).
+/// Tokens taken from the bucket at once: the time slot of the first (`tat`, the bucket's
+/// `tat` after it), when its call may go (`at`; zero when at once), and the slots of the rest,
+/// one `interval` apart, up to `end` (equal to `tat` for a single token).
+///
+/// Giving back tokens up to slot `x` from slot `tat` puts the bucket's `tat` back from `x` to
+/// `tat - interval`: exactly where it was before, or, if the bucket was full then, to a time
+/// at which it was full too (a full bucket's `tat` is any time up to now).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Taken {
-    pub(crate) first: Reservation,
+    pub(crate) tat: u64,
+    pub(crate) at: u64,
     pub(crate) end: u64,
     pub(crate) interval: u64,
 }
@@ -162,14 +159,9 @@ impl Limiter {
                 .compare_exchange_weak(prev, end, Ordering::AcqRel, Ordering::Relaxed)
             {
                 Ok(_) => {
-                    let at = if at > now { at } else { 0 };
-                    let first = Reservation {
-                        prev,
-                        tat: first,
-                        at,
-                    };
                     return Ok(Taken {
-                        first,
+                        tat: first,
+                        at: if at > now { at } else { 0 },
                         end,
                         interval,
                     });
@@ -180,8 +172,8 @@ impl Limiter {
     }
 
     /// Gives back unused tokens, the bucket's `tat` going from `end` (the last token's slot)
-    /// back to `prev` (before the first), if no token was taken since (the bucket is then
-    /// exactly as if they had never been taken). Returns whether they were.
+    /// back to `prev` (the slot before the first), if no token was taken since (the bucket is
+    /// then as if they had never been taken). Returns whether they were.
     pub(crate) fn release(&self, prev: u64, end: u64) -> bool {
         self.tat
             .0

@@ -4,7 +4,7 @@ use crate::config::Mode;
 use crate::config::LEASE_SLACK;
 use crate::future::ResponseFuture;
 use crate::handle::Handle;
-use crate::limiter::{Limiter, Reservation, Taken};
+use crate::limiter::Limiter;
 use bulwark_core::hint::{self, Hint};
 use bulwark_core::timer::ServiceTimer;
 use bulwark_core::{BoxError, Misuse};
@@ -24,18 +24,32 @@ use tower_service::Service;
 pub struct RateLimit<S> {
     inner: S,
     limiter: Arc<Limiter>,
-    ticket: Ticket,
+    /// What `poll_ready` took for the next `call`: [`NONE`], [`REFUSED`], or the time slot of
+    /// the token taken (a bucket `tat`, never 0 or `u64::MAX`). One word, so the hot path
+    /// writes and reads back no wide value.
+    ticket: u64,
+    /// For a token: when its call may go (zero: at once). For a refusal: when the next token
+    /// is due.
+    at: u64,
+    /// Tokens this clone took from the bucket and has not spent (with `lease` above 1), and
+    /// the interval of the latest taken.
+    lease: Lease,
     /// The timer a caller waits on (for its reserved token, or in readiness mode for the next
     /// token): made the first time this clone waits.
     sleep: ServiceTimer,
     /// Whether this clone's current readiness wait was counted as refused (once per wait).
     turned_away: bool,
-    /// Tokens this clone took from the bucket and has not spent (with `lease` above 1).
-    lease: Lease,
     /// Whether this clone has called before: only such a clone leases (one made for a single
     /// call, as axum's router and a retry make them, takes one token).
     called: bool,
 }
+
+/// No ticket.
+const NONE: u64 = 0;
+/// Refused, in fail-fast mode: `call` answers with the refusal.
+const REFUSED: u64 = u64::MAX;
+
+const LEASE_SLACK_NS: u64 = LEASE_SLACK.as_nanos() as u64;
 
 /// Leased tokens: the time slots `next`, `next + interval`, ... up to `end` (none when `next`
 /// is past `end`).
@@ -53,47 +67,21 @@ impl Lease {
         interval: 1,
     };
 
-    /// The tokens after the first of `taken`.
-    fn after(taken: &Taken) -> Self {
-        Lease {
-            next: taken.first.tat.saturating_add(taken.interval),
-            end: taken.end,
-            interval: taken.interval,
-        }
-    }
-
+    #[inline]
     fn is_empty(&self) -> bool {
         self.next > self.end
     }
 
-    /// The next leased token, if its slot is at most [`LEASE_SLACK`] old at `now`.
+    /// The next leased token's slot, if it is at most [`LEASE_SLACK`] old at `now`.
     #[inline]
-    fn take(&mut self, now: u64) -> Option<Reservation> {
+    fn take(&mut self, now: u64) -> Option<u64> {
         if self.is_empty() || self.next.saturating_add(LEASE_SLACK_NS) <= now {
             return None;
         }
         let tat = self.next;
         self.next = tat.saturating_add(self.interval);
-        Some(Reservation {
-            prev: tat - self.interval,
-            tat,
-            at: 0,
-        })
+        Some(tat)
     }
-}
-
-const LEASE_SLACK_NS: u64 = LEASE_SLACK.as_nanos() as u64;
-
-/// What `poll_ready` took for the next `call`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Ticket {
-    None,
-    /// A token: at once, or (`at` above zero) once its time comes.
-    Reserved(Reservation),
-    /// No token within the wait allowed; one comes at `retry_at` (fail-fast mode).
-    Refused {
-        retry_at: u64,
-    },
 }
 
 impl<S> RateLimit<S> {
@@ -101,10 +89,11 @@ impl<S> RateLimit<S> {
         RateLimit {
             inner,
             limiter,
-            ticket: Ticket::None,
+            ticket: NONE,
+            at: 0,
+            lease: Lease::NONE,
             sleep: ServiceTimer::new(),
             turned_away: false,
-            lease: Lease::NONE,
             called: false,
         }
     }
@@ -125,34 +114,38 @@ impl<S> RateLimit<S> {
     }
 
     /// Gives back what `poll_ready` took and `call` did not use, with the tokens leased after
-    /// it (one range of slots).
+    /// it (one run of slots).
     fn release(&mut self) {
         let lease = std::mem::replace(&mut self.lease, Lease::NONE);
-        match std::mem::replace(&mut self.ticket, Ticket::None) {
-            Ticket::Reserved(r) => {
-                let end = if lease.is_empty() { r.tat } else { lease.end };
-                self.limiter.release(r.prev, end);
-            }
-            _ if !lease.is_empty() => {
-                self.limiter.release(lease.next - lease.interval, lease.end);
-            }
-            _ => {}
-        }
+        let ticket = std::mem::replace(&mut self.ticket, NONE);
+        let end = if lease.is_empty() { ticket } else { lease.end };
+        let first = if ticket != NONE && ticket != REFUSED {
+            ticket
+        } else if !lease.is_empty() {
+            lease.next
+        } else {
+            return;
+        };
+        self.limiter.release(first - lease.interval, end);
     }
 
-    /// Takes a token from the bucket (the lease being spent or stale: what is left of it is
-    /// given back first, if it can be).
-    #[inline]
-    fn acquire(&mut self, now: u64, max_wait: u64) -> Result<Reservation, u64> {
+    /// Takes a token from the bucket (what is left of a stale lease given back first, if it
+    /// can be).
+    fn acquire(&mut self, now: u64, max_wait: u64) -> Result<(), u64> {
         if !self.lease.is_empty() {
             self.release();
         }
         let want = if self.called { self.limiter.lease } else { 1 };
         let taken = self.limiter.acquire(now, max_wait, want)?;
-        if taken.end != taken.first.tat {
-            self.lease = Lease::after(&taken);
-        }
-        Ok(taken.first)
+        self.ticket = taken.tat;
+        self.at = taken.at;
+        self.lease = Lease {
+            next: taken.tat + taken.interval,
+            end: taken.end,
+            interval: taken.interval,
+        };
+        self.turned_away = false;
+        Ok(())
     }
 
     /// No token for now. Fail-fast: ready at once, `call` answers with the refusal.
@@ -166,7 +159,8 @@ impl<S> RateLimit<S> {
     ) -> Option<Poll<Result<(), E>>> {
         let limiter = self.limiter.clone();
         if limiter.mode == Mode::FailFast {
-            self.ticket = Ticket::Refused { retry_at };
+            self.ticket = REFUSED;
+            self.at = retry_at;
             return Some(Poll::Ready(Ok(())));
         }
         // Readiness: nothing reserved while waiting; look again when the next token is due.
@@ -185,11 +179,7 @@ impl<S> RateLimit<S> {
                 return Some(Poll::Pending);
             }
             match self.acquire(limiter.now(), 0) {
-                Ok(r) => {
-                    self.ticket = Ticket::Reserved(r);
-                    self.turned_away = false;
-                    return None;
-                }
+                Ok(()) => return None,
                 Err(at) => retry_at = at,
             }
         }
@@ -198,14 +188,12 @@ impl<S> RateLimit<S> {
         Some(Poll::Pending)
     }
 
-    /// Waits for a reserved token's time. Ready once it has come.
+    /// Waits for the reserved token's time (`self.at`). Ready once it has come.
     #[cold]
-    fn wait(&mut self, cx: &mut Context<'_>, at: u64) -> Poll<()> {
-        let ready = self.sleep.poll_until(self.limiter.instant_at(at), cx);
+    fn wait(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let ready = self.sleep.poll_until(self.limiter.instant_at(self.at), cx);
         if ready.is_ready() {
-            if let Ticket::Reserved(r) = &mut self.ticket {
-                r.at = 0;
-            }
+            self.at = 0;
             self.limiter.waited();
         }
         ready
@@ -213,9 +201,17 @@ impl<S> RateLimit<S> {
 
     /// Answers a call that `poll_ready` found refused.
     #[cold]
-    fn refuse<F>(&self, retry_at: u64) -> ResponseFuture<F> {
-        let retry_after = Duration::from_nanos(retry_at.saturating_sub(self.limiter.now()));
+    fn refuse<F>(&mut self) -> ResponseFuture<F> {
+        self.ticket = NONE;
+        let retry_after = Duration::from_nanos(self.at.saturating_sub(self.limiter.now()));
         ResponseFuture::failed(Box::new(self.limiter.refuse(retry_after)))
+    }
+
+    /// Answers a call without a token (not polled ready, or still waiting for its token,
+    /// which it keeps).
+    #[cold]
+    fn misuse<F>(&self) -> ResponseFuture<F> {
+        ResponseFuture::failed(Box::new(Misuse::called_before_ready("rate limit")))
     }
 }
 
@@ -237,6 +233,7 @@ impl<S: fmt::Debug> fmt::Debug for RateLimit<S> {
             .field("inner", &self.inner)
             .field("limiter", &self.limiter)
             .field("ticket", &self.ticket)
+            .field("lease", &self.lease)
             .finish()
     }
 }
@@ -252,32 +249,20 @@ where
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        match self.ticket {
-            Ticket::None => {
-                let now = self.limiter.now();
-                let taken = match self.lease.take(now) {
-                    Some(r) => Ok(r),
-                    None => self.acquire(now, self.limiter.max_wait),
-                };
-                match taken {
-                    Ok(r) => {
-                        self.ticket = Ticket::Reserved(r);
-                        self.turned_away = false;
-                    }
-                    Err(retry_at) => {
-                        if let Some(answer) = self.refused(cx, retry_at) {
-                            return answer;
-                        }
-                    }
+        if self.ticket == NONE {
+            let now = self.limiter.now();
+            if let Some(tat) = self.lease.take(now) {
+                self.ticket = tat;
+            } else if let Err(retry_at) = self.acquire(now, self.limiter.max_wait) {
+                if let Some(answer) = self.refused(cx, retry_at) {
+                    return answer;
                 }
             }
-            Ticket::Refused { .. } => return Poll::Ready(Ok(())),
-            Ticket::Reserved(_) => {}
+        } else if self.ticket == REFUSED {
+            return Poll::Ready(Ok(()));
         }
-        if let Ticket::Reserved(Reservation { at, .. }) = self.ticket {
-            if at != 0 && self.wait(cx, at).is_pending() {
-                return Poll::Pending;
-            }
+        if self.at != 0 && self.wait(cx).is_pending() {
+            return Poll::Pending;
         }
         match self.inner.poll_ready(cx) {
             Poll::Ready(Err(e)) => {
@@ -290,17 +275,15 @@ where
 
     #[inline]
     fn call(&mut self, req: Req) -> Self::Future {
-        match std::mem::replace(&mut self.ticket, Ticket::None) {
-            Ticket::Reserved(Reservation { at: 0, .. }) => {
-                self.called = true;
-                ResponseFuture::called(self.inner.call(req))
-            }
-            Ticket::Refused { retry_at } => self.refuse(retry_at),
-            ticket => {
-                // Not polled ready (or still waiting for its token): put back what it holds.
-                self.ticket = ticket;
-                ResponseFuture::failed(Box::new(Misuse::called_before_ready("rate limit")))
-            }
+        if self.ticket == NONE || self.at != 0 {
+            return if self.ticket == REFUSED {
+                self.refuse()
+            } else {
+                self.misuse()
+            };
         }
+        self.ticket = NONE;
+        self.called = true;
+        ResponseFuture::called(self.inner.call(req))
     }
 }
