@@ -868,14 +868,38 @@ impl Service<u64> for Overloaded {
 
 type OverloadStack = tower::util::BoxCloneService<u64, u64, BoxError>;
 
-/// The stacks of the overload scenario, each over a fresh [`Overloaded`] backend.
-const OVERLOAD_STACKS: [&str; 2] = ["no limit", "tower ConcurrencyLimit(8)"];
+/// The stacks of the overload scenario, each over a fresh [`Overloaded`] backend: nothing;
+/// tower's `ConcurrencyLimit` at the backend's worker count (callers over it wait for a
+/// permit); our `Bulkhead` at the same count, failing fast (no queue); our adaptive limit with
+/// its defaults (the gradient controller, from 20, between 1 and 1,000).
+const OVERLOAD_STACKS: [&str; 4] = [
+    "no limit",
+    "tower ConcurrencyLimit(8)",
+    "ours: Bulkhead(8)",
+    "ours: AdaptiveLimit (gradient)",
+];
 
 fn overload_stack(name: &str, backend: Overloaded) -> OverloadStack {
+    use tower_bulwark::bulkhead::{AdaptiveLimitLayer, BulkheadLayer};
     match name {
         "no limit" => OverloadStack::new(backend),
         "tower ConcurrencyLimit(8)" => OverloadStack::new(
             tower::limit::ConcurrencyLimitLayer::new(OVERLOAD_WORKERS).layer(backend),
+        ),
+        "ours: Bulkhead(8)" => OverloadStack::new(
+            BulkheadLayer::builder()
+                .name("overload")
+                .max_concurrent(OVERLOAD_WORKERS as u32)
+                .build()
+                .expect("valid bulkhead")
+                .layer(backend),
+        ),
+        "ours: AdaptiveLimit (gradient)" => OverloadStack::new(
+            AdaptiveLimitLayer::builder()
+                .name("overload")
+                .build()
+                .expect("valid adaptive limit")
+                .layer(backend),
         ),
         other => unreachable!("no overload stack {other}"),
     }
@@ -973,25 +997,37 @@ fn phase_figures(sent: &[Sent], from: Duration, to: Duration) -> PhaseFigures {
     }
 }
 
-/// Seconds after the burst until the stack has recovered for good: the start of the first
-/// one-second window (by send time) from which every window has at least 99% successes and a
-/// p99 of successes at most twice the no-load p99. `None`: not within the run.
-fn recovery(sent: &[Sent], no_load_p99: Duration) -> Option<Duration> {
+/// Seconds a stack must stay good to count as recovered.
+const RECOVERED_FOR: usize = 5;
+
+/// After the burst, one-second windows (by send time) are good when at least 99% of their
+/// requests succeed with a p99 of successes at most twice the no-load p99. Returns the time
+/// from the burst's end to the first of [`RECOVERED_FOR`] good windows in a row (`None`: not
+/// within the run), and the bad windows after it (`(second after the burst, success share)`).
+fn recovery(sent: &[Sent], no_load_p99: Duration) -> (Option<Duration>, Vec<(usize, f64)>) {
     let burst_end = OVERLOAD_WARM_UP + OVERLOAD_BURST;
-    let seconds = OVERLOAD_AFTER.as_secs();
-    let good: Vec<bool> = (0..seconds)
+    let windows: Vec<(bool, f64)> = (0..OVERLOAD_AFTER.as_secs())
         .map(|s| {
             let from = burst_end + Duration::from_secs(s);
             let f = phase_figures(sent, from, from + Duration::from_secs(1));
-            f.successes * 100 >= f.requests * 99 && f.p99 <= no_load_p99 * 2
+            let good = f.successes * 100 >= f.requests * 99 && f.p99 <= no_load_p99 * 2;
+            (good, f.successes as f64 / f.requests as f64 * 100.0)
         })
         .collect();
-    let last_bad = good.iter().rposition(|g| !g);
-    match last_bad {
-        None => Some(Duration::ZERO),
-        Some(s) if (s as u64) + 1 < seconds => Some(Duration::from_secs(s as u64 + 1)),
-        Some(_) => None,
-    }
+    let Some(first) = windows
+        .windows(RECOVERED_FOR)
+        .position(|w| w.iter().all(|(good, _)| *good))
+    else {
+        return (None, Vec::new());
+    };
+    let later = windows
+        .iter()
+        .enumerate()
+        .skip(first)
+        .filter(|(_, (good, _))| !good)
+        .map(|(s, (_, share))| (s, *share))
+        .collect();
+    (Some(Duration::from_secs(first as u64)), later)
 }
 
 fn run_overload(name: &str) -> Vec<Sent> {
@@ -1027,31 +1063,59 @@ fn overload() {
         OVERLOAD_AFTER.as_secs(),
         OVERLOAD_DEADLINE.as_secs(),
     );
+    println!(
+        "Recovered: the time from the burst's end to the first of {RECOVERED_FOR} one-second \
+         windows in a row (by send time) with at least 99% successes and a p99 of successes at \
+         most twice the no-load p99. Shed and timed out: shares of the burst's requests.\n"
+    );
     println!("| stack | goodput in the burst | p50 / p99 of successes, burst | p99 / no-load p99 | shed | timed out | recovered after the burst |");
     println!("| --- | --- | --- | --- | --- | --- | --- |");
     let burst = (OVERLOAD_WARM_UP, OVERLOAD_WARM_UP + OVERLOAD_BURST);
+    let mut verdict = String::new();
     for name in OVERLOAD_STACKS {
         let sent = run_overload(name);
         let no_load = phase_figures(&sent, Duration::ZERO, OVERLOAD_WARM_UP);
         let b = phase_figures(&sent, burst.0, burst.1);
         let goodput = b.successes as f64 / OVERLOAD_BURST.as_secs_f64();
         let share = |n: usize| n as f64 / b.requests as f64 * 100.0;
+        let (back, _) = recovery(&sent, no_load.p99);
+        let ratio = b.p99.as_secs_f64() / no_load.p99.as_secs_f64();
+        if name.contains("Adaptive") {
+            let met = |ok: bool| if ok { "met" } else { "missed" };
+            verdict = format!(
+                "Ours adaptive against the targets: goodput {:.0}% of capacity in the burst \
+                 (target >= 90%: {}), p99 of successes {ratio:.2}x the no-load p99 (target <= 2x: \
+                 {}), recovered {} after the burst (target <= 2 s: {}).",
+                goodput / capacity * 100.0,
+                met(goodput >= 0.9 * capacity),
+                met(ratio <= 2.0),
+                back.map_or(String::from("not"), |d| format!("{} s", d.as_secs())),
+                met(back.is_some_and(|d| d <= Duration::from_secs(2))),
+            );
+        }
         let recovered = match recovery(&sent, no_load.p99) {
-            Some(d) => format!("{} s", d.as_secs()),
-            None => format!("not within {} s", OVERLOAD_AFTER.as_secs()),
+            (Some(d), later) if later.is_empty() => format!("{} s", d.as_secs()),
+            (Some(d), later) => {
+                let later: Vec<String> = later
+                    .iter()
+                    .map(|(s, share)| format!("second {s}: {share:.0}% successes"))
+                    .collect();
+                format!("{} s (then not good in {})", d.as_secs(), later.join(", "))
+            }
+            (None, _) => format!("not within {} s", OVERLOAD_AFTER.as_secs()),
         };
         println!(
             "| {name} | {goodput:.0}/s ({:.0}% of capacity) | {} / {} | {:.2}x ({}) | {:.1}% | {:.1}% | {recovered} |",
             goodput / capacity * 100.0,
             ms(b.p50),
             ms(b.p99),
-            b.p99.as_secs_f64() / no_load.p99.as_secs_f64(),
+            ratio,
             ms(no_load.p99),
             share(b.shed),
             share(b.timed_out),
         );
     }
-    println!();
+    println!("\n{verdict}\n");
 }
 
 fn main() {
