@@ -322,6 +322,49 @@ mod tests {
     }
 
     #[test]
+    fn gradient_measures_first_then_falls_with_latency_and_measures_again_at_the_floor() {
+        let c = Controller::new(
+            Algorithm::Gradient(Gradient::new(1.25, 1.0, Some(Duration::from_secs(60)))),
+            16,
+            4,
+            64,
+            Duration::from_millis(100),
+        );
+        // The first window is measured at the floor; then the initial limit.
+        assert_eq!(c.limit(), 4);
+        assert_eq!(feed(&c, 100, 5, 10, 4, Outcome::Success), Some(16));
+        assert_eq!(c.min_rtt(), Some(Duration::from_millis(10)));
+        // Latency at the minimum, the limit in use: it grows by its headroom (sqrt 16).
+        assert_eq!(feed(&c, 200, 5, 10, 16, Outcome::Success), Some(20));
+        // Four times the minimum: the gradient is clamped at 0.5, the limit halves plus
+        // its headroom (20 * 0.5 + sqrt 20 = 14.47).
+        assert_eq!(feed(&c, 300, 5, 40, 20, Outcome::Success), Some(14));
+        // Kept that slow, it falls to the floor; five windows there, and it measures again.
+        let mut at = 300;
+        let mut limits = Vec::new();
+        while limits.len() < 20 {
+            at += 100;
+            limits.extend(feed(&c, at, 5, 40, 20, Outcome::Success));
+        }
+        assert!(
+            limits.iter().all(|&l| l >= 4),
+            "never below the floor: {limits:?}"
+        );
+        let floor_at = limits
+            .iter()
+            .position(|&l| l == 4)
+            .expect("reaches the floor");
+        assert!(
+            limits[floor_at..floor_at + 7].iter().all(|&l| l == 4),
+            "{limits:?}"
+        );
+        // Five windows at the floor, one draining, one measured: the new minimum is 40 ms,
+        // and the limit moves from there.
+        assert_eq!(c.min_rtt(), Some(Duration::from_millis(40)), "{limits:?}");
+        assert!(limits[floor_at + 7..].iter().any(|&l| l > 4), "{limits:?}");
+    }
+
+    #[test]
     fn a_window_needs_its_length_and_enough_samples() {
         let c = Controller::new(
             Algorithm::aimd(Duration::from_millis(50)),
