@@ -519,3 +519,17 @@ fn bulkhead_service_future_layers_and_handle() {
     assert_service::<Bulkhead<Client, DefaultClassifier>, http::Request<ClientBody>>();
     assert_service::<Bulkhead<FnClient, HttpClassifier>, http::Request<ClientBody>>();
 }
+
+#[cfg(feature = "rate-limit")]
+#[test]
+fn rate_limit_service_future_layer_and_handle() {
+    use tower_bulwark::rate_limit::{Handle, RateLimit, RateLimitLayer, RateLimited};
+    assert_shared::<RateLimitLayer>();
+    assert_shared::<Handle>();
+    assert_error::<RateLimited>();
+    assert_service::<RateLimit<Route>, Request>();
+    assert_service::<RateLimit<Client>, http::Request<ClientBody>>();
+    assert_service::<RateLimit<FnClient>, http::Request<ClientBody>>();
+    // In a Router, behind the error mapping.
+    assert_router_layer::<Mapped<RateLimitLayer>>();
+}
