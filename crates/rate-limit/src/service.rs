@@ -203,7 +203,8 @@ impl<S> RateLimit<S> {
     #[cold]
     fn refuse<F>(&mut self) -> ResponseFuture<F> {
         self.ticket = NONE;
-        let retry_after = Duration::from_nanos(self.at.saturating_sub(self.limiter.now()));
+        let retry_at = std::mem::take(&mut self.at);
+        let retry_after = Duration::from_nanos(retry_at.saturating_sub(self.limiter.now()));
         ResponseFuture::failed(Box::new(self.limiter.refuse(retry_after)))
     }
 
