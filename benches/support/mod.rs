@@ -74,12 +74,12 @@ pub(crate) struct ClientState {
 /// zero-sized `service_fn` would hide. Always ready; `call` counts the call in the shared
 /// state (one relaxed add) and answers the request at once.
 #[derive(Clone, Debug, Default)]
-#[allow(dead_code)] // the balance and churn benches only
+#[allow(dead_code)] // the balance, churn and hedge benches only
 pub(crate) struct Client {
     shared: Arc<ClientState>,
 }
 
-#[allow(dead_code)] // the balance and churn benches only
+#[allow(dead_code)] // the balance, churn and hedge benches only
 impl Client {
     /// The calls this endpoint (any of its clones) answered.
     pub(crate) fn calls(&self) -> u64 {
@@ -105,7 +105,7 @@ impl Service<u64> for Client {
 }
 
 /// `n` distinct [`Client`]s.
-#[allow(dead_code)] // the balance and churn benches only
+#[allow(dead_code)] // the balance, churn and hedge benches only
 pub(crate) fn clients(n: usize) -> Vec<Client> {
     (0..n).map(|_| Client::default()).collect()
 }
@@ -169,6 +169,7 @@ where
 
 /// `n` calls in a row on this thread, each checked to answer its own request.
 #[inline(always)]
+#[allow(dead_code)] // not the hedge bench (it drives every stack on a runtime)
 fn checked_calls<S>(svc: &mut S, cx: &mut Context<'_>, n: u64)
 where
     S: Service<u64, Response = u64>,
@@ -270,7 +271,7 @@ pub(crate) fn bench_unshared_control<S>(
 /// A current-thread runtime with the timer: a stack that spawns a task (tower's `Buffer`
 /// worker) is built inside it (`enter`) and driven by `block_on`, so the worker runs on the
 /// calling thread whenever the caller waits.
-#[allow(dead_code)] // the balance and churn benches only
+#[allow(dead_code)] // the balance, churn and hedge benches only
 pub(crate) fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_time()
@@ -279,7 +280,7 @@ pub(crate) fn runtime() -> tokio::runtime::Runtime {
 }
 
 /// `ServiceExt::ready` + `call` + `.await`, on whatever runtime polls it.
-#[allow(dead_code)] // the balance and churn benches only
+#[allow(dead_code)] // the balance, churn and hedge benches only
 #[inline(always)]
 async fn one_call_async<S>(svc: &mut S, x: u64) -> u64
 where
@@ -292,7 +293,7 @@ where
 }
 
 /// `n` calls in a row on `rt`, each checked to answer its own request if `check`.
-#[allow(dead_code)] // the balance and churn benches only
+#[allow(dead_code)] // the balance, churn and hedge benches only
 fn calls_on<S>(rt: &tokio::runtime::Runtime, svc: &mut S, n: u64, check: bool)
 where
     S: Service<u64, Response = u64>,
@@ -338,6 +339,7 @@ pub(crate) struct AllocReport {
 
 impl AllocReport {
     /// Counts and prints the allocations per call of `svc`, on this thread.
+    #[allow(dead_code)] // not the hedge bench
     pub(crate) fn stack<S>(self, name: &str, mut svc: S)
     where
         S: Service<u64, Response = u64>,
@@ -354,7 +356,7 @@ impl AllocReport {
 
     /// The same for a stack driven on `rt` (`ready().await`, `call`, `.await`, inside one
     /// `block_on` per pass: the runtime itself allocates nothing per call).
-    #[allow(dead_code)] // the balance and churn benches only
+    #[allow(dead_code)] // the balance, churn and hedge benches only
     pub(crate) fn stack_on<S>(self, rt: &tokio::runtime::Runtime, name: &str, mut svc: S)
     where
         S: Service<u64, Response = u64>,
@@ -380,6 +382,7 @@ impl AllocReport {
         );
     }
 
+    #[allow(dead_code)] // not the hedge bench
     #[inline(always)]
     fn calls<S>(self, svc: &mut S, cx: &mut Context<'_>, n: u64)
     where
@@ -412,6 +415,7 @@ pub(crate) fn ready_call_await_group<'a>(
 }
 
 /// Times one call per iteration on `svc`: `poll_ready` + `call` + await.
+#[allow(dead_code)] // not the hedge bench
 pub(crate) fn bench_one<S>(g: &mut BenchmarkGroup<'_, WallTime>, name: &str, mut svc: S)
 where
     S: Service<u64, Response = u64>,
@@ -431,7 +435,7 @@ where
 /// Times one call per iteration on `svc`, driven on `rt`: `ready().await` + `call` +
 /// `.await`, `iters` calls in one `block_on` (criterion's `iter_custom`), timed on tokio's
 /// clock (unpaused: the wall clock).
-#[allow(dead_code)] // the balance and churn benches only
+#[allow(dead_code)] // the balance, churn and hedge benches only
 pub(crate) fn bench_on<S>(
     g: &mut BenchmarkGroup<'_, WallTime>,
     name: &str,

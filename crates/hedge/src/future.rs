@@ -48,6 +48,9 @@ impl<F> Slots<F> {
     }
 }
 
+/// An attempt's start not known yet: it was never found pending.
+const NOT_POLLED: u64 = u64::MAX;
+
 /// What comes next for the hedges.
 #[derive(Debug, Clone, Copy)]
 enum Next {
@@ -98,7 +101,8 @@ pin_project! {
         // Attempts sent, and which of them are still running (a bit per slot).
         sent: u8,
         running: u8,
-        // When each attempt was sent, on the latency clock (with a percentile only).
+        // When each attempt was sent (the first: first found pending), on the latency clock
+        // (with a percentile only).
         started: [u64; 5],
         // When the previous attempt was sent (for the events; once known).
         last_sent: Option<Instant>,
@@ -123,7 +127,6 @@ where
         service: Option<S>,
         request: Option<Req>,
         shared: CallRef<Shared<C, A>>,
-        started: u64,
     ) -> Self {
         let next = if service.is_some() {
             Next::Unset
@@ -143,7 +146,7 @@ where
             shared,
             sent: 1,
             running: 1,
-            started: [started, 0, 0, 0, 0],
+            started: [NOT_POLLED; 5],
             last_sent: None,
             next,
             permits: [None, None, None, None],
@@ -221,7 +224,10 @@ where
                         *this.running = 0;
                         let shared = &**this.shared;
                         if let Some(latencies) = &shared.latencies {
-                            latencies.record(this.started[0]);
+                            match this.started[0] {
+                                NOT_POLLED => latencies.record_instant(),
+                                started => latencies.record(started),
+                            }
                         }
                         let decision = shared.classifier.resend(&result);
                         if ends(decision) {
@@ -231,8 +237,18 @@ where
                         }
                         drive(this, cx, Some((0, result)), false)
                     }
-                    Poll::Pending if this.service.is_none() => Poll::Pending,
-                    Poll::Pending => drive(this, cx, None, true),
+                    Poll::Pending => {
+                        // The attempt's latency counts from its first poll.
+                        if this.started[0] == NOT_POLLED {
+                            if let Some(latencies) = &this.shared.latencies {
+                                this.started[0] = latencies.now();
+                            }
+                        }
+                        if this.service.is_none() {
+                            return Poll::Pending;
+                        }
+                        drive(this, cx, None, true)
+                    }
                 };
             }
         }
@@ -282,7 +298,10 @@ where
                             slot.set(None);
                             *this.running &= !(1 << i);
                             if let Some(latencies) = &shared.latencies {
-                                latencies.record(this.started[i]);
+                                match this.started[i] {
+                                    NOT_POLLED => latencies.record_instant(),
+                                    started => latencies.record(started),
+                                }
                             }
                             result
                         }

@@ -3,7 +3,8 @@
 //!
 //! Each answer's latency goes into one of [`BUCKETS`] log-linear buckets (four per power of
 //! two of microseconds, so a bucket is at most a quarter of its value wide) with one relaxed
-//! atomic add. The window slides as the retry budget's does (core's `rolling` snapshots of the
+//! atomic add (an answer ready at its first poll reads no clock: it took no time). The window
+//! slides as the retry budget's does (core's `rolling` snapshots of the
 //! cumulative counts, one per tenth of the window): the counts in the window are the counts
 //! now less the oldest snapshot inside it. The percentile is computed from them now and then
 //! (every [`RECOMPUTE`] answers, and when a new tenth of the window starts), not per request:
@@ -17,8 +18,9 @@ use std::time::Duration;
 /// Buckets: values below 4 µs exactly, then 4 per power of two up to 2^36 µs (19 hours).
 pub(crate) const BUCKETS: usize = 4 + 4 * 34;
 
-/// The percentile is recomputed every this many answers.
-pub(crate) const RECOMPUTE: u64 = 64;
+/// The percentile is recomputed every this many answers (and when a new tenth of the window
+/// starts).
+pub(crate) const RECOMPUTE: u64 = 256;
 
 /// Tenths of the window kept as snapshots.
 const SLOTS: u64 = 10;
@@ -57,6 +59,9 @@ pub(crate) struct Latencies {
     counts: [AtomicU64; BUCKETS],
     seen: AtomicU64,
     snapshots: SlotSnapshots<BUCKETS>,
+    /// The latest tenth of the window a recording saw (for answers recorded without a clock
+    /// read).
+    epoch: AtomicU64,
     /// The percentile, in nanoseconds, as last computed (`NONE`: too few answers).
     cached: AtomicU64,
 }
@@ -71,6 +76,7 @@ impl Latencies {
             counts: std::array::from_fn(|_| AtomicU64::new(0)),
             seen: AtomicU64::new(0),
             snapshots: SlotSnapshots::new(SLOTS as usize),
+            epoch: AtomicU64::new(0),
             cached: AtomicU64::new(NONE),
         }
     }
@@ -81,7 +87,8 @@ impl Latencies {
         self.clock.now()
     }
 
-    /// Records an answer to an attempt sent at `started` (from [`Latencies::now`]).
+    /// Records an answer to an attempt whose first poll was at `started` (from
+    /// [`Latencies::now`]).
     #[inline]
     pub(crate) fn record(&self, started: u64) {
         let now = self.clock.now();
@@ -91,8 +98,20 @@ impl Latencies {
             fresh = true;
             std::array::from_fn(|i| self.counts[i].load(Ordering::Relaxed))
         });
-        let micros = now.saturating_sub(started) / 1_000;
-        self.counts[bucket(micros)].fetch_add(1, Ordering::Relaxed);
+        self.epoch.fetch_max(epoch, Ordering::Relaxed);
+        self.count(bucket(now.saturating_sub(started) / 1_000), epoch, fresh);
+    }
+
+    /// Records an answer that was ready at its attempt's first poll: no time passed, and no
+    /// clock is read (the window moves on with the answers that took time).
+    #[inline]
+    pub(crate) fn record_instant(&self) {
+        self.count(0, self.epoch.load(Ordering::Relaxed), false);
+    }
+
+    #[inline]
+    fn count(&self, bucket: usize, epoch: u64, fresh: bool) {
+        self.counts[bucket].fetch_add(1, Ordering::Relaxed);
         let seen = self.seen.fetch_add(1, Ordering::Relaxed) + 1;
         if fresh || seen % RECOMPUTE == 0 || seen <= self.min_samples {
             self.recompute(epoch);

@@ -78,9 +78,10 @@
 //!
 //! A request that may be hedged is cloned once (the copy for the hedges) and the inner service
 //! once (the ready one moves into the future); one relaxed atomic add counts it in the budget.
-//! An answer that comes before the delay reads no clock with a fixed delay (two with a
-//! percentile: its latency is recorded, one atomic add), and arms no timer if it is ready at
-//! the first poll. The attempts are held inline in the response future (up to five places),
+//! An answer ready at the first poll reads no clock and arms no timer (with a percentile, its
+//! latency, zero, is counted with two relaxed atomic adds); an attempt found pending reads
+//! the clock and arms the one timer, and, with a percentile, its latency, counted from that
+//! first poll, is recorded when it answers. The attempts are held inline in the response future (up to five places),
 //! with one inline timer: no boxed future, no allocation for a `Clone` request that allocates
 //! none itself, hedge or no hedge. The future is about five times as large as the inner one.
 //!

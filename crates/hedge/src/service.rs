@@ -79,12 +79,11 @@ where
     fn call(&mut self, request: Req) -> Self::Future {
         let shared = self.local.get();
         shared.budget.deposit();
-        let started = shared.latencies.as_ref().map_or(0, |l| l.now());
         let mut request = request;
         if shared.max_attempts < 2 || !shared.attempts.may_resend(&request) {
             // No hedge can follow: call the ready service in place, keep nothing.
             let future = self.inner.call(request);
-            return ResponseFuture::new(future, None, None, self.local.for_call(), started);
+            return ResponseFuture::new(future, None, None, self.local.for_call());
         }
         // The attempts the request's copies share, so a balancer below avoids the endpoints
         // it has been to.
@@ -94,12 +93,6 @@ where
         let mut ready = self.inner.clone();
         std::mem::swap(&mut ready, &mut self.inner);
         let future = ready.call(request);
-        ResponseFuture::new(
-            future,
-            Some(ready),
-            Some(copy),
-            self.local.for_call(),
-            started,
-        )
+        ResponseFuture::new(future, Some(ready), Some(copy), self.local.for_call())
     }
 }
