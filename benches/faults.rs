@@ -7,6 +7,7 @@
 //! cargo bench --bench faults -- scenarios # the fault scenarios only
 //! cargo bench --bench faults -- memory    # the memory part only
 //! cargo bench --bench faults -- overload  # the overload scenario only
+//! cargo bench --bench faults -- tail      # the tail scenario only (hedging)
 //! ```
 //!
 //! Everything runs on a current-thread tokio runtime with a paused clock: time advances only
@@ -1118,6 +1119,268 @@ fn overload() {
     println!("\n{verdict}\n");
 }
 
+// ---------------------------------------------------------------------------------------------
+// Tail: one backend answers 5% of its requests ten times slower; hedging against none.
+// ---------------------------------------------------------------------------------------------
+
+mod tail {
+    use super::*;
+    use tower_bulwark::hedge::HedgeLayer;
+
+    /// The share of the slow backend's requests it answers ten times slower.
+    const SLOW_SHARE: f64 = 0.05;
+    const SLOWDOWN: u32 = 10;
+    /// Requests sent before the measure (10 s at the offered rate: one latency window of
+    /// tower's hedge and of ours, which hedge only once they have seen enough answers).
+    const WARM_UP: u64 = 2_000;
+
+    /// The backends' own latency.
+    #[derive(Clone, Copy, Debug, PartialEq)]
+    enum Base {
+        /// 4 to 6 ms (uniform): the slow backend's answers are the whole tail.
+        Steady,
+        /// The other scenarios' ([`latency`]): 2-8 ms (90%), 8-20 ms (9%), 20-60 ms (1%), a
+        /// tail of every backend's own, which hedging also cuts.
+        Usual,
+    }
+
+    impl Base {
+        fn latency(self, random: &SplitMix64) -> Duration {
+            match self {
+                Base::Steady => Duration::from_micros(4_000 + (random.next_f64() * 2_000.0) as u64),
+                Base::Usual => latency(random),
+            }
+        }
+    }
+
+    /// One run's setting: the backends' latency and the balancer's strategy.
+    #[derive(Clone, Copy, Debug)]
+    struct Variant {
+        base: Base,
+        strategy: Strategy,
+        title: &'static str,
+    }
+
+    const VARIANTS: [Variant; 3] = [
+        Variant {
+            base: Base::Steady,
+            strategy: Strategy::RoundRobin,
+            title: "backends answering in 4-6 ms, round robin (the scenario)",
+        },
+        Variant {
+            base: Base::Steady,
+            strategy: Strategy::P2cPeakEwma,
+            title: "backends answering in 4-6 ms, p2c by peak-EWMA latency",
+        },
+        Variant {
+            base: Base::Usual,
+            strategy: Strategy::RoundRobin,
+            title: "backends with the other scenarios' latency (2-8 ms 90%, 8-20 ms 9%, \
+                    20-60 ms 1%), round robin",
+        },
+    ];
+
+    /// A backend answering after its [`Base`] latency; the slow one answers [`SLOW_SHARE`] of
+    /// its requests [`SLOWDOWN`] times later.
+    #[derive(Clone)]
+    struct TailBackend {
+        base: Base,
+        slow: bool,
+        random: Arc<SplitMix64>,
+        counts: Arc<Counts>,
+    }
+
+    impl Service<Req> for TailBackend {
+        type Response = u64;
+        type Error = BoxError;
+        type Future = BoxFuture<u64>;
+
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, req: Req) -> Self::Future {
+            self.counts.calls.fetch_add(1, Ordering::Relaxed);
+            let mut wait = self.base.latency(&self.random);
+            if self.slow && self.random.next_f64() < SLOW_SHARE {
+                wait *= SLOWDOWN;
+            }
+            Box::pin(async move {
+                tokio::time::sleep(wait).await;
+                Ok(req.id)
+            })
+        }
+    }
+
+    /// Our balancer (reading the requests' attempts) over the three backends, the first of
+    /// them the slow one.
+    fn balance(
+        variant: Variant,
+        counts: &Arc<Counts>,
+    ) -> impl Service<Req, Response = u64, Error = BoxError, Future: Send> + Clone + Send + 'static
+    {
+        let backends: Vec<TailBackend> = (0..3)
+            .map(|i| TailBackend {
+                base: variant.base,
+                slow: i == 0,
+                random: Arc::new(SplitMix64::new(11 + i as u64 * 7919)),
+                counts: counts.clone(),
+            })
+            .collect();
+        BalanceLayer::builder()
+            .strategy(variant.strategy)
+            .attempts(ReqAttempts)
+            .random(SplitMix64::new(42))
+            .build()
+            .expect("valid balancer")
+            .build(backends)
+            .expect("three endpoints")
+    }
+
+    /// tower's hedge policy: every request may be hedged.
+    #[derive(Clone, Copy)]
+    struct HedgeAll;
+
+    impl tower::hedge::Policy<Req> for HedgeAll {
+        fn clone_request(&self, req: &Req) -> Option<Req> {
+            Some(req.clone())
+        }
+
+        fn can_retry(&self, _: &Req) -> bool {
+            true
+        }
+    }
+
+    /// Ours: the defaults (p95 once it has 100 answers, over 10 s; at most 10% extra load plus
+    /// 1/s), the requests' attempts so the hedge goes to another backend.
+    fn ours() -> HedgeLayer<DefaultClassifier, ReqAttempts> {
+        HedgeLayer::builder()
+            .attempts(ReqAttempts)
+            .build()
+            .expect("valid hedge")
+    }
+
+    /// The stacks: the balancer alone; tower's `Hedge` over it (the p95 of what it saw, once
+    /// it has 100 latencies, over 10 s; in a `Buffer`, as it is not `Clone`); ours over it.
+    fn stack(
+        name: &str,
+        variant: Variant,
+        counts: &Arc<Counts>,
+        ours: &HedgeLayer<DefaultClassifier, ReqAttempts>,
+    ) -> Stack {
+        let balance = balance(variant, counts);
+        match name {
+            "tower hedge" => Stack::new(tower::buffer::Buffer::new(
+                tower::hedge::Hedge::new::<Req>(
+                    balance,
+                    HedgeAll,
+                    100,
+                    0.95,
+                    Duration::from_secs(10),
+                ),
+                1024,
+            )),
+            "ours" => Stack::new(ours.layer(balance)),
+            _ => Stack::new(balance),
+        }
+    }
+
+    /// Runs stack `name`: [`WARM_UP`] requests, then the measured [`REQUESTS`] (through the
+    /// file's `drive`, at its rate); for ours, also the delay it hedged at in the end.
+    fn run_one(name: &str, variant: Variant) -> (Report, Option<Duration>) {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .expect("a runtime");
+        runtime.block_on(async {
+            let counts = Arc::new(Counts::default());
+            let ours = ours();
+            let stack = stack(name, variant, &counts, &ours);
+            let interval = Duration::from_nanos(1_000_000_000 / RATE_PER_SEC);
+            let start = Instant::now();
+            let mut warm = Vec::new();
+            for i in 0..WARM_UP {
+                tokio::time::sleep_until(start + interval * i as u32).await;
+                warm.push(tokio::spawn(stack.clone().oneshot(Req::new(i))));
+            }
+            join_all(warm).await;
+            counts.calls.store(0, Ordering::Relaxed);
+            let report = drive(stack, counts).await;
+            (
+                report,
+                (name == "ours").then(|| ours.current_delay()).flatten(),
+            )
+        })
+    }
+
+    pub(super) fn run() {
+        println!("## Tail: one backend of three answers 5% of its requests ten times slower\n");
+        println!(
+            "{RATE_PER_SEC} requests/s offered; each stack first serves {WARM_UP} requests \
+             (10 s, one latency window), then {REQUESTS} measured ones (30 s); 3 backends under \
+             our balancer, seeded; latencies in simulated time (tokio's timer counts whole \
+             milliseconds); extra load is the calls beyond one per request.\n"
+        );
+        for (k, variant) in VARIANTS.iter().enumerate() {
+            table(*variant, k == 0);
+        }
+    }
+
+    fn table(variant: Variant, targets: bool) {
+        println!("### {}\n", variant.title);
+        println!("| stack | success | p50 | p99 | p99.9 | p99 / no hedging | extra load |");
+        println!("| --- | --- | --- | --- | --- | --- | --- |");
+        let mut rows = Vec::new();
+        let mut delay = None;
+        for name in ["no hedging", "tower hedge", "ours"] {
+            let (r, d) = run_one(name, variant);
+            delay = delay.or(d);
+            let extra = r.retries() as f64 / r.requests as f64 * 100.0;
+            rows.push((name, r, extra));
+        }
+        let base_p99 = rows[0].1.p99.as_secs_f64();
+        for (name, r, extra) in &rows {
+            println!(
+                "| {name} | {:.2}% | {} | {} | {} | {:.2}x | {extra:.2}% |",
+                r.success_rate(),
+                ms(r.p50),
+                ms(r.p99),
+                ms(r.p999),
+                r.p99.as_secs_f64() / base_p99,
+            );
+        }
+        if let Some(d) = delay {
+            println!("\nOurs hedged at the p95 it tracked: {} at the end.", ms(d));
+        }
+        if !targets {
+            println!();
+            return;
+        }
+        let (_, tower, tower_extra) = &rows[1];
+        let (_, ours, ours_extra) = &rows[2];
+        let ratio = ours.p99.as_secs_f64() / base_p99;
+        let verdict = |ok: bool| if ok { "met" } else { "missed" };
+        println!("\nOurs against the targets:\n");
+        println!(
+            "- p99 {ratio:.2}x no hedging (target <= 0.3x: {})",
+            verdict(ratio <= 0.3)
+        );
+        println!(
+            "- extra load {ours_extra:.2}% (target <= 10%: {})",
+            verdict(*ours_extra <= 10.0)
+        );
+        println!(
+            "- against tower's hedge: p99 {} vs {} ({}), extra load {ours_extra:.2}% vs \
+             {tower_extra:.2}% ({})\n",
+            ms(ours.p99),
+            ms(tower.p99),
+            verdict(ours.p99 <= tower.p99),
+            verdict(ours_extra <= tower_extra),
+        );
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     // `cargo bench` passes `--bench`; a filter word selects a part.
@@ -1133,5 +1396,8 @@ fn main() {
     }
     if wants("overload") {
         overload();
+    }
+    if wants("tail") {
+        tail::run();
     }
 }

@@ -47,8 +47,8 @@ fn tower_hedge() -> impl Service<u64, Response = u64, Error = impl Debug> + Send
 }
 
 /// tower-resilience 0.13's hedge: a fixed delay, one hedge (2 attempts).
-fn resilience_hedge() -> impl Service<u64, Response = u64, Error = impl Debug> + Clone + Send + 'static
-{
+fn resilience_hedge(
+) -> impl Service<u64, Response = u64, Error = impl Debug> + Clone + Send + 'static {
     tower_resilience::hedge::HedgeLayer::builder()
         .delay(DELAY)
         .max_hedged_attempts(2)
@@ -57,7 +57,8 @@ fn resilience_hedge() -> impl Service<u64, Response = u64, Error = impl Debug> +
 }
 
 /// Ours with a fixed delay (2 attempts, the default budget).
-fn bulwark_fixed() -> impl Service<u64, Response = u64, Error = impl Debug> + Clone + Send + 'static {
+fn bulwark_fixed() -> impl Service<u64, Response = u64, Error = impl Debug> + Clone + Send + 'static
+{
     tower_bulwark::HedgeLayer::builder()
         .delay(DELAY)
         .build()

@@ -708,6 +708,20 @@ impl<C> Core<C> {
         e.ewma_at.store(now, Ordering::Relaxed);
     }
 
+    /// Counts a call on `e`, started at `start`, that was dropped before it answered: it took
+    /// at least until now, so when that is longer than the estimate it is a peak the estimate
+    /// follows (a shorter one says nothing and is not counted). Without it, an endpoint whose
+    /// slow answers are always cut short (by a hedge answering first elsewhere, or a caller's
+    /// timeout) would look as fast as its fast answers.
+    #[cold]
+    pub(crate) fn cancelled(&self, e: &EndpointState, start: u64) {
+        let now = self.now();
+        let took = now.saturating_sub(start) as f64;
+        if took > self.rtt(e, now) {
+            self.observe(e, took, now);
+        }
+    }
+
     /// Records a finished call on `e`.
     #[inline]
     pub(crate) fn record(&self, e: &EndpointState, failed: bool, started: Option<u64>) {

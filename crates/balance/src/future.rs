@@ -16,6 +16,9 @@ pub(crate) struct InFlight<C> {
     core: CallRef<Core<C>>,
     endpoint: Arc<EndpointState>,
     started: Option<u64>,
+    /// Whether the call answered (its outcome recorded); dropped before that, it was
+    /// cancelled.
+    answered: bool,
 }
 
 impl<C> InFlight<C> {
@@ -37,6 +40,7 @@ impl<C> InFlight<C> {
             core,
             endpoint,
             started,
+            answered: false,
         }
     }
 }
@@ -48,6 +52,11 @@ impl<C> Drop for InFlight<C> {
             self.endpoint
                 .started_sum
                 .fetch_sub(start >> 10, Ordering::Relaxed);
+            if !self.answered {
+                // Cancelled (a hedge that lost, a caller's timeout): it took at least this
+                // long, which says something when that is more than the estimate.
+                self.core.cancelled(&self.endpoint, start);
+            }
         }
     }
 }
@@ -103,6 +112,7 @@ where
         match self.project().state.project() {
             StateProj::Called { future, in_flight } => {
                 let result = ready!(future.poll(cx));
+                in_flight.answered = true;
                 let core = &*in_flight.core;
                 match core.classifier.classify(&result) {
                     Outcome::Success => core.record(&in_flight.endpoint, false, in_flight.started),

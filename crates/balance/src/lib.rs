@@ -11,7 +11,10 @@
 //! [`BalanceConfig`]).
 //!
 //! * **Strategies**: round robin, power of two choices by requests in flight, power of two
-//!   choices by peak-EWMA latency (the default), first available in order.
+//!   choices by peak-EWMA latency (the default), first available in order. A call dropped
+//!   before it answered (a hedge that lost, a caller's timeout) counts for peak EWMA as having
+//!   taken at least the time it ran, when that is more than the estimate: an endpoint whose
+//!   slow answers are always cut short does not look as fast as its fast ones.
 //! * **Chooses among endpoints that can take the request**: an endpoint marked unhealthy,
 //!   ejected, of a less preferred priority, or not ready (an open circuit breaker in readiness
 //!   mode, a full concurrency limit) is never picked, and never dropped; power of two choices

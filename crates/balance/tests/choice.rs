@@ -544,3 +544,45 @@ async fn nothing_to_take_a_request_asks_the_discovery_source_to_look_again() {
     assert!(err.is::<bulwark_balance::NoEndpointReady>(), "{err}");
     assert_eq!(asked.load(Ordering::SeqCst), 2);
 }
+
+/// An endpoint answering every other call in 1 ms and the others in 1 s, and one answering in
+/// 5 ms; every request is cut off by its caller after 50 ms. Peak EWMA counts the cut-off
+/// calls' 50 ms (they took at least that long): the flaky endpoint then looks slower than the
+/// steady one and is left alone for a while, instead of looking like a 1 ms endpoint (the
+/// only answers it gives) and taking every request.
+#[tokio::test(start_paused = true)]
+async fn a_call_cut_off_by_its_caller_counts_as_slow_for_peak_ewma() {
+    let flaky_calls = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let n = flaky_calls.clone();
+    let flaky: Endpoint = BoxCloneService::new(tower::service_fn(move |_: ()| {
+        let slow = n.fetch_add(1, Ordering::SeqCst) % 2 == 1;
+        async move {
+            tokio::time::sleep(Duration::from_millis(if slow { 1000 } else { 1 })).await;
+            Ok("flaky")
+        }
+    }));
+    // Both are tried at first (an endpoint not measured yet counts as 1 ms).
+    let mut lb = BalanceLayer::builder()
+        .strategy(Strategy::P2cPeakEwma)
+        .default_rtt(Duration::from_millis(1))
+        .random(SplitMix64::new(3))
+        .build()
+        .unwrap()
+        .build(vec![flaky, answering("steady", Duration::from_millis(5))])
+        .unwrap();
+    let mut cut_off = 0;
+    for _ in 0..100 {
+        let svc = lb.ready().await.unwrap();
+        let call = svc.call(());
+        if tokio::time::timeout(Duration::from_millis(50), call)
+            .await
+            .is_err()
+        {
+            cut_off += 1;
+        }
+    }
+    // Without counting them, about every other request to the flaky endpoint would be cut off
+    // (it would take nearly all of them): dozens.
+    assert!(cut_off <= 5, "{cut_off} requests cut off");
+    assert!(flaky_calls.load(Ordering::SeqCst) < 20);
+}

@@ -323,6 +323,13 @@ where
             if ends(decision) && !fatal_error {
                 // The answer: cancel the others, give their places back.
                 for j in 0..usize::from(*this.sent) {
+                    if *this.running & (1 << j) != 0 {
+                        if let (Some(latencies), started) = (&shared.latencies, this.started[j]) {
+                            if started != NOT_POLLED {
+                                latencies.record_cancelled(started);
+                            }
+                        }
+                    }
                     this.slots.as_mut().get(j).set(None);
                 }
                 *this.running = 0;

@@ -1,8 +1,8 @@
 //! The latencies the layer saw, as a lock-free rolling histogram, and the percentile of them
 //! it hedges at.
 //!
-//! Each answer's latency goes into one of [`BUCKETS`] log-linear buckets (four per power of
-//! two of microseconds, so a bucket is at most a quarter of its value wide) with one relaxed
+//! Each answer's latency goes into one of [`BUCKETS`] log-linear buckets (eight per power of
+//! two of microseconds, so a bucket is at most an eighth of its value wide) with one relaxed
 //! atomic add (an answer ready at its first poll reads no clock: it took no time). The window
 //! slides as the retry budget's does (core's `rolling` snapshots of the
 //! cumulative counts, one per tenth of the window): the counts in the window are the counts
@@ -15,8 +15,8 @@ use bulwark_core::rolling::SlotSnapshots;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-/// Buckets: values below 4 µs exactly, then 4 per power of two up to 2^36 µs (19 hours).
-pub(crate) const BUCKETS: usize = 4 + 4 * 34;
+/// Buckets: values below 8 µs exactly, then 8 per power of two up to 2^36 µs (19 hours).
+pub(crate) const BUCKETS: usize = 8 + 8 * 33;
 
 /// The percentile is recomputed every this many answers (and when a new tenth of the window
 /// starts).
@@ -31,23 +31,39 @@ const NONE: u64 = u64::MAX;
 /// The bucket of a latency of `micros` microseconds.
 #[inline]
 pub(crate) fn bucket(micros: u64) -> usize {
-    if micros < 4 {
+    if micros < 8 {
         return micros as usize;
     }
-    let e = 63 - u64::from(micros.leading_zeros()); // >= 2
-    let index = 4 * (e - 1) + ((micros >> (e - 2)) & 3);
+    let e = 63 - u64::from(micros.leading_zeros()); // >= 3
+    let index = 8 * (e - 2) + ((micros >> (e - 3)) & 7);
     (index as usize).min(BUCKETS - 1)
 }
 
-/// The middle of bucket `index`, in nanoseconds.
-pub(crate) fn middle(index: usize) -> u64 {
-    if index < 4 {
-        return index as u64 * 1_000 + 500;
+/// The upper edge of bucket `index`, in nanoseconds.
+pub(crate) fn upper(index: usize) -> u64 {
+    if index < 8 {
+        return (index as u64 + 1) * 1_000;
     }
-    let e = (index / 4 + 1) as u64;
-    let sub = (index % 4) as u64;
-    let width = 1_000u64 << (e - 2);
-    (4 + sub) * width + width / 2
+    let e = (index / 8 + 2) as u64;
+    let sub = (index % 8) as u64;
+    let width = 1_000u64 << (e - 3);
+    (8 + sub + 1) * width
+}
+
+/// The width of bucket `index`, in nanoseconds.
+pub(crate) fn width(index: usize) -> u64 {
+    if index < 8 {
+        return 1_000;
+    }
+    1_000u64 << ((index / 8 + 2) as u64 - 3)
+}
+
+/// The latency a percentile falling in bucket `index` is taken as: the bucket's middle, at
+/// most a sixteenth of the value off either way. (Its upper edge would hedge up to an eighth
+/// late every time: on a timer counting whole milliseconds, a p95 of exactly 6 ms then waits
+/// until 7 ms.)
+pub(crate) fn estimate(index: usize) -> u64 {
+    upper(index) - width(index) / 2
 }
 
 /// A rolling histogram of latencies and its cached percentile.
@@ -102,6 +118,19 @@ impl Latencies {
         self.count(bucket(now.saturating_sub(started) / 1_000), epoch, fresh);
     }
 
+    /// Counts an attempt first polled at `started` and cancelled now (another answered first):
+    /// it would have taken at least this long. When that is at least the delay hedged at, it
+    /// is recorded as a latency: the attempts cut short are the slow ones, and leaving them
+    /// out would drag the percentile down, and so send ever more hedges. A shorter one (a
+    /// hedge that lost) says nothing and is not counted.
+    #[cold]
+    pub(crate) fn record_cancelled(&self, started: u64) {
+        let took = self.clock.now().saturating_sub(started);
+        if took >= self.cached.load(Ordering::Relaxed) {
+            self.record(started);
+        }
+    }
+
     /// Records an answer that was ready at its attempt's first poll: no time passed, and no
     /// clock is read (the window moves on with the answers that took time).
     #[inline]
@@ -151,7 +180,7 @@ impl Latencies {
                     break;
                 }
             }
-            middle(at)
+            estimate(at)
         };
         self.cached.store(value, Ordering::Relaxed);
     }
@@ -172,34 +201,74 @@ mod tests {
     use super::*;
 
     #[test]
-    fn buckets_are_at_most_a_quarter_wide_and_their_middles_fall_inside() {
-        for micros in [
+    fn a_value_is_below_its_buckets_upper_edge_by_at_most_an_eighth() {
+        let values = [
             0u64,
             1,
-            3,
-            4,
             7,
             8,
             9,
             15,
             16,
+            17,
             100,
             999,
             1_000,
             12_345,
             1 << 30,
-        ] {
+        ];
+        for micros in values {
             let b = bucket(micros);
-            let m = middle(b);
+            let top = upper(b);
             let nanos = micros * 1_000;
-            let err = m.abs_diff(nanos) as f64 / nanos.max(1) as f64;
+            assert!(top > nanos, "{micros}: bucket {b}, upper {top}");
+            let over = (top - nanos) as f64 / nanos.max(1_000) as f64;
             assert!(
-                err <= 0.125 + 1e-9 || micros < 8,
-                "{micros}: bucket {b}, middle {m}"
+                over <= 0.125 + 1e-9 || micros < 8,
+                "{micros}: bucket {b}, upper {top}"
             );
-            assert!(m >= nanos && m < nanos + 1_000 || micros >= 8);
+            if b > 0 {
+                assert!(upper(b - 1) <= nanos, "{micros}: below bucket {b}");
+            }
         }
-        assert!((1..BUCKETS).all(|i| middle(i) > middle(i - 1)));
+        assert!((1..BUCKETS).all(|i| upper(i) > upper(i - 1)));
+        assert!((1..BUCKETS).all(|i| upper(i - 1) + width(i) == upper(i)));
+        assert_eq!(estimate(bucket(6_000)), 5_888_000);
         assert_eq!(bucket(u64::MAX), BUCKETS - 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_cancelled_attempt_counts_only_when_it_ran_past_the_delay() {
+        let l = Latencies::new(0.5, 2, Duration::from_secs(10));
+        for _ in 0..4 {
+            let started = l.now();
+            tokio::time::advance(Duration::from_millis(10)).await;
+            l.record(started);
+        }
+        let p50 = l.delay().unwrap();
+        assert!(p50 > Duration::from_millis(9) && p50 < Duration::from_millis(11));
+        // A hedge that lost after 2 ms says nothing.
+        let started = l.now();
+        tokio::time::advance(Duration::from_millis(2)).await;
+        l.record_cancelled(started);
+        assert_eq!(l.seen.load(Ordering::Relaxed), 4);
+        // A slow attempt cut off after 100 ms took at least that: counted.
+        let started = l.now();
+        tokio::time::advance(Duration::from_millis(100)).await;
+        for _ in 0..6 {
+            l.record_cancelled(started);
+        }
+        assert_eq!(l.seen.load(Ordering::Relaxed), 10);
+        // The percentile follows at the next tenth of the window: 5 answers of 10 ms, 6 of
+        // at least 100 ms.
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let started = l.now();
+        tokio::time::advance(Duration::from_millis(10)).await;
+        l.record(started);
+        assert!(
+            l.delay().unwrap() > Duration::from_millis(90),
+            "{:?}",
+            l.delay()
+        );
     }
 }
