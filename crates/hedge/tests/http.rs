@@ -103,3 +103,70 @@ async fn with_a_balancer_below_the_hedge_goes_to_another_endpoint() {
     assert_eq!(slow.load(Ordering::SeqCst), 1);
     assert_eq!(fast.load(Ordering::SeqCst), 1, "the hedge went elsewhere");
 }
+
+/// A gRPC answer: `grpc-status` and, when given, `grpc-retry-pushback-ms`, after `wait` ms.
+fn grpc_server(
+    script: &'static [(u64, &'static str, Option<&'static str>)],
+    calls: Arc<AtomicUsize>,
+) -> impl tower::Service<
+    Request<String>,
+    Response = Response<()>,
+    Error = std::io::Error,
+    Future = impl std::future::Future<Output = Result<Response<()>, std::io::Error>> + Send,
+> + Clone {
+    tower::service_fn(move |_: Request<String>| {
+        let (wait, status, pushback) = script[calls.fetch_add(1, Ordering::SeqCst)];
+        async move {
+            tokio::time::sleep(ms(wait)).await;
+            let mut resp = Response::builder().header("grpc-status", status);
+            if let Some(p) = pushback {
+                resp = resp.header("grpc-retry-pushback-ms", p);
+            }
+            Ok(resp.body(()).unwrap())
+        }
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn grpc_pushback_read_by_the_grpc_classifier_delays_or_stops_the_hedges() {
+    let layer = || {
+        HedgeLayer::builder()
+            .max_attempts(3)
+            .delay(ms(1000))
+            .classifier(bulwark_core::GrpcClassifier::new())
+            .attempts(bulwark_core::attempts::HttpResend::any_method())
+            .build()
+            .unwrap()
+    };
+    let call = || {
+        Request::post("/books.Store/Get")
+            .body(String::new())
+            .unwrap()
+    };
+
+    // UNAVAILABLE with a 100 ms pushback: the next hedge goes 100 ms later, not at once.
+    let calls = Arc::new(AtomicUsize::new(0));
+    static DELAYED: [(u64, &str, Option<&str>); 2] = [(10, "14", Some("100")), (10, "0", None)];
+    let svc = layer().layer(grpc_server(&DELAYED, calls.clone()));
+    let start = tokio::time::Instant::now();
+    let answer = svc.oneshot(call()).await.unwrap();
+    assert_eq!(answer.headers()["grpc-status"], "0");
+    assert_eq!(start.elapsed(), ms(120));
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+
+    // UNAVAILABLE with a negative pushback: no more hedges, the answer is that one.
+    let calls = Arc::new(AtomicUsize::new(0));
+    static STOP: [(u64, &str, Option<&str>); 1] = [(10, "14", Some("-1"))];
+    let svc = layer().layer(grpc_server(&STOP, calls.clone()));
+    let answer = svc.oneshot(call()).await.unwrap();
+    assert_eq!(answer.headers()["grpc-status"], "14");
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+
+    // NOT_FOUND is an answer: no hedge at all.
+    let calls = Arc::new(AtomicUsize::new(0));
+    static FOUND: [(u64, &str, Option<&str>); 1] = [(10, "5", None)];
+    let svc = layer().layer(grpc_server(&FOUND, calls.clone()));
+    let answer = svc.oneshot(call()).await.unwrap();
+    assert_eq!(answer.headers()["grpc-status"], "5");
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
