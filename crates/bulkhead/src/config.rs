@@ -68,25 +68,15 @@ pub struct Queue {
     pub timeout: Duration,
 }
 
-/// What the bulkhead does when every permit is taken.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[cfg_attr(feature = "serde", derive(serde::Deserialize))]
-#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
-pub enum Mode {
-    /// `poll_ready` is ready at once (or once the queue wait ends) and `call` fails at once
-    /// with [`Full`](crate::Full). For a caller that waits on the answer.
-    #[default]
-    FailFast,
-    /// `poll_ready` stays `Pending` until a permit frees up, and says why to the layer asking
-    /// ([`Hint::Full`](bulwark_core::hint::Hint::Full)). For the endpoints of a balancer or
-    /// the targets of a failover set, which skip a full one; alone, it waits as tower's
-    /// `ConcurrencyLimit` does (bound the wait with a timeout above it). No queue: the layer
-    /// above does the waiting. A caller turned away is only woken when a permit frees up,
-    /// never handed one, so a balancer that skipped this endpoint holds none of its permits;
-    /// a permit that `poll_ready` did take stays with that service clone until its call or its
-    /// drop (as with tower's `ConcurrencyLimit`).
-    Readiness,
-}
+/// What the bulkhead does when every permit is taken: in fail-fast mode `poll_ready` is ready
+/// at once (or once the queue wait ends) and `call` fails at once with [`Full`](crate::Full);
+/// in readiness mode `poll_ready` stays `Pending` until a permit frees up and says why to the
+/// layer asking ([`Hint::Full`](bulwark_core::hint::Hint::Full)), with no queue (the layer
+/// above does the waiting). A caller turned away is only woken when a permit frees up, never
+/// handed one, so a balancer that skipped this endpoint holds none of its permits; a permit
+/// that `poll_ready` did take stays with that service clone until its call or its drop (as
+/// with tower's `ConcurrencyLimit`).
+pub use bulwark_core::Mode;
 
 /// The settings of an adaptive concurrency limit, with the defaults below. Build one with
 /// [`AdaptiveLimitLayer::builder`](crate::AdaptiveLimitLayer::builder), or deserialize it

@@ -147,20 +147,11 @@ pub struct SlowCalls {
     pub rate: f64,
 }
 
-/// What the breaker does while it refuses calls.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[cfg_attr(feature = "serde", derive(serde::Deserialize))]
-#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
-pub enum Mode {
-    /// `poll_ready` is ready at once and `call` fails at once with [`Open`](crate::Open),
-    /// which carries how long until the next probe. For a caller that waits on the answer.
-    #[default]
-    FailFast,
-    /// `poll_ready` stays `Pending` while the breaker refuses calls and wakes the task itself
-    /// when the open period ends (or a probe slot frees up), with no request needed to wake
-    /// it. For balancers and failover sets, which skip a target that is not ready.
-    Readiness,
-}
+/// What the breaker does while it refuses calls: in fail-fast mode `call` fails at once with
+/// [`Open`](crate::Open), which carries how long until the next probe; in readiness mode
+/// `poll_ready` stays `Pending` and wakes the task itself when the open period ends (or a probe
+/// slot frees up), with no request needed to wake it.
+pub use bulwark_core::Mode;
 
 pub use bulwark_core::ConfigError;
 

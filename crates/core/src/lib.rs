@@ -30,6 +30,8 @@
 //! * [`hint`]: why a service turned a readiness poll away (an open circuit and when it probes,
 //!   failing health checks), told to the balancer or failover set that asked, so it can say why
 //!   nothing is ready, or fail at once when waiting cannot help.
+//! * [`mode`]: [`Mode`], fail fast or not ready: what the breaker, the bulkhead and the rate
+//!   limiter do while they turn calls away.
 //! * [`misuse`]: [`Misuse`], the one error every layer returns for a `call` before `poll_ready`
 //!   said ready, or a future polled after it finished.
 //!
@@ -76,6 +78,7 @@ pub mod event;
 #[cfg(feature = "grpc")]
 pub mod grpc;
 pub mod hint;
+pub mod mode;
 // Internal: per-clone reference counts for the layers' response futures. Public only because
 // the layer crates of this workspace use it; not part of the API.
 #[doc(hidden)]
@@ -115,6 +118,7 @@ pub use event::{
 #[cfg(feature = "grpc")]
 pub use grpc::{GrpcClassifier, GrpcCode, GrpcCodeSet};
 pub use misuse::{Misuse, MisuseKind};
+pub use mode::Mode;
 pub use random::{RandomSource, SplitMix64};
 #[cfg(feature = "http")]
 pub use replay::{replayable, CanReplay, ReplayBody, ReplayError, DEFAULT_REPLAY_CAP};

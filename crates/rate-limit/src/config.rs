@@ -92,23 +92,14 @@ impl Default for RateLimitConfig {
     }
 }
 
-/// What the limiter does when the bucket is empty.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[cfg_attr(feature = "serde", derive(serde::Deserialize))]
-#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
-pub enum Mode {
-    /// `poll_ready` waits for a token if one comes within `max_wait` (reserving it, so later
-    /// callers queue behind); otherwise it is ready at once and `call` fails at once with
-    /// [`RateLimited`](crate::RateLimited), which says when a token will be there. For a
-    /// caller that waits on the answer.
-    #[default]
-    FailFast,
-    /// `poll_ready` stays `Pending` until a token is there, reserving nothing while it waits,
-    /// and wakes itself when the next token is due. For an endpoint of a balancer or a
-    /// failover set, which picks another endpoint meanwhile (it is told why:
-    /// [`Hint::RateLimited`](bulwark_core::hint::Hint::RateLimited)).
-    Readiness,
-}
+/// What the limiter does when the bucket is empty: in fail-fast mode `poll_ready` waits for a
+/// token if one comes within `max_wait` (reserving it, so later callers queue behind),
+/// otherwise it is ready at once and `call` fails at once with
+/// [`RateLimited`](crate::RateLimited), which says when a token will be there; in readiness
+/// mode `poll_ready` stays `Pending` until a token is there, reserving nothing while it waits,
+/// and wakes itself when the next one is due (the layer asking is told why:
+/// [`Hint::RateLimited`](bulwark_core::hint::Hint::RateLimited)).
+pub use bulwark_core::Mode;
 
 impl RateLimitConfig {
     /// The bucket's size: `burst`, or `rate` when it is not set.
