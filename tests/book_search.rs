@@ -628,6 +628,40 @@ async fn a_burst_over_the_stores_limits_is_shed_with_503_and_retry_after() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_sent_to_a_slow_store_is_hedged_and_answered_by_another() {
+    // Hedge after a fixed 50 ms (rather than the p95 of 100 answers); store-1 answers after
+    // 2 s. The first read the balancer sends to store-1 is sent to another store 50 ms later,
+    // which answers; store-1's attempt is cancelled, not failed.
+    let mut config = fast_config(Strategy::Balance);
+    config.attempt.timeout = Duration::from_secs(5);
+    config.hedge.delay = Some(Duration::from_millis(50));
+    config.hedge.percentile = None;
+    let demo = start(config).await;
+    demo.stores[0]
+        .set_fault(Fault::Slow { delay_ms: 2000 })
+        .await
+        .unwrap();
+    let mut hedged = false;
+    for _ in 0..30 {
+        let before = demo.stores[0].book_requests();
+        let answer = get(&format!("{}/book/Dune", demo.url())).await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+        if demo.stores[0].book_requests() > before {
+            assert_ne!(answer.json["store"], "store-1", "{}", answer.text);
+            hedged = true;
+            break;
+        }
+    }
+    assert!(hedged, "no read went to store-1 in 30");
+    let stores = get(&format!("{}/stores", demo.url())).await;
+    let slow = &stores.json[0];
+    assert_eq!(slow["name"], "store-1");
+    assert_eq!(slow["cancelled"], 1, "{}", stores.text);
+    assert_eq!(slow["failures"], 0, "{}", stores.text);
+    demo.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn over_the_rate_limit_reads_are_answered_503_at_once() {
     // Five reads per minute, all at once: of a burst of 12, exactly five are served, and the
     // others are told to come back when the next token comes (12 s).

@@ -43,6 +43,24 @@ impl Classify<Answer, BoxError> for Read {
     }
 }
 
+/// The read path's hedging contract: a hedge is sent for slowness only. Any answer ends the
+/// request's hedging and goes up to the retry, which sends a failed read to a store it has not
+/// been to (each store once): were the hedging layer to hedge at once on a failure too (gRPC
+/// A6's non-fatal codes, for a stack with no retry above), a store could get the same read
+/// twice. Failure is still counted as [`Read`] counts it.
+#[derive(Clone, Copy, Debug)]
+pub struct Hedge(pub Read);
+
+impl Classify<Answer, BoxError> for Hedge {
+    fn classify(&self, result: &Result<Answer, BoxError>) -> Outcome {
+        self.0.classify(result)
+    }
+
+    fn resend(&self, _: &Result<Answer, BoxError>) -> Decision {
+        Decision::Accept
+    }
+}
+
 /// The write path's contract, per store: only a 201 is a success. An error, a 5xx, a 408 or a
 /// 429 is sent to the store again; a 409 (the title is stored with other fields), a 507 (the
 /// store is full) or another 4xx will not change, so it is not. The store's `POST /books` is

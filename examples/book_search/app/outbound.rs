@@ -10,7 +10,7 @@
 //!    │              store; the deadline)
 //!    └ Hedge       (a request slower than the p95 of the answers seen is sent to another
 //!      │            store too; the first answer wins, the other is cancelled; hedges at most
-//!      │            10% of requests)
+//!      │            10% of requests; a failed answer goes up to the retry, not to a hedge)
 //!      └ Balance   (p2c by peak-EWMA latency; active health checks; passive ejection; resends
 //!        │          and hedges go to a store the request has not been to; fails at once when
 //!        │          every store's circuit is open)
@@ -309,7 +309,7 @@ pub fn build(config: &Config, stores: &[Store], clients: &Clients) -> Result<Out
                 .build()?;
             // Hedges: only GETs (and HEADs); the balancer sends each to another store.
             let hedge = tower_bulwark::hedge::Builder::from_config(config.hedge.clone())
-                .classifier(read)
+                .classifier(contract::Hedge(read))
                 .http()
                 .build()?;
             (
