@@ -152,3 +152,8 @@ pub use bulwark_rate_limit::RateLimitLayer;
 pub use bulwark_bulkhead as bulkhead;
 #[cfg(feature = "bulkhead")]
 pub use bulwark_bulkhead::{AdaptiveLimitLayer, BulkheadLayer};
+
+// The registry page's example (crates-io.md), run as a doctest so it stays true.
+#[cfg(all(doctest, feature = "circuit-breaker"))]
+#[doc = include_str!("../crates-io.md")]
+struct CratesIoReadmeDoctests;

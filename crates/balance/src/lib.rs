@@ -120,3 +120,8 @@ pub use handle::{EndpointSnapshot, Handle};
 pub use key::{EndpointKey, Refresh, Weighted};
 pub use layer::{BalanceLayer, Builder};
 pub use service::Balance;
+
+// The README's example, run as a doctest so the registry page stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

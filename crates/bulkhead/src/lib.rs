@@ -107,3 +107,8 @@ pub use service::Bulkhead;
 pub use bulwark_core::{
     Classify, DefaultClassifier, Event, Listener, Misuse, Outcome, OverflowReason,
 };
+
+// The README's example, run as a doctest so the registry page stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

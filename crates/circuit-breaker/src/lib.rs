@@ -105,3 +105,8 @@ pub use service::CircuitBreaker;
 pub use bulwark_core::{
     CircuitState, Classify, DefaultClassifier, Event, Listener, Misuse, Outcome,
 };
+
+// The README's example, run as a doctest so the registry page stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

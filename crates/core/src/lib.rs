@@ -127,3 +127,8 @@ pub use replay::{replayable, CanReplay, ReplayBody, ReplayError, DEFAULT_REPLAY_
 /// layers' own small leaf errors, boxed. Test which one with `err.is::<T>()` or
 /// `err.downcast_ref::<T>()`.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+// The README's example, run as a doctest so the registry page stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -91,3 +91,8 @@ pub use policy::{FailOnFailure, FailoverPolicy};
 pub use service::Failover;
 
 pub use bulwark_core::FailoverReason;
+
+// The README's example, run as a doctest so the registry page stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

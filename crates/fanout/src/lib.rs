@@ -62,3 +62,8 @@ pub use outcome::{
 #[cfg(feature = "http")]
 pub use outcome::{HttpMerge, SUMMARY_HEADER};
 pub use service::{Builder, FanOut, FanOutLayer};
+
+// The README's example, run as a doctest so the registry page stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -89,3 +89,8 @@ pub use check::{probe_once, Tally, UnhealthyStatus};
 pub use config::HealthCheck;
 pub use gate::{Handle, HealthGate};
 pub use layer::{Builder, HealthGateLayer};
+
+// The README's example, run as a doctest so the registry page stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -106,3 +106,8 @@ pub use config::{ConfigError, HedgeConfig, MAX_ATTEMPTS};
 pub use future::ResponseFuture;
 pub use layer::{Builder, HedgeLayer};
 pub use service::Hedge;
+
+// The README's example, run as a doctest so the registry page stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

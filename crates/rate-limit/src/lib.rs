@@ -89,3 +89,8 @@ pub use future::ResponseFuture;
 pub use handle::Handle;
 pub use layer::{Builder, RateLimitLayer};
 pub use service::RateLimit;
+
+// The README's example, run as a doctest so the registry page stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

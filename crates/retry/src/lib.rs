@@ -156,3 +156,8 @@ pub use service::BackoffRetry;
 pub use bulwark_core::backoff::{ExponentialBackoff, Jitter};
 pub use bulwark_core::budget::{ResendCap, RetryBudget};
 pub use bulwark_core::GiveUpReason;
+
+// The README's example, run as a doctest so the registry page stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
