@@ -101,6 +101,7 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed {
     /// # }
     /// ```
     #[cfg(feature = "circuit-breaker")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "circuit-breaker")))]
     fn circuit_breaker<C>(
         self,
         layer: CircuitBreakerLayer<C>,
@@ -135,6 +136,7 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed {
     /// # }
     /// ```
     #[cfg(feature = "retry")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "retry")))]
     fn backoff_retry<P>(
         self,
         layer: BackoffRetryLayer<P>,
@@ -166,6 +168,7 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed {
     /// # }
     /// ```
     #[cfg(feature = "failover")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "failover")))]
     fn failover<P>(self, layer: FailoverLayer<P>) -> ServiceBuilder<Stack<FailoverLayer<P>, L>>;
 
     /// Adds a [`HedgeLayer`]: a request still unanswered after the delay is sent again (to
@@ -199,6 +202,7 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed {
     /// # }
     /// ```
     #[cfg(feature = "hedge")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "hedge")))]
     fn hedge<C, A>(self, layer: HedgeLayer<C, A>) -> ServiceBuilder<Stack<HedgeLayer<C, A>, L>>;
 
     /// Adds a [`BalanceLayer`] over the `Vec` of endpoints given to `.service(..)`. An empty
@@ -227,6 +231,7 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed {
     /// # }
     /// ```
     #[cfg(feature = "balance")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "balance")))]
     fn balance<C, A>(
         self,
         layer: BalanceLayer<C, A>,
@@ -256,6 +261,7 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed {
     /// # }
     /// ```
     #[cfg(feature = "fanout")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "fanout")))]
     fn fan_out<C, M>(self, layer: FanOutLayer<C, M>)
         -> ServiceBuilder<Stack<FanOutLayer<C, M>, L>>;
 
@@ -283,6 +289,7 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed {
     /// # }
     /// ```
     #[cfg(feature = "rate-limit")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "rate-limit")))]
     fn shared_rate_limit(self, layer: RateLimitLayer) -> ServiceBuilder<Stack<RateLimitLayer, L>>;
 
     /// Adds a [`BulkheadLayer`]: at most N calls in flight; beyond, a bounded queue or
@@ -310,6 +317,7 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed {
     /// # }
     /// ```
     #[cfg(feature = "bulkhead")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "bulkhead")))]
     fn bulkhead(self, layer: BulkheadLayer) -> ServiceBuilder<Stack<BulkheadLayer, L>>;
 
     /// Adds an [`AdaptiveLimitLayer`]: a bulkhead whose limit is found from the latency it
@@ -330,6 +338,7 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed {
     /// # }
     /// ```
     #[cfg(feature = "bulkhead")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "bulkhead")))]
     fn adaptive_limit<C>(
         self,
         layer: AdaptiveLimitLayer<C>,
@@ -338,6 +347,7 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed {
 
 impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
     #[cfg(feature = "circuit-breaker")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "circuit-breaker")))]
     fn circuit_breaker<C>(
         self,
         layer: CircuitBreakerLayer<C>,
@@ -346,6 +356,7 @@ impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
     }
 
     #[cfg(feature = "retry")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "retry")))]
     fn backoff_retry<P>(
         self,
         layer: BackoffRetryLayer<P>,
@@ -354,16 +365,19 @@ impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
     }
 
     #[cfg(feature = "failover")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "failover")))]
     fn failover<P>(self, layer: FailoverLayer<P>) -> ServiceBuilder<Stack<FailoverLayer<P>, L>> {
         self.layer(layer)
     }
 
     #[cfg(feature = "hedge")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "hedge")))]
     fn hedge<C, A>(self, layer: HedgeLayer<C, A>) -> ServiceBuilder<Stack<HedgeLayer<C, A>, L>> {
         self.layer(layer)
     }
 
     #[cfg(feature = "balance")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "balance")))]
     fn balance<C, A>(
         self,
         layer: BalanceLayer<C, A>,
@@ -372,6 +386,7 @@ impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
     }
 
     #[cfg(feature = "fanout")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "fanout")))]
     fn fan_out<C, M>(
         self,
         layer: FanOutLayer<C, M>,
@@ -380,16 +395,19 @@ impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
     }
 
     #[cfg(feature = "rate-limit")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "rate-limit")))]
     fn shared_rate_limit(self, layer: RateLimitLayer) -> ServiceBuilder<Stack<RateLimitLayer, L>> {
         self.layer(layer)
     }
 
     #[cfg(feature = "bulkhead")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "bulkhead")))]
     fn bulkhead(self, layer: BulkheadLayer) -> ServiceBuilder<Stack<BulkheadLayer, L>> {
         self.layer(layer)
     }
 
     #[cfg(feature = "bulkhead")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "bulkhead")))]
     fn adaptive_limit<C>(
         self,
         layer: AdaptiveLimitLayer<C>,

@@ -139,30 +139,39 @@ const SECTIONS: &[&str] = &[
 pub struct StackConfig {
     /// `[circuit_breaker]`.
     #[cfg(feature = "circuit-breaker")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "circuit-breaker")))]
     pub circuit_breaker: Option<CircuitBreakerConfig>,
     /// `[retry]`.
     #[cfg(feature = "retry")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "retry")))]
     pub retry: Option<RetryConfig>,
     /// `[failover]`.
     #[cfg(feature = "failover")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "failover")))]
     pub failover: Option<FailoverConfig>,
     /// `[balance]`.
     #[cfg(feature = "balance")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "balance")))]
     pub balance: Option<BalanceConfig>,
     /// `[fanout]`.
     #[cfg(feature = "fanout")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "fanout")))]
     pub fanout: Option<FanOutConfig>,
     /// `[rate_limit]`.
     #[cfg(feature = "rate-limit")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "rate-limit")))]
     pub rate_limit: Option<RateLimitConfig>,
     /// `[hedge]`.
     #[cfg(feature = "hedge")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "hedge")))]
     pub hedge: Option<HedgeConfig>,
     /// `[bulkhead]`.
     #[cfg(feature = "bulkhead")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "bulkhead")))]
     pub bulkhead: Option<BulkheadConfig>,
     /// `[adaptive_limit]`.
     #[cfg(feature = "bulkhead")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "bulkhead")))]
     pub adaptive_limit: Option<AdaptiveConfig>,
 }
 
@@ -331,6 +340,7 @@ table_methods! {
 }
 
 #[cfg(feature = "bulkhead")]
+#[cfg_attr(docsrs, doc(cfg(feature = "bulkhead")))]
 impl StackConfig {
     /// An [`AdaptiveLimitLayer`] builder with `[adaptive_limit]`'s settings (the defaults
     /// without one), to add a classifier, a listener or a name per target.

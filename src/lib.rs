@@ -81,10 +81,12 @@
 //! # #[cfg(not(feature = "circuit-breaker"))]
 //! # fn main() {}
 //! ```
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub use bulwark_core as core;
 
 #[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub mod axum;
 mod builder;
 #[cfg(all(
@@ -100,6 +102,22 @@ mod builder;
         feature = "bulkhead"
     )
 ))]
+#[cfg_attr(
+    docsrs,
+    doc(cfg(all(
+        feature = "serde",
+        any(
+            feature = "circuit-breaker",
+            feature = "retry",
+            feature = "failover",
+            feature = "balance",
+            feature = "fanout",
+            feature = "rate-limit",
+            feature = "hedge",
+            feature = "bulkhead"
+        )
+    )))
+)]
 pub mod config;
 pub use builder::ServiceBuilderExt;
 
@@ -110,47 +128,65 @@ pub use builder::ServiceBuilderExt;
 pub struct ReadmeDoctests;
 
 #[cfg(feature = "circuit-breaker")]
+#[cfg_attr(docsrs, doc(cfg(feature = "circuit-breaker")))]
 pub use bulwark_circuit_breaker as circuit_breaker;
 #[cfg(feature = "circuit-breaker")]
+#[cfg_attr(docsrs, doc(cfg(feature = "circuit-breaker")))]
 pub use bulwark_circuit_breaker::CircuitBreakerLayer;
 
 #[cfg(feature = "retry")]
+#[cfg_attr(docsrs, doc(cfg(feature = "retry")))]
 pub use bulwark_retry as retry;
 #[cfg(feature = "retry")]
+#[cfg_attr(docsrs, doc(cfg(feature = "retry")))]
 pub use bulwark_retry::BackoffRetryLayer;
 
 #[cfg(feature = "failover")]
+#[cfg_attr(docsrs, doc(cfg(feature = "failover")))]
 pub use bulwark_failover as failover;
 #[cfg(feature = "failover")]
+#[cfg_attr(docsrs, doc(cfg(feature = "failover")))]
 pub use bulwark_failover::FailoverLayer;
 
 #[cfg(feature = "balance")]
+#[cfg_attr(docsrs, doc(cfg(feature = "balance")))]
 pub use bulwark_balance as balance;
 #[cfg(feature = "balance")]
+#[cfg_attr(docsrs, doc(cfg(feature = "balance")))]
 pub use bulwark_balance::BalanceLayer;
 
 #[cfg(feature = "fanout")]
+#[cfg_attr(docsrs, doc(cfg(feature = "fanout")))]
 pub use bulwark_fanout as fanout;
 #[cfg(feature = "fanout")]
+#[cfg_attr(docsrs, doc(cfg(feature = "fanout")))]
 pub use bulwark_fanout::FanOutLayer;
 
 #[cfg(feature = "health")]
+#[cfg_attr(docsrs, doc(cfg(feature = "health")))]
 pub use bulwark_health as health;
 #[cfg(feature = "health")]
+#[cfg_attr(docsrs, doc(cfg(feature = "health")))]
 pub use bulwark_health::HealthGateLayer;
 
 #[cfg(feature = "hedge")]
+#[cfg_attr(docsrs, doc(cfg(feature = "hedge")))]
 pub use bulwark_hedge as hedge;
 #[cfg(feature = "hedge")]
+#[cfg_attr(docsrs, doc(cfg(feature = "hedge")))]
 pub use bulwark_hedge::HedgeLayer;
 #[cfg(feature = "rate-limit")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rate-limit")))]
 pub use bulwark_rate_limit as rate_limit;
 #[cfg(feature = "rate-limit")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rate-limit")))]
 pub use bulwark_rate_limit::RateLimitLayer;
 
 #[cfg(feature = "bulkhead")]
+#[cfg_attr(docsrs, doc(cfg(feature = "bulkhead")))]
 pub use bulwark_bulkhead as bulkhead;
 #[cfg(feature = "bulkhead")]
+#[cfg_attr(docsrs, doc(cfg(feature = "bulkhead")))]
 pub use bulwark_bulkhead::{AdaptiveLimitLayer, BulkheadLayer};
 
 // The registry page's example (crates-io.md), run as a doctest so it stays true.

@@ -280,6 +280,7 @@ impl<C, A> Builder<C, A> {
     /// For `http::Request`s: resends avoid endpoints the request has been to (the retry and
     /// failover layers' HTTP policies attach what is needed).
     #[cfg(feature = "http")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
     pub fn http(self) -> Builder<C, bulwark_core::attempts::HttpAttempts> {
         self.attempts(bulwark_core::attempts::HttpAttempts)
     }

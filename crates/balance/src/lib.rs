@@ -87,10 +87,12 @@
 //! assert_eq!(seen, ["a", "b", "a", "b"]);
 //! # }
 //! ```
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod config;
 mod core;
 #[cfg(feature = "dns")]
+#[cfg_attr(docsrs, doc(cfg(feature = "dns")))]
 pub mod dns;
 mod endpoints;
 mod error;
@@ -103,6 +105,7 @@ mod layer;
 mod loom_tests;
 mod membership;
 #[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
 pub mod metrics;
 mod roster;
 mod service;
@@ -110,6 +113,7 @@ mod sync;
 
 pub use bulwark_core::Misuse;
 #[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub use bulwark_health::HttpProbe;
 pub use bulwark_health::{HealthCheck, UnhealthyStatus};
 pub use config::{BalanceConfig, ConfigError, Ejection, FailureRate, SlowStart, Strategy};

@@ -81,6 +81,7 @@
 //! * `serde`: [`BulkheadConfig`] and [`AdaptiveConfig`] deserialize, durations in human form
 //!   (`"50ms"`).
 //! * `metrics`: counters and gauges through the `metrics` facade; names in `metrics`.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod adaptive;
 mod config;
@@ -90,6 +91,7 @@ mod handle;
 mod layer;
 mod limiter;
 #[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
 pub mod metrics;
 mod service;
 

@@ -77,6 +77,7 @@
 //! * `serde`: [`CircuitBreakerConfig`] deserializes, durations in human form (`"10s"`).
 //! * `metrics`: counters and a state gauge through the `metrics` facade; names in
 //!   [`metrics`].
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod config;
 mod error;
@@ -86,6 +87,7 @@ mod layer;
 #[cfg(all(test, bulwark_loom))]
 mod loom_tests;
 #[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
 pub mod metrics;
 mod service;
 mod state;

@@ -199,10 +199,12 @@ impl<Req> RequestAttempts<Req> for NoAttempts {
 /// For `http::Request`s: the attempts live in the request's extensions (which clones of the
 /// request share, since `Attempts` is a shared handle).
 #[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 #[derive(Debug, Clone, Copy, Default)]
 pub struct HttpAttempts;
 
 #[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 impl<B> RequestAttempts<http::Request<B>> for HttpAttempts {
     #[inline]
     fn attempts<'r>(&self, request: &'r http::Request<B>) -> Option<&'r Attempts> {
@@ -241,6 +243,7 @@ impl<B> RequestAttempts<http::Request<B>> for HttpAttempts {
 /// assert!(HttpResend::any_method().may_resend(&post));
 /// ```
 #[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 #[derive(Debug, Clone, Default)]
 pub struct HttpResend {
     any_method: bool,
@@ -249,10 +252,12 @@ pub struct HttpResend {
 
 /// The `Idempotency-Key` header: a request carrying it may be sent again whatever its method.
 #[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub const IDEMPOTENCY_KEY: http::header::HeaderName =
     http::header::HeaderName::from_static("idempotency-key");
 
 #[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 impl HttpResend {
     /// Idempotent methods, and requests with an `Idempotency-Key`.
     pub fn idempotent() -> Self {
@@ -294,6 +299,7 @@ impl HttpResend {
 }
 
 #[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 impl<B: crate::replay::CanReplay> RequestAttempts<http::Request<B>> for HttpResend {
     #[inline]
     fn attempts<'r>(&self, request: &'r http::Request<B>) -> Option<&'r Attempts> {

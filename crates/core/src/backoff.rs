@@ -430,6 +430,7 @@ impl fmt::Display for BackoffError {
 impl std::error::Error for BackoffError {}
 
 #[cfg(feature = "serde")]
+#[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
 mod serde_impl {
     use super::{ExponentialBackoff, Jitter};
     use std::time::Duration;

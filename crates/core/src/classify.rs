@@ -193,6 +193,7 @@ impl<Res, E> Classify<Res, E> for DefaultClassifier {
 }
 
 #[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 mod http_impl {
     use super::{Classify, Decision, Outcome};
     use crate::pushback::parse_retry_after;
@@ -321,6 +322,7 @@ mod http_impl {
     }
 
     #[cfg(feature = "serde")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
     impl<'de> serde::Deserialize<'de> for StatusSet {
         fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
             let codes = <Vec<u16> as serde::Deserialize>::deserialize(d)?;
@@ -486,6 +488,7 @@ mod http_impl {
 }
 
 #[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub use http_impl::{HttpClassifier, InvalidStatus, StatusSet};
 
 #[cfg(all(test, feature = "http"))]

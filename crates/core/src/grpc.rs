@@ -261,6 +261,7 @@ impl fmt::Display for GrpcCode {
 }
 
 #[cfg(feature = "serde")]
+#[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
 impl<'de> serde::Deserialize<'de> for GrpcCode {
     /// A code by canonical name (`"UNAVAILABLE"`, any case) or by number (`14`).
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -382,6 +383,7 @@ impl FromIterator<GrpcCode> for GrpcCodeSet {
 }
 
 #[cfg(feature = "serde")]
+#[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
 impl<'de> serde::Deserialize<'de> for GrpcCodeSet {
     /// A list of codes, each by name or number: `["UNAVAILABLE", 4]`.
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {

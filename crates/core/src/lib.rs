@@ -62,6 +62,7 @@
 //! };
 //! assert_eq!(even_is_ok.classify(&ok), Outcome::Failure);
 //! ```
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod attempts;
 pub mod backoff;
@@ -76,6 +77,7 @@ pub mod config;
 pub mod deadline;
 pub mod event;
 #[cfg(feature = "grpc")]
+#[cfg_attr(docsrs, doc(cfg(feature = "grpc")))]
 pub mod grpc;
 pub mod hint;
 pub mod mode;
@@ -87,9 +89,11 @@ pub mod local;
 mod loom_tests;
 pub mod misuse;
 #[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub mod pushback;
 pub mod random;
 #[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub mod replay;
 // Internal: per-slot snapshots of counters for windows that slide by time. Public only because
 // the layer crates of this workspace use it; not part of the API.
@@ -108,6 +112,7 @@ pub mod timer;
 pub use backoff::{Backoff, BackoffError, ExponentialBackoff, Jitter};
 pub use classify::{Classify, Decision, DefaultClassifier, Outcome};
 #[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub use classify::{HttpClassifier, StatusSet};
 pub use config::ConfigError;
 pub use deadline::DeadlineExceeded;
@@ -116,11 +121,13 @@ pub use event::{
     SharedListener, TripReason,
 };
 #[cfg(feature = "grpc")]
+#[cfg_attr(docsrs, doc(cfg(feature = "grpc")))]
 pub use grpc::{GrpcClassifier, GrpcCode, GrpcCodeSet};
 pub use misuse::{Misuse, MisuseKind};
 pub use mode::Mode;
 pub use random::{RandomSource, SplitMix64};
 #[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub use replay::{replayable, CanReplay, ReplayBody, ReplayError, DEFAULT_REPLAY_CAP};
 
 /// The error type every tower-bulwark service returns: the inner service's error, or one of the

@@ -164,6 +164,7 @@ impl<P> Builder<P> {
 
     /// The HTTP policy: errors and 501-504 fail over, bodies must be replayable.
     #[cfg(feature = "http")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
     pub fn http(self) -> Builder<crate::HttpFailoverPolicy> {
         self.policy(crate::HttpFailoverPolicy::new())
     }

@@ -69,12 +69,14 @@
 //! * `http`: [`HttpFailoverPolicy`].
 //! * `serde`: [`FailoverConfig`] deserializes, durations in human form (`"5s"`).
 //! * `metrics`: per-target counters; names in [`metrics`].
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod config;
 mod error;
 mod future;
 mod layer;
 #[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
 pub mod metrics;
 mod policy;
 mod service;
@@ -86,6 +88,7 @@ pub use error::{AllFailed, NoTargetReady, TargetFailure, Unavailable};
 pub use future::ResponseFuture;
 pub use layer::{Builder, FailoverLayer};
 #[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub use policy::HttpFailoverPolicy;
 pub use policy::{FailOnFailure, FailoverPolicy};
 pub use service::Failover;

@@ -61,6 +61,7 @@ where
 }
 
 #[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 mod http_policy {
     use super::FailoverPolicy;
     use bulwark_core::attempts::{HttpResend, RequestAttempts};
@@ -152,4 +153,5 @@ mod http_policy {
 }
 
 #[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub use http_policy::HttpFailoverPolicy;

@@ -45,10 +45,12 @@
 //! assert_eq!(register.ready().await.unwrap().call("alice").await.unwrap(), 201);
 //! # }
 //! ```
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod config;
 mod future;
 #[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
 pub mod metrics;
 mod outcome;
 mod service;
@@ -60,6 +62,7 @@ pub use outcome::{
     Collect, FanOutFailed, FirstSuccess, Merge, Outcomes, TargetOutcome, TargetResult,
 };
 #[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub use outcome::{HttpMerge, SUMMARY_HEADER};
 pub use service::{Builder, FanOut, FanOutLayer};
 

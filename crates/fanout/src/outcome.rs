@@ -232,6 +232,7 @@ impl<Res> Merge<Res> for FirstSuccess {
 }
 
 #[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 mod http_merge {
     use super::{Merge, Outcomes, TargetResult};
     use bulwark_core::BoxError;
@@ -306,4 +307,5 @@ mod http_merge {
 }
 
 #[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub use http_merge::{HttpMerge, SUMMARY_HEADER};

@@ -77,6 +77,7 @@ impl fmt::Display for UnhealthyStatus {
 impl std::error::Error for UnhealthyStatus {}
 
 #[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 mod http_probe {
     use super::UnhealthyStatus;
     use bulwark_core::BoxError;
@@ -146,4 +147,5 @@ mod http_probe {
 }
 
 #[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub use http_probe::HttpProbe;

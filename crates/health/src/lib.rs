@@ -76,6 +76,7 @@
 //! * `http`: [`HttpProbe`].
 //! * `serde`: deserialize a [`HealthCheck`] (durations in human form, `"2s"`).
 //! * `metrics`: the `bulwark_health_healthy` gauge.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod check;
 mod config;
@@ -84,6 +85,7 @@ mod layer;
 
 pub use bulwark_core::ConfigError;
 #[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub use check::HttpProbe;
 pub use check::{probe_once, Tally, UnhealthyStatus};
 pub use config::HealthCheck;

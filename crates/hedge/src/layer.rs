@@ -186,6 +186,7 @@ impl<C, A> Builder<C, A> {
     /// sent again, their attempts in their extensions (a shorthand for
     /// `.attempts(HttpResend::idempotent())`).
     #[cfg(feature = "http")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
     pub fn http(self) -> Builder<C, bulwark_core::attempts::HttpResend> {
         self.attempts(bulwark_core::attempts::HttpResend::idempotent())
     }

@@ -90,12 +90,14 @@
 //! * `http`: [`Builder::http`].
 //! * `serde`: [`HedgeConfig`] deserializes, durations in human form (`"50ms"`).
 //! * `metrics`: counters through the `metrics` facade; names in [`metrics`].
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod config;
 mod future;
 mod latency;
 mod layer;
 #[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
 pub mod metrics;
 mod service;
 mod shared;

@@ -72,6 +72,7 @@
 //!
 //! * `serde`: [`RateLimitConfig`] and [`Mode`] deserialize, durations in human form (`"1s"`).
 //! * `metrics`: counters through the `metrics` facade; names in [`metrics`].
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod config;
 mod error;
@@ -80,6 +81,7 @@ mod handle;
 mod layer;
 mod limiter;
 #[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
 pub mod metrics;
 mod service;
 

@@ -185,6 +185,7 @@ impl<P> Builder<P> {
     /// The HTTP policy: idempotent requests, 429/502/503/504 and connection failures,
     /// `Retry-After` (see [`HttpRetryPolicy`](crate::HttpRetryPolicy)).
     #[cfg(feature = "http")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
     pub fn http(self) -> Builder<crate::HttpRetryPolicy> {
         self.policy(crate::HttpRetryPolicy::new())
     }

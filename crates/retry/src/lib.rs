@@ -119,24 +119,30 @@
 //! * `grpc` (implies `http`): [`GrpcRetryPolicy`], [`parse_pushback`].
 //! * `serde`: [`RetryConfig`] deserializes, durations in human form (`"100ms"`).
 //! * `metrics`: counters through the `metrics` facade; names in [`metrics`].
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod config;
 mod error;
 mod future;
 #[cfg(feature = "grpc")]
+#[cfg_attr(docsrs, doc(cfg(feature = "grpc")))]
 mod grpc;
 #[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 mod http;
 mod layer;
 #[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
 pub mod metrics;
 mod policy;
 mod service;
 mod shared;
 
 #[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub use bulwark_core::attempts::IDEMPOTENCY_KEY;
 #[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub use bulwark_core::pushback::{
     is_connection_failure, parse_pushback, parse_retry_after, AsError, Pushback,
     GRPC_RETRY_PUSHBACK_MS,
@@ -146,8 +152,10 @@ pub use config::{BudgetConfig, ConfigError, RetryConfig, MAX_ATTEMPTS};
 pub use error::{AttemptTimedOut, DeadlineExceeded};
 pub use future::ResponseFuture;
 #[cfg(feature = "grpc")]
+#[cfg_attr(docsrs, doc(cfg(feature = "grpc")))]
 pub use grpc::GrpcRetryPolicy;
 #[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub use http::HttpRetryPolicy;
 pub use layer::{BackoffRetryLayer, Builder};
 pub use policy::{Decision, RetryFailures, RetryPolicy};
