@@ -425,11 +425,13 @@ async fn failover_errors_are_503_with_one_second() {
             index: 0,
             target: "store-1".into(),
             reason: "connection refused".into(),
+            error: Some(refused().into()),
         },
         TargetFailure {
             index: 1,
             target: "store-2".into(),
             reason: "503 Service Unavailable".into(),
+            error: None,
         },
     ]))
     .await;
@@ -474,6 +476,7 @@ async fn fan_out_failed_and_unknown_errors_are_502() {
             (0, "s1".into(), "succeeded".into()),
             (1, "s2".into(), "error: connection refused".into()),
         ],
+        errors: vec![(1, "s2".into(), refused().into())],
     })
     .await;
     assert_eq!(status, StatusCode::BAD_GATEWAY);

@@ -1,10 +1,12 @@
 //! The failover set's own errors.
 
+use bulwark_core::BoxError;
+use std::error::Error;
 use std::fmt;
 use std::time::Duration;
 
 /// One target's failure, as listed by [`AllFailed`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct TargetFailure {
     /// The target's index in the ordered list.
     pub index: usize,
@@ -13,24 +15,37 @@ pub struct TargetFailure {
     /// What went wrong ("connection refused", "timed out after 5s", "503 Service Unavailable",
     /// "not ready").
     pub reason: String,
+    /// The error the target's call returned, as it came (downcast it: a refused connection is
+    /// the transport's own error, a `std::io::Error` of kind `ConnectionRefused` say); `None`
+    /// when the target answered with a failure response, timed out or was not ready.
+    pub error: Option<BoxError>,
 }
 
 /// Every target was tried and failed, and the last one failed with an error (had it answered
 /// with a response, that response would have been returned as it came).
 ///
+/// Each target's own error is kept ([`TargetFailure::error`]), and [`Error::source`] is the
+/// last one tried that failed with an error, so walking `source()` reaches what the transport
+/// said (a refused connection, say):
+///
 /// ```
 /// use bulwark_failover::{AllFailed, TargetFailure};
+/// use std::error::Error;
+/// use std::io;
+/// let refused = io::Error::from(io::ErrorKind::ConnectionRefused);
 /// let err = AllFailed::new(vec![
-///     TargetFailure { index: 0, target: "0".into(), reason: "connection refused".into() },
-///     TargetFailure { index: 1, target: "1".into(), reason: "timed out after 5s".into() },
-///     TargetFailure { index: 2, target: "2".into(), reason: "503 Service Unavailable".into() },
+///     TargetFailure { index: 0, target: "0".into(), reason: refused.to_string(), error: Some(refused.into()) },
+///     TargetFailure { index: 1, target: "1".into(), reason: "timed out after 5s".into(), error: None },
+///     TargetFailure { index: 2, target: "2".into(), reason: "503 Service Unavailable".into(), error: None },
 /// ]);
 /// assert_eq!(
 ///     err.to_string(),
 ///     "all 3 failover targets failed: [0] connection refused; [1] timed out after 5s; [2] 503 Service Unavailable"
 /// );
+/// let source = err.source().unwrap().downcast_ref::<io::Error>().unwrap();
+/// assert_eq!(source.kind(), io::ErrorKind::ConnectionRefused);
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct AllFailed {
     failures: Vec<TargetFailure>,
 }
@@ -68,7 +83,16 @@ impl fmt::Display for AllFailed {
     }
 }
 
-impl std::error::Error for AllFailed {}
+impl Error for AllFailed {
+    /// The error of the last target tried that failed with one.
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        self.failures
+            .iter()
+            .rev()
+            .find_map(|f| f.error.as_deref())
+            .map(|e| e as &(dyn Error + 'static))
+    }
+}
 
 /// Why no target could take a request, as the targets said (see [`bulwark_core::hint`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -43,12 +43,12 @@ pin_project! {
         current: usize,
         // Made when the request first fails over; a request that never does pays no call to
         // drop it.
-        trail: LazyBox<Trail<S::Response, S::Error>>,
+        trail: LazyBox<Trail<S::Response>>,
     }
 }
 
 /// What a request that has failed over carries along (off the fast path).
-struct Trail<Res, E> {
+struct Trail<Res> {
     start: usize,
     tried: usize,
     /// Attempts sent, the first included (a target skipped as not ready is not one).
@@ -58,7 +58,9 @@ struct Trail<Res, E> {
     span: Span,
     reason: FailoverReason,
     failures: Vec<TargetFailure>,
-    last: Option<Result<Res, E>>,
+    /// The last attempt's failure response, if it answered with one (its error, if it failed
+    /// with one, is the last failure's).
+    last: Option<Res>,
 }
 
 pin_project! {
@@ -276,12 +278,18 @@ where
                 last: None,
             })
         });
+        let (last, error) = match result {
+            Some(Ok(response)) => (Some(response), None),
+            Some(Err(e)) => (None, Some(e.into())),
+            None => (None, None),
+        };
         trail.failures.push(TargetFailure {
             index: i,
             target: shared.names[i].clone(),
             reason: description,
+            error,
         });
-        trail.last = result;
+        trail.last = last;
         trail.tried += 1;
         trail.reason = reason;
         let more = trail.tried < shared.targets && this.request.is_some();
@@ -319,9 +327,11 @@ where
         .is_some_and(|r| shared.policy.can_resend(r));
     if !resendable {
         // Sent once: its outcome goes back as it came.
-        return Some(match trail.last.take() {
-            Some(r) => r.map_err(Into::into),
-            None => Err(Box::new(AllFailed::new(std::mem::take(
+        let error = trail.failures.last_mut().and_then(|f| f.error.take());
+        return Some(match (trail.last.take(), error) {
+            (Some(response), _) => Ok(response),
+            (None, Some(e)) => Err(e),
+            (None, None) => Err(Box::new(AllFailed::new(std::mem::take(
                 &mut trail.failures,
             )))),
         });
@@ -339,13 +349,14 @@ where
             index: j,
             target: shared.names[j].clone(),
             reason: String::from("not ready"),
+            error: None,
         });
         trail.tried += 1;
     }
     let Some((j, mut target)) = next else {
         return Some(match trail.last.take() {
-            Some(Ok(response)) => Ok(response),
-            _ => Err(Box::new(AllFailed::new(std::mem::take(
+            Some(response) => Ok(response),
+            None => Err(Box::new(AllFailed::new(std::mem::take(
                 &mut trail.failures,
             )))),
         });

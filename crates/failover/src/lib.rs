@@ -26,7 +26,9 @@
 //! * **When every target failed**: the last response as it came, so an HTTP caller still sees
 //!   the status; or, when the last outcome was an error, [`AllFailed`], which lists each
 //!   target's failure in order (`all 3 failover targets failed: [0] connection refused;
-//!   [1] timed out after 5s; [2] 503 Service Unavailable`).
+//!   [1] timed out after 5s; [2] 503 Service Unavailable`) and keeps each target's own error,
+//!   typed ([`TargetFailure::error`]): its `source()` is the last of them, so a caller walking
+//!   the chain finds what the transport said (the `std::io::Error` of a refused connection).
 //!
 //! # Example
 //!

@@ -78,47 +78,58 @@ impl<Res> Outcomes<Res> {
             .count()
     }
 
-    /// The error for a policy that was not met, each target described by `describe`.
-    pub fn failure(&self, describe: impl Fn(&TargetResult<Res>) -> String) -> FanOutFailed {
+    /// The error for a policy that was not met, each target described by `describe`; the
+    /// targets' own errors move into it ([`FanOutFailed::errors`]).
+    pub fn failure(self, describe: impl Fn(&TargetResult<Res>) -> String) -> FanOutFailed {
+        let successes = self.successes();
+        let mut targets = Vec::with_capacity(self.targets.len());
+        let mut errors = Vec::new();
+        for t in self.targets {
+            let name = self.names.targets.get(t.index).map_or("?", |n| n);
+            targets.push((t.index, name.to_string(), describe(&t.result)));
+            if let TargetResult::Error(e) = t.result {
+                errors.push((t.index, name.to_string(), e));
+            }
+        }
         FanOutFailed {
-            name: self.name().to_string(),
+            name: self.names.fanout.to_string(),
             policy: self.policy,
-            successes: self.successes(),
-            targets: self
-                .targets
-                .iter()
-                .map(|t| {
-                    (
-                        t.index,
-                        self.target_name(t.index).to_string(),
-                        describe(&t.result),
-                    )
-                })
-                .collect(),
+            successes,
+            targets,
+            errors,
         }
     }
 }
 
-/// The fan-out's policy was not met. Lists every target's outcome in order.
+/// The fan-out's policy was not met. Lists every target's outcome in order, and keeps the
+/// errors the targets' calls returned, as they came ([`FanOutFailed::errors`]);
+/// [`Error::source`](std::error::Error::source) is the first of them in target order, so
+/// walking `source()` reaches what the transport said.
 ///
 /// ```
 /// use bulwark_fanout::{FanOutFailed, Policy};
+/// use std::error::Error;
+/// use std::io;
+/// let refused = io::Error::from(io::ErrorKind::ConnectionRefused);
 /// let e = FanOutFailed {
 ///     name: "register".into(),
 ///     policy: Policy::All,
 ///     successes: 2,
 ///     targets: vec![
 ///         (0, "store-1".into(), "succeeded".into()),
-///         (1, "store-2".into(), "error: connection refused".into()),
+///         (1, "store-2".into(), format!("error: {refused}")),
 ///         (2, "store-3".into(), "succeeded".into()),
 ///     ],
+///     errors: vec![(1, "store-2".into(), refused.into())],
 /// };
 /// assert_eq!(
 ///     e.to_string(),
 ///     "fan-out register failed (all: 2 of 3 succeeded): [0] store-1: succeeded; [1] store-2: error: connection refused; [2] store-3: succeeded"
 /// );
+/// let source = e.source().unwrap().downcast_ref::<io::Error>().unwrap();
+/// assert_eq!(source.kind(), io::ErrorKind::ConnectionRefused);
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct FanOutFailed {
     /// The fan-out's name.
     pub name: String,
@@ -128,6 +139,9 @@ pub struct FanOutFailed {
     pub successes: usize,
     /// Each target: index, name, what happened.
     pub targets: Vec<(usize, String, String)>,
+    /// Each target whose call returned an error, in target order: index, name, the error as it
+    /// came (downcast it).
+    pub errors: Vec<(usize, String, BoxError)>,
 }
 
 impl fmt::Display for FanOutFailed {
@@ -150,7 +164,14 @@ impl fmt::Display for FanOutFailed {
     }
 }
 
-impl std::error::Error for FanOutFailed {}
+impl std::error::Error for FanOutFailed {
+    /// The error of the first target (in target order) whose call returned one.
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.errors
+            .first()
+            .map(|(_, _, e)| &**e as &(dyn std::error::Error + 'static))
+    }
+}
 
 /// How a met policy was met: for merges that only need the first success.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
