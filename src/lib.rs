@@ -102,22 +102,8 @@ mod builder;
         feature = "bulkhead"
     )
 ))]
-#[cfg_attr(
-    docsrs,
-    doc(cfg(all(
-        feature = "serde",
-        any(
-            feature = "circuit-breaker",
-            feature = "retry",
-            feature = "failover",
-            feature = "balance",
-            feature = "fanout",
-            feature = "rate-limit",
-            feature = "hedge",
-            feature = "bulkhead"
-        )
-    )))
-)]
+// (labelled with the feature a user turns on for it; the layers are on by default)
+#[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
 pub mod config;
 pub use builder::ServiceBuilderExt;
 
