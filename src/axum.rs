@@ -94,6 +94,7 @@
 //! # }
 //! ```
 
+use crate::meaning::{meaning, Meaning, MAX_DEPTH};
 use ::axum::body::Body;
 use ::axum::response::{IntoResponse, Response};
 use bulwark_core::BoxError;
@@ -102,22 +103,6 @@ use http::{HeaderValue, StatusCode};
 use std::error::Error;
 use std::fmt;
 use std::time::Duration;
-
-/// How far down a `source()` chain to look (a guard against a chain that loops).
-const MAX_DEPTH: usize = 32;
-
-/// The `Retry-After` when the error says the service is unavailable but not for how long:
-/// the default `wait_for_ready` of the balancer and the failover set (see the module docs).
-#[cfg_attr(
-    not(any(
-        feature = "circuit-breaker",
-        feature = "balance",
-        feature = "failover",
-        feature = "rate-limit"
-    )),
-    allow(dead_code)
-)]
-const DEFAULT_RETRY_AFTER_SECS: u64 = 1;
 
 /// What an error means for an HTTP answer: the status, when the client may come back, and
 /// the message. Made by [`classify_error`]; turned into a response by its
@@ -150,16 +135,6 @@ impl ErrorInfo {
 
     /// A 503 whose `Retry-After` is `retry_after` rounded up to whole seconds, or
     /// `otherwise_secs` when it is not known.
-    #[cfg_attr(
-        not(any(
-            feature = "circuit-breaker",
-            feature = "balance",
-            feature = "failover",
-            feature = "rate-limit",
-            feature = "bulkhead"
-        )),
-        allow(dead_code)
-    )]
     fn unavailable(
         err: &dyn fmt::Display,
         retry_after: Option<Duration>,
@@ -257,65 +232,22 @@ pub fn classify_error(err: &(dyn Error + 'static)) -> ErrorInfo {
 
 /// The answer for `e` itself, if it is one of this project's errors.
 fn known(e: &(dyn Error + 'static)) -> Option<ErrorInfo> {
-    #[cfg(feature = "circuit-breaker")]
-    if let Some(open) = e.downcast_ref::<bulwark_circuit_breaker::Open>() {
-        // `None` is forced open: no promise to make.
-        return Some(ErrorInfo::unavailable(open, open.retry_after(), None));
-    }
-    // No token left: 503, and come back when the next one is due. (A 429 would blame the
-    // client; the limit this layer keeps is the service's, towards its own backend.)
-    #[cfg(feature = "rate-limit")]
-    if let Some(limited) = e.downcast_ref::<bulwark_rate_limit::RateLimited>() {
-        return Some(ErrorInfo::unavailable(
-            limited,
-            Some(limited.retry_after()),
+    Some(match meaning(e)? {
+        // Come back when the error says, or after `otherwise` (none for a forced-open
+        // breaker or a full bulkhead: see the module docs).
+        Meaning::Unavailable {
+            retry_after,
+            otherwise,
+        } => ErrorInfo::unavailable(e, retry_after, otherwise.map(ceil_secs)),
+        // Nothing tells when a target will be back: as for no target ready.
+        Meaning::AllFailed => ErrorInfo::unavailable(
+            e,
             None,
-        ));
-    }
-    // Every permit taken: 503, with no time to come back (see the module docs).
-    #[cfg(feature = "bulkhead")]
-    if let Some(full) = e.downcast_ref::<bulwark_bulkhead::Full>() {
-        return Some(ErrorInfo::unavailable(full, None, None));
-    }
-    // Nothing could take the request: 503 with the soonest time to retry, if known.
-    #[cfg(any(feature = "balance", feature = "failover"))]
-    macro_rules! none_ready {
-        ($ty:ty) => {
-            if let Some(none) = e.downcast_ref::<$ty>() {
-                let retry_after = none.retry_after;
-                return Some(ErrorInfo::unavailable(
-                    none,
-                    retry_after,
-                    Some(DEFAULT_RETRY_AFTER_SECS),
-                ));
-            }
-        };
-    }
-    #[cfg(feature = "balance")]
-    none_ready!(bulwark_balance::NoEndpointReady);
-    #[cfg(feature = "failover")]
-    none_ready!(bulwark_failover::NoTargetReady);
-    #[cfg(feature = "failover")]
-    if let Some(all) = e.downcast_ref::<bulwark_failover::AllFailed>() {
-        return Some(ErrorInfo::unavailable(
-            all,
-            None,
-            Some(DEFAULT_RETRY_AFTER_SECS),
-        ));
-    }
-    if e.is::<bulwark_core::DeadlineExceeded>() {
-        return Some(ErrorInfo::new(StatusCode::GATEWAY_TIMEOUT, e.to_string()));
-    }
-    #[cfg(feature = "retry")]
-    if e.is::<bulwark_retry::AttemptTimedOut>() {
-        return Some(ErrorInfo::new(StatusCode::GATEWAY_TIMEOUT, e.to_string()));
-    }
-    #[cfg(feature = "fanout")]
-    if e.is::<bulwark_fanout::FanOutFailed>() {
-        return Some(ErrorInfo::new(StatusCode::BAD_GATEWAY, e.to_string()));
-    }
-    let _ = e;
-    None
+            Some(ceil_secs(crate::meaning::DEFAULT_RETRY_AFTER)),
+        ),
+        Meaning::TimedOut => ErrorInfo::new(StatusCode::GATEWAY_TIMEOUT, e.to_string()),
+        Meaning::FanOutFailed => ErrorInfo::new(StatusCode::BAD_GATEWAY, e.to_string()),
+    })
 }
 
 /// The response for `err`: [`classify_error`], as a response. For a [`BoxError`] `e`, pass
@@ -384,16 +316,6 @@ impl IntoResponse for BulwarkError {
 }
 
 /// Whole seconds, rounded up: 1 ms is 1 s (coming back early helps no one), zero stays 0.
-#[cfg_attr(
-    not(any(
-        feature = "circuit-breaker",
-        feature = "balance",
-        feature = "failover",
-        feature = "rate-limit",
-        feature = "bulkhead"
-    )),
-    allow(dead_code)
-)]
 fn ceil_secs(d: Duration) -> u64 {
     d.as_secs().saturating_add(u64::from(d.subsec_nanos() > 0))
 }

@@ -105,6 +105,11 @@ mod builder;
 // (labelled with the feature a user turns on for it; the layers are on by default)
 #[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
 pub mod config;
+#[cfg(feature = "tonic")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tonic")))]
+pub mod grpc;
+#[cfg(any(feature = "axum", feature = "tonic"))]
+mod meaning;
 pub use builder::ServiceBuilderExt;
 
 /// The README's examples, compiled (and, but for the axum server, run) as doctests so they
