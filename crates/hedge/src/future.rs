@@ -358,7 +358,9 @@ where
                     }
                 }
                 Decision::GiveUp(reason) => {
-                    if hedges_left && !matches!(*this.next, Next::Stopped) {
+                    // A server's pushback refuses the next hedge; a fatal error while another
+                    // attempt is out only stops hedging (no hedge was refused).
+                    if hedges_left && !fatal_error && !matches!(*this.next, Next::Stopped) {
                         shared.refused(u32::from(*this.sent) + 1, reason);
                     }
                     stop!(this);
