@@ -229,6 +229,8 @@ async fn exercise(events: Events) {
     }
     tokio::time::advance(secs(11)).await;
     breaker.ready().await.unwrap().call(1).await.unwrap();
+    // Its settings changed through its handle.
+    breaker.handle().update(|c| c.failure_rate = 0.9).unwrap();
 
     // Retry: retries, then gives up.
     let retry = BackoffRetryLayer::builder()
@@ -605,6 +607,7 @@ fn tracing_is_listed(c: &Collected) {
         "circuit breaker state changed",
         "circuit breaker refused a call",
         "circuit breaker recorded an outcome",
+        "circuit breaker settings changed",
         "retrying",
         "not retrying",
         "failing over",

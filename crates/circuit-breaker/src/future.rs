@@ -75,7 +75,7 @@ pin_project! {
             #[pin]
             future: F,
             permit: Permit<C>,
-            // When the call started, if slow calls are tracked.
+            // When the call started, if slow calls were tracked then (else `u64::MAX`).
             start: u64,
         },
         Failed {

@@ -1,5 +1,6 @@
 //! Reading and steering a breaker from outside the request path.
 
+use crate::config::{CircuitBreakerConfig, ConfigError};
 use crate::service::Shared;
 use crate::window::Stats;
 use bulwark_core::CircuitState;
@@ -22,10 +23,14 @@ impl<C: Send + Sync + 'static> Breaker for Shared<C> {
     }
 }
 
-/// A cloneable handle to one breaker: read its state and metrics, or steer it by hand.
+/// A cloneable handle to one breaker: read its state and metrics, steer it by hand, or change
+/// its settings while it runs.
 ///
-/// Get one from [`CircuitBreaker::handle`](crate::CircuitBreaker::handle). Every clone of the
-/// service and of the handle sees the same breaker.
+/// Get one from [`CircuitBreaker::handle`](crate::CircuitBreaker::handle), or from the layer:
+/// [`CircuitBreakerLayer::handle`](crate::CircuitBreakerLayer::handle) for a layer built
+/// [`shared`](crate::Builder::shared), [`CircuitBreakerLayer::handles`](crate::CircuitBreakerLayer::handles)
+/// for the breakers a layer built. Every clone of the service and of the handle sees the same
+/// breaker.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
@@ -157,6 +162,72 @@ impl Handle {
     /// Closes the breaker with an empty window, from any state.
     pub fn reset(&self) {
         self.force(CircuitState::Closed)
+    }
+
+    /// The settings in force: those it was built with, as changed since through
+    /// [`Handle::update`] or [`Handle::set_config`].
+    pub fn config(&self) -> CircuitBreakerConfig {
+        self.breaker.core().config()
+    }
+
+    /// Changes settings while the breaker runs: `change` edits a copy of the settings in force,
+    /// which is then validated by the same [`CircuitBreakerConfig::validate`] as the builder's
+    /// and put in force; returns the settings now in force. On an error (naming the setting),
+    /// nothing changes. See [`Handle::set_config`] for what can change and when it takes
+    /// effect.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// use bulwark_circuit_breaker::{CircuitBreakerLayer, OpenPeriod};
+    /// use std::time::Duration;
+    ///
+    /// let layer = CircuitBreakerLayer::builder().name("search").shared().build().unwrap();
+    /// let handle = layer.handle().unwrap(); // before any service is built
+    ///
+    /// let now = handle
+    ///     .update(|c| {
+    ///         c.failure_rate = 0.25;
+    ///         c.open = OpenPeriod::Fixed(Duration::from_secs(5));
+    ///     })
+    ///     .unwrap();
+    /// assert_eq!(now.failure_rate, 0.25);
+    ///
+    /// // Refused as the builder refuses it, naming the setting; nothing changed.
+    /// let err = handle.update(|c| c.failure_rate = 1.5).unwrap_err();
+    /// assert_eq!(err.setting(), "failure_rate");
+    /// let err = handle.update(|c| c.min_calls = 0).unwrap_err();
+    /// assert_eq!(err.to_string(), "`min_calls` must be greater than zero");
+    /// assert_eq!(handle.config().failure_rate, 0.25);
+    /// # }
+    /// ```
+    pub fn update(
+        &self,
+        change: impl FnOnce(&mut CircuitBreakerConfig),
+    ) -> Result<CircuitBreakerConfig, ConfigError> {
+        let mut config = self.config();
+        change(&mut config);
+        self.set_config(config.clone())?;
+        Ok(config)
+    }
+
+    /// Puts `config` in force, validated by [`CircuitBreakerConfig::validate`] as the builder
+    /// validates it; on an error (naming the setting), nothing changes. No call in flight is
+    /// dropped or re-judged, and the window keeps its outcomes.
+    ///
+    /// * At once, at the next outcome recorded: `failure_rate`, `min_calls`,
+    ///   `consecutive_failures`, `slow_calls` (a call is timed from its start if slow calls were
+    ///   tracked then), and `half_open_probes` (more probes are admitted at once in the
+    ///   half-open state; fewer: no new one until the probes out are below it).
+    /// * From the next transition: `open` (the next trip opens for the new period; an open
+    ///   period under way keeps its end) and `max_wait_in_half_open` (from the next half-open).
+    /// * Refused (the setting named): `name`, `window` and `mode`, which are fixed when the
+    ///   breaker is built (the window's ring is sized then; build a new layer to change them).
+    ///
+    /// A change emits [`Event::SettingsChanged`](bulwark_core::Event::SettingsChanged) and logs
+    /// `circuit breaker settings changed` (INFO); setting the same settings again does neither.
+    pub fn set_config(&self, config: CircuitBreakerConfig) -> Result<(), ConfigError> {
+        self.breaker.core().reconfigure(config)
     }
 
     fn force(&self, to: CircuitState) {

@@ -1,9 +1,11 @@
 //! The layer and its builder.
 
 use crate::config::{CircuitBreakerConfig, ConfigError, Mode, OpenPeriod, SlowCalls, Window};
+use crate::handle::Handle;
 use crate::service::{CircuitBreaker, Shared};
 use crate::state::Core;
 use bulwark_core::builder::Common;
+use bulwark_core::built::Built;
 use bulwark_core::DefaultClassifier;
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,14 +13,50 @@ use tower_layer::Layer;
 
 /// Wraps services in a [`CircuitBreaker`]. Built, and validated, by [`Builder`].
 ///
-/// Each service the layer wraps gets its own breaker: applied per target (in a failover or
-/// balance set), every target is judged on its own outcomes. Clones of one wrapped service
-/// share that service's breaker.
+/// By default each service the layer wraps gets its own breaker: applied per target (in a
+/// failover or balance set), every target is judged on its own outcomes. Clones of one wrapped
+/// service share that service's breaker, and [`CircuitBreakerLayer::handles`] lists the
+/// breakers alive that the layer (or a clone of it) built, for an admin endpoint to find one by
+/// name.
+///
+/// Built [`shared`](Builder::shared), the layer holds one breaker, made when it is built, and
+/// wraps every service with it (as tower's `GlobalConcurrencyLimitLayer` shares one limit):
+/// two clients of one backend share one verdict on it, and [`CircuitBreakerLayer::handle`]
+/// gives its handle before any service exists.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// use bulwark_circuit_breaker::{CircuitBreakerLayer, Open};
+/// use tower::{service_fn, Layer, Service, ServiceExt};
+///
+/// let layer = CircuitBreakerLayer::builder()
+///     .name("inventory")
+///     .count_window(4)
+///     .min_calls(2)
+///     .shared()
+///     .build()
+///     .unwrap();
+/// let handle = layer.handle().expect("a shared layer has one breaker");
+/// let down = |_: ()| async { Err::<(), _>(std::io::Error::other("down")) };
+/// let mut client_a = layer.layer(service_fn(down));
+/// let mut client_b = layer.layer(service_fn(down));
+///
+/// // Failures through one client open the breaker for the other.
+/// for _ in 0..2 {
+///     let _ = client_a.ready().await.unwrap().call(()).await;
+/// }
+/// let err = client_b.ready().await.unwrap().call(()).await.unwrap_err();
+/// assert!(err.is::<Open>());
+/// assert_eq!(handle.metrics().not_permitted, 1);
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct CircuitBreakerLayer<C = DefaultClassifier> {
     config: Arc<CircuitBreakerConfig>,
     classifier: C,
     common: Common,
+    built: Built<Shared<C>>,
 }
 
 impl CircuitBreakerLayer {
@@ -33,6 +71,7 @@ impl CircuitBreakerLayer {
             config: Arc::new(CircuitBreakerConfig::default()),
             classifier: DefaultClassifier,
             common: Common::default(),
+            built: Built::each(),
         }
     }
 }
@@ -44,22 +83,70 @@ impl Default for CircuitBreakerLayer {
 }
 
 impl<C> CircuitBreakerLayer<C> {
-    /// The validated settings.
+    /// The validated settings the layer was built with (a breaker's [`Handle::config`] has
+    /// those in force, changed or not).
     pub fn config(&self) -> &CircuitBreakerConfig {
         &self.config
+    }
+
+    /// Whether every service the layer wraps shares one breaker ([`Builder::shared`]).
+    pub fn is_shared(&self) -> bool {
+        self.built.shared_state().is_some()
+    }
+}
+
+impl<C: Send + Sync + 'static> CircuitBreakerLayer<C> {
+    /// The handle of the one breaker of a [`shared`](Builder::shared) layer, at once, before any
+    /// service is built; `None` for a layer that builds a breaker per service (see
+    /// [`CircuitBreakerLayer::handles`]).
+    pub fn handle(&self) -> Option<Handle> {
+        self.built.shared_state().map(|s| Handle::new(s.clone()))
+    }
+
+    /// The handles of the breakers alive that this layer and its clones built, in the order
+    /// they were built (a breaker goes when the last clone of its service does); the one
+    /// breaker of a shared layer. Find a target's breaker by [`Handle::name`] when each
+    /// target's layer is named for it.
+    ///
+    /// ```
+    /// use bulwark_circuit_breaker::CircuitBreakerLayer;
+    /// use tower::{service_fn, Layer};
+    ///
+    /// let layer = CircuitBreakerLayer::builder().name("store-1").build().unwrap();
+    /// assert!(layer.handle().is_none() && layer.handles().is_empty());
+    /// let svc = layer.layer(service_fn(|x: u8| async move { Ok::<_, std::io::Error>(x) }));
+    /// let handles = layer.handles();
+    /// assert_eq!(handles.len(), 1);
+    /// assert_eq!(handles[0].name(), "store-1");
+    /// drop((svc, handles)); // a handle keeps its breaker alive too
+    /// assert!(layer.handles().is_empty());
+    /// ```
+    pub fn handles(&self) -> Vec<Handle> {
+        let live = self.built.live();
+        live.into_iter().map(|s| Handle::new(s)).collect()
     }
 }
 
 bulwark_core::debug_config!(CircuitBreakerLayer<C>);
 
+/// One breaker, from the layer's settings.
+fn make<C>(config: &CircuitBreakerConfig, classifier: C, common: &Common) -> Shared<C> {
+    let core = Core::new(
+        config,
+        common.listener().cloned(),
+        common.random_or_entropy(),
+    );
+    Shared::new(core, classifier, config.mode)
+}
+
 impl<S, C: Clone> Layer<S> for CircuitBreakerLayer<C> {
     type Service = CircuitBreaker<S, C>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        let random = self.common.random_or_entropy();
-        let core = Core::new(&self.config, self.common.listener().cloned(), random);
-        let shared = Shared::new(core, self.classifier.clone(), self.config.mode);
-        CircuitBreaker::from_shared(inner, Arc::new(shared))
+        let shared = self
+            .built
+            .get_or_make(|| make(&self.config, self.classifier.clone(), &self.common));
+        CircuitBreaker::from_shared(inner, shared)
     }
 }
 
@@ -91,6 +178,7 @@ pub struct Builder<C = DefaultClassifier> {
     config: CircuitBreakerConfig,
     classifier: C,
     common: Common,
+    shared: bool,
 }
 
 bulwark_core::debug_config!(Builder<C>);
@@ -103,6 +191,7 @@ impl Builder {
             config,
             classifier: DefaultClassifier,
             common: Common::default(),
+            shared: false,
         }
     }
 }
@@ -162,6 +251,7 @@ impl<C> Builder<C> {
             config: self.config,
             classifier,
             common: self.common,
+            shared: self.shared,
         }
     }
 
@@ -172,13 +262,34 @@ impl<C> Builder<C> {
         random
     }
 
-    /// Validates the settings and builds the layer.
-    pub fn build(self) -> Result<CircuitBreakerLayer<C>, ConfigError> {
+    /// Build one breaker with the layer, shared by every service it wraps, its handle at
+    /// [`CircuitBreakerLayer::handle`] (default: a breaker per service). See
+    /// [`CircuitBreakerLayer`].
+    pub fn shared(mut self) -> Self {
+        self.shared = true;
+        self
+    }
+
+    /// Validates the settings and builds the layer (and, if [`shared`](Builder::shared), its
+    /// breaker).
+    pub fn build(self) -> Result<CircuitBreakerLayer<C>, ConfigError>
+    where
+        C: Clone,
+    {
         self.config.validate()?;
+        let built = match self.shared {
+            true => Built::shared(Arc::new(make(
+                &self.config,
+                self.classifier.clone(),
+                &self.common,
+            ))),
+            false => Built::each(),
+        };
         Ok(CircuitBreakerLayer {
             config: Arc::new(self.config),
             classifier: self.classifier,
             common: self.common,
+            built,
         })
     }
 }

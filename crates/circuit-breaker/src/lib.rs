@@ -20,7 +20,13 @@
 //!   succeed: closed, with a fresh window. One fails: open again. A probe whose future is
 //!   dropped gives its slot back.
 //! * Through a [`Handle`]: read the state and a [`MetricsSnapshot`]; force it open, disable it
-//!   (everything passes, nothing is recorded) or run it metrics-only (records, never trips).
+//!   (everything passes, nothing is recorded) or run it metrics-only (records, never trips);
+//!   change its thresholds, open period and probes while it runs ([`Handle::update`]),
+//!   validated as the builder validates them, without dropping a call in flight.
+//! * Handles from the layer: a layer built [`shared`](Builder::shared) wraps every service
+//!   with one breaker (two clients of one backend share its verdict) and gives its handle
+//!   before any service exists ([`CircuitBreakerLayer::handle`]); by default each service
+//!   gets its own breaker, and [`CircuitBreakerLayer::handles`] lists those alive.
 //!
 //! An outcome of a call admitted before the latest state change (a slow call that started
 //! before a trip) is reported, but cannot change the state that followed.

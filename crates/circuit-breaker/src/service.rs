@@ -238,9 +238,10 @@ where
         match std::mem::replace(&mut self.ticket, Ticket::None) {
             Ticket::Admitted { gen, probe } => {
                 let shared = self.shared();
+                // Not timed: a threshold set while the call is out does not find it slow.
                 let start = match shared.core.slow_threshold() {
                     Some(_) => shared.now(),
-                    None => 0,
+                    None => u64::MAX,
                 };
                 let permit = Permit::new(self.local.for_call(), gen, probe);
                 ResponseFuture::called(self.inner.call(req), permit, start)

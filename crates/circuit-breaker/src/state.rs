@@ -13,12 +13,16 @@
 //!   second load of the word, has read a matching pair.
 //! * Transitions themselves are rare; they are serialised by a mutex that no request-path
 //!   operation takes and that is never held across an `.await` (there is none here).
+//! * The settings a handle can change at run time are atomics where the request path reads
+//!   them (the thresholds, the slow-call threshold, the number of probes), and sit under the
+//!   transition mutex where only a transition reads them (the open period, the half-open
+//!   wait), beside the whole configuration now in force.
 //!
 //! A call carries the generation it was admitted in. Its outcome is applied only if the
 //! breaker is still in that generation: a call admitted before a trip or a reset is reported,
 //! but cannot change the state that followed.
 
-use crate::config::{CircuitBreakerConfig, OpenPeriod};
+use crate::config::{CircuitBreakerConfig, ConfigError, OpenPeriod};
 use crate::sync::{lock, AtomicU32, AtomicU64, Mutex, Ordering};
 use crate::window::{CountWindow, Sample, Stats, TimeWindow, Window};
 use bulwark_core::backoff::spread_factor;
@@ -123,20 +127,47 @@ pub(crate) struct CoreSnapshot {
     pub(crate) retry_after: Option<u64>,
 }
 
+/// What the transition mutex guards: the trips since the breaker last closed, and the
+/// settings in force (of which a transition reads the open period and the half-open wait).
+struct Transitions {
+    trips: u32,
+    config: CircuitBreakerConfig,
+}
+
+/// An `f64` setting kept as its bits, so it can change while calls read it.
+struct AtomicF64(AtomicU64);
+
+impl AtomicF64 {
+    fn new(value: f64) -> Self {
+        AtomicF64(AtomicU64::new(value.to_bits()))
+    }
+    #[inline]
+    fn get(&self) -> f64 {
+        f64::from_bits(self.0.load(Ordering::Relaxed))
+    }
+    fn set(&self, value: f64) {
+        self.0.store(value.to_bits(), Ordering::Relaxed)
+    }
+}
+
+/// No slow-call threshold: slow calls are not tracked.
+const NOT_TIMED: u64 = 0;
+
 pub(crate) struct Core {
     name: Box<str>,
-    failure_rate: f64,
-    min_calls: u64,
-    consecutive_limit: u32,
-    slow: Option<(u64, f64)>,
-    open: OpenPeriod,
-    probes: u32,
-    max_wait_half_open: Option<u64>,
+    failure_rate: AtomicF64,
+    min_calls: AtomicU64,
+    /// 0: off.
+    consecutive_limit: AtomicU32,
+    /// Nanoseconds; [`NOT_TIMED`]: slow calls are not tracked.
+    slow_threshold: AtomicU64,
+    slow_rate: AtomicF64,
+    probes: AtomicU32,
     window: Window,
     word: AtomicU64,
     deadlines: [AtomicU64; 2],
-    /// Serialises transitions; holds the number of trips since the breaker last closed.
-    transitions: Mutex<u32>,
+    /// Serialises transitions and changes of settings.
+    transitions: Mutex<Transitions>,
     consecutive_failures: AtomicU32,
     /// The door to the window: the generation allowed to record (high 32 bits) and how many
     /// recorders are inside (low 32 bits). See [`Core::record`] and [`Core::apply`].
@@ -173,19 +204,21 @@ impl Core {
                 Window::Time(TimeWindow::new(nanos(length) / u64::from(buckets), buckets))
             }
         };
-        Core {
+        let core = Core {
             name: config.name.clone().into_boxed_str(),
-            failure_rate: config.failure_rate,
-            min_calls: config.min_calls.into(),
-            consecutive_limit: config.consecutive_failures.unwrap_or(0),
-            slow: config.slow_calls.map(|s| (nanos(s.threshold), s.rate)),
-            open: config.open,
-            probes: config.half_open_probes,
-            max_wait_half_open: config.max_wait_in_half_open.map(nanos),
+            failure_rate: AtomicF64::new(0.0),
+            min_calls: AtomicU64::new(0),
+            consecutive_limit: AtomicU32::new(0),
+            slow_threshold: AtomicU64::new(NOT_TIMED),
+            slow_rate: AtomicF64::new(0.0),
+            probes: AtomicU32::new(0),
             window,
             word: AtomicU64::new(Word::new(CLOSED, 0).0),
             deadlines: [AtomicU64::new(u64::MAX), AtomicU64::new(u64::MAX)],
-            transitions: Mutex::new(0),
+            transitions: Mutex::new(Transitions {
+                trips: 0,
+                config: config.clone(),
+            }),
             consecutive_failures: AtomicU32::new(0),
             recording: AtomicU64::new(0),
             not_permitted: AtomicU64::new(0),
@@ -194,7 +227,58 @@ impl Core {
             random,
             #[cfg(feature = "metrics")]
             metrics: crate::metrics::Metrics::new(&config.name),
+        };
+        core.publish(config);
+        core
+    }
+
+    /// Stores the settings the request path reads (each takes effect on its own).
+    fn publish(&self, config: &CircuitBreakerConfig) {
+        self.failure_rate.set(config.failure_rate);
+        self.min_calls
+            .store(config.min_calls.into(), Ordering::Relaxed);
+        self.consecutive_limit
+            .store(config.consecutive_failures.unwrap_or(0), Ordering::Relaxed);
+        let (threshold, rate) = config
+            .slow_calls
+            .map_or((NOT_TIMED, 0.0), |s| (nanos(s.threshold).max(1), s.rate));
+        self.slow_rate.set(rate);
+        self.slow_threshold.store(threshold, Ordering::Relaxed);
+        self.probes
+            .store(config.half_open_probes, Ordering::Relaxed);
+    }
+
+    /// The settings in force.
+    pub(crate) fn config(&self) -> CircuitBreakerConfig {
+        lock(&self.transitions).config.clone()
+    }
+
+    /// Puts `config` in force, validated as the builder validates it; nothing changes on an
+    /// error. The name, the window and the mode are fixed when the breaker is built.
+    pub(crate) fn reconfigure(&self, config: CircuitBreakerConfig) -> Result<(), ConfigError> {
+        config.validate()?;
+        let changed = {
+            let mut t = lock(&self.transitions);
+            fixed("name", t.config.name == config.name)?;
+            fixed("window", t.config.window == config.window)?;
+            fixed("mode", t.config.mode == config.mode)?;
+            let changed = t.config != config;
+            if changed {
+                self.publish(&config);
+                t.config = config;
+            }
+            changed
+        };
+        if changed {
+            tracing::info!(breaker = %self.name, "circuit breaker settings changed");
+            self.emit(&Event::SettingsChanged {
+                name: &self.name,
+                layer: "circuit_breaker",
+            });
+            // More probes may be admitted now: let the waiting callers look again.
+            self.wake_all();
         }
+        Ok(())
     }
 
     pub(crate) fn name(&self) -> &str {
@@ -202,13 +286,16 @@ impl Core {
     }
 
     pub(crate) fn min_calls(&self) -> u64 {
-        self.min_calls
+        self.min_calls.load(Ordering::Relaxed)
     }
 
     /// The slow-call threshold in nanoseconds, if slow calls are tracked.
     #[inline]
     pub(crate) fn slow_threshold(&self) -> Option<u64> {
-        self.slow.map(|(t, _)| t)
+        match self.slow_threshold.load(Ordering::Relaxed) {
+            NOT_TIMED => None,
+            t => Some(t),
+        }
     }
 
     #[inline]
@@ -286,7 +373,7 @@ impl Core {
                             continue;
                         }
                     }
-                    if w.in_flight() + w.successes() < self.probes {
+                    if w.in_flight() + w.successes() < self.probes.load(Ordering::Relaxed) {
                         if self
                             .word
                             .compare_exchange(w.0, w.0 + 1, Ordering::AcqRel, Ordering::Acquire)
@@ -402,7 +489,8 @@ impl Core {
             let t = if self.window.needs_clock() { now() } else { 0 };
             let stats = self.window.record(Sample { failed, slow }, t);
             if state == CLOSED {
-                verdict = if self.consecutive_limit != 0 && consecutive >= self.consecutive_limit {
+                let limit = self.consecutive_limit.load(Ordering::Relaxed);
+                verdict = if limit != 0 && consecutive >= limit {
                     Some(TripReason::ConsecutiveFailures)
                 } else {
                     self.verdict(&stats)
@@ -418,18 +506,15 @@ impl Core {
 
     /// Whether the window's totals call for a trip.
     fn verdict(&self, s: &Stats) -> Option<TripReason> {
-        if s.calls < self.min_calls {
+        if s.calls < self.min_calls() {
             return None;
         }
-        if s.failures > 0 && s.failure_rate() >= self.failure_rate {
+        if s.failures > 0 && s.failure_rate() >= self.failure_rate.get() {
             return Some(TripReason::FailureRate);
         }
-        match self.slow {
-            Some((_, rate)) if s.slow > 0 && s.slow_rate() >= rate => {
-                Some(TripReason::SlowCallRate)
-            }
-            _ => None,
-        }
+        let tracked = self.slow_threshold().is_some();
+        (tracked && s.slow > 0 && s.slow_rate() >= self.slow_rate.get())
+            .then_some(TripReason::SlowCallRate)
     }
 
     fn record_probe(&self, gen: u32, outcome: Outcome, slow: bool, now: impl Fn() -> u64) {
@@ -468,7 +553,7 @@ impl Core {
                         continue;
                     }
                     self.report_outcome(outcome, slow, true);
-                    if Word(next).successes() >= self.probes {
+                    if Word(next).successes() >= self.probes.load(Ordering::Relaxed) {
                         self.transition(gen, HALF_OPEN, CircuitState::Closed, now(), None);
                     }
                     return;
@@ -537,8 +622,8 @@ impl Core {
     }
 
     /// How long trip number `trips` (1 for the first since the last close) keeps it open.
-    fn open_period(&self, trips: u32) -> u64 {
-        match self.open {
+    fn open_period(&self, open: OpenPeriod, trips: u32) -> u64 {
+        match open {
             OpenPeriod::Fixed(d) => nanos(d),
             OpenPeriod::Exponential {
                 initial,
@@ -565,12 +650,12 @@ impl Core {
         reason: Option<TripReason>,
     ) -> bool {
         let open_for = {
-            let mut trips = lock(&self.transitions);
+            let mut t = lock(&self.transitions);
             let w = self.load();
             if w.gen() != gen || w.state() != from {
                 return false;
             }
-            self.apply(w, to, now, &mut trips)
+            self.apply(w, to, now, &mut t)
         };
         self.announce(to_state(from), to, reason, open_for);
         true
@@ -579,15 +664,15 @@ impl Core {
     /// Moves to `to` from whatever state the breaker is in (the handle's operations).
     pub(crate) fn force(&self, to: CircuitState, now: u64) {
         let (from, open_for) = {
-            let mut trips = lock(&self.transitions);
+            let mut t = lock(&self.transitions);
             let w = self.load();
-            (to_state(w.state()), self.apply(w, to, now, &mut trips))
+            (to_state(w.state()), self.apply(w, to, now, &mut t))
         };
         self.announce(from, to, None, open_for);
     }
 
     /// Performs a transition; the caller holds the transition lock. Returns the open period.
-    fn apply(&self, w: Word, to: CircuitState, now: u64, trips: &mut u32) -> u64 {
+    fn apply(&self, w: Word, to: CircuitState, now: u64, t: &mut Transitions) -> u64 {
         let next_gen = (w.gen().wrapping_add(1)) & GEN_MASK as u32;
         // Shut the recording door on the old generation, once the recorders inside have left
         // (they are a few atomic operations from leaving, and never block).
@@ -602,20 +687,21 @@ impl Core {
         let mut open_for = 0;
         let deadline = match to {
             CircuitState::Open => {
-                *trips = trips.saturating_add(1);
-                open_for = self.open_period(*trips);
+                t.trips = t.trips.saturating_add(1);
+                open_for = self.open_period(t.config.open, t.trips);
                 now.saturating_add(open_for)
             }
-            CircuitState::HalfOpen => self
-                .max_wait_half_open
-                .map_or(u64::MAX, |m| now.saturating_add(m)),
+            CircuitState::HalfOpen => t
+                .config
+                .max_wait_in_half_open
+                .map_or(u64::MAX, |m| now.saturating_add(nanos(m))),
             _ => u64::MAX,
         };
         if matches!(
             to,
             CircuitState::Closed | CircuitState::MetricsOnly | CircuitState::Disabled
         ) {
-            *trips = 0;
+            t.trips = 0;
             self.window.reset();
             self.consecutive_failures.store(0, Ordering::Release);
         }
@@ -775,4 +861,15 @@ impl Core {
             Window::Time(w) => w.stats(0),
         }
     }
+}
+
+/// A setting fixed when the breaker is built: a change to it is refused, naming it.
+fn fixed(setting: &'static str, unchanged: bool) -> Result<(), ConfigError> {
+    if unchanged {
+        return Ok(());
+    }
+    Err(ConfigError::Invalid {
+        setting,
+        reason: "is fixed when the breaker is built: build a new layer to change it",
+    })
 }

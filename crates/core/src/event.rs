@@ -413,6 +413,14 @@ pub enum Event<'a> {
         /// The limit now.
         to: u32,
     },
+    /// A layer's settings were changed at run time through its handle (a circuit breaker's,
+    /// a balancer's or a bulkhead's); the new settings are read back through that handle.
+    SettingsChanged {
+        /// The layer instance's name.
+        name: &'a str,
+        /// Which kind of layer: `circuit_breaker`, `balance` or `bulkhead`.
+        layer: &'static str,
+    },
 }
 
 impl Event<'_> {
@@ -437,7 +445,8 @@ impl Event<'_> {
             | Event::HedgeWon { name, .. }
             | Event::HedgeRefused { name, .. }
             | Event::BulkheadRejected { name, .. }
-            | Event::LimitChanged { name, .. } => name,
+            | Event::LimitChanged { name, .. }
+            | Event::SettingsChanged { name, .. } => name,
         }
     }
 }

@@ -67,7 +67,11 @@
 pub mod attempts;
 pub mod backoff;
 pub mod budget;
+// Internal: the states a layer built, for its handles. Public only because the layer crates of
+// this workspace use it; not part of the API.
 pub mod builder;
+#[doc(hidden)]
+pub mod built;
 pub mod classify;
 // Internal: nanoseconds on tokio's clock since a start, for times kept in atomics. Public only
 // because the layer crates of this workspace use it; not part of the API.
