@@ -184,16 +184,16 @@ async fn slow_calls_turned_on_while_a_call_is_out_do_not_judge_that_call() {
     assert_eq!(handle.metrics().slow_calls, 1);
 }
 
+/// A change to the settings, for a table of them.
+type Change = Box<dyn Fn(&mut bulwark_circuit_breaker::CircuitBreakerConfig)>;
+
 #[tokio::test(start_paused = true)]
 async fn invalid_settings_are_refused_naming_the_setting_and_change_nothing() {
     let layer = builder().shared().build().unwrap();
     let handle = layer.handle().unwrap();
     let before = handle.config();
 
-    let cases: Vec<(
-        &str,
-        Box<dyn Fn(&mut bulwark_circuit_breaker::CircuitBreakerConfig)>,
-    )> = vec![
+    let cases: Vec<(&str, Change)> = vec![
         ("failure_rate", Box::new(|c| c.failure_rate = 0.0)),
         ("failure_rate", Box::new(|c| c.failure_rate = f64::NAN)),
         // A valid change with an invalid one: neither is applied.
