@@ -277,6 +277,7 @@ async fn exercise(events: Events) {
     let handle = lb.handle();
     handle.set_healthy(1, false);
     handle.set_healthy(1, true);
+    handle.update(|c| c.wait_for_ready = secs(2)).unwrap();
 
     // Balance fed by discovery: an endpoint added, then removed.
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
@@ -418,6 +419,13 @@ async fn exercise(events: Events) {
     assert!(waiter.await.unwrap().is_err(), "its wait ran out");
     holder.await.unwrap().unwrap();
     queued.handle().set_max_concurrent(2).unwrap();
+    queued
+        .handle()
+        .set_queue(Some(tower_bulwark::bulkhead::Queue {
+            capacity: 2,
+            timeout: Duration::from_millis(10),
+        }))
+        .unwrap();
     let unqueued = bulkhead("search", false, false);
     let holder = tokio::spawn(unqueued.clone().oneshot(1));
     tokio::task::yield_now().await;
@@ -615,10 +623,12 @@ fn tracing_is_listed(c: &Collected) {
         "endpoint ejected after consecutive failures",
         "endpoint returned",
         "endpoint health changed",
+        "balancer settings changed",
         "fan-out target finished",
         "bulkhead turned a call away",
         "bulkhead limit changed",
         "bulkhead limit set by hand",
+        "bulkhead settings changed",
         "rate limit refused a call",
         "rate limit changed",
         "hedging",

@@ -1,9 +1,10 @@
 //! The balancer's shared state: settings, the member list, and one record per endpoint.
 
-use crate::config::{BalanceConfig, Ejection, SlowStart, Strategy};
+use crate::config::{BalanceConfig, ConfigError, SlowStart, Strategy};
 use crate::key::Refresh;
 use crate::sync::{lock, AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Mutex, Ordering};
 use bulwark_core::clock::{nanos, Clock};
+use bulwark_core::config::fixed;
 use bulwark_core::rolling::SlotSnapshots;
 use bulwark_core::{Event, SharedListener};
 use std::sync::Arc;
@@ -102,6 +103,9 @@ impl EndpointState {
     }
 }
 
+/// `panic_threshold` off (not the bits of a share in `(0, 1]`).
+const NO_PANIC: u64 = u64::MAX;
+
 /// Tells balancers apart in a request's `Attempts`.
 static NEXT_SCOPE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
@@ -110,8 +114,19 @@ pub(crate) struct Core<C> {
     /// This balancer's identifier in a request's `Attempts`.
     pub(crate) scope: usize,
     pub(crate) strategy: Strategy,
-    pub(crate) ejection: Ejection,
-    pub(crate) wait_for_ready: Duration,
+    /// The settings in force (changed through the handle). The request path reads the
+    /// settings it needs from the atomics below; an ejection (rare) reads its durations and
+    /// cap from here.
+    settings: Mutex<BalanceConfig>,
+    /// `ejection.consecutive_failures` (0: off).
+    eject_after: AtomicU32,
+    /// `ejection.failure_rate`: the rate (f64 bits) and the least requests; its window is fixed.
+    eject_rate: AtomicU64,
+    eject_min_requests: AtomicU32,
+    /// `ejection.failure_rate.window`, if the rule is on (fixed when built).
+    rate_window: Option<Duration>,
+    /// `wait_for_ready`, nanoseconds.
+    wait_for_ready: AtomicU64,
     slow_start: Option<SlowStart>,
     /// The end (ns) of the latest slow start: before it, weights are not all equal.
     warm_until: AtomicU64,
@@ -143,7 +158,8 @@ pub(crate) struct Core<C> {
     ejected: AtomicUsize,
     /// Members marked healthy (for panic mode).
     healthy: AtomicUsize,
-    panic_threshold: Option<f64>,
+    /// `panic_threshold` (f64 bits; [`NO_PANIC`]: off).
+    panic_threshold: AtomicU64,
     /// The earliest time (ns) an ejection ends, or `u64::MAX`: sweeping is skipped before it.
     next_due: AtomicU64,
     pub(crate) classifier: C,
@@ -215,12 +231,16 @@ impl<C> Core<C> {
         listener: Option<SharedListener>,
         refresh: Option<Arc<dyn Refresh>>,
     ) -> Self {
-        Core {
+        let core = Core {
             name: config.name.clone().into_boxed_str(),
             scope: NEXT_SCOPE.fetch_add(1, Ordering::Relaxed),
             strategy: config.strategy,
-            ejection: config.ejection,
-            wait_for_ready: config.wait_for_ready,
+            settings: Mutex::new(config.clone()),
+            eject_after: AtomicU32::new(0),
+            eject_rate: AtomicU64::new(0),
+            eject_min_requests: AtomicU32::new(0),
+            rate_window: config.ejection.failure_rate.map(|r| r.window),
+            wait_for_ready: AtomicU64::new(0),
             slow_start: config.slow_start,
             warm_until: AtomicU64::new(0),
             weights_vary: AtomicBool::new(false),
@@ -239,14 +259,84 @@ impl<C> Core<C> {
             turn: AtomicUsize::new(0),
             ejected: AtomicUsize::new(0),
             healthy: AtomicUsize::new(0),
-            panic_threshold: config.panic_threshold,
+            panic_threshold: AtomicU64::new(NO_PANIC),
             next_due: AtomicU64::new(u64::MAX),
             classifier,
             listener,
             clock: Clock::new(),
             waiters: Mutex::new(Vec::new()),
             health_task: Mutex::new(None),
+        };
+        core.publish(config);
+        core
+    }
+
+    /// Stores the settings the request path reads (each takes effect on its own).
+    fn publish(&self, config: &BalanceConfig) {
+        let e = &config.ejection;
+        self.eject_after
+            .store(e.consecutive_failures, Ordering::Relaxed);
+        if let Some(rule) = &e.failure_rate {
+            self.eject_rate
+                .store(rule.rate.to_bits(), Ordering::Relaxed);
+            self.eject_min_requests
+                .store(rule.min_requests, Ordering::Relaxed);
         }
+        self.wait_for_ready
+            .store(nanos(config.wait_for_ready), Ordering::Relaxed);
+        let panic = config.panic_threshold.map_or(NO_PANIC, f64::to_bits);
+        self.panic_threshold.store(panic, Ordering::Relaxed);
+    }
+
+    /// The settings in force.
+    pub(crate) fn config(&self) -> BalanceConfig {
+        lock(&self.settings).clone()
+    }
+
+    /// Puts `config` in force, validated as the builder validates it; nothing changes on an
+    /// error (see [`Handle::set_config`](crate::Handle::set_config)).
+    pub(crate) fn reconfigure(&self, config: BalanceConfig) -> Result<(), ConfigError> {
+        config.validate()?;
+        let changed = {
+            let mut settings = lock(&self.settings);
+            let was = &*settings;
+            fixed("name", was.name == config.name)?;
+            fixed(
+                "endpoint_names",
+                was.endpoint_names == config.endpoint_names,
+            )?;
+            fixed("strategy", was.strategy == config.strategy)?;
+            fixed(
+                "ejection.failure_rate.window",
+                self.rate_window == config.ejection.failure_rate.map(|r| r.window),
+            )?;
+            fixed("ewma_decay", was.ewma_decay == config.ewma_decay)?;
+            fixed("default_rtt", was.default_rtt == config.default_rtt)?;
+            fixed("health", was.health == config.health)?;
+            fixed("slow_start", was.slow_start == config.slow_start)?;
+            let changed = *was != config;
+            if changed {
+                self.publish(&config);
+                *settings = config;
+            }
+            changed
+        };
+        if changed {
+            tracing::info!(balancer = %self.name, "balancer settings changed");
+            self.emit(&Event::SettingsChanged {
+                name: &self.name,
+                layer: "balance",
+            });
+            // Panic mode or a longer wait may let a waiting request go now: look again.
+            self.wake_waiters();
+        }
+        Ok(())
+    }
+
+    /// How long a request waits for an endpoint that can take it.
+    #[inline]
+    pub(crate) fn wait_for_ready(&self) -> Duration {
+        Duration::from_nanos(self.wait_for_ready.load(Ordering::Relaxed))
     }
 
     /// Adds a member named `name` (weight 1, priority 0, no slow start).
@@ -293,7 +383,7 @@ impl<C> Core<C> {
             removed: AtomicBool::new(false),
             ewma: AtomicU64::new(self.default_rtt.to_bits()),
             ewma_at: AtomicU64::new(0),
-            rate_window: self.ejection.failure_rate.map(|_| SlotSnapshots::new(10)),
+            rate_window: self.rate_window.map(|_| SlotSnapshots::new(10)),
             #[cfg(feature = "metrics")]
             metrics: crate::metrics::EndpointMetrics::new(&self.name, &name),
             name,
@@ -487,7 +577,7 @@ impl<C> Core<C> {
     /// endpoint is marked healthy or added, which, with no health checks, is never.
     pub(crate) fn register(&self, waker: &Waker) {
         let now = self.now();
-        let keep = nanos(self.wait_for_ready);
+        let keep = nanos(self.wait_for_ready());
         let mut w = lock(&self.waiters);
         w.retain(|(_, at)| now.saturating_sub(*at) <= keep);
         match w.iter_mut().find(|(x, _)| x.will_wake(waker)) {
@@ -538,9 +628,9 @@ impl<C> Core<C> {
     /// Whether too few endpoints can take requests, so the balancer should use all of them.
     #[inline]
     pub(crate) fn panicking(&self) -> bool {
-        match self.panic_threshold {
-            None => false,
-            Some(threshold) => self.panic_now(threshold),
+        match self.panic_threshold.load(Ordering::Relaxed) {
+            NO_PANIC => false,
+            threshold => self.panic_now(f64::from_bits(threshold)),
         }
     }
 
@@ -753,8 +843,8 @@ impl<C> Core<C> {
             if e.consecutive.load(Ordering::Relaxed) != 0 {
                 e.consecutive.store(0, Ordering::Relaxed);
             }
-            if let (Some(rule), Some(window)) = (&self.ejection.failure_rate, &e.rate_window) {
-                let slot = (rule.window.as_nanos() / 10).max(1) as u64;
+            if let (Some(length), Some(window)) = (self.rate_window, &e.rate_window) {
+                let slot = (length.as_nanos() / 10).max(1) as u64;
                 window.take(now() / slot, || {
                     [
                         e.successes.load(Ordering::Acquire),
@@ -766,7 +856,7 @@ impl<C> Core<C> {
         }
         e.failures.fetch_add(1, Ordering::Relaxed);
         let run = e.consecutive.fetch_add(1, Ordering::AcqRel) + 1;
-        let k = self.ejection.consecutive_failures;
+        let k = self.eject_after.load(Ordering::Relaxed);
         if ((k != 0 && run >= k) || self.failure_rate_reached(e, &now))
             && !e.removed.load(Ordering::Acquire)
         {
@@ -776,10 +866,10 @@ impl<C> Core<C> {
 
     /// Whether `e`'s share of failures over the failure-rate window calls for an ejection.
     fn failure_rate_reached(&self, e: &EndpointState, now: impl Fn() -> u64) -> bool {
-        let (Some(rule), Some(window)) = (&self.ejection.failure_rate, &e.rate_window) else {
+        let (Some(length), Some(window)) = (self.rate_window, &e.rate_window) else {
             return false;
         };
-        let slot = (rule.window.as_nanos() / 10).max(1) as u64;
+        let slot = (length.as_nanos() / 10).max(1) as u64;
         let epoch = now() / slot;
         let read = || {
             [
@@ -794,18 +884,21 @@ impl<C> Core<C> {
         let [s, f] = read();
         let (ok, failed) = (s.wrapping_sub(s0), f.wrapping_sub(f0));
         let total = ok + failed;
-        total >= u64::from(rule.min_requests) && failed as f64 >= rule.rate * total as f64
+        let rate = f64::from_bits(self.eject_rate.load(Ordering::Relaxed));
+        let min_requests = self.eject_min_requests.load(Ordering::Relaxed);
+        total >= u64::from(min_requests) && failed as f64 >= rate * total as f64
     }
 
     #[cold]
     fn eject(&self, e: &EndpointState, now: u64) {
+        let ejection = lock(&self.settings).ejection;
         self.sweep(now);
         if e.ejected_until.load(Ordering::Acquire) != 0 {
             return;
         }
         // At most max_ejected of the endpoints out at once; one always may be.
         let n = self.count.load(Ordering::Acquire);
-        let cap = ((self.ejection.max_ejected * n as f64).floor() as usize).max(1);
+        let cap = ((ejection.max_ejected * n as f64).floor() as usize).max(1);
         let mut out = self.ejected.load(Ordering::Acquire);
         loop {
             if out >= cap {
@@ -829,15 +922,11 @@ impl<C> Core<C> {
         let forgiven = if back == 0 {
             0
         } else {
-            let per = self.ejection.forget_after.as_nanos().max(1);
+            let per = ejection.forget_after.as_nanos().max(1);
             u32::try_from(u128::from(now.saturating_sub(back)) / per).unwrap_or(u32::MAX)
         };
         let times = before.saturating_sub(forgiven).saturating_add(1);
-        let duration = self
-            .ejection
-            .base
-            .saturating_mul(times)
-            .min(self.ejection.max);
+        let duration = ejection.base.saturating_mul(times).min(ejection.max);
         let until = now.saturating_add(nanos(duration));
         if e.ejected_until
             .compare_exchange(0, until, Ordering::AcqRel, Ordering::Acquire)

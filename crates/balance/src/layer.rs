@@ -8,11 +8,16 @@ use crate::membership::{Members, Membership};
 use crate::service::Balance;
 use bulwark_core::attempts::NoAttempts;
 use bulwark_core::builder::{target_names, Common};
+use bulwark_core::built::Built;
 use bulwark_core::{DefaultClassifier, RandomSource, SharedListener};
 use std::sync::Arc;
 use std::time::Duration;
 
 /// Turns a list of endpoints into a [`Balance`]. Built, and validated, by [`Builder`].
+///
+/// Each balancer it builds has its own state (a balancer is over its own set of endpoints);
+/// [`BalanceLayer::handles`] lists the balancers alive that it and its clones built, for an
+/// admin endpoint to find one by [`Handle::name`](crate::Handle::name).
 #[derive(Clone)]
 pub struct BalanceLayer<C = DefaultClassifier, A = NoAttempts> {
     config: Arc<BalanceConfig>,
@@ -21,6 +26,7 @@ pub struct BalanceLayer<C = DefaultClassifier, A = NoAttempts> {
     listener: Option<SharedListener>,
     random: Arc<dyn RandomSource>,
     refresh: Option<Arc<dyn Refresh>>,
+    built: Built<Core<C>>,
 }
 
 bulwark_core::debug_config!(BalanceLayer<C, A>);
@@ -33,9 +39,36 @@ impl BalanceLayer {
 }
 
 impl<C: Clone, A: Clone> BalanceLayer<C, A> {
-    /// The settings.
+    /// The settings the layer was built with (a balancer's [`Handle::config`](crate::Handle::config)
+    /// has those in force).
     pub fn config(&self) -> &BalanceConfig {
         &self.config
+    }
+
+    /// The handles of the balancers alive that this layer and its clones built, in the order
+    /// they were built (a balancer goes when the last clone of it does).
+    ///
+    /// ```
+    /// use bulwark_balance::BalanceLayer;
+    /// use tower::service_fn;
+    ///
+    /// let layer = BalanceLayer::builder().name("stores").build().unwrap();
+    /// let echo = service_fn(|x: u8| async move { Ok::<_, std::io::Error>(x) });
+    /// let balance = layer.build(vec![echo, echo]).unwrap();
+    /// let handles = layer.handles();
+    /// assert_eq!(handles.len(), 1);
+    /// assert_eq!(handles[0].name(), "stores");
+    /// assert_eq!(handles[0].endpoints().len(), 2);
+    /// # drop(balance);
+    /// ```
+    pub fn handles(&self) -> Vec<crate::Handle>
+    where
+        C: Send + Sync + 'static,
+    {
+        let live = self.built.live();
+        live.into_iter()
+            .map(|core| crate::Handle::new(core))
+            .collect()
     }
 
     /// A balancer over `endpoints`: a static list (a `Vec<S>`), or an [`Endpoints`] built
@@ -91,12 +124,14 @@ impl<C: Clone, A: Clone> BalanceLayer<C, A> {
         S: Clone + Send + 'static,
         C: Send + Sync + 'static,
     {
-        let core = Arc::new(Core::with_refresh(
-            &self.config,
-            self.classifier.clone(),
-            self.listener.clone(),
-            self.refresh.clone(),
-        ));
+        let core = self.built.get_or_make(|| {
+            Core::with_refresh(
+                &self.config,
+                self.classifier.clone(),
+                self.listener.clone(),
+                self.refresh.clone(),
+            )
+        });
         let Endpoints {
             source,
             health,
@@ -322,6 +357,7 @@ impl<C, A> Builder<C, A> {
             listener: self.common.listener().cloned(),
             random: self.common.random_or_entropy(),
             refresh: self.refresh,
+            built: Built::each(),
         })
     }
 }

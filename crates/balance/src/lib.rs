@@ -54,6 +54,11 @@
 //!   Optionally also on the share of failures over a window ([`FailureRate`]), and an
 //!   optional panic mode (`panic_threshold`, off by default): when too few endpoints are
 //!   healthy and not ejected, balance over all of them.
+//! * **A handle** ([`Handle`], from [`Balance::handle`] or the layer's
+//!   [`BalanceLayer::handles`]): the endpoints' state, their health set by hand, and the
+//!   ejection thresholds and durations, the panic threshold and `wait_for_ready` changed while
+//!   it runs ([`Handle::update`]), validated as the builder validates them, without dropping a
+//!   request in flight.
 //! * **Observability**: events (ejected, returned, health changed), `tracing` on each and on
 //!   membership changes, and per-endpoint metrics (feature `metrics`; names in [`metrics`]).
 //! * **When nothing can take a request**: it asks the discovery source to look again

@@ -543,13 +543,13 @@ impl<S: Clone, C, A> Balance<S, C, A> {
         }
         loop {
             let since = *self.waiting_since.get_or_insert_with(Instant::now);
-            let deadline = since + core.wait_for_ready;
+            let deadline = since + core.wait_for_ready();
             let now = core.now();
             let at = Instant::now();
             if at >= deadline {
                 let reason = self.why(now);
                 let retry_after = self.retry_after(core, now);
-                self.give_up(reason, retry_after, core.wait_for_ready);
+                self.give_up(reason, retry_after, core.wait_for_ready());
                 return Poll::Ready(Ok(()));
             }
             // Every endpoint that could take the request is refused by an open circuit, and

@@ -42,6 +42,9 @@ enum Phase {
 
 #[derive(Debug)]
 struct State {
+    /// The floor and the ceiling (changed through the handle).
+    min_limit: f64,
+    max_limit: f64,
     /// The limit, with its fraction (the permits use it rounded).
     limit: f64,
     /// The long-term mean latency, nanoseconds (0 before the first window).
@@ -61,8 +64,6 @@ struct State {
 #[derive(Debug)]
 pub(crate) struct Controller {
     algorithm: Algorithm,
-    min_limit: f64,
-    max_limit: f64,
     window: u64,
     /// A sample slower than this counts as slow (AIMD); `u64::MAX` otherwise.
     slow_after: u64,
@@ -101,8 +102,6 @@ impl Controller {
         };
         Controller {
             algorithm,
-            min_limit: min_limit.into(),
-            max_limit: max_limit.into(),
             window: nanos(window),
             slow_after,
             started: AtomicU64::new(0),
@@ -113,6 +112,8 @@ impl Controller {
             peak: AtomicU32::new(0),
             min_rtt: AtomicU64::new(u64::MAX),
             state: Mutex::new(State {
+                min_limit: min_limit.into(),
+                max_limit: max_limit.into(),
                 limit: initial.into(),
                 long: 0.0,
                 min: 0.0,
@@ -185,15 +186,15 @@ impl Controller {
                 }
             }
         }
-        state.limit = state.limit.clamp(self.min_limit, self.max_limit);
-        Some(Self::permits(&state, self.min_limit))
+        state.limit = state.limit.clamp(state.min_limit, state.max_limit);
+        Some(Self::permits(&state))
     }
 
     /// The limit the permits use: the controller's, rounded, or the floor while measuring.
-    fn permits(state: &State, floor: f64) -> u32 {
+    fn permits(state: &State) -> u32 {
         match state.phase {
             Phase::Normal => state.limit.round() as u32,
-            Phase::Draining | Phase::Measuring => floor as u32,
+            Phase::Draining | Phase::Measuring => state.min_limit as u32,
         }
     }
 
@@ -234,7 +235,7 @@ impl Controller {
         if target < limit || utilized {
             state.limit = limit + g.smoothing * (target - limit);
         }
-        state.at_floor = if state.limit.round() <= self.min_limit {
+        state.at_floor = if state.limit.round() <= state.min_limit {
             state.at_floor + 1
         } else {
             0
@@ -255,7 +256,7 @@ impl Controller {
 
     /// The limit the permits use now.
     pub(crate) fn limit(&self) -> u32 {
-        Self::permits(&lock(&self.state), self.min_limit)
+        Self::permits(&lock(&self.state))
     }
 
     /// Moves the limit by hand (from a handle); the controller goes on from there.
@@ -277,7 +278,19 @@ impl Controller {
 
     /// The floor and the ceiling.
     pub(crate) fn bounds(&self) -> (u32, u32) {
-        (self.min_limit as u32, self.max_limit as u32)
+        let state = lock(&self.state);
+        (state.min_limit as u32, state.max_limit as u32)
+    }
+
+    /// Moves the floor and the ceiling (checked by the caller); a limit outside them is
+    /// brought inside. Returns the limit the permits use now.
+    pub(crate) fn set_bounds(&self, min_limit: u32, max_limit: u32) -> u32 {
+        let mut state = lock(&self.state);
+        state.min_limit = min_limit.into();
+        state.max_limit = max_limit.into();
+        state.limit = state.limit.clamp(state.min_limit, state.max_limit);
+        state.held = state.held.clamp(state.min_limit, state.max_limit);
+        Self::permits(&state)
     }
 }
 

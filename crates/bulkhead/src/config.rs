@@ -266,7 +266,7 @@ fn check_limit(setting: &'static str, value: u32) -> Result<(), ConfigError> {
     config::at_most(setting, value.into(), MAX_LIMIT.into())
 }
 
-fn check_queue(queue: Option<&Queue>, mode: Mode) -> Result<(), ConfigError> {
+pub(crate) fn check_queue(queue: Option<&Queue>, mode: Mode) -> Result<(), ConfigError> {
     if let Some(queue) = queue {
         if mode == Mode::Readiness {
             return Err(ConfigError::Invalid {
@@ -277,6 +277,20 @@ fn check_queue(queue: Option<&Queue>, mode: Mode) -> Result<(), ConfigError> {
         config::nonzero("queue.capacity", queue.capacity.into())?;
         config::at_most("queue.capacity", queue.capacity.into(), MAX_QUEUE.into())?;
         config::positive_within_a_day("queue.timeout", queue.timeout)?;
+    }
+    Ok(())
+}
+
+/// Checks an adaptive limit's floor and ceiling (when built, and set at run time through a
+/// [`Handle`](crate::Handle)).
+pub(crate) fn check_bounds(min_limit: u32, max_limit: u32) -> Result<(), ConfigError> {
+    check_limit("min_limit", min_limit)?;
+    check_limit("max_limit", max_limit)?;
+    if max_limit < min_limit {
+        return Err(ConfigError::Invalid {
+            setting: "max_limit",
+            reason: "must not be below `min_limit`",
+        });
     }
     Ok(())
 }
@@ -318,14 +332,7 @@ impl AdaptiveConfig {
     /// assert_eq!(err.to_string(), "`initial_limit` must be between `min_limit` and `max_limit`");
     /// ```
     pub fn validate(&self) -> Result<(), ConfigError> {
-        check_limit("min_limit", self.min_limit)?;
-        check_limit("max_limit", self.max_limit)?;
-        if self.max_limit < self.min_limit {
-            return Err(ConfigError::Invalid {
-                setting: "max_limit",
-                reason: "must not be below `min_limit`",
-            });
-        }
+        check_bounds(self.min_limit, self.max_limit)?;
         if !(self.min_limit..=self.max_limit).contains(&self.initial_limit) {
             return Err(ConfigError::Invalid {
                 setting: "initial_limit",

@@ -1,6 +1,6 @@
 //! Reading and steering a bulkhead from outside the request path.
 
-use crate::config::{check_max_concurrent, ConfigError};
+use crate::config::{check_bounds, check_max_concurrent, ConfigError, Queue};
 use crate::service::{Core, Shared};
 use std::fmt;
 use std::sync::Arc;
@@ -117,6 +117,66 @@ impl Handle {
     /// Whether the limit is adaptive.
     pub fn is_adaptive(&self) -> bool {
         self.core().adaptive.is_some()
+    }
+
+    /// The queue in force, if any.
+    pub fn queue(&self) -> Option<Queue> {
+        self.core().queue()
+    }
+
+    /// Changes the queue, validated as the builder validates it (naming `queue.capacity`,
+    /// `queue.timeout`, or `queue` in readiness mode); nothing changes on an error. No caller is
+    /// dropped: a smaller queue (or none) turns new callers away until fewer wait than it
+    /// holds, and those waiting keep their places and their deadlines; a new timeout applies
+    /// to the callers that join from now on.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// use bulwark_bulkhead::{BulkheadLayer, Queue};
+    /// use std::time::Duration;
+    ///
+    /// let layer = BulkheadLayer::builder().name("store").shared().build().unwrap();
+    /// let handle = layer.handle().unwrap(); // before any service is built
+    /// let queue = Queue { capacity: 8, timeout: Duration::from_millis(50) };
+    /// handle.set_queue(Some(queue)).unwrap();
+    /// assert_eq!(handle.queue(), Some(queue));
+    ///
+    /// let err = handle.set_queue(Some(Queue { capacity: 0, ..queue })).unwrap_err();
+    /// assert_eq!(err.setting(), "queue.capacity");
+    /// assert_eq!(handle.queue(), Some(queue));
+    /// # }
+    /// ```
+    pub fn set_queue(&self, queue: Option<Queue>) -> Result<(), ConfigError> {
+        self.core().set_queue(queue)
+    }
+
+    /// An adaptive limit's floor and ceiling (`None` for a fixed bulkhead).
+    pub fn limits(&self) -> Option<(u32, u32)> {
+        self.core().adaptive.as_ref().map(|c| c.bounds())
+    }
+
+    /// Moves an adaptive limit's floor and ceiling, validated as the builder validates
+    /// `min_limit` and `max_limit`; nothing changes on an error. A limit now outside them is
+    /// brought inside at once (lowering it cuts off no call in flight); the controller moves
+    /// on within them. Refused, naming `min_limit`, for a fixed bulkhead (use
+    /// [`Handle::set_max_concurrent`]).
+    pub fn set_limits(&self, min_limit: u32, max_limit: u32) -> Result<(), ConfigError> {
+        let core = self.core();
+        let Some(controller) = &core.adaptive else {
+            return Err(ConfigError::Invalid {
+                setting: "min_limit",
+                reason: "is an adaptive limit's setting: this bulkhead's limit is fixed",
+            });
+        };
+        check_bounds(min_limit, max_limit)?;
+        if controller.bounds() == (min_limit, max_limit) {
+            return Ok(());
+        }
+        let limit = controller.set_bounds(min_limit, max_limit);
+        core.settings_changed();
+        core.set_limit(limit);
+        Ok(())
     }
 }
 

@@ -4,22 +4,69 @@ use crate::adaptive::Controller;
 use crate::config::{
     AdaptiveConfig, Aimd, Algorithm, BulkheadConfig, ConfigError, Gradient, Mode, Queue,
 };
+use crate::handle::Handle;
 use crate::service::{Bulkhead, Core, Shared};
 use bulwark_core::builder::Common;
+use bulwark_core::built::Built;
 use bulwark_core::DefaultClassifier;
 use std::sync::Arc;
 use std::time::Duration;
 use tower_layer::Layer;
 
+/// A layer's `handle` and `handles`, over its field `built`.
+macro_rules! handles {
+    () => {
+        /// The handle of the one bulkhead of a layer built `shared`, at once, before any
+        /// service is built; `None` for a layer that builds one per service.
+        pub fn handle(&self) -> Option<Handle> {
+            self.built.shared_state().map(|s| Handle::new(s.clone()))
+        }
+
+        /// The handles of the bulkheads alive that this layer and its clones built, in the
+        /// order they were built (one goes when the last clone of its service does); the one
+        /// bulkhead of a shared layer. Find a target's by [`Handle::name`].
+        pub fn handles(&self) -> Vec<Handle> {
+            self.built.live().into_iter().map(Handle::new).collect()
+        }
+    };
+}
+
 /// Wraps services in a [`Bulkhead`] with a fixed limit. Built, and validated, by [`Builder`].
 ///
-/// Each service the layer wraps gets its own bulkhead: applied per target (in a failover or
-/// balance set), every target has its own permits, and its overflow is counted under its own
-/// name. Clones of one wrapped service share that service's bulkhead.
+/// By default each service the layer wraps gets its own bulkhead: applied per target (in a
+/// failover or balance set), every target has its own permits, and its overflow is counted
+/// under its own name. Clones of one wrapped service share that service's bulkhead, and
+/// [`BulkheadLayer::handles`] lists the bulkheads alive that the layer built.
+///
+/// Built [`shared`](Builder::shared), the layer holds one bulkhead, made when it is built, and
+/// wraps every service with it (as tower's `GlobalConcurrencyLimitLayer` does): one limit for
+/// every client of one backend, its handle at [`BulkheadLayer::handle`] before any service
+/// exists.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// use bulwark_bulkhead::{BulkheadLayer, Full};
+/// use tower::{service_fn, Layer, Service, ServiceExt};
+///
+/// let layer = BulkheadLayer::builder().name("db").max_concurrent(1).shared().build().unwrap();
+/// let handle = layer.handle().expect("a shared layer has one bulkhead");
+/// let backend = service_fn(|x: u8| async move { Ok::<_, std::io::Error>(x) });
+/// let mut reads = layer.layer(backend);
+/// let mut writes = layer.layer(backend);
+///
+/// let read = reads.ready().await.unwrap().call(1); // takes the one permit
+/// assert_eq!(handle.in_flight(), 1);
+/// let err = writes.ready().await.unwrap().call(2).await.unwrap_err();
+/// assert!(err.is::<Full>());
+/// assert_eq!(read.await.unwrap(), 1);
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct BulkheadLayer {
     config: Arc<BulkheadConfig>,
     common: Common,
+    built: Built<Shared<DefaultClassifier>>,
 }
 
 impl BulkheadLayer {
@@ -34,32 +81,41 @@ impl BulkheadLayer {
         Self::builder().max_concurrent(max_concurrent).build()
     }
 
-    /// The validated settings.
+    /// The validated settings the layer was built with (a bulkhead's [`Handle`] has the
+    /// limit and queue in force).
     pub fn config(&self) -> &BulkheadConfig {
         &self.config
     }
+
+    handles!();
 }
 
 bulwark_core::debug_config!(BulkheadLayer);
+
+/// A fixed bulkhead, from the layer's settings.
+fn make_fixed(c: &BulkheadConfig, common: &Common) -> Shared<DefaultClassifier> {
+    let core = Core::new(
+        &c.name,
+        c.max_concurrent,
+        c.queue,
+        c.mode,
+        None,
+        common.listener().cloned(),
+    );
+    Shared {
+        core,
+        classifier: DefaultClassifier,
+    }
+}
 
 impl<S> Layer<S> for BulkheadLayer {
     type Service = Bulkhead<S, DefaultClassifier>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        let c = &*self.config;
-        let core = Core::new(
-            &c.name,
-            c.max_concurrent,
-            c.queue,
-            c.mode,
-            None,
-            self.common.listener().cloned(),
-        );
-        let shared = Shared {
-            core,
-            classifier: DefaultClassifier,
-        };
-        Bulkhead::from_shared(inner, Arc::new(shared))
+        let shared = self
+            .built
+            .get_or_make(|| make_fixed(&self.config, &self.common));
+        Bulkhead::from_shared(inner, shared)
     }
 }
 
@@ -84,6 +140,7 @@ impl<S> Layer<S> for BulkheadLayer {
 pub struct Builder {
     config: BulkheadConfig,
     common: Common,
+    shared: bool,
 }
 
 bulwark_core::debug_config!(Builder);
@@ -95,6 +152,7 @@ impl Builder {
         Builder {
             config,
             common: Common::default(),
+            shared: false,
         }
     }
 
@@ -119,12 +177,25 @@ impl Builder {
 
     bulwark_core::builder_methods!(listener);
 
-    /// Validates the settings and builds the layer.
+    /// Build one bulkhead with the layer, shared by every service it wraps, its handle at
+    /// [`BulkheadLayer::handle`] (default: a bulkhead per service). See [`BulkheadLayer`].
+    pub fn shared(mut self) -> Self {
+        self.shared = true;
+        self
+    }
+
+    /// Validates the settings and builds the layer (and, if [`shared`](Builder::shared), its
+    /// bulkhead).
     pub fn build(self) -> Result<BulkheadLayer, ConfigError> {
         self.config.validate()?;
+        let built = match self.shared {
+            true => Built::shared(Arc::new(make_fixed(&self.config, &self.common))),
+            false => Built::each(),
+        };
         Ok(BulkheadLayer {
             config: Arc::new(self.config),
             common: self.common,
+            built,
         })
     }
 }
@@ -132,12 +203,16 @@ impl Builder {
 /// Wraps services in a [`Bulkhead`] whose limit is found from measured latency (see the crate
 /// docs). Built, and validated, by [`AdaptiveBuilder`].
 ///
-/// Each service the layer wraps gets its own limit and controller.
+/// By default each service the layer wraps gets its own limit and controller, listed by
+/// [`AdaptiveLimitLayer::handles`]; built [`shared`](AdaptiveBuilder::shared), one limit and
+/// controller, made with the layer, serve every service it wraps (its handle at
+/// [`AdaptiveLimitLayer::handle`]).
 #[derive(Clone)]
 pub struct AdaptiveLimitLayer<C = DefaultClassifier> {
     config: Arc<AdaptiveConfig>,
     classifier: C,
     common: Common,
+    built: Built<Shared<C>>,
 }
 
 impl AdaptiveLimitLayer {
@@ -152,6 +227,7 @@ impl AdaptiveLimitLayer {
             config: Arc::new(AdaptiveConfig::default()),
             classifier: DefaultClassifier,
             common: Common::default(),
+            built: Built::each(),
         }
     }
 }
@@ -163,39 +239,46 @@ impl Default for AdaptiveLimitLayer {
 }
 
 impl<C> AdaptiveLimitLayer<C> {
-    /// The validated settings.
+    /// The validated settings the layer was built with.
     pub fn config(&self) -> &AdaptiveConfig {
         &self.config
     }
 }
 
+impl<C: Send + Sync + 'static> AdaptiveLimitLayer<C> {
+    handles!();
+}
+
 bulwark_core::debug_config!(AdaptiveLimitLayer<C>);
+
+/// An adaptive limit, from the layer's settings.
+fn make_adaptive<C>(c: &AdaptiveConfig, classifier: C, common: &Common) -> Shared<C> {
+    let controller = Controller::new(
+        c.algorithm,
+        c.initial_limit,
+        c.min_limit,
+        c.max_limit,
+        c.window,
+    );
+    let core = Core::new(
+        &c.name,
+        controller.limit(),
+        c.queue,
+        c.mode,
+        Some(controller),
+        common.listener().cloned(),
+    );
+    Shared { core, classifier }
+}
 
 impl<S, C: Clone> Layer<S> for AdaptiveLimitLayer<C> {
     type Service = Bulkhead<S, C>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        let c = &*self.config;
-        let controller = Controller::new(
-            c.algorithm,
-            c.initial_limit,
-            c.min_limit,
-            c.max_limit,
-            c.window,
-        );
-        let core = Core::new(
-            &c.name,
-            controller.limit(),
-            c.queue,
-            c.mode,
-            Some(controller),
-            self.common.listener().cloned(),
-        );
-        let shared = Shared {
-            core,
-            classifier: self.classifier.clone(),
-        };
-        Bulkhead::from_shared(inner, Arc::new(shared))
+        let shared = self
+            .built
+            .get_or_make(|| make_adaptive(&self.config, self.classifier.clone(), &self.common));
+        Bulkhead::from_shared(inner, shared)
     }
 }
 
@@ -220,6 +303,7 @@ pub struct AdaptiveBuilder<C = DefaultClassifier> {
     config: AdaptiveConfig,
     classifier: C,
     common: Common,
+    shared: bool,
 }
 
 bulwark_core::debug_config!(AdaptiveBuilder<C>);
@@ -232,6 +316,7 @@ impl AdaptiveBuilder {
             config,
             classifier: DefaultClassifier,
             common: Common::default(),
+            shared: false,
         }
     }
 }
@@ -285,18 +370,39 @@ impl<C> AdaptiveBuilder<C> {
             config: self.config,
             classifier,
             common: self.common,
+            shared: self.shared,
         }
     }
 
     bulwark_core::builder_methods!(listener);
 
-    /// Validates the settings and builds the layer.
-    pub fn build(self) -> Result<AdaptiveLimitLayer<C>, ConfigError> {
+    /// Build one limit and controller with the layer, shared by every service it wraps, its
+    /// handle at [`AdaptiveLimitLayer::handle`] (default: one per service).
+    pub fn shared(mut self) -> Self {
+        self.shared = true;
+        self
+    }
+
+    /// Validates the settings and builds the layer (and, if [`shared`](AdaptiveBuilder::shared),
+    /// its limit).
+    pub fn build(self) -> Result<AdaptiveLimitLayer<C>, ConfigError>
+    where
+        C: Clone,
+    {
         self.config.validate()?;
+        let built = match self.shared {
+            true => Built::shared(Arc::new(make_adaptive(
+                &self.config,
+                self.classifier.clone(),
+                &self.common,
+            ))),
+            false => Built::each(),
+        };
         Ok(AdaptiveLimitLayer {
             config: Arc::new(self.config),
             classifier: self.classifier,
             common: self.common,
+            built,
         })
     }
 }

@@ -12,8 +12,13 @@
 //! * **Permits** ([`BulkheadLayer`]): `poll_ready` takes one of N permits; the response
 //!   future holds it and gives it back when the call ends, or when the future is dropped
 //!   (cancelled). A permit reserved by `poll_ready` for a call that never comes goes back when
-//!   the service is dropped. The limit can be changed at run time through a [`Handle`]
-//!   (lowering it cuts off no call in flight: fewer are admitted until the count falls).
+//!   the service is dropped. The limit, the queue and an adaptive limit's bounds can be
+//!   changed at run time through a [`Handle`], validated as the builder validates them
+//!   (lowering the limit cuts off no call in flight: fewer are admitted until the count falls;
+//!   a smaller queue drops none of the callers waiting). The layer gives the handles of the
+//!   bulkheads it built ([`BulkheadLayer::handles`]); built [`shared`](Builder::shared), one
+//!   bulkhead serves every service it wraps, its handle there before any service
+//!   ([`BulkheadLayer::handle`]).
 //! * **Queue** (optional): up to M callers wait, each at most a timeout, first come first
 //!   served: a permit that frees up goes to the caller that has waited longest. A caller whose
 //!   service is dropped leaves the queue (a permit handed to it goes on to the next).

@@ -123,7 +123,8 @@ pub(crate) struct Limiter {
     queued: AtomicU32,
     /// Readiness-mode callers waiting to be woken (likewise).
     watching: AtomicU32,
-    capacity: u32,
+    /// How many callers may wait (0: no queue); changed through the handle.
+    capacity: AtomicU32,
     waiters: Mutex<Waiters>,
     pub(crate) clock: Clock,
 }
@@ -135,7 +136,7 @@ impl Limiter {
             limit: AtomicU32::new(limit),
             queued: AtomicU32::new(0),
             watching: AtomicU32::new(0),
-            capacity,
+            capacity: AtomicU32::new(capacity),
             waiters: Mutex::new(Waiters::default()),
             clock: Clock::new(),
         }
@@ -156,7 +157,18 @@ impl Limiter {
     }
 
     pub(crate) fn has_queue(&self) -> bool {
-        self.capacity > 0
+        self.capacity() > 0
+    }
+
+    /// How many callers may wait.
+    pub(crate) fn capacity(&self) -> u32 {
+        self.capacity.load(SeqCst)
+    }
+
+    /// Lets `capacity` callers wait from now on (0: none); the callers waiting keep their
+    /// places, and new ones join only once fewer than `capacity` wait.
+    pub(crate) fn set_capacity(&self, capacity: u32) {
+        self.capacity.store(capacity, SeqCst);
     }
 
     /// Takes a permit if one is free, whoever waits.
@@ -240,7 +252,7 @@ impl Limiter {
         if waiters.queue.is_empty() && self.take() {
             return Enqueued::Admitted;
         }
-        if waiters.queue.len() >= self.capacity as usize {
+        if waiters.queue.len() >= self.capacity() as usize {
             return Enqueued::Full;
         }
         slot.set_waker(waker);

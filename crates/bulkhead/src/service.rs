@@ -2,17 +2,21 @@
 
 use crate::adaptive::Controller;
 use crate::config::Mode;
+use crate::config::{check_queue, ConfigError};
 use crate::error::Full;
 use crate::future::{Permit, ResponseFuture};
 use crate::handle::Handle;
 use crate::limiter::{Enqueued, Limiter, WaitSlot, Waiting};
+use bulwark_core::clock::nanos;
 use bulwark_core::hint::{self, Hint};
 use bulwark_core::local::LocalRef;
 use bulwark_core::timer::ServiceTimer;
 use bulwark_core::{BoxError, Classify, Event, Misuse, OverflowReason, SharedListener};
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 use tower_service::Service;
 
 /// What every clone of one bulkhead, its futures and its handles share, whatever the
@@ -21,8 +25,8 @@ pub(crate) struct Core {
     pub(crate) name: Arc<str>,
     pub(crate) limiter: Limiter,
     pub(crate) mode: Mode,
-    /// How long a queued caller waits, nanoseconds.
-    queue_timeout: u64,
+    /// How long a queued caller waits, nanoseconds (changed through the handle).
+    queue_timeout: AtomicU64,
     /// The adaptive limit's controller, if the limit is adaptive.
     pub(crate) adaptive: Option<Controller>,
     listener: Option<SharedListener>,
@@ -44,11 +48,45 @@ impl Core {
             name: name.into(),
             limiter: Limiter::new(limit, capacity),
             mode,
-            queue_timeout: queue.map_or(0, |q| bulwark_core::clock::nanos(q.timeout)),
+            queue_timeout: AtomicU64::new(queue.map_or(0, |q| nanos(q.timeout))),
             adaptive,
             listener,
             #[cfg(feature = "metrics")]
             metrics: crate::metrics::Metrics::new(name, limit),
+        }
+    }
+
+    /// The queue in force, if any.
+    pub(crate) fn queue(&self) -> Option<crate::Queue> {
+        let capacity = self.limiter.capacity();
+        (capacity > 0).then(|| crate::Queue {
+            capacity,
+            timeout: Duration::from_nanos(self.queue_timeout.load(Ordering::Relaxed)),
+        })
+    }
+
+    /// Puts `queue` in force, validated as the builder validates it (see
+    /// [`Handle::set_queue`](crate::Handle::set_queue)).
+    pub(crate) fn set_queue(&self, queue: Option<crate::Queue>) -> Result<(), ConfigError> {
+        check_queue(queue.as_ref(), self.mode)?;
+        if queue == self.queue() {
+            return Ok(());
+        }
+        self.queue_timeout
+            .store(queue.map_or(0, |q| nanos(q.timeout)), Ordering::Relaxed);
+        self.limiter.set_capacity(queue.map_or(0, |q| q.capacity));
+        self.settings_changed();
+        Ok(())
+    }
+
+    /// Reports a change of settings made through the handle.
+    pub(crate) fn settings_changed(&self) {
+        tracing::info!(bulkhead = %self.name, "bulkhead settings changed");
+        if let Some(listener) = &self.listener {
+            listener.emit(&Event::SettingsChanged {
+                name: &self.name,
+                layer: "bulkhead",
+            });
         }
     }
 
@@ -242,7 +280,8 @@ impl<S, C> Bulkhead<S, C> {
             hint::report(Hint::Full);
             return Some(Poll::Pending);
         }
-        let deadline = core.limiter.clock.now().saturating_add(core.queue_timeout);
+        let timeout = core.queue_timeout.load(Ordering::Relaxed);
+        let deadline = core.limiter.clock.now().saturating_add(timeout);
         match core.limiter.enqueue(&slot, deadline, cx.waker()) {
             Enqueued::Admitted => self.admit(),
             Enqueued::Full => self.refuse(OverflowReason::QueueFull),

@@ -27,6 +27,7 @@ use crate::sync::{lock, AtomicU32, AtomicU64, Mutex, Ordering};
 use crate::window::{CountWindow, Sample, Stats, TimeWindow, Window};
 use bulwark_core::backoff::spread_factor;
 use bulwark_core::clock::nanos;
+use bulwark_core::config::fixed;
 use bulwark_core::{CircuitState, Event, Outcome, RandomSource, SharedListener, TripReason};
 use std::sync::{Arc, Weak};
 use std::task::Waker;
@@ -861,15 +862,4 @@ impl Core {
             Window::Time(w) => w.stats(0),
         }
     }
-}
-
-/// A setting fixed when the breaker is built: a change to it is refused, naming it.
-fn fixed(setting: &'static str, unchanged: bool) -> Result<(), ConfigError> {
-    if unchanged {
-        return Ok(());
-    }
-    Err(ConfigError::Invalid {
-        setting,
-        reason: "is fixed when the breaker is built: build a new layer to change it",
-    })
 }

@@ -232,7 +232,7 @@ async fn invalid_settings_are_refused_naming_the_setting_and_change_nothing() {
         .unwrap_err();
     assert_eq!(
         err.to_string(),
-        "`window` is fixed when the breaker is built: build a new layer to change it"
+        "`window` is fixed when the layer is built: build a new layer to change it"
     );
 
     // Still judged by the settings it had: 9 failures in 10 calls trip at 0.9.

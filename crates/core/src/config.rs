@@ -351,6 +351,28 @@ pub fn one_name_per_target(
     }
 }
 
+/// A setting fixed when a layer's state is built, in a change made at run time through a
+/// handle: [`ConfigError::Invalid`] naming it if `unchanged` is false.
+///
+/// ```
+/// use bulwark_core::config::fixed;
+/// assert!(fixed("window", true).is_ok());
+/// let err = fixed("window", false).unwrap_err();
+/// assert_eq!(
+///     err.to_string(),
+///     "`window` is fixed when the layer is built: build a new layer to change it"
+/// );
+/// ```
+pub fn fixed(setting: &'static str, unchanged: bool) -> Result<(), ConfigError> {
+    if unchanged {
+        return Ok(());
+    }
+    Err(ConfigError::Invalid {
+        setting,
+        reason: "is fixed when the layer is built: build a new layer to change it",
+    })
+}
+
 /// A list of targets that must not be empty: [`ConfigError::NoTargets`] if it is.
 pub fn some_targets(targets: usize) -> Result<(), ConfigError> {
     if targets == 0 {
