@@ -1811,6 +1811,21 @@ async fn the_chaos_controls_answer_403_beyond_loopback_unless_allowed() {
         "{v}"
     );
     assert_eq!(demo.stores[0].fault(), Fault::Ok, "the fault was not set");
+    // The breaker's admin control likewise: nothing changed.
+    let (status, body) = request(
+        addr,
+        "PUT",
+        "/stores/store-1/breaker",
+        br#"{"failure_rate":0.1}"#,
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    let breaker = demo.outbound.stores[0].breaker.as_ref().unwrap();
+    assert_eq!(
+        breaker.config().failure_rate,
+        0.5,
+        "the breaker was not changed"
+    );
     // Refused before anything else: an unknown store or a bad body is 403 too.
     let (status, _) = request(addr, "PUT", "/stores/store-9/fault", b"nope").await;
     assert_eq!(status, 403);

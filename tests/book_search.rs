@@ -464,6 +464,133 @@ async fn bad_input_gets_a_json_4xx() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_breaker_route_changes_thresholds_under_concurrent_reads_and_they_trip_there() {
+    let mut config = fast_config(Strategy::Balance);
+    // No ejection: only store-1's breaker takes it out of the rotation below.
+    config.ejection.consecutive_failures = 0;
+    let demo = start(config).await;
+    let book = format!("{}/book/Dune", demo.url());
+    let breaker = format!("{}/stores/store-1/breaker", demo.url());
+
+    // Reads keep going while the settings change: every one answered.
+    let readers: Vec<_> = (0..4)
+        .map(|_| {
+            let book = book.clone();
+            tokio::spawn(async move {
+                let mut statuses = Vec::new();
+                for _ in 0..25 {
+                    statuses.push(get(&book).await.status);
+                }
+                statuses
+            })
+        })
+        .collect();
+    let answer = send(Method::PUT, &breaker, r#"{"failure_rate":0.9}"#).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+    // A partial body changes only its keys; `window` may be given at the value in force.
+    let answer = send(
+        Method::PUT,
+        &breaker,
+        r#"{"min_calls":20,"open":"5s","window":20}"#,
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+    let in_force = json!({
+        "failure_rate": 0.9,
+        "window": 20,
+        "min_calls": 20,
+        "open": "5s",
+        "half_open_probes": 1,
+    });
+    assert_eq!(answer.json, in_force);
+    for reader in readers {
+        for status in reader.await.unwrap() {
+            assert_eq!(
+                status,
+                StatusCode::OK,
+                "no read failed while the settings changed"
+            );
+        }
+    }
+    assert_eq!(store_view(&demo, "store-1").await["breaker"], in_force);
+    assert_eq!(
+        store_view(&demo, "store-2").await["breaker"]["failure_rate"],
+        0.5,
+        "the other stores keep theirs"
+    );
+
+    // store-1 fails every read sent to it (each is retried on another store): its breaker
+    // opens only once 18 of the window's 20 calls failed (at the defaults, 0.5 over at least
+    // 5 calls, 10 or fewer would have).
+    demo.stores[0]
+        .set_fault(Fault::Error { status: 503 })
+        .await
+        .unwrap();
+    let mut reads = 0;
+    while store_view(&demo, "store-1").await["circuit"] != "open" {
+        let answer = get(&book).await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+        reads += 1;
+        assert!(reads < 1000, "store-1's breaker did not open");
+    }
+    let handle = demo.outbound.stores[0].breaker.clone().unwrap();
+    let m = handle.metrics();
+    assert_eq!(m.calls, 20, "{m:?}");
+    assert!(m.failures >= 18 && m.failure_rate >= 0.9, "{m:?}");
+    assert_eq!(
+        handle.retry_after().map(|d| d <= Duration::from_secs(5)),
+        Some(true)
+    );
+    demo.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_breaker_route_refuses_bad_input_naming_the_key_and_changes_nothing() {
+    let demo = start(fast_config(Strategy::Balance)).await;
+    let breaker = |name: &str| format!("{}/stores/{name}/breaker", demo.url());
+    let before = store_view(&demo, "store-1").await["breaker"].clone();
+    assert_eq!(before["failure_rate"], 0.5);
+
+    let answer = send(Method::PUT, &breaker("store-9"), r#"{"failure_rate":0.3}"#).await;
+    assert_eq!(answer.status, StatusCode::NOT_FOUND);
+    assert!(answer.json["error"].is_string());
+    for (body, key) in [
+        (r#"{"failure_rate":1.5}"#, "failure_rate"),
+        (r#"{"failure_rate":"high"}"#, "failure_rate"),
+        (r#"{"min_calls":0}"#, "min_calls"),
+        (r#"{"min_calls":21}"#, "min_calls"),
+        (r#"{"min_calls":-1}"#, "min_calls"),
+        (r#"{"open":"soon"}"#, "open"),
+        (r#"{"open":"0s"}"#, "open"),
+        (r#"{"half_open_probes":0}"#, "half_open_probes"),
+        (r#"{"window":50}"#, "window"),
+        (r#"{"failure_rate":0.2,"bogus":1}"#, "bogus"),
+        ("[1]", "object"),
+        ("nope", "JSON"),
+    ] {
+        let answer = send(Method::PUT, &breaker("store-1"), body).await;
+        assert_eq!(
+            answer.status,
+            StatusCode::BAD_REQUEST,
+            "{body}: {}",
+            answer.text
+        );
+        let error = answer.json["error"].as_str().unwrap_or_default();
+        assert!(error.contains(key), "{body}: {error}");
+    }
+    let big = format!(r#"{{"failure_rate":0.3,"pad":"{}"}}"#, "x".repeat(4096));
+    let answer = send(Method::PUT, &breaker("store-1"), &big).await;
+    assert_eq!(answer.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(answer.json["error"].is_string());
+    assert_eq!(
+        store_view(&demo, "store-1").await["breaker"],
+        before,
+        "nothing changed"
+    );
+    demo.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_fault_route_controls_a_store_even_when_it_is_down() {
     let demo = start(fast_config(Strategy::Balance)).await;
     let fault = format!("{}/stores/store-1/fault", demo.url());

@@ -14,12 +14,14 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
+use humantime_serde::re::humantime::{format_duration, parse_duration};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::{json, Value};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use tower::{Service, ServiceExt};
+use tower_bulwark::circuit_breaker::{CircuitBreakerConfig, OpenPeriod, Window};
 use tower_bulwark::core::{BoxError, CircuitState};
 use tower_bulwark::fanout::{Outcomes, TargetResult};
 use tower_bulwark::{balance, failover};
@@ -58,6 +60,12 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/stores/{name}/fault",
             put(set_fault)
+                .route_layer(body(FAULT_BODY_LIMIT))
+                .route_layer(DefaultBodyLimit::max(FAULT_BODY_LIMIT)),
+        )
+        .route(
+            "/stores/{name}/breaker",
+            put(set_breaker)
                 .route_layer(body(FAULT_BODY_LIMIT))
                 .route_layer(DefaultBodyLimit::max(FAULT_BODY_LIMIT)),
         )
@@ -401,6 +409,10 @@ struct StoreEntry<'a> {
     rejected: u64,
     /// Its chaos setting.
     fault: Fault,
+    /// Its circuit breaker's settings in force (`[circuit_breaker]`'s keys), as changed by
+    /// `PUT /stores/{name}/breaker`; absent in strategy `bare`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    breaker: Option<Value>,
 }
 
 async fn list_stores(State(state): State<AppState>) -> Response {
@@ -427,10 +439,40 @@ async fn list_stores(State(state): State<AppState>) -> Response {
                 latency_ms: balancer.map(|e| e.latency.as_secs_f64() * 1000.0),
                 rejected: breaker.map_or(0, |b| b.not_permitted),
                 fault: view.store.fault(),
+                breaker: view.breaker.as_ref().map(|b| breaker_settings(&b.config())),
             }
         })
         .collect();
     Json(stores).into_response()
+}
+
+/// The store a `PUT /stores/{name}/...` control names: 403 when the controls are off (the
+/// service listens beyond loopback without `--allow-chaos`), 400 for a bad path, 404 for no
+/// such store.
+fn store_to_control<'a>(
+    state: &'a AppState,
+    name: Result<Path<String>, PathRejection>,
+    controls: &str,
+) -> Result<&'a super::outbound::StoreView, (StatusCode, String)> {
+    if !state.chaos {
+        return Err((
+            StatusCode::FORBIDDEN,
+            format!(
+                "{controls} controls are off: the service listens beyond loopback (allow them \
+                 with --allow-chaos)"
+            ),
+        ));
+    }
+    let name = match name {
+        Ok(Path(name)) => name,
+        Err(rejection) => return Err((StatusCode::BAD_REQUEST, rejection.body_text())),
+    };
+    state
+        .outbound
+        .stores
+        .iter()
+        .find(|v| v.store.name() == name)
+        .ok_or_else(|| (StatusCode::NOT_FOUND, format!("no store named {name:?}")))
 }
 
 async fn set_fault(
@@ -438,24 +480,9 @@ async fn set_fault(
     name: Result<Path<String>, PathRejection>,
     body: Bytes,
 ) -> Response {
-    if !state.chaos {
-        return error(
-            StatusCode::FORBIDDEN,
-            "chaos controls are off: the service listens beyond loopback (allow them with \
-             --allow-chaos)",
-        );
-    }
-    let name = match name {
-        Ok(Path(name)) => name,
-        Err(rejection) => return bad_path(rejection),
-    };
-    let Some(view) = state
-        .outbound
-        .stores
-        .iter()
-        .find(|v| v.store.name() == name)
-    else {
-        return error(StatusCode::NOT_FOUND, format!("no store named {name:?}"));
+    let view = match store_to_control(&state, name, "chaos") {
+        Ok(view) => view,
+        Err((status, message)) => return error(status, message),
     };
     let fault = match Fault::parse(&body) {
         Ok(f) => f,
@@ -467,6 +494,122 @@ async fn set_fault(
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("the fault could not be set: {e}"),
         ),
+    }
+}
+
+/// The `[circuit_breaker]` keys that `PUT /stores/{name}/breaker` takes (`window` only at the
+/// value in force: the breaker refuses a new one, naming it).
+const BREAKER_KEYS: &str = "`failure_rate`, `min_calls`, `open`, `half_open_probes`";
+
+/// A breaker's settings in force, under the keys of the `[circuit_breaker]` table.
+fn breaker_settings(config: &CircuitBreakerConfig) -> Value {
+    let window = match config.window {
+        Window::Count { size } => json!(size),
+        Window::Time { length, buckets } => {
+            json!({ "length": format_duration(length).to_string(), "buckets": buckets })
+        }
+    };
+    let open = match config.open {
+        OpenPeriod::Fixed(period) => json!(format_duration(period).to_string()),
+        other => json!(format!("{other:?}")),
+    };
+    json!({
+        "failure_rate": config.failure_rate,
+        "window": window,
+        "min_calls": config.min_calls,
+        "open": open,
+        "half_open_probes": config.half_open_probes,
+    })
+}
+
+/// Reads a `PUT /stores/{name}/breaker` body into a change of the settings: a JSON object of
+/// some of the [`BREAKER_KEYS`] (and `window`); an error names the key at fault.
+fn parse_breaker_change(body: &[u8]) -> Result<impl FnOnce(&mut CircuitBreakerConfig), String> {
+    let value: Value =
+        serde_json::from_slice(body).map_err(|e| format!("the body is not valid JSON: {e}"))?;
+    let Value::Object(map) = value else {
+        return Err(String::from("the body must be a JSON object"));
+    };
+    let count = |key: &str, v: &Value| -> Result<u32, String> {
+        v.as_u64()
+            .and_then(|n| u32::try_from(n).ok())
+            .ok_or_else(|| format!("`{key}` must be a whole number from 0 to {}", u32::MAX))
+    };
+    let mut failure_rate = None;
+    let mut min_calls = None;
+    let mut open = None;
+    let mut probes = None;
+    let mut window = None;
+    for (key, v) in &map {
+        match key.as_str() {
+            "failure_rate" => {
+                failure_rate = Some(v.as_f64().ok_or("`failure_rate` must be a number")?);
+            }
+            "min_calls" => min_calls = Some(count(key, v)?),
+            "half_open_probes" => probes = Some(count(key, v)?),
+            "window" => window = Some(count(key, v)?),
+            "open" => {
+                let text = v
+                    .as_str()
+                    .ok_or("`open` must be a duration such as \"10s\"")?;
+                let period = parse_duration(text)
+                    .map_err(|e| format!("`open` must be a duration such as \"10s\": {e}"))?;
+                open = Some(period);
+            }
+            other => {
+                return Err(format!(
+                    "unknown key `{other}`: the keys that can change are {BREAKER_KEYS}"
+                ))
+            }
+        }
+    }
+    Ok(move |c: &mut CircuitBreakerConfig| {
+        if let Some(rate) = failure_rate {
+            c.failure_rate = rate;
+        }
+        if let Some(calls) = min_calls {
+            c.min_calls = calls;
+        }
+        if let Some(period) = open {
+            c.open = OpenPeriod::Fixed(period);
+        }
+        if let Some(n) = probes {
+            c.half_open_probes = n;
+        }
+        if let Some(size) = window {
+            c.window = Window::Count { size };
+        }
+    })
+}
+
+/// `PUT /stores/{name}/breaker`: changes the store's circuit breaker's thresholds while it
+/// runs, through its handle, validated as the `[circuit_breaker]` table is; 200 with the
+/// settings now in force.
+async fn set_breaker(
+    State(state): State<AppState>,
+    name: Result<Path<String>, PathRejection>,
+    body: Bytes,
+) -> Response {
+    let view = match store_to_control(&state, name, "admin") {
+        Ok(view) => view,
+        Err((status, message)) => return error(status, message),
+    };
+    let Some(breaker) = &view.breaker else {
+        return error(
+            StatusCode::NOT_FOUND,
+            format!(
+                "{} has no circuit breaker (strategy `bare`)",
+                view.store.name()
+            ),
+        );
+    };
+    let change = match parse_breaker_change(&body) {
+        Ok(change) => change,
+        Err(message) => return error(StatusCode::BAD_REQUEST, message),
+    };
+    match breaker.update(change) {
+        Ok(now) => (StatusCode::OK, Json(breaker_settings(&now))).into_response(),
+        Err(e) => error(StatusCode::BAD_REQUEST, e.to_string()),
     }
 }
 
