@@ -1270,6 +1270,7 @@ fn target() -> impl Strategy<Value = (String, bool)> {
     let valid = prop_oneof![
         3 => segment().prop_map(|s| format!("/book/{s}")),
         2 => segment().prop_map(|s| format!("/stores/{s}/fault")),
+        1 => segment().prop_map(|s| format!("/stores/{s}/breaker")),
         1 => prop::sample::select(vec!["/book", "/stores", "/metrics", "/health", "/", "/book/", "//", "/stores/store-1"])
             .prop_map(String::from),
         2 => prop::collection::vec(segment(), 1..4).prop_map(|s| format!("/{}", s.join("/"))),
@@ -1351,6 +1352,7 @@ const SEARCH_ROUTES: &[(&str, &str)] = &[
     ("HEAD", "/book/{}"),
     ("POST", "/book"),
     ("PUT", "/stores/{}/fault"),
+    ("PUT", "/stores/{}/breaker"),
     ("GET", "/stores"),
     ("GET", "/metrics"),
     ("GET", "/health"),
@@ -1518,6 +1520,7 @@ const ROUTES: &[&str] = &[
     "/book",
     "/stores",
     "/stores/{name}/fault",
+    "/stores/{name}/breaker",
     "/metrics",
     "/health",
     "unmatched",
