@@ -247,21 +247,26 @@ where
                 ResponseFuture::called(self.inner.call(req), permit, start)
             }
             Ticket::Refused => self.refuse(),
-            Ticket::None => {
-                ResponseFuture::failed(Box::new(Misuse::called_before_ready("circuit breaker")))
-            }
+            Ticket::None => called_before_ready(),
         }
     }
+}
+
+/// Answers a call made without a ready `poll_ready`. Out of line, with the refusal below, so
+/// `call` stays small enough to inline on the admitted path.
+#[cold]
+#[inline(never)]
+fn called_before_ready<F, C>() -> ResponseFuture<F, C> {
+    ResponseFuture::failed(Box::new(Misuse::called_before_ready("circuit breaker")))
 }
 
 impl<S, C> CircuitBreaker<S, C> {
     /// Answers a call that `poll_ready` found refused.
     #[cold]
+    #[inline(never)]
     fn refuse<F>(&mut self) -> ResponseFuture<F, C> {
         let Some(mut rejection) = self.rejection.take() else {
-            return ResponseFuture::failed(Box::new(Misuse::called_before_ready(
-                "circuit breaker",
-            )));
+            return called_before_ready();
         };
         let shared = self.shared();
         if let Some(at) = rejection.wake_at {
