@@ -161,6 +161,20 @@ impl Handle {
     /// brought inside at once (lowering it cuts off no call in flight); the controller moves
     /// on within them. Refused, naming `min_limit`, for a fixed bulkhead (use
     /// [`Handle::set_max_concurrent`]).
+    ///
+    /// ```
+    /// use bulwark_bulkhead::AdaptiveLimitLayer;
+    ///
+    /// let layer = AdaptiveLimitLayer::builder().limits(1, 20, 100).aimd_with(Default::default());
+    /// let handle = layer.shared().build().unwrap().handle().unwrap();
+    /// handle.set_limits(2, 10).unwrap();
+    /// assert_eq!(handle.limits(), Some((2, 10)));
+    /// assert_eq!(handle.max_concurrent(), 10); // 20 brought under the new ceiling
+    ///
+    /// let err = handle.set_limits(10, 5).unwrap_err();
+    /// assert_eq!(err.to_string(), "`max_limit` must not be below `min_limit`");
+    /// assert_eq!(handle.limits(), Some((2, 10)));
+    /// ```
     pub fn set_limits(&self, min_limit: u32, max_limit: u32) -> Result<(), ConfigError> {
         let core = self.core();
         let Some(controller) = &core.adaptive else {
