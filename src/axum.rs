@@ -172,7 +172,7 @@ impl ErrorInfo {
         push_json_string(&mut out, &self.message);
         if let Some(d) = self.retry_after {
             out.push_str(",\"retry_after_ms\":");
-            out.push_str(&d.as_nanos().div_ceil(1_000_000).to_string());
+            out.push_str(&bulwark_core::deadline::millis_rounded_up(d).to_string());
         }
         out.push('}');
         out

@@ -1,8 +1,114 @@
-//! The error of a layer that bounds a whole request in time: the retry's deadline over all its
-//! attempts, the failover's over all its targets.
+//! Deadlines: the error of a layer that bounds a whole request in time (the retry's deadline
+//! over all its attempts, the failover's over all its targets), the deadline a server received
+//! with the request it is serving ([`scope`], [`current`]), and gRPC's `grpc-timeout` header
+//! (feature `http`: [`parse_grpc_timeout`], [`grpc_timeout`]).
+//!
+//! # A deadline that crosses a hop
+//!
+//! A server that answers a request by calling others should not keep its backends busy once
+//! its own caller has given up. The server edge reads the time its caller allows (gRPC's
+//! `grpc-timeout`, or an HTTP header) and runs the handler inside [`scope`]; a retry layer on
+//! the outbound side, called from that handler, reads [`current`] and ends its attempts by
+//! then, telling each backend the time left. `bulwark-retry`'s `InboundDeadlineLayer` is that
+//! server edge.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() {
+//! use bulwark_core::deadline;
+//! use std::time::Duration;
+//! use tokio::time::Instant;
+//!
+//! assert_eq!(deadline::current(), None);
+//! let at = Instant::now() + Duration::from_millis(300);
+//! let seen = deadline::scope(Some(at), async { deadline::current() }).await;
+//! assert_eq!(seen, Some(at));
+//! // A scope opened inside another keeps the earlier of the two deadlines.
+//! let later = at + Duration::from_secs(5);
+//! let nested = deadline::scope(Some(at), async move {
+//!     deadline::scope(Some(later), async { deadline::current() }).await
+//! });
+//! assert_eq!(nested.await, Some(at));
+//! # }
+//! ```
 
 use std::fmt;
+use std::future::Future;
 use std::time::Duration;
+use tokio::time::Instant;
+
+tokio::task_local! {
+    static DEADLINE: Option<Instant>;
+}
+
+/// The future [`scope`] returns: `F`, run with its deadline in scope.
+pub type Scoped<F> = tokio::task::futures::TaskLocalFuture<Option<Instant>, F>;
+
+/// Runs `future` with `at` as the deadline [`current`] returns while it is polled (and while
+/// whatever it calls is called and polled in the same task).
+///
+/// Called inside another scope, the earlier deadline holds: a nested scope can shorten the
+/// time left, never lengthen it. `None` adds no deadline of its own. A task spawned from inside
+/// does not inherit the scope.
+pub fn scope<F: Future>(at: Option<Instant>, future: F) -> Scoped<F> {
+    let at = earlier(at, current());
+    DEADLINE.scope(at, future)
+}
+
+/// Calls `call` with `at` in scope, and runs the future it returns in the same scope: for a
+/// service's `call`, which may read [`current`] before its future is first polled.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// use bulwark_core::deadline;
+/// use tokio::time::{Duration, Instant};
+///
+/// let at = Instant::now() + Duration::from_secs(1);
+/// let (seen_in_call, seen_in_future) = deadline::call_in_scope(Some(at), || {
+///     let in_call = deadline::current();
+///     async move { (in_call, deadline::current()) }
+/// })
+/// .await;
+/// assert_eq!((seen_in_call, seen_in_future), (Some(at), Some(at)));
+/// # }
+/// ```
+pub fn call_in_scope<F: Future>(at: Option<Instant>, call: impl FnOnce() -> F) -> Scoped<F> {
+    let at = earlier(at, current());
+    let future = DEADLINE.sync_scope(at, call);
+    DEADLINE.scope(at, future)
+}
+
+/// The deadline of the request being served, if this code runs inside a [`scope`] that has
+/// one.
+#[inline]
+pub fn current() -> Option<Instant> {
+    DEADLINE.try_with(|at| *at).ok().flatten()
+}
+
+/// `d` in whole milliseconds, rounded up (a wait or a time left told in milliseconds is never
+/// shorter than it is, and never zero unless it is zero), saturating.
+///
+/// ```
+/// use bulwark_core::deadline::millis_rounded_up;
+/// use std::time::Duration;
+/// assert_eq!(millis_rounded_up(Duration::from_micros(1500)), 2);
+/// assert_eq!(millis_rounded_up(Duration::ZERO), 0);
+/// ```
+#[inline]
+pub fn millis_rounded_up(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX)
+}
+
+/// The earlier of two optional instants (either when only one is set).
+#[inline]
+pub fn earlier(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, None) => a,
+        (None, b) => b,
+    }
+}
 
 /// The deadline for a request as a whole (all its attempts, or all its targets) passed before
 /// it had an answer.
@@ -55,5 +161,149 @@ impl DeadlineExceeded {
                 deadline: deadline.unwrap_or_default(),
                 attempts,
             })
+    }
+}
+
+/// The header gRPC carries a call's time limit in: `grpc-timeout`.
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+pub const GRPC_TIMEOUT: http::HeaderName = http::HeaderName::from_static("grpc-timeout");
+
+/// Reads a `grpc-timeout` value: up to eight digits and a unit (`H`, `M`, `S`, `m`, `u`,
+/// `n`), as gRPC's HTTP/2 protocol defines it. Anything else is `None`.
+///
+/// ```
+/// use bulwark_core::deadline::parse_grpc_timeout;
+/// use http::HeaderValue;
+/// use std::time::Duration;
+///
+/// assert_eq!(parse_grpc_timeout(&HeaderValue::from_static("250m")), Some(Duration::from_millis(250)));
+/// assert_eq!(parse_grpc_timeout(&HeaderValue::from_static("3S")), Some(Duration::from_secs(3)));
+/// assert_eq!(parse_grpc_timeout(&HeaderValue::from_static("123456789n")), None); // nine digits
+/// assert_eq!(parse_grpc_timeout(&HeaderValue::from_static("5x")), None);
+/// ```
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+pub fn parse_grpc_timeout(value: &http::HeaderValue) -> Option<Duration> {
+    let bytes = value.as_bytes();
+    let (&unit, digits) = bytes.split_last()?;
+    if digits.is_empty() || digits.len() > 8 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let n = digits
+        .iter()
+        .fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
+    Some(match unit {
+        b'H' => Duration::from_secs(n * 3600),
+        b'M' => Duration::from_secs(n * 60),
+        b'S' => Duration::from_secs(n),
+        b'm' => Duration::from_millis(n),
+        b'u' => Duration::from_micros(n),
+        b'n' => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+/// Writes `left` as a `grpc-timeout` value: the finest unit whose count fits the protocol's
+/// eight digits, rounded up (a time left is never written as zero unless it is zero), and at
+/// most 99,999,999 hours.
+///
+/// ```
+/// use bulwark_core::deadline::grpc_timeout;
+/// use std::time::Duration;
+///
+/// assert_eq!(grpc_timeout(Duration::from_millis(30)), "30000000n");
+/// assert_eq!(grpc_timeout(Duration::from_millis(250)), "250000u");
+/// assert_eq!(grpc_timeout(Duration::from_secs(5)), "5000000u");
+/// assert_eq!(grpc_timeout(Duration::from_secs(200)), "200000m");
+/// assert_eq!(grpc_timeout(Duration::from_nanos(1_500_000_001)), "1500001u");
+/// ```
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+pub fn grpc_timeout(left: Duration) -> http::HeaderValue {
+    const MAX: u128 = 99_999_999;
+    let nanos = left.as_nanos();
+    let (n, unit) = [
+        (1u128, b'n'),
+        (1_000, b'u'),
+        (1_000_000, b'm'),
+        (1_000_000_000, b'S'),
+        (60_000_000_000, b'M'),
+        (3_600_000_000_000, b'H'),
+    ]
+    .into_iter()
+    .map(|(per, unit)| (nanos.div_ceil(per), unit))
+    .find(|(n, _)| *n <= MAX)
+    .unwrap_or((MAX, b'H'));
+    // At most eight digits and a unit: formatted into a stack buffer, no allocation but the
+    // header value's own.
+    let mut buf = [0u8; 9];
+    let mut len = 0;
+    let mut rest = n;
+    let mut digits = [0u8; 8];
+    loop {
+        digits[len] = b'0' + (rest % 10) as u8;
+        len += 1;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    for (i, d) in digits[..len].iter().rev().enumerate() {
+        buf[i] = *d;
+    }
+    buf[len] = unit;
+    http::HeaderValue::from_bytes(&buf[..=len])
+        .expect("digits and a letter are a valid header value")
+}
+
+#[cfg(all(test, feature = "http"))]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn grpc_timeout_round_trips_never_shorter_and_within_a_unit(nanos in 0u64..=u64::MAX / 2) {
+            let left = Duration::from_nanos(nanos);
+            let value = grpc_timeout(left);
+            prop_assert!(value.len() <= 9);
+            let back = parse_grpc_timeout(&value).expect("what we write, we read");
+            prop_assert!(back >= left);
+            // Rounded up by less than one of the unit written, and that unit is the finest
+            // whose count fits.
+            let unit = parse_grpc_timeout(&http::HeaderValue::from_bytes(
+                &[b'1', *value.as_bytes().last().unwrap()],
+            ).unwrap()).unwrap();
+            prop_assert!(back - left < unit);
+            if unit > Duration::from_nanos(1) {
+                let finer = match unit.as_nanos() {
+                    1_000 => 1,
+                    1_000_000 => 1_000,
+                    1_000_000_000 => 1_000_000,
+                    60_000_000_000 => 1_000_000_000,
+                    _ => 60_000_000_000u128,
+                };
+                prop_assert!(left.as_nanos().div_ceil(finer) > 99_999_999);
+            }
+        }
+    }
+
+    #[test]
+    fn malformed_values_are_refused() {
+        for bad in [
+            "",
+            "m",
+            "-5m",
+            "+5m",
+            "1.5S",
+            "5",
+            "123456789S",
+            "5 m",
+            "5d",
+        ] {
+            let value = http::HeaderValue::from_str(bad).unwrap();
+            assert_eq!(parse_grpc_timeout(&value), None, "{bad:?}");
+        }
     }
 }

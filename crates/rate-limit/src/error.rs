@@ -40,7 +40,7 @@ impl RateLimited {
 impl fmt::Display for RateLimited {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Rounded up: a client told "0 ms" would come back too soon.
-        let ms = self.retry_after.as_nanos().div_ceil(1_000_000);
+        let ms = bulwark_core::deadline::millis_rounded_up(self.retry_after);
         write!(f, "rate limited: next token in {ms} ms")
     }
 }

@@ -16,6 +16,7 @@ pub const MAX_ATTEMPTS: u32 = 10_000;
 /// | `budget` | 20% of requests + 10/s over 10 s | no retry storm on a backend that is failing for everyone |
 /// | `deadline` | none | bound the whole request with it when the caller has one |
 /// | `attempt_timeout` | none | a stalled attempt is then retried instead of waited on |
+/// | `inherit_deadline` | true | a request already given up on upstream is not worth finishing: the deadline the request carries (`grpc-timeout`, a deadline header) or the server received ([`bulwark_core::deadline::scope`]) ends the attempts too |
 /// | `max_concurrent_retries` | none | at most this many retries in flight at once (Envoy's `max_retries`): a burst of failures cannot double the load at once |
 ///
 /// ```
@@ -49,6 +50,12 @@ pub struct RetryConfig {
     /// [`ResendCap`](bulwark_core::budget::ResendCap) of its own; give the layer one shared
     /// with other layers with `Builder::concurrency_cap`). `None`: no cap.
     pub max_concurrent_retries: Option<usize>,
+    /// Also end the attempts by the deadline the request carries (its policy's
+    /// [`time_limit`](crate::RetryPolicy::time_limit): `grpc-timeout`, say) or the one in scope
+    /// where the layer is called ([`bulwark_core::deadline::current`], set by
+    /// [`InboundDeadlineLayer`](crate::InboundDeadlineLayer) at a server's edge), whichever
+    /// comes first with the layer's own.
+    pub inherit_deadline: bool,
 }
 
 impl Default for RetryConfig {
@@ -61,6 +68,7 @@ impl Default for RetryConfig {
             deadline: None,
             attempt_timeout: None,
             max_concurrent_retries: None,
+            inherit_deadline: true,
         }
     }
 }

@@ -2,7 +2,7 @@
 
 use crate::error::{AttemptTimedOut, DeadlineExceeded};
 use crate::policy::{Decision, RetryPolicy};
-use crate::shared::Shared;
+use crate::shared::{Limits, Shared};
 use bulwark_core::backoff::Backoff;
 use bulwark_core::budget::ResendPermit;
 use bulwark_core::local::CallRef;
@@ -43,6 +43,8 @@ pin_project! {
         previous_delay: Duration,
         // When the whole request must be done, if a deadline is set.
         deadline: Option<Instant>,
+        // That deadline as a length of time from the call, for the error that reports it.
+        allowed: Duration,
         // When the running attempt must be done (its timeout or the deadline).
         limit: Option<Instant>,
         #[pin]
@@ -79,12 +81,8 @@ where
         service: Option<S>,
         request: Option<Req>,
         shared: CallRef<Shared<P>>,
-        deadline: Option<Instant>,
+        limits: Limits,
     ) -> Self {
-        let limit = match shared.attempt_timeout {
-            Some(t) => Some(earliest(Instant::now() + t, deadline)),
-            None => deadline,
-        };
         ResponseFuture {
             state: State::Calling { future },
             service,
@@ -92,20 +90,14 @@ where
             shared,
             attempts: 1,
             previous_delay: Duration::ZERO,
-            deadline,
-            limit,
+            deadline: limits.deadline,
+            allowed: limits.allowed,
+            limit: limits.first,
             timer: None,
             last: None,
             permit: None,
             span: LazyBox::new(),
         }
-    }
-}
-
-fn earliest(a: Instant, b: Option<Instant>) -> Instant {
-    match b {
-        Some(b) if b < a => b,
-        _ => a,
     }
 }
 
@@ -245,7 +237,7 @@ where
                                     return Poll::Ready(match this.last.take() {
                                         Some(last) => last.map_err(Into::into),
                                         None => Err(Box::new(DeadlineExceeded {
-                                            deadline: shared.deadline.unwrap_or_default(),
+                                            deadline: *this.allowed,
                                             attempts,
                                         })),
                                     });
@@ -261,16 +253,20 @@ where
                     } else {
                         this.request.clone()
                     };
-                    let Some(request) = request else {
+                    let Some(mut request) = request else {
                         return Poll::Ready(Err(Box::new(Misuse::polled_after_completion(
                             "retry",
                         ))));
                     };
                     *this.last = None;
-                    *this.limit = match shared.attempt_timeout {
-                        Some(t) => Some(earliest(Instant::now() + t, *this.deadline)),
-                        None => *this.deadline,
-                    };
+                    let now = Instant::now();
+                    *this.limit = shared.attempt_limit(now, *this.deadline);
+                    if let Some(limit) = *this.limit {
+                        // Tell the backend how long this attempt has.
+                        shared
+                            .policy
+                            .set_time_left(&mut request, limit.saturating_duration_since(now));
+                    }
                     let span = tracing::debug_span!(
                         "retry",
                         retry = %shared.name,
@@ -295,9 +291,14 @@ where
         let held = this.permit.take();
         let shared = &**this.shared;
         let attempts = *this.attempts;
+        // An attempt cut short by the deadline, or one that failed once the deadline had
+        // passed (a backend told of the same deadline gives up at the same moment, and its
+        // error, a reset stream say, says less than the deadline does), ends the request with
+        // the deadline.
         if let Some(e) = result
-            .is_none()
-            .then(|| DeadlineExceeded::passed(*this.deadline, shared.deadline, attempts))
+            .as_ref()
+            .is_none_or(Result::is_err)
+            .then(|| DeadlineExceeded::passed(*this.deadline, Some(*this.allowed), attempts))
             .flatten()
         {
             shared.gave_up(attempts, GiveUpReason::Deadline);

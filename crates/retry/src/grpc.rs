@@ -3,6 +3,7 @@
 use crate::http::{decide_over, DEFAULT_MAX_RETRY_AFTER};
 use crate::policy::{Decision, RetryPolicy};
 use bulwark_core::attempts::{Attempts, HttpAttempts, RequestAttempts};
+use bulwark_core::deadline::{grpc_timeout, parse_grpc_timeout, GRPC_TIMEOUT};
 use bulwark_core::pushback::AsError;
 use bulwark_core::replay::CanReplay;
 use bulwark_core::{GrpcClassifier, GrpcCodeSet};
@@ -30,6 +31,12 @@ use std::time::Duration;
 /// Trailers-Only response, which is how servers answer an error that comes without a message.
 /// A status sent in trailers after messages is past retrying: see
 /// [`bulwark_core::grpc`].
+///
+/// **Deadlines.** A `grpc-timeout` on the request (tonic's `Request::set_timeout` writes
+/// one) bounds the layer's deadline, and every attempt goes out with a `grpc-timeout` of the
+/// time it has left (the earlier of the deadline and the attempt timeout), so the server
+/// stops working on an attempt the client no longer waits for. Turn it off with
+/// [`GrpcRetryPolicy::propagate_deadline`].
 ///
 /// The default codes include DEADLINE_EXCEEDED and INTERNAL, which a server may return after
 /// it has acted on the request. For methods that are not safe to run twice, retry only
@@ -59,6 +66,7 @@ use std::time::Duration;
 pub struct GrpcRetryPolicy {
     classifier: GrpcClassifier,
     max_retry_after: Duration,
+    propagate_deadline: bool,
 }
 
 impl Default for GrpcRetryPolicy {
@@ -73,7 +81,43 @@ impl GrpcRetryPolicy {
         GrpcRetryPolicy {
             classifier: GrpcClassifier::new(),
             max_retry_after: DEFAULT_MAX_RETRY_AFTER,
+            propagate_deadline: true,
         }
+    }
+
+    /// Whether a request's `grpc-timeout` bounds the deadline and each attempt carries its
+    /// time left as `grpc-timeout` (default true).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// use bulwark_retry::{BackoffRetryLayer, GrpcRetryPolicy};
+    /// use std::time::Duration;
+    /// use tower::{service_fn, Layer, Service, ServiceExt};
+    ///
+    /// // A server that reports the time it was given.
+    /// let server = service_fn(|req: http::Request<String>| async move {
+    ///     let timeout = req.headers()["grpc-timeout"].clone();
+    ///     Ok::<_, std::io::Error>(http::Response::builder()
+    ///         .header("grpc-status", "0")
+    ///         .header("seen-timeout", timeout)
+    ///         .body(())
+    ///         .unwrap())
+    /// });
+    /// let mut client = BackoffRetryLayer::builder()
+    ///     .deadline(Duration::from_millis(300))
+    ///     .policy(GrpcRetryPolicy::new())
+    ///     .build()
+    ///     .unwrap()
+    ///     .layer(server);
+    /// let request = http::Request::post("/books.Store/Get").body(String::new()).unwrap();
+    /// let resp = client.ready().await.unwrap().call(request).await.unwrap();
+    /// assert_eq!(resp.headers()["seen-timeout"], "300000u");
+    /// # }
+    /// ```
+    pub const fn propagate_deadline(mut self, propagate: bool) -> Self {
+        self.propagate_deadline = propagate;
+        self
     }
 
     /// Retries what `classifier` calls a failure (share the one your breaker and balancer
@@ -121,5 +165,23 @@ where
 
     fn attempts<'r>(&self, request: &'r Request<B>) -> Option<&'r Attempts> {
         HttpAttempts.attempts(request)
+    }
+
+    fn time_limit(&self, request: &Request<B>) -> Option<Duration> {
+        if !self.propagate_deadline {
+            return None;
+        }
+        request
+            .headers()
+            .get(GRPC_TIMEOUT)
+            .and_then(parse_grpc_timeout)
+    }
+
+    fn set_time_left(&self, request: &mut Request<B>, left: Duration) {
+        if self.propagate_deadline {
+            request
+                .headers_mut()
+                .insert(GRPC_TIMEOUT, grpc_timeout(left));
+        }
     }
 }

@@ -2,10 +2,11 @@
 
 use crate::policy::{Decision, RetryPolicy};
 use bulwark_core::attempts::{Attempts, HttpResend, RequestAttempts};
+use bulwark_core::deadline::millis_rounded_up;
 use bulwark_core::pushback::{is_connection_failure, AsError};
 use bulwark_core::replay::CanReplay;
 use bulwark_core::{Classify, GiveUpReason, HttpClassifier, StatusSet};
-use http::{Method, Request, Response};
+use http::{HeaderName, HeaderValue, Method, Request, Response};
 use std::time::Duration;
 
 /// The longest `Retry-After` (or gRPC pushback) the policies honour unless told otherwise.
@@ -47,6 +48,7 @@ pub struct HttpRetryPolicy {
     classifier: HttpClassifier,
     requests: HttpResend,
     max_retry_after: Duration,
+    deadline_header: Option<HeaderName>,
 }
 
 impl Default for HttpRetryPolicy {
@@ -63,7 +65,47 @@ impl HttpRetryPolicy {
                 .resend_statuses(StatusSet::empty().with(429).with(502).with(503).with(504)),
             requests: HttpResend::idempotent(),
             max_retry_after: DEFAULT_MAX_RETRY_AFTER,
+            deadline_header: None,
         }
+    }
+
+    /// Propagates deadlines in `header`, as whole milliseconds (rounded up): a request that
+    /// carries it has its attempts ended by then, and every attempt goes out with the time
+    /// it has left (the earlier of the deadline and the attempt timeout). HTTP has no
+    /// standard header for it; Envoy's `x-envoy-expected-rq-timeout-ms` is one such. Off by
+    /// default.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// use bulwark_retry::{BackoffRetryLayer, HttpRetryPolicy};
+    /// use http::HeaderName;
+    /// use std::time::Duration;
+    /// use tower::{service_fn, Layer, Service, ServiceExt};
+    ///
+    /// const TIMEOUT_MS: HeaderName = HeaderName::from_static("x-request-timeout-ms");
+    /// let server = service_fn(|req: http::Request<String>| async move {
+    ///     let left = req.headers()[TIMEOUT_MS].to_str().unwrap().to_owned();
+    ///     Ok::<_, std::io::Error>(http::Response::new(left))
+    /// });
+    /// let mut client = BackoffRetryLayer::builder()
+    ///     .attempt_timeout(Duration::from_secs(2))
+    ///     .policy(HttpRetryPolicy::new().deadline_header(TIMEOUT_MS))
+    ///     .build()
+    ///     .unwrap()
+    ///     .layer(server);
+    /// // The caller allows 500 ms: that, not the 2 s attempt timeout, is what the server is told.
+    /// let request = http::Request::get("/book/dune")
+    ///     .header(TIMEOUT_MS, "500")
+    ///     .body(String::new())
+    ///     .unwrap();
+    /// let resp = client.ready().await.unwrap().call(request).await.unwrap();
+    /// assert_eq!(resp.body(), "500");
+    /// # }
+    /// ```
+    pub fn deadline_header(mut self, header: HeaderName) -> Self {
+        self.deadline_header = Some(header);
+        self
     }
 
     /// Retries what `classifier` says may be sent again
@@ -139,5 +181,27 @@ where
 
     fn attempts<'r>(&self, request: &'r Request<B>) -> Option<&'r Attempts> {
         RequestAttempts::attempts(&self.requests, request)
+    }
+
+    fn time_limit(&self, request: &Request<B>) -> Option<Duration> {
+        let header = self.deadline_header.as_ref()?;
+        request.headers().get(header).and_then(parse_millis)
+    }
+
+    fn set_time_left(&self, request: &mut Request<B>, left: Duration) {
+        if let Some(header) = &self.deadline_header {
+            request
+                .headers_mut()
+                .insert(header.clone(), HeaderValue::from(millis_rounded_up(left)));
+        }
+    }
+}
+
+/// A header value of whole milliseconds (digits only), as [`HttpRetryPolicy::deadline_header`]
+/// reads it.
+pub(crate) fn parse_millis(value: &HeaderValue) -> Option<Duration> {
+    match bulwark_core::pushback::parse_pushback(value) {
+        bulwark_core::pushback::Pushback::After(d) => Some(d),
+        _ => None,
     }
 }

@@ -163,6 +163,10 @@ impl<P> Builder<P> {
 
         /// Time for each attempt.
         fn attempt_timeout(timeout: Duration) { attempt_timeout = Some(timeout) }
+
+        /// Whether the deadline the request carries or the server received also ends the
+        /// attempts (default true; see [`RetryConfig::inherit_deadline`]).
+        fn inherit_deadline(inherit: bool) { inherit_deadline = inherit }
     }
 
     /// Decide what to retry with `policy`.
@@ -222,6 +226,7 @@ impl<P> Builder<P> {
                 cap,
                 deadline: c.deadline,
                 attempt_timeout: c.attempt_timeout,
+                inherit_deadline: c.inherit_deadline,
                 policy: self.policy,
                 listener: self.common.listener().cloned(),
                 random: self.common.random_or_entropy(),

@@ -16,6 +16,11 @@
 //!   (20% of requests plus 10/s over 10 s by default) so a failing backend does not get a
 //!   retry storm on top of its load. A budget can be shared by several layers.
 //!
+//! * **Deadline-aware**: each attempt tells the backend the time it has left (gRPC's
+//!   `grpc-timeout`; for HTTP, a header of your choice), and the deadline the request carries,
+//!   or the one its server received ([`InboundDeadlineLayer`], feature `http`), ends the
+//!   attempts too.
+//!
 //! When retrying stops, the last outcome is returned as it came: a response stays a
 //! response, and the [`Event::RetryGaveUp`](bulwark_core::Event::RetryGaveUp) event says why
 //! (attempts, budget, deadline, ...).
@@ -112,10 +117,13 @@
 //! locally and added to the shared budget once per 32 requests. No lock, no boxed future, and
 //! no allocation for a `Clone` request that allocates none itself; a deadline or attempt
 //! timeout adds a clock read, and a timer allocation when an attempt has to be waited on.
+//! Telling the backend its time left (the gRPC policy, or the HTTP policy with a deadline
+//! header) writes one header value per attempt. Reading the deadline in scope is a
+//! thread-local read per call.
 //!
 //! # Feature flags
 //!
-//! * `http`: [`HttpRetryPolicy`], [`parse_retry_after`].
+//! * `http`: [`HttpRetryPolicy`], [`parse_retry_after`], [`InboundDeadlineLayer`].
 //! * `grpc` (implies `http`): [`GrpcRetryPolicy`], [`parse_pushback`].
 //! * `serde`: [`RetryConfig`] deserializes, durations in human form (`"100ms"`).
 //! * `metrics`: counters through the `metrics` facade; names in [`metrics`].
@@ -130,6 +138,9 @@ mod grpc;
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 mod http;
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+mod inbound;
 mod layer;
 #[cfg(feature = "metrics")]
 #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
@@ -157,6 +168,9 @@ pub use grpc::GrpcRetryPolicy;
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub use http::HttpRetryPolicy;
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+pub use inbound::{InboundDeadline, InboundDeadlineLayer};
 pub use layer::{BackoffRetryLayer, Builder};
 pub use policy::{Decision, RetryFailures, RetryPolicy};
 pub use service::BackoffRetry;

@@ -41,6 +41,22 @@ pub trait RetryPolicy<Req, Res, E> {
         let _ = request;
         None
     }
+
+    /// The time limit `request` itself carries, counted from now (gRPC's `grpc-timeout`, or
+    /// the HTTP policy's deadline header when one is set): the layer ends its attempts by
+    /// then, whatever its own deadline. Asked once per call; `None` by default.
+    fn time_limit(&self, request: &Req) -> Option<std::time::Duration> {
+        let _ = request;
+        None
+    }
+
+    /// Tells the backend how long this attempt has: called before each attempt of a request
+    /// that has a deadline or an attempt timeout, with the time left until the earlier of the
+    /// two. The gRPC policy writes it as `grpc-timeout`, the HTTP policy into its deadline
+    /// header when one is set; by default nothing is written.
+    fn set_time_left(&self, request: &mut Req, left: std::time::Duration) {
+        let _ = (request, left);
+    }
 }
 
 /// Retries what its classifier says may be sent again ([`Classify::resend`]: by default every

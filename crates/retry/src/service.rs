@@ -7,7 +7,6 @@ use bulwark_core::local::LocalRef;
 use bulwark_core::BoxError;
 use std::fmt;
 use std::task::{Context, Poll};
-use tokio::time::Instant;
 use tower_service::Service;
 
 /// Requests counted locally before they are added to the budget in one go.
@@ -107,8 +106,8 @@ where
             }
         }
         let shared = self.local.get();
-        let deadline = shared.deadline.map(|d| Instant::now() + d);
         let mut request = request;
+        let limits = shared.limits(&mut request);
         let copy = if shared.max_attempts > 1 && shared.policy.may_resend(&request) {
             shared.policy.prepare(&mut request);
             Some(request.clone())
@@ -118,12 +117,12 @@ where
         if copy.is_none() {
             // No retry can follow: call the ready service in place, keep nothing.
             let future = self.inner.call(request);
-            return ResponseFuture::new(future, None, None, self.local.for_call(), deadline);
+            return ResponseFuture::new(future, None, None, self.local.for_call(), limits);
         }
         // Move the ready service into the future for the retries, leave a clone here.
         let mut ready = self.inner.clone();
         std::mem::swap(&mut ready, &mut self.inner);
         let future = ready.call(request);
-        ResponseFuture::new(future, Some(ready), copy, self.local.for_call(), deadline)
+        ResponseFuture::new(future, Some(ready), copy, self.local.for_call(), limits)
     }
 }
