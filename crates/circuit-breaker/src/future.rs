@@ -1,7 +1,8 @@
 //! The response future.
 
-use crate::service::Shared;
+use crate::service::{Shared, NOT_TIMED};
 use bulwark_core::local::CallRef;
+use bulwark_core::slot::LazyBox;
 use bulwark_core::{BoxError, Classify};
 use pin_project_lite::pin_project;
 use std::fmt;
@@ -36,15 +37,19 @@ impl<C> Permit<C> {
         self.armed = false;
         let shared = &*self.local;
         let outcome = shared.classifier.classify(result);
-        let mut end = None;
-        let slow = match shared.core.slow_threshold() {
-            Some(threshold) => {
-                let t = shared.now();
-                end = Some(t);
-                t.saturating_sub(start) > threshold
-            }
+        // Read once, for the slow-call threshold and the duration histogram alike.
+        let end = (start != NOT_TIMED).then(|| shared.now());
+        let took = end.map(|t| t.saturating_sub(start));
+        let slow = match (shared.core.slow_threshold(), took) {
+            (Some(threshold), Some(took)) => took > threshold,
             _ => false,
         };
+        #[cfg(feature = "metrics")]
+        shared.core.metrics().record(
+            outcome,
+            slow,
+            took.map(|t| std::time::Duration::from_nanos(t).as_secs_f64()),
+        );
         shared.core.record(self.gen, self.probe, outcome, slow, || {
             end.unwrap_or_else(|| shared.now())
         });
@@ -75,8 +80,12 @@ pin_project! {
             #[pin]
             future: F,
             permit: Permit<C>,
-            // When the call started, if slow calls were tracked then (else `u64::MAX`).
+            // When the call started, if slow calls are tracked or a recorder is installed
+            // (else `NOT_TIMED`).
             start: u64,
+            // The `breaker{breaker, state}` span, entered while the inner future is polled;
+            // only made when a subscriber wants it.
+            span: LazyBox<tracing::Span>,
         },
         Failed {
             error: Option<BoxError>,
@@ -86,12 +95,20 @@ pin_project! {
 
 impl<F, C> ResponseFuture<F, C> {
     #[inline]
-    pub(crate) fn called(future: F, permit: Permit<C>, start: u64) -> Self {
+    pub(crate) fn called(
+        future: F,
+        permit: Permit<C>,
+        start: u64,
+        span: Option<tracing::Span>,
+    ) -> Self {
+        let mut lazy = LazyBox::new();
+        lazy.set(span);
         ResponseFuture {
             state: State::Called {
                 future,
                 permit,
                 start,
+                span: lazy,
             },
         }
     }
@@ -129,8 +146,12 @@ where
                 future,
                 permit,
                 start,
+                span,
             } => {
-                let result = ready!(future.poll(cx));
+                let result = {
+                    let _entered = span.as_deref().map(tracing::Span::enter);
+                    ready!(future.poll(cx))
+                };
                 permit.complete(&result, *start);
                 Poll::Ready(result.map_err(Into::into))
             }

@@ -16,6 +16,18 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 use tower_service::Service;
 
+/// The start of a call whose duration nobody needs (no slow-call threshold, no recorder).
+pub(crate) const NOT_TIMED: u64 = u64::MAX;
+
+/// Whether a call's duration is wanted for the metrics: a recorder is installed.
+#[inline]
+fn timed() -> bool {
+    #[cfg(feature = "metrics")]
+    return bulwark_core::telemetry::recording();
+    #[cfg(not(feature = "metrics"))]
+    false
+}
+
 /// What every clone of one breaker shares.
 pub(crate) struct Shared<C> {
     pub(crate) core: Core,
@@ -238,13 +250,31 @@ where
         match std::mem::replace(&mut self.ticket, Ticket::None) {
             Ticket::Admitted { gen, probe } => {
                 let shared = self.shared();
-                // Not timed: a threshold set while the call is out does not find it slow.
-                let start = match shared.core.slow_threshold() {
-                    Some(_) => shared.now(),
-                    None => u64::MAX,
+                // Not timed (no threshold, no recorder): a threshold set while the call is out
+                // does not find it slow.
+                let start = if shared.core.slow_threshold().is_some() || timed() {
+                    shared.now()
+                } else {
+                    NOT_TIMED
+                };
+                // The `breaker{breaker, state}` span around the inner call, made only when a
+                // subscriber wants it.
+                let span = tracing::debug_span!(
+                    "breaker",
+                    breaker = %shared.core.name(),
+                    state = if probe {
+                        CircuitState::HalfOpen.as_str()
+                    } else {
+                        shared.core.current().as_str()
+                    }
+                );
+                let span = (!span.is_disabled()).then_some(span);
+                let future = {
+                    let _entered = span.as_ref().map(tracing::Span::enter);
+                    self.inner.call(req)
                 };
                 let permit = Permit::new(self.local.for_call(), gen, probe);
-                ResponseFuture::called(self.inner.call(req), permit, start)
+                ResponseFuture::called(future, permit, start, span)
             }
             Ticket::Refused => self.refuse(),
             Ticket::None => called_before_ready(),

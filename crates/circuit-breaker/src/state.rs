@@ -286,6 +286,17 @@ impl Core {
         &self.name
     }
 
+    #[cfg(feature = "metrics")]
+    pub(crate) fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.metrics
+    }
+
+    /// The state now, as stored (an open breaker whose period ended still reads open).
+    #[inline]
+    pub(crate) fn current(&self) -> CircuitState {
+        to_state(self.load().state())
+    }
+
     pub(crate) fn min_calls(&self) -> u64 {
         self.min_calls.load(Ordering::Relaxed)
     }
@@ -408,7 +419,7 @@ impl Core {
             "circuit breaker refused a call"
         );
         #[cfg(feature = "metrics")]
-        self.metrics.not_permitted.increment(1);
+        self.metrics.not_permitted();
         self.emit(&Event::CallRejected {
             name: &self.name,
             state: rejection.state,
@@ -432,8 +443,6 @@ impl Core {
         slow: bool,
         now: impl Fn() -> u64,
     ) {
-        #[cfg(feature = "metrics")]
-        self.metrics.record(outcome, slow);
         if !probe && outcome == Outcome::Success && !slow {
             let w = self.load();
             if w.gen() == gen && w.state() == CLOSED && self.window.success_is_noop() {
@@ -744,7 +753,7 @@ impl Core {
             );
         }
         #[cfg(feature = "metrics")]
-        self.metrics.transition(&self.name, from, to);
+        self.metrics.transition(from, to);
         self.emit(&Event::StateTransition {
             name: &self.name,
             from,

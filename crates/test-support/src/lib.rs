@@ -1,11 +1,12 @@
 //! What the tower-bulwark crates' tests share, so each harness does not carry its own copy:
 //! a seeded random source with the draws a test harness needs, a short way to write
-//! milliseconds, a `tracing` subscriber that collects what a layer logs, and a mock endpoint
+//! milliseconds, what a debugging metrics recorder received, a `tracing` subscriber that collects what a layer logs, and a mock endpoint
 //! for the cancellation suites. Not published; a dev-dependency only.
 
 use bulwark_core::{RandomSource, SplitMix64};
 
 mod endpoint;
+pub mod recorded;
 pub use endpoint::{Behaviour, Call, Counts, Endpoint, Guard, Odds, OnDrop};
 use std::time::Duration;
 
