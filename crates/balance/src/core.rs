@@ -55,7 +55,7 @@ pub(crate) struct EndpointState {
     /// Successes and failures per tenth of the failure-rate window, when it is on.
     rate_window: Option<SlotSnapshots<2>>,
     #[cfg(feature = "metrics")]
-    metrics: crate::metrics::EndpointMetrics,
+    pub(crate) metrics: crate::metrics::EndpointMetrics,
 }
 
 impl EndpointState {
@@ -677,7 +677,7 @@ impl<C> Core<C> {
             e.consecutive.store(0, Ordering::Release);
             e.returned_at.store(self.now(), Ordering::Release);
             #[cfg(feature = "metrics")]
-            e.metrics.ejected.set(0.0);
+            e.metrics.set_ejected(false);
             tracing::info!(balancer = %self.name, target = %e.name, "endpoint returned");
             self.emit(&Event::EndpointReturned {
                 name: &self.name,
@@ -832,12 +832,6 @@ impl<C> Core<C> {
             let now = now();
             self.observe(e, now.saturating_sub(start) as f64, now);
         }
-        #[cfg(feature = "metrics")]
-        if failed {
-            e.metrics.failure.increment(1);
-        } else {
-            e.metrics.success.increment(1);
-        }
         if !failed {
             e.successes.fetch_add(1, Ordering::Relaxed);
             if e.consecutive.load(Ordering::Relaxed) != 0 {
@@ -957,10 +951,7 @@ impl<C> Core<C> {
             self.stale();
         }
         #[cfg(feature = "metrics")]
-        {
-            e.metrics.ejections.increment(1);
-            e.metrics.ejected.set(1.0);
-        }
+        e.metrics.ejected();
         tracing::warn!(
             balancer = %self.name,
             target = %e.name,
@@ -985,7 +976,7 @@ impl<C> Core<C> {
         }
         let healthy = !unhealthy;
         #[cfg(feature = "metrics")]
-        e.metrics.healthy.set(if healthy { 1.0 } else { 0.0 });
+        e.metrics.set_healthy(healthy);
         tracing::info!(balancer = %self.name, target = %e.name, healthy, "endpoint health changed");
         self.emit(&Event::EndpointHealthChanged {
             name: &self.name,
@@ -1015,7 +1006,7 @@ impl<C> Core<C> {
                 self.healthy.fetch_sub(1, Ordering::AcqRel);
             }
             #[cfg(feature = "metrics")]
-            e.metrics.healthy.set(if healthy { 1.0 } else { 0.0 });
+            e.metrics.set_healthy(healthy);
             tracing::info!(balancer = %self.name, target = %e.name, healthy, "endpoint health changed");
             if healthy {
                 // Back from unhealthy: whatever failures ejected it are older than the checks

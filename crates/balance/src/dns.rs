@@ -917,9 +917,19 @@ impl Shared {
 #[cfg(feature = "metrics")]
 const OUTCOMES: [&str; 5] = ["success", "nxdomain", "no_records", "timeout", "error"];
 
-/// The source's metric handles, registered at build (install the recorder before).
+/// The source's metric handles, registered (with their help text) with the recorder current
+/// at each resolution: installed before or after the source is built, it sees them.
 #[cfg(feature = "metrics")]
 struct DnsMetrics {
+    name: Box<str>,
+    /// What the gauges show, for a recorder met later.
+    endpoints: std::sync::atomic::AtomicUsize,
+    failing: std::sync::atomic::AtomicBool,
+    handles: bulwark_core::telemetry::Handles<DnsHandles>,
+}
+
+#[cfg(feature = "metrics")]
+struct DnsHandles {
     resolutions: [metrics::Counter; 5],
     endpoints: metrics::Gauge,
     failing: metrics::Gauge,
@@ -930,26 +940,85 @@ struct DnsMetrics {
 #[cfg(feature = "metrics")]
 impl DnsMetrics {
     fn new(name: &str) -> Self {
-        let n = name.to_owned();
-        DnsMetrics {
-            resolutions: OUTCOMES.map(|outcome| {
-                metrics::counter!(
-                    "bulwark_balance_dns_resolutions_total",
-                    "name" => n.clone(),
-                    "outcome" => outcome
-                )
-            }),
-            endpoints: metrics::gauge!("bulwark_balance_dns_endpoints", "name" => n.clone()),
-            failing: metrics::gauge!("bulwark_balance_dns_failing", "name" => n.clone()),
-            added: metrics::counter!("bulwark_balance_dns_endpoints_added_total", "name" => n.clone()),
-            removed: metrics::counter!("bulwark_balance_dns_endpoints_removed_total", "name" => n),
-        }
+        let m = DnsMetrics {
+            name: name.into(),
+            endpoints: Default::default(),
+            failing: Default::default(),
+            handles: bulwark_core::telemetry::Handles::new(),
+        };
+        m.with(|_| ());
+        m
     }
 
-    fn resolution(&self, outcome: &'static str) {
-        if let Some(i) = OUTCOMES.iter().position(|o| *o == outcome) {
-            self.resolutions[i].increment(1);
+    fn with(&self, f: impl FnOnce(&DnsHandles)) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.handles.with(
+            || {
+                metrics::describe_counter!(
+                    "bulwark_balance_dns_resolutions_total",
+                    "Resolutions of the DNS name, by how they ended"
+                );
+                metrics::describe_gauge!(
+                    "bulwark_balance_dns_endpoints",
+                    "Endpoints in the last good DNS answer"
+                );
+                metrics::describe_gauge!(
+                    "bulwark_balance_dns_failing",
+                    "1 while DNS resolution fails and the last good set is kept, else 0"
+                );
+                metrics::describe_counter!(
+                    "bulwark_balance_dns_endpoints_added_total",
+                    "Addresses that appeared in a good DNS answer"
+                );
+                metrics::describe_counter!(
+                    "bulwark_balance_dns_endpoints_removed_total",
+                    "Addresses that left a good DNS answer"
+                );
+                let n = &self.name;
+                let h = DnsHandles {
+                    resolutions: OUTCOMES.map(|outcome| {
+                        metrics::counter!(
+                            "bulwark_balance_dns_resolutions_total",
+                            "name" => n.to_string(),
+                            "outcome" => outcome
+                        )
+                    }),
+                    endpoints: metrics::gauge!("bulwark_balance_dns_endpoints", "name" => n.to_string()),
+                    failing: metrics::gauge!("bulwark_balance_dns_failing", "name" => n.to_string()),
+                    added: metrics::counter!("bulwark_balance_dns_endpoints_added_total", "name" => n.to_string()),
+                    removed: metrics::counter!("bulwark_balance_dns_endpoints_removed_total", "name" => n.to_string()),
+                };
+                h.endpoints.set(self.endpoints.load(Relaxed) as f64);
+                h.failing.set(if self.failing.load(Relaxed) { 1.0 } else { 0.0 });
+                h
+            },
+            f,
+        )
+    }
+
+    /// A resolution ended: `endpoints` is the size of a good answer (`None`: it failed).
+    fn resolution(&self, outcome: &'static str, endpoints: Option<usize>) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.failing.store(endpoints.is_none(), Relaxed);
+        if let Some(n) = endpoints {
+            self.endpoints.store(n, Relaxed);
         }
+        self.with(|h| {
+            if let Some(i) = OUTCOMES.iter().position(|o| *o == outcome) {
+                h.resolutions[i].increment(1);
+            }
+            h.failing.set(if endpoints.is_none() { 1.0 } else { 0.0 });
+            if let Some(n) = endpoints {
+                h.endpoints.set(n as f64);
+            }
+        });
+    }
+
+    fn changed(&self, added: usize, removed: usize) {
+        self.with(|h| {
+            h.added.increment(added as u64);
+            h.removed.increment(removed as u64);
+        });
     }
 }
 
@@ -1007,9 +1076,8 @@ impl Worker {
             Ok(answer) => {
                 #[cfg(feature = "metrics")]
                 {
-                    self.metrics.resolution("success");
-                    self.metrics.failing.set(0.0);
-                    self.metrics.endpoints.set(answer.endpoints.len() as f64);
+                    self.metrics
+                        .resolution("success", Some(answer.endpoints.len()));
                 }
                 if self.failures > 0 {
                     tracing::info!(
@@ -1040,8 +1108,7 @@ impl Worker {
                         count_changes(&self.published, &answer.endpoints);
                     #[cfg(feature = "metrics")]
                     {
-                        self.metrics.added.increment(added as u64);
-                        self.metrics.removed.increment(removed as u64);
+                        self.metrics.changed(added, removed);
                     }
                     tracing::info!(
                         dns = %self.name,
@@ -1059,8 +1126,7 @@ impl Worker {
             Err(failure) => {
                 #[cfg(feature = "metrics")]
                 {
-                    self.metrics.resolution(failure.outcome());
-                    self.metrics.failing.set(1.0);
+                    self.metrics.resolution(failure.outcome(), None);
                 }
                 self.failures = self.failures.saturating_add(1);
                 let wait =

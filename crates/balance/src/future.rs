@@ -2,6 +2,8 @@
 
 use crate::core::{Core, EndpointState};
 use bulwark_core::local::CallRef;
+use bulwark_core::slot::LazyBox;
+use bulwark_core::telemetry::Stopwatch;
 use bulwark_core::{BoxError, Classify, Misuse, Outcome};
 use pin_project_lite::pin_project;
 use std::fmt;
@@ -16,6 +18,8 @@ pub(crate) struct InFlight<C> {
     core: CallRef<Core<C>>,
     endpoint: Arc<EndpointState>,
     started: Option<u64>,
+    /// When the call was sent, for the duration histogram (read only with a recorder).
+    watch: Stopwatch,
     /// Whether the call answered (its outcome recorded); dropped before that, it was
     /// cancelled.
     answered: bool,
@@ -40,6 +44,7 @@ impl<C> InFlight<C> {
             core,
             endpoint,
             started,
+            watch: Stopwatch::start(),
             answered: false,
         }
     }
@@ -73,16 +78,29 @@ pin_project! {
 pin_project! {
     #[project = StateProj]
     enum State<F, C> {
-        Called { #[pin] future: F, in_flight: InFlight<C> },
+        Called {
+            #[pin]
+            future: F,
+            in_flight: InFlight<C>,
+            // The `balancer{balancer, target}` span, entered while the endpoint's future is
+            // polled; only made when a subscriber wants it.
+            span: LazyBox<tracing::Span>,
+        },
         Failed { error: Option<BoxError> },
     }
 }
 
 impl<F, C> ResponseFuture<F, C> {
     #[inline]
-    pub(crate) fn called(future: F, in_flight: InFlight<C>) -> Self {
+    pub(crate) fn called(future: F, in_flight: InFlight<C>, span: Option<tracing::Span>) -> Self {
+        let mut lazy = LazyBox::new();
+        lazy.set(span);
         ResponseFuture {
-            state: State::Called { future, in_flight },
+            state: State::Called {
+                future,
+                in_flight,
+                span: lazy,
+            },
         }
     }
 
@@ -110,15 +128,28 @@ where
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().state.project() {
-            StateProj::Called { future, in_flight } => {
-                let result = ready!(future.poll(cx));
+            StateProj::Called {
+                future,
+                in_flight,
+                span,
+            } => {
+                let result = {
+                    let _entered = span.as_deref().map(tracing::Span::enter);
+                    ready!(future.poll(cx))
+                };
                 in_flight.answered = true;
                 let core = &*in_flight.core;
-                match core.classifier.classify(&result) {
-                    Outcome::Success => core.record(&in_flight.endpoint, false, in_flight.started),
-                    Outcome::Failure => core.record(&in_flight.endpoint, true, in_flight.started),
-                    Outcome::Ignored => {}
-                }
+                let failed = match core.classifier.classify(&result) {
+                    Outcome::Success => false,
+                    Outcome::Failure => true,
+                    Outcome::Ignored => return Poll::Ready(result.map_err(Into::into)),
+                };
+                #[cfg(feature = "metrics")]
+                in_flight
+                    .endpoint
+                    .metrics
+                    .request(failed, in_flight.watch.seconds());
+                core.record(&in_flight.endpoint, failed, in_flight.started);
                 Poll::Ready(result.map_err(Into::into))
             }
             StateProj::Failed { error } => Poll::Ready(Err(error

@@ -641,10 +641,18 @@ where
                 core.now()
             }
         });
+        // The `balancer{balancer, target}` span around the endpoint's call, made only when a
+        // subscriber wants it.
+        let span =
+            tracing::debug_span!("balancer", balancer = %core.name, target = %slot.state.name);
+        let span = (!span.is_disabled()).then_some(span);
         self.chosen_at = 0;
         let in_flight = InFlight::new(self.core.for_call(), slot.state.clone(), started);
-        let future = slot.service.call(request);
+        let future = {
+            let _entered = span.as_ref().map(tracing::Span::enter);
+            slot.service.call(request)
+        };
         self.keep(slot);
-        ResponseFuture::called(future, in_flight)
+        ResponseFuture::called(future, in_flight, span)
     }
 }

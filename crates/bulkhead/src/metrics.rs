@@ -1,7 +1,10 @@
 //! Metrics through the `metrics` facade (feature `metrics`).
 //!
-//! Handles are registered when the bulkhead is built, so install your recorder (a Prometheus
-//! exporter, say) before building the layer. A fixed bulkhead and an adaptive limit report the
+//! The recorder (a Prometheus exporter, say) may be installed before or after the layer is
+//! built: the handles are registered, with their help text, with the recorder current when
+//! they are first used under it ([`bulwark_core::telemetry`]), the gauges set to what they
+//! stand for then. A queued caller's wait is read from tokio's clock only while a recorder is
+//! installed. A fixed bulkhead and an adaptive limit report the
 //! same metrics; `name` is the layer's configured name (give each target's bulkhead its own,
 //! so overflow is counted per target). Every layer's metrics, `Event`s and `tracing` events are
 //! listed together in `TELEMETRY.md`, at the root of the repository.
@@ -9,62 +12,147 @@
 //! | name | type | labels | meaning |
 //! | --- | --- | --- | --- |
 //! | `bulwark_bulkhead_rejected_total` | counter | `name`, `reason` (`full`, `queue_full`, `queue_timeout`, `not_ready`) | calls turned away (sheds), by why |
+//! | `bulwark_bulkhead_queue_wait_seconds` | histogram | `name` | how long each caller that was queued waited, until it was let in or its wait ran out |
 //! | `bulwark_bulkhead_in_flight` | gauge | `name` | calls in flight |
 //! | `bulwark_bulkhead_queued` | gauge | `name` | callers waiting in the queue |
 //! | `bulwark_bulkhead_limit` | gauge | `name` | the limit on calls in flight (moved by an adaptive controller, or by hand) |
 //! | `bulwark_bulkhead_min_rtt_seconds` | gauge | `name` | an adaptive limit's lowest latency measured without load |
 
+use crate::limiter::Limiter;
+use bulwark_core::telemetry::Handles;
 use bulwark_core::OverflowReason;
-use metrics::{counter, gauge, Counter, Gauge};
+use metrics::{counter, gauge, histogram, Counter, Gauge, Histogram, Unit};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-pub(crate) struct Metrics {
-    full: Counter,
-    queue_full: Counter,
-    queue_timeout: Counter,
-    not_ready: Counter,
-    pub(crate) in_flight: Gauge,
+fn describe() {
+    metrics::describe_counter!(
+        "bulwark_bulkhead_rejected_total",
+        "Calls the bulkhead turned away without reaching the service, by why"
+    );
+    metrics::describe_histogram!(
+        "bulwark_bulkhead_queue_wait_seconds",
+        Unit::Seconds,
+        "How long each queued caller waited, until it was let in or its wait ran out"
+    );
+    metrics::describe_gauge!(
+        "bulwark_bulkhead_in_flight",
+        "Calls in flight through the bulkhead"
+    );
+    metrics::describe_gauge!(
+        "bulwark_bulkhead_queued",
+        "Callers waiting in the bulkhead's queue"
+    );
+    metrics::describe_gauge!(
+        "bulwark_bulkhead_limit",
+        "The bulkhead's limit on calls in flight"
+    );
+    metrics::describe_gauge!(
+        "bulwark_bulkhead_min_rtt_seconds",
+        Unit::Seconds,
+        "The adaptive limit's latency measured without load (0 for a fixed bulkhead)"
+    );
+}
+
+struct Registered {
+    /// full, queue_full, queue_timeout, not_ready.
+    rejected: [Counter; 4],
+    queue_wait: Histogram,
+    in_flight: Gauge,
     queued: Gauge,
     limit: Gauge,
     min_rtt: Gauge,
 }
 
-impl Metrics {
-    pub(crate) fn new(name: &str, limit: u32) -> Self {
-        let name = name.to_owned();
-        let rejected = |reason: OverflowReason| counter!("bulwark_bulkhead_rejected_total", "name" => name.clone(), "reason" => reason.as_str());
-        let m = Metrics {
-            full: rejected(OverflowReason::Full),
-            queue_full: rejected(OverflowReason::QueueFull),
-            queue_timeout: rejected(OverflowReason::QueueTimeout),
-            not_ready: rejected(OverflowReason::NotReady),
-            in_flight: gauge!("bulwark_bulkhead_in_flight", "name" => name.clone()),
-            queued: gauge!("bulwark_bulkhead_queued", "name" => name.clone()),
-            limit: gauge!("bulwark_bulkhead_limit", "name" => name.clone()),
-            min_rtt: gauge!("bulwark_bulkhead_min_rtt_seconds", "name" => name),
-        };
-        m.limit.set(f64::from(limit));
-        m
-    }
+pub(crate) struct Metrics {
+    name: Box<str>,
+    /// The latest minimum RTT (f64 bits, seconds), for a recorder met later.
+    min_rtt: AtomicU64,
+    handles: Handles<Registered>,
+}
 
-    pub(crate) fn rejected(&self, reason: OverflowReason) {
-        match reason {
-            OverflowReason::Full => self.full.increment(1),
-            OverflowReason::QueueFull => self.queue_full.increment(1),
-            OverflowReason::QueueTimeout => self.queue_timeout.increment(1),
-            _ => self.not_ready.increment(1),
+impl Metrics {
+    pub(crate) fn new(name: &str) -> Self {
+        Metrics {
+            name: name.into(),
+            min_rtt: AtomicU64::new(0f64.to_bits()),
+            handles: Handles::new(),
         }
     }
 
-    pub(crate) fn queued(&self, queued: u32) {
-        self.queued.set(f64::from(queued));
+    /// Runs `f` with the handles of the current recorder; registering them sets the gauges
+    /// from `limiter`.
+    #[inline]
+    fn with(&self, limiter: &Limiter, f: impl FnOnce(&Registered)) {
+        self.handles.with(
+            || {
+                describe();
+                let name = &self.name;
+                let rejected = |reason: OverflowReason| counter!("bulwark_bulkhead_rejected_total", "name" => name.to_string(), "reason" => reason.as_str());
+                let m = Registered {
+                    rejected: [
+                        rejected(OverflowReason::Full),
+                        rejected(OverflowReason::QueueFull),
+                        rejected(OverflowReason::QueueTimeout),
+                        rejected(OverflowReason::NotReady),
+                    ],
+                    queue_wait: histogram!("bulwark_bulkhead_queue_wait_seconds", "name" => name.to_string()),
+                    in_flight: gauge!("bulwark_bulkhead_in_flight", "name" => name.to_string()),
+                    queued: gauge!("bulwark_bulkhead_queued", "name" => name.to_string()),
+                    limit: gauge!("bulwark_bulkhead_limit", "name" => name.to_string()),
+                    min_rtt: gauge!("bulwark_bulkhead_min_rtt_seconds", "name" => name.to_string()),
+                };
+                m.in_flight.set(f64::from(limiter.in_flight()));
+                m.queued.set(f64::from(limiter.queued()));
+                m.limit.set(f64::from(limiter.limit()));
+                m.min_rtt.set(f64::from_bits(self.min_rtt.load(Ordering::Relaxed)));
+                m
+            },
+            f,
+        )
     }
 
-    pub(crate) fn limit(&self, limit: u32) {
-        self.limit.set(f64::from(limit));
+    /// Registers the handles (for a recorder installed first, so the gauges show at once).
+    pub(crate) fn register(&self, limiter: &Limiter) {
+        self.with(limiter, |_| ());
     }
 
-    pub(crate) fn min_rtt(&self, min: Duration) {
-        self.min_rtt.set(min.as_secs_f64());
+    pub(crate) fn rejected(&self, limiter: &Limiter, reason: OverflowReason) {
+        let i = match reason {
+            OverflowReason::Full => 0,
+            OverflowReason::QueueFull => 1,
+            OverflowReason::QueueTimeout => 2,
+            _ => 3,
+        };
+        self.with(limiter, |m| m.rejected[i].increment(1));
+    }
+
+    #[inline]
+    pub(crate) fn admitted(&self, limiter: &Limiter) {
+        self.with(limiter, |m| m.in_flight.increment(1.0));
+    }
+
+    #[inline]
+    pub(crate) fn released(&self, limiter: &Limiter) {
+        self.with(limiter, |m| m.in_flight.decrement(1.0));
+    }
+
+    pub(crate) fn queued(&self, limiter: &Limiter) {
+        self.with(limiter, |m| m.queued.set(f64::from(limiter.queued())));
+    }
+
+    /// A queued caller waited `seconds`, and was let in or timed out.
+    pub(crate) fn queue_wait(&self, limiter: &Limiter, seconds: f64) {
+        self.with(limiter, |m| m.queue_wait.record(seconds));
+    }
+
+    pub(crate) fn limit(&self, limiter: &Limiter) {
+        self.with(limiter, |m| m.limit.set(f64::from(limiter.limit())));
+    }
+
+    pub(crate) fn min_rtt(&self, limiter: &Limiter, min: Duration) {
+        let min = min.as_secs_f64();
+        self.min_rtt.store(min.to_bits(), Ordering::Relaxed);
+        self.with(limiter, |m| m.min_rtt.set(min));
     }
 }

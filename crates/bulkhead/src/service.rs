@@ -44,7 +44,7 @@ impl Core {
         listener: Option<SharedListener>,
     ) -> Self {
         let capacity = queue.map_or(0, |q| q.capacity);
-        Core {
+        let core = Core {
             name: name.into(),
             limiter: Limiter::new(limit, capacity),
             mode,
@@ -52,8 +52,11 @@ impl Core {
             adaptive,
             listener,
             #[cfg(feature = "metrics")]
-            metrics: crate::metrics::Metrics::new(name, limit),
-        }
+            metrics: crate::metrics::Metrics::new(name),
+        };
+        #[cfg(feature = "metrics")]
+        core.metrics.register(&core.limiter);
+        core
     }
 
     /// The queue in force, if any.
@@ -101,7 +104,7 @@ impl Core {
             "bulkhead turned a call away"
         );
         #[cfg(feature = "metrics")]
-        self.metrics.rejected(reason);
+        self.metrics.rejected(&self.limiter, reason);
         if let Some(listener) = &self.listener {
             listener.emit(&Event::BulkheadRejected {
                 name: &self.name,
@@ -124,7 +127,7 @@ impl Core {
             "bulkhead limit changed"
         );
         #[cfg(feature = "metrics")]
-        self.metrics.limit(limit);
+        self.metrics.limit(&self.limiter);
         if let Some(listener) = &self.listener {
             listener.emit(&Event::LimitChanged {
                 name: &self.name,
@@ -147,7 +150,7 @@ impl Core {
         if let Some(limit) = controller.record(start, now, outcome) {
             #[cfg(feature = "metrics")]
             if let Some(min) = controller.min_rtt() {
-                self.metrics.min_rtt(min);
+                self.metrics.min_rtt(&self.limiter, min);
             }
             if limit != self.limiter.limit() {
                 self.set_limit(limit);
@@ -159,7 +162,7 @@ impl Core {
     #[inline]
     pub(crate) fn admitted(&self) {
         #[cfg(feature = "metrics")]
-        self.metrics.in_flight.increment(1.0);
+        self.metrics.admitted(&self.limiter);
         if let Some(controller) = &self.adaptive {
             controller.admitted(self.limiter.in_flight());
         }
@@ -170,7 +173,7 @@ impl Core {
     pub(crate) fn release(&self) {
         self.limiter.release();
         #[cfg(feature = "metrics")]
-        self.metrics.in_flight.decrement(1.0);
+        self.metrics.released(&self.limiter);
     }
 }
 
@@ -199,6 +202,9 @@ pub struct Bulkhead<S, C> {
     timer: ServiceTimer,
     /// Whether this clone's current readiness wait was counted (once per wait).
     turned_away: bool,
+    /// When this clone's caller entered the queue (clock ns), if a recorder wants its wait.
+    #[cfg(feature = "metrics")]
+    queued_at: Option<u64>,
 }
 
 /// What `poll_ready` reserved for the next `call`.
@@ -218,6 +224,8 @@ impl<S, C> Bulkhead<S, C> {
             slot: None,
             timer: ServiceTimer::new(),
             turned_away: false,
+            #[cfg(feature = "metrics")]
+            queued_at: None,
         }
     }
 
@@ -287,7 +295,11 @@ impl<S, C> Bulkhead<S, C> {
             Enqueued::Full => self.refuse(OverflowReason::QueueFull),
             Enqueued::Queued => {
                 #[cfg(feature = "metrics")]
-                core.metrics.queued(core.limiter.queued());
+                {
+                    core.metrics.queued(&core.limiter);
+                    self.queued_at = bulwark_core::telemetry::recording()
+                        .then(|| deadline.saturating_sub(core.queue_timeout));
+                }
                 self.wait_in_queue(cx, &slot)
             }
         }
@@ -312,7 +324,7 @@ impl<S, C> Bulkhead<S, C> {
         }
         let granted = limiter.time_out(slot);
         #[cfg(feature = "metrics")]
-        shared.core.metrics.queued(limiter.queued());
+        shared.core.metrics.queued(limiter);
         if granted {
             self.admit()
         } else {
@@ -325,13 +337,29 @@ impl<S, C> Bulkhead<S, C> {
         self.turned_away = false;
         #[cfg(feature = "metrics")]
         {
+            self.queue_waited();
             let core = self.core();
-            core.metrics.queued(core.limiter.queued());
+            core.metrics.queued(&core.limiter);
         }
         None
     }
 
+    /// A queued caller's wait ended (let in, or timed out): its length, for the histogram.
+    #[cfg(feature = "metrics")]
+    fn queue_waited(&mut self) {
+        if let Some(at) = self.queued_at.take() {
+            let core = self.core();
+            let waited = core.limiter.clock.now().saturating_sub(at);
+            core.metrics.queue_wait(
+                &core.limiter,
+                std::time::Duration::from_nanos(waited).as_secs_f64(),
+            );
+        }
+    }
+
     fn refuse<E>(&mut self, reason: OverflowReason) -> Option<Poll<Result<(), E>>> {
+        #[cfg(feature = "metrics")]
+        self.queue_waited();
         self.core().reject(reason);
         self.ticket = Ticket::Refused(reason);
         Some(Poll::Ready(Ok(())))
@@ -347,6 +375,8 @@ impl<S: Clone, C> Clone for Bulkhead<S, C> {
             slot: None,
             timer: ServiceTimer::new(),
             turned_away: false,
+            #[cfg(feature = "metrics")]
+            queued_at: None,
         }
     }
 }

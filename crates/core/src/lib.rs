@@ -41,7 +41,7 @@
 //!   request replay; `HttpAttempts`.
 //! * `grpc` (implies `http`): [`GrpcClassifier`], [`GrpcCode`] and [`GrpcCodeSet`], and the
 //!   [`grpc`] module.
-//! * `metrics`: [`telemetry`], metric handles that follow the recorder whenever it is installed,
+//! * `metrics`: [`telemetry::Handles`], metric handles that follow the recorder whenever it is installed,
 //!   which every layer's `metrics` feature uses.
 //! * `serde`: deserialize a [`StatusSet`] and an [`ExponentialBackoff`] (and, with `grpc`, a
 //!   [`GrpcCodeSet`] and a [`GrpcCode`], by name or number).
@@ -110,8 +110,6 @@ pub mod rolling;
 #[doc(hidden)]
 pub mod slot;
 mod sync;
-#[cfg(feature = "metrics")]
-#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
 pub mod telemetry;
 // Internal: one timer per future or service, armed for a deadline. Public only because the
 // layer crates of this workspace use it; not part of the API.

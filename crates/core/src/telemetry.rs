@@ -13,7 +13,7 @@
 //! thread-local read and an atomic load (to find the current recorder) and a pointer compare:
 //! no allocation and no lock. Each recorder a layer meets costs one registration (a few
 //! allocations, off the request path's steady state); handles for the first
-//! [`MAX_RECORDERS`] recorders are kept, later ones are registered for each use.
+//! `MAX_RECORDERS` recorders are kept, later ones are registered for each use.
 //!
 //! [`Stopwatch`] reads tokio's clock only when a recorder is installed, so a layer that
 //! records durations costs no clock read in an application without one.
@@ -21,66 +21,88 @@
 //! A recorder is known by its address: a recorder dropped and another installed at the same
 //! address (two `with_local_recorder` calls on one stack frame, in turn) is taken for the same,
 //! and a recorder of size zero is taken for the facade's no-op recorder (it has no state to
-//! record into; the facade's own no-op recorder is one): [`recording`] says false under it.
-//!
-//! ```
-//! use bulwark_core::telemetry::Handles;
-//! use metrics_util::debugging::DebuggingRecorder;
-//!
-//! struct Mine {
-//!     calls: metrics::Counter,
-//! }
-//!
-//! // Built before any recorder is installed.
-//! let handles: Handles<Mine> = Handles::new();
-//! let register = || {
-//!     metrics::describe_counter!("calls_total", "calls made");
-//!     Mine { calls: metrics::counter!("calls_total") }
-//! };
-//! handles.with(register, |m| m.calls.increment(1)); // no recorder: counted nowhere
-//!
-//! let recorder = DebuggingRecorder::new();
-//! let snapshotter = recorder.snapshotter();
-//! metrics::with_local_recorder(&recorder, || {
-//!     handles.with(register, |m| m.calls.increment(1)); // registered again, with its help
-//! });
-//! let (_, _, help, _) = snapshotter.snapshot().into_vec().pop().unwrap();
-//! assert_eq!(help.as_deref(), Some("calls made"));
-//! ```
+//! record into; the facade's own no-op recorder is one): `recording` says false under it.
 
+#[cfg(feature = "metrics")]
 use std::fmt;
+#[cfg(feature = "metrics")]
 use std::sync::OnceLock;
 use tokio::time::Instant;
 
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
 /// How many recorders' handles a [`Handles`] keeps (in practice one or two: none installed
 /// yet, then the application's); handles for further recorders are registered at each use.
 pub const MAX_RECORDERS: usize = 8;
 
-/// The identity of the recorder current on this thread: its address.
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+/// The identity of the recorder current on this thread (its address), and whether it can
+/// record (it is not of size zero, as the facade's no-op recorder is).
 #[inline]
-fn current() -> usize {
-    metrics::with_recorder(|r| (r as *const dyn metrics::Recorder).cast::<()>() as usize)
+fn current() -> (usize, bool) {
+    metrics::with_recorder(|r| {
+        (
+            (r as *const dyn metrics::Recorder).cast::<()>() as usize,
+            std::mem::size_of_val(r) != 0,
+        )
+    })
 }
 
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
 /// Whether a recorder that can record is current on this thread (one of non-zero size: not
 /// the facade's no-op recorder). Layers read the clock for a duration only when it is.
 #[inline]
 pub fn recording() -> bool {
-    metrics::with_recorder(|r| std::mem::size_of_val(r) != 0)
+    current().1
 }
 
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
 /// A set of metric handles, registered with each recorder they are used under. See the
 /// [module docs](self).
+///
+/// ```
+/// use bulwark_core::telemetry::Handles;
+/// use metrics_util::debugging::DebuggingRecorder;
+///
+/// struct Mine {
+///     calls: metrics::Counter,
+/// }
+///
+/// // Built before any recorder is installed.
+/// let handles: Handles<Mine> = Handles::new();
+/// let register = || {
+///     metrics::describe_counter!("calls_total", "calls made");
+///     Mine { calls: metrics::counter!("calls_total") }
+/// };
+/// handles.with(register, |m| m.calls.increment(1)); // no recorder: counted nowhere
+///
+/// let recorder = DebuggingRecorder::new();
+/// let snapshotter = recorder.snapshotter();
+/// metrics::with_local_recorder(&recorder, || {
+///     handles.with(register, |m| m.calls.increment(1)); // registered again, with its help
+/// });
+/// let (_, _, help, _) = snapshotter.snapshot().into_vec().pop().unwrap();
+/// assert_eq!(help.as_deref(), Some("calls made"));
+/// ```
 pub struct Handles<T> {
     first: OnceLock<Box<Entry<T>>>,
 }
 
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
 struct Entry<T> {
     recorder: usize,
+    /// Whether `recorder` can record (not the no-op recorder).
+    real: bool,
     handles: T,
     next: OnceLock<Box<Entry<T>>>,
 }
 
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
 impl<T> Handles<T> {
     /// None registered yet: the first use registers them.
     pub const fn new() -> Self {
@@ -91,51 +113,73 @@ impl<T> Handles<T> {
 
     /// Runs `f` with the handles registered with the current recorder, calling `register` to
     /// register them (and describe them, and set gauges to the values they stand for) first
-    /// if this recorder has not seen them yet.
+    /// if this recorder has not seen them yet. While no recorder is installed (the facade's
+    /// no-op recorder is current), the handles of the latest real recorder they were
+    /// registered with are used, if any: a layer built under a local recorder keeps reporting
+    /// to it.
     #[inline]
     pub fn with<R>(&self, register: impl FnOnce() -> T, f: impl FnOnce(&T) -> R) -> R {
-        let id = current();
+        let (id, real) = current();
         let mut slot = &self.first;
+        // Under the no-op recorder: the latest real recorder's handles, else the no-op's.
+        let mut fallback: Option<&T> = None;
         for _ in 0..MAX_RECORDERS {
             match slot.get() {
-                Some(entry) if entry.recorder == id => return f(&entry.handles),
-                Some(entry) => slot = &entry.next,
-                None => return register_at(slot, id, register, f),
+                Some(entry) if real && entry.recorder == id => return f(&entry.handles),
+                Some(entry) => {
+                    if !real && (entry.real || (entry.recorder == id && fallback.is_none())) {
+                        fallback = Some(&entry.handles);
+                    }
+                    slot = &entry.next;
+                }
+                None => {
+                    return match fallback {
+                        Some(handles) => f(handles),
+                        None => register_at(slot, id, real, register, f),
+                    }
+                }
             }
         }
         // Too many recorders met: these handles live for this use only.
-        f(&register())
+        match fallback {
+            Some(handles) => f(handles),
+            None => f(&register()),
+        }
     }
-
 }
 
+#[cfg(feature = "metrics")]
 #[cold]
 fn register_at<T, R>(
-        mut slot: &OnceLock<Box<Entry<T>>>,
-        id: usize,
-        register: impl FnOnce() -> T,
-        f: impl FnOnce(&T) -> R,
-    ) -> R {
-        let mut made = Box::new(Entry {
-            recorder: id,
-            handles: register(),
-            next: OnceLock::new(),
-        });
-        // Another thread may append first (for this recorder or another): look on.
-        loop {
-            match slot.set(made) {
-                Ok(()) => break,
-                Err(back) => made = back,
-            }
-            let entry = slot.get().expect("set by another thread");
-            if entry.recorder == id {
-                break;
-            }
-            slot = &entry.next;
+    mut slot: &OnceLock<Box<Entry<T>>>,
+    id: usize,
+    real: bool,
+    register: impl FnOnce() -> T,
+    f: impl FnOnce(&T) -> R,
+) -> R {
+    let mut made = Box::new(Entry {
+        recorder: id,
+        real,
+        handles: register(),
+        next: OnceLock::new(),
+    });
+    // Another thread may append first (for this recorder or another): look on.
+    loop {
+        match slot.set(made) {
+            Ok(()) => break,
+            Err(back) => made = back,
         }
-        f(&slot.get().expect("just set").handles)
+        let entry = slot.get().expect("set by another thread");
+        if entry.recorder == id {
+            break;
+        }
+        slot = &entry.next;
+    }
+    f(&slot.get().expect("just set").handles)
 }
 
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
 impl<T> Handles<T> {
     /// How many recorders these handles were registered with so far.
     pub fn registrations(&self) -> usize {
@@ -149,12 +193,16 @@ impl<T> Handles<T> {
     }
 }
 
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
 impl<T> Default for Handles<T> {
     fn default() -> Self {
         Self::new()
     }
 }
 
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
 impl<T> fmt::Debug for Handles<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Handles")
@@ -164,7 +212,8 @@ impl<T> fmt::Debug for Handles<T> {
 }
 
 /// When something started, on tokio's clock, read only if a recorder is installed
-/// ([`recording`]): a duration histogram costs no clock read without one.
+/// (`recording`, with feature `metrics`; never without it): a duration histogram costs no
+/// clock read without one.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Stopwatch(Option<Instant>);
 
@@ -172,7 +221,10 @@ impl Stopwatch {
     /// Started now if a recorder is installed; else a stopwatch that never reads the clock.
     #[inline]
     pub fn start() -> Self {
-        Stopwatch(recording().then(Instant::now))
+        #[cfg(feature = "metrics")]
+        return Stopwatch(recording().then(Instant::now));
+        #[cfg(not(feature = "metrics"))]
+        Stopwatch(None)
     }
 
     /// A stopwatch that was never started: [`seconds`](Self::seconds) is `None`.

@@ -5,6 +5,7 @@ use crate::policy::FailoverPolicy;
 use crate::shared::Shared;
 use bulwark_core::local::CallRef;
 use bulwark_core::slot::LazyBox;
+use bulwark_core::telemetry::Stopwatch;
 use bulwark_core::timer::poll_until;
 use bulwark_core::{BoxError, DeadlineExceeded, FailoverReason, Misuse};
 use pin_project_lite::pin_project;
@@ -44,6 +45,9 @@ pin_project! {
         // Made when the request first fails over; a request that never does pays no call to
         // drop it.
         trail: LazyBox<Trail<S::Response>>,
+        // When the running attempt started, for the per-target duration histogram (read only
+        // with a recorder installed).
+        attempt_started: Stopwatch,
     }
 }
 
@@ -96,6 +100,7 @@ where
             shared,
             current: index,
             trail: LazyBox::new(),
+            attempt_started: Stopwatch::start(),
         }
     }
 
@@ -109,6 +114,7 @@ where
             shared,
             current: 0,
             trail: LazyBox::new(),
+            attempt_started: Stopwatch::off(),
         }
     }
 }
@@ -145,7 +151,8 @@ where
             return match future.poll(cx) {
                 Poll::Ready(result) => {
                     if !this.shared.policy.is_failure(&result) {
-                        this.shared.succeeded(*this.current);
+                        this.shared
+                            .succeeded(*this.current, this.attempt_started.seconds());
                         this.state.set(State::Done);
                         return Poll::Ready(result.map_err(Into::into));
                     }
@@ -196,7 +203,8 @@ where
                     match polled {
                         Poll::Ready(result) => {
                             if !this.shared.policy.is_failure(&result) {
-                                this.shared.succeeded(*this.current);
+                                this.shared
+                                    .succeeded(*this.current, this.attempt_started.seconds());
                                 this.state.set(State::Done);
                                 return Poll::Ready(result.map_err(Into::into));
                             }
@@ -252,7 +260,7 @@ where
             .flatten()
         {
             // Cut by the request's deadline, not its own timeout: no target is tried after.
-            shared.failed(i, FailoverReason::Timeout);
+            shared.failed(i, FailoverReason::Timeout, this.attempt_started.seconds());
             return Poll::Ready(Err(Box::new(e)));
         }
         let (reason, description) = match &result {
@@ -266,7 +274,7 @@ where
                 ),
             ),
         };
-        shared.failed(i, reason);
+        shared.failed(i, reason, this.attempt_started.seconds());
         let trail = this.trail.get_or_insert_with(|| {
             Box::new(Trail {
                 start: i,
@@ -370,6 +378,7 @@ where
     };
     trail.last = None;
     *this.limit = shared.attempt_limit(*this.deadline);
+    *this.attempt_started = Stopwatch::start();
     // Each attempt after the first runs in a span naming the layer, the target and the
     // attempt (the first, on the fast path, has none: it costs nothing there).
     trail.span = tracing::debug_span!(

@@ -109,9 +109,10 @@ impl<S, P> Shared<S, P> {
 
     /// A target answered.
     #[inline]
-    pub(crate) fn succeeded(&self, index: usize) {
+    pub(crate) fn succeeded(&self, index: usize, seconds: Option<f64>) {
+        let _ = seconds;
         #[cfg(feature = "metrics")]
-        self.metrics.success(index);
+        self.metrics.success(index, seconds);
         if self.mode == Mode::Sticky && self.sticky.load(Ordering::Relaxed) != index {
             self.sticky.store(index, Ordering::Relaxed);
             tracing::info!(failover = %self.name, target = %self.names[index], "now sticking to target");
@@ -119,10 +120,10 @@ impl<S, P> Shared<S, P> {
     }
 
     /// A target failed and the request moves on (or not).
-    pub(crate) fn failed(&self, index: usize, reason: FailoverReason) {
-        let _ = (index, reason);
+    pub(crate) fn failed(&self, index: usize, reason: FailoverReason, seconds: Option<f64>) {
+        let _ = (index, reason, seconds);
         #[cfg(feature = "metrics")]
-        self.metrics.failure(index, reason);
+        self.metrics.failure(index, reason, seconds);
     }
 
     /// The request goes from target `from` to target `to`, as attempt number `attempt`.

@@ -4,6 +4,7 @@ use crate::config::Stragglers;
 use crate::outcome::{Merge, Outcomes, Summary, TargetOutcome, TargetResult};
 use crate::service::Shared;
 use bulwark_core::local::CallRef;
+use bulwark_core::telemetry::Stopwatch;
 use bulwark_core::timer::poll_until;
 use bulwark_core::{BoxError, Classify, Event, Outcome};
 use pin_project_lite::pin_project;
@@ -54,6 +55,9 @@ pin_project! {
         #[pin]
         timer: Option<Sleep>,
         done: bool,
+        // When the fan-out started, for the per-target duration histogram (read only with a
+        // recorder installed).
+        started: Stopwatch,
     }
 }
 
@@ -69,6 +73,7 @@ impl<S: Service<Req>, Req, C, M> ResponseFuture<S, Req, C, M> {
             limit,
             timer: None,
             done: false,
+            started: Stopwatch::start(),
         }
     }
 }
@@ -104,6 +109,7 @@ where
             ))));
         }
         let shared = &**this.shared;
+        let started = *this.started;
         let n = this.branches.len();
         if n == 0 {
             *this.done = true;
@@ -123,7 +129,7 @@ where
                 match b.service.poll_ready(cx) {
                     Poll::Pending => continue,
                     Poll::Ready(Err(e)) => {
-                        finish_branch(shared, i, b, TargetResult::Error(e.into()));
+                        finish_branch(shared, started, i, b, TargetResult::Error(e.into()));
                         running -= 1;
                         if successes + running < needed {
                             break;
@@ -134,6 +140,7 @@ where
                         let Some(req) = b.request.take() else {
                             finish_branch(
                                 shared,
+                                started,
                                 i,
                                 b,
                                 TargetResult::Error(Box::new(
@@ -162,7 +169,7 @@ where
                     };
                     successes += usize::from(r.is_success());
                     running -= 1;
-                    finish_branch(shared, i, b, r);
+                    finish_branch(shared, started, i, b, r);
                     // Decided: the branches after this one are not started.
                     if successes >= needed || successes + running < needed {
                         break;
@@ -182,7 +189,7 @@ where
                 for (i, b) in this.branches.iter_mut().enumerate() {
                     if b.result.is_none() {
                         b.future = None; // cut off
-                        finish_branch(shared, i, b, TargetResult::TimedOut);
+                        finish_branch(shared, started, i, b, TargetResult::TimedOut);
                     }
                 }
                 return Poll::Ready(answer(this.branches, shared, met, this.done));
@@ -209,6 +216,7 @@ fn refused<C, M>(shared: &Shared<C, M>) -> BoxError {
 #[inline]
 fn finish_branch<S: Service<Req>, Req, C, M>(
     shared: &Shared<C, M>,
+    started: Stopwatch,
     i: usize,
     branch: &mut Branch<S, Req>,
     result: TargetResult<S::Response>,
@@ -219,13 +227,15 @@ fn finish_branch<S: Service<Req>, Req, C, M>(
         Outcome::Failure
     };
     branch.result = Some(result);
+    #[cfg(feature = "metrics")]
+    shared.metrics.record(i, outcome, started.seconds());
+    #[cfg(not(feature = "metrics"))]
+    let _ = started;
     report(shared, i, outcome);
 }
 
 #[inline]
 fn report<C, M>(shared: &Shared<C, M>, i: usize, outcome: Outcome) {
-    #[cfg(feature = "metrics")]
-    shared.metrics.record(i, outcome);
     if shared.listener.is_some() || tracing::level_enabled!(tracing::Level::DEBUG) {
         report_slow(shared, i, outcome);
     }

@@ -32,21 +32,39 @@ pub(crate) struct Status {
     /// Clones waiting for health (each at most once), woken when it comes back.
     waiters: Mutex<Vec<Weak<WaitSlot>>>,
     #[cfg(feature = "metrics")]
-    gauge: metrics::Gauge,
+    gauge: bulwark_core::telemetry::Handles<metrics::Gauge>,
 }
 
 impl Status {
     pub(crate) fn new(name: String) -> Self {
-        #[cfg(feature = "metrics")]
-        let gauge = metrics::gauge!("bulwark_health_healthy", "name" => name.clone());
-        #[cfg(feature = "metrics")]
-        gauge.set(1.0);
-        Status {
+        let status = Status {
             name: name.into_boxed_str(),
             healthy: AtomicBool::new(true),
             waiters: Mutex::new(Vec::new()),
             #[cfg(feature = "metrics")]
-            gauge,
+            gauge: bulwark_core::telemetry::Handles::new(),
+        };
+        status.publish();
+        status
+    }
+
+    /// Sets the health gauge, registered (with its help text) with the recorder current now:
+    /// at build, at each change and after each check, so a recorder installed after the gate
+    /// was built shows it from the next check on.
+    fn publish(&self) {
+        #[cfg(feature = "metrics")]
+        {
+            let healthy = if self.is_healthy() { 1.0 } else { 0.0 };
+            self.gauge.with(
+                || {
+                    metrics::describe_gauge!(
+                        "bulwark_health_healthy",
+                        "1 while the health gate's checks say the service is healthy, else 0"
+                    );
+                    metrics::gauge!("bulwark_health_healthy", "name" => self.name.to_string())
+                },
+                |g| g.set(healthy),
+            );
         }
     }
 
@@ -60,8 +78,7 @@ impl Status {
         if self.healthy.swap(healthy, Ordering::AcqRel) == healthy {
             return;
         }
-        #[cfg(feature = "metrics")]
-        self.gauge.set(if healthy { 1.0 } else { 0.0 });
+        self.publish();
         tracing::info!(gate = %self.name, healthy, "endpoint health changed");
         if healthy {
             let waiting = std::mem::take(&mut *lock(&self.waiters));
@@ -115,6 +132,8 @@ pub(crate) async fn run<P>(
         let ok = probe_once(&mut probe, check.timeout).await;
         if let Some(healthy) = tally.observe(ok, status.is_healthy(), &check) {
             status.set(healthy);
+        } else {
+            status.publish();
         }
         tokio::time::sleep(check.next_interval(&*random)).await;
     }

@@ -6,13 +6,14 @@ use crate::shared::Shared;
 use bulwark_core::attempts::RequestAttempts;
 use bulwark_core::budget::ResendPermit;
 use bulwark_core::local::CallRef;
+use bulwark_core::telemetry::Stopwatch;
 use bulwark_core::timer::poll_until;
 use bulwark_core::{BoxError, Classify, Decision, GiveUpReason, Misuse};
 use pin_project_lite::pin_project;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 use tokio::time::{Instant, Sleep};
 use tower_service::Service;
 
@@ -114,6 +115,9 @@ pin_project! {
         done: bool,
         #[pin]
         timer: Option<Sleep>,
+        // When the request started, for the duration histogram (read only with a recorder
+        // installed).
+        began: Stopwatch,
     }
 }
 
@@ -153,6 +157,7 @@ where
             last: None,
             done: false,
             timer: None,
+            began: Stopwatch::start(),
         }
     }
 }
@@ -213,47 +218,67 @@ where
     type Output = Result<Res, BoxError>;
 
     #[inline]
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut this = self.project();
-        // The fast path: the first attempt alone, answering.
-        if *this.running == 1 && *this.sent == 1 {
-            if let Some(future) = this.slots.as_mut().get(0).as_pin_mut() {
-                return match future.poll(cx) {
-                    Poll::Ready(result) => {
-                        this.slots.as_mut().get(0).set(None);
-                        *this.running = 0;
-                        let shared = &**this.shared;
-                        if let Some(latencies) = &shared.latencies {
-                            match this.started[0] {
-                                NOT_POLLED => latencies.record_instant(),
-                                started => latencies.record(started),
-                            }
-                        }
-                        let decision = shared.classifier.resend(&result);
-                        if ends(decision) {
-                            *this.done = true;
-                            *this.service = None;
-                            return Poll::Ready(result.map_err(Into::into));
-                        }
-                        drive(this, cx, Some((0, result)), false)
-                    }
-                    Poll::Pending => {
-                        // The attempt's latency counts from its first poll.
-                        if this.started[0] == NOT_POLLED {
-                            if let Some(latencies) = &this.shared.latencies {
-                                this.started[0] = latencies.now();
-                            }
-                        }
-                        if this.service.is_none() {
-                            return Poll::Pending;
-                        }
-                        drive(this, cx, None, true)
-                    }
-                };
-            }
-        }
-        drive(this, cx, None, false)
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let out = ready!(poll_request(self.as_mut(), cx));
+        #[cfg(feature = "metrics")]
+        self.shared.metrics.answered(self.began.seconds());
+        Poll::Ready(out)
     }
+}
+
+/// The request: its attempts and hedges, to its end.
+#[inline]
+fn poll_request<F, S, Req, C, A, Res, E>(
+    self_: Pin<&mut ResponseFuture<F, S, Req, C, A>>,
+    cx: &mut Context<'_>,
+) -> Poll<Result<Res, BoxError>>
+where
+    F: Future<Output = Result<Res, E>>,
+    S: Service<Req, Future = F, Response = Res, Error = E>,
+    E: Into<BoxError>,
+    Req: Clone,
+    C: Classify<Res, E>,
+    A: RequestAttempts<Req>,
+{
+    let mut this = self_.project();
+    // The fast path: the first attempt alone, answering.
+    if *this.running == 1 && *this.sent == 1 {
+        if let Some(future) = this.slots.as_mut().get(0).as_pin_mut() {
+            return match future.poll(cx) {
+                Poll::Ready(result) => {
+                    this.slots.as_mut().get(0).set(None);
+                    *this.running = 0;
+                    let shared = &**this.shared;
+                    if let Some(latencies) = &shared.latencies {
+                        match this.started[0] {
+                            NOT_POLLED => latencies.record_instant(),
+                            started => latencies.record(started),
+                        }
+                    }
+                    let decision = shared.classifier.resend(&result);
+                    if ends(decision) {
+                        *this.done = true;
+                        *this.service = None;
+                        return Poll::Ready(result.map_err(Into::into));
+                    }
+                    drive(this, cx, Some((0, result)), false)
+                }
+                Poll::Pending => {
+                    // The attempt's latency counts from its first poll.
+                    if this.started[0] == NOT_POLLED {
+                        if let Some(latencies) = &this.shared.latencies {
+                            this.started[0] = latencies.now();
+                        }
+                    }
+                    if this.service.is_none() {
+                        return Poll::Pending;
+                    }
+                    drive(this, cx, None, true)
+                }
+            };
+        }
+    }
+    drive(this, cx, None, false)
 }
 
 /// Everything but the fast path: the attempts in flight, the hedges' timer, budget, cap and

@@ -57,7 +57,7 @@ impl<C, A> Shared<C, A> {
             "hedging"
         );
         #[cfg(feature = "metrics")]
-        self.metrics.hedges.increment(1);
+        self.metrics.hedged();
         if let Some(l) = &self.listener {
             l.emit(&Event::HedgeSent {
                 name: &self.name,
@@ -71,7 +71,7 @@ impl<C, A> Shared<C, A> {
     /// Reports that attempt `attempt`, a hedge, gave the answer.
     pub(crate) fn won(&self, attempt: u32) {
         #[cfg(feature = "metrics")]
-        self.metrics.wins.increment(1);
+        self.metrics.won();
         if let Some(l) = &self.listener {
             l.emit(&Event::HedgeWon {
                 name: &self.name,

@@ -186,7 +186,7 @@ impl Limiter {
     pub(crate) fn refuse(&self, retry_after: Duration) -> RateLimited {
         self.refused.fetch_add(1, Ordering::Relaxed);
         #[cfg(feature = "metrics")]
-        self.metrics.refused.increment(1);
+        self.metrics.refused();
         tracing::debug!(
             rate_limit = %self.name,
             retry_after_ms = retry_after.as_millis() as u64,
@@ -205,7 +205,7 @@ impl Limiter {
     #[cold]
     pub(crate) fn waited(&self) {
         #[cfg(feature = "metrics")]
-        self.metrics.waited.increment(1);
+        self.metrics.waited();
     }
 
     pub(crate) fn refused(&self) -> u64 {

@@ -13,7 +13,7 @@ use pin_project_lite::pin_project;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 use tokio::time::{Instant, Sleep};
 use tower_service::Service;
@@ -58,6 +58,8 @@ pin_project! {
         // that attempt is called and polled; only made when a subscriber wants it.
         // A request that was never retried has none, and pays no call to drop it.
         span: LazyBox<tracing::Span>,
+        // When the request started, for the duration histogram (read only with a recorder).
+        started: bulwark_core::telemetry::Stopwatch,
     }
 }
 
@@ -97,6 +99,7 @@ where
             last: None,
             permit: None,
             span: LazyBox::new(),
+            started: bulwark_core::telemetry::Stopwatch::start(),
         }
     }
 }
@@ -130,27 +133,48 @@ where
     type Output = Result<Res, BoxError>;
 
     #[inline]
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut this = self.project();
-        // The fast path: the attempt answered and the policy accepts the answer.
-        if this.limit.is_none() {
-            if let StateProj::Calling { future } = this.state.as_mut().project() {
-                return match future.poll(cx) {
-                    Poll::Pending => Poll::Pending,
-                    Poll::Ready(result) => {
-                        let decision = this.shared.policy.decide(&result);
-                        if decision == Decision::Accept {
-                            this.state.set(State::Done);
-                            *this.permit = None;
-                            return Poll::Ready(result.map_err(Into::into));
-                        }
-                        drive(this, cx, Some((Some(result), decision)))
-                    }
-                };
-            }
-        }
-        drive(this, cx, None)
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let out = ready!(poll_request(self.as_mut(), cx));
+        #[cfg(feature = "metrics")]
+        self.shared
+            .metrics
+            .request(self.attempts, self.started.seconds());
+        Poll::Ready(out)
     }
+}
+
+/// The request: its attempts, waits and retries, to its end.
+#[inline]
+fn poll_request<F, S, Req, P, Res, E>(
+    self_: Pin<&mut ResponseFuture<F, S, Req, P>>,
+    cx: &mut Context<'_>,
+) -> Poll<Result<Res, BoxError>>
+where
+    F: Future<Output = Result<Res, E>>,
+    S: Service<Req, Future = F, Response = Res, Error = E>,
+    E: Into<BoxError>,
+    Req: Clone,
+    P: RetryPolicy<Req, Res, E>,
+{
+    let mut this = self_.project();
+    // The fast path: the attempt answered and the policy accepts the answer.
+    if this.limit.is_none() {
+        if let StateProj::Calling { future } = this.state.as_mut().project() {
+            return match future.poll(cx) {
+                Poll::Pending => Poll::Pending,
+                Poll::Ready(result) => {
+                    let decision = this.shared.policy.decide(&result);
+                    if decision == Decision::Accept {
+                        this.state.set(State::Done);
+                        *this.permit = None;
+                        return Poll::Ready(result.map_err(Into::into));
+                    }
+                    drive(this, cx, Some((Some(result), decision)))
+                }
+            };
+        }
+    }
+    drive(this, cx, None)
 }
 
 /// Everything but the fast path: timeouts, retries, waits, readiness. `ended` is an attempt

@@ -120,7 +120,7 @@ impl<P> Shared<P> {
             "retrying"
         );
         #[cfg(feature = "metrics")]
-        self.metrics.retries.increment(1);
+        self.metrics.retried();
         if let Some(l) = &self.listener {
             l.emit(&Event::RetryScheduled {
                 name: &self.name,

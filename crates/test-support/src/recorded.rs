@@ -86,7 +86,10 @@ impl Recorded {
 
     /// A counter's value; panics if there is no such counter.
     pub fn counter(&self, name: &str, labels: &[(&str, &str)]) -> u64 {
-        match self.find(MetricKind::Counter, name, labels).map(|s| &s.value) {
+        match self
+            .find(MetricKind::Counter, name, labels)
+            .map(|s| &s.value)
+        {
             Some(DebugValue::Counter(n)) => *n,
             other => panic!("counter {name} {labels:?}: {other:?}"),
         }
@@ -102,7 +105,10 @@ impl Recorded {
 
     /// A histogram's values since the last snapshot (none if it was never registered).
     pub fn histogram(&self, name: &str, labels: &[(&str, &str)]) -> Vec<f64> {
-        match self.find(MetricKind::Histogram, name, labels).map(|s| &s.value) {
+        match self
+            .find(MetricKind::Histogram, name, labels)
+            .map(|s| &s.value)
+        {
             Some(DebugValue::Histogram(v)) => v.iter().map(|x| x.into_inner()).collect(),
             _ => Vec::new(),
         }
