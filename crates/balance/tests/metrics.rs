@@ -100,3 +100,73 @@ async fn requests_ejections_and_health_are_reported_per_endpoint() {
         Some(0.0)
     );
 }
+
+/// Installed after the balancer was built (a local recorder, on this test's thread): each
+/// request's duration is recorded per endpoint and outcome, the endpoint gauges show their
+/// values, and every metric has help text.
+#[tokio::test(start_paused = true)]
+async fn request_durations_reach_a_recorder_installed_after_the_balancer() {
+    use bulwark_test_support::recorded::Recorded;
+    use std::time::Duration;
+
+    type E = BoxCloneService<(), (), std::io::Error>;
+    let slow: E = BoxCloneService::new(tower::service_fn(|_: ()| async {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        Ok(())
+    }));
+    let failing: E = BoxCloneService::new(tower::service_fn(|_: ()| async {
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        Err(std::io::Error::from(std::io::ErrorKind::ConnectionRefused))
+    }));
+    let mut lb = BalanceLayer::builder()
+        .name("late")
+        .endpoint_names(["slow", "failing"])
+        .strategy(Strategy::RoundRobin)
+        .build()
+        .unwrap()
+        .build(vec![slow, failing])
+        .unwrap();
+    let _ = lb.ready().await.unwrap().call(()).await;
+
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let _local = metrics::set_default_local_recorder(&recorder);
+    for _ in 0..3 {
+        let _ = lb.ready().await.unwrap().call(()).await;
+    }
+
+    let seen = Recorded::take(&snapshotter);
+    let h = "bulwark_balance_request_duration_seconds";
+    let n = ("name", "late");
+    let ok = seen.histogram(h, &[n, ("target", "slow"), ("outcome", "success")]);
+    let failed = seen.histogram(h, &[n, ("target", "failing"), ("outcome", "failure")]);
+    // Round robin: slow (before the recorder), failing, slow, failing.
+    assert_eq!(ok.len(), 1, "{ok:?}");
+    assert!((ok[0] - 0.25).abs() < 0.001, "{ok:?}");
+    assert_eq!(failed.len(), 2, "{failed:?}");
+    assert!(
+        failed.iter().all(|s| (s - 0.04).abs() < 0.001),
+        "{failed:?}"
+    );
+    assert_eq!(
+        seen.counter(
+            "bulwark_balance_requests_total",
+            &[n, ("target", "failing"), ("outcome", "failure")]
+        ),
+        2
+    );
+    assert_eq!(
+        seen.gauge("bulwark_balance_endpoint_healthy", &[n, ("target", "slow")]),
+        1.0
+    );
+    seen.assert_described("bulwark_balance_");
+    for name in [
+        "bulwark_balance_requests_total",
+        "bulwark_balance_request_duration_seconds",
+        "bulwark_balance_ejections_total",
+        "bulwark_balance_endpoint_healthy",
+        "bulwark_balance_endpoint_ejected",
+    ] {
+        assert!(seen.help(name).is_some(), "{name}: {:?}", seen.names());
+    }
+}

@@ -81,11 +81,13 @@ impl Metrics {
     }
 
     /// Runs `f` with the handles of the current recorder; registering them sets the gauges
-    /// from `limiter`.
+    /// from `limiter`, and tells `f` so (`true`: a change already counted in the gauges).
     #[inline]
-    fn with(&self, limiter: &Limiter, f: impl FnOnce(&Registered)) {
+    fn with_fresh(&self, limiter: &Limiter, f: impl FnOnce(&Registered, bool)) {
+        let fresh = std::cell::Cell::new(false);
         self.handles.with(
             || {
+                fresh.set(true);
                 describe();
                 let name = &self.name;
                 let rejected = |reason: OverflowReason| counter!("bulwark_bulkhead_rejected_total", "name" => name.to_string(), "reason" => reason.as_str());
@@ -108,8 +110,13 @@ impl Metrics {
                 m.min_rtt.set(f64::from_bits(self.min_rtt.load(Ordering::Relaxed)));
                 m
             },
-            f,
+            |m| f(m, fresh.get()),
         )
+    }
+
+    #[inline]
+    fn with(&self, limiter: &Limiter, f: impl FnOnce(&Registered)) {
+        self.with_fresh(limiter, |m, _| f(m));
     }
 
     /// Registers the handles (for a recorder installed first, so the gauges show at once).
@@ -127,14 +134,24 @@ impl Metrics {
         self.with(limiter, |m| m.rejected[i].increment(1));
     }
 
+    /// A permit was taken (already counted by `limiter`).
     #[inline]
     pub(crate) fn admitted(&self, limiter: &Limiter) {
-        self.with(limiter, |m| m.in_flight.increment(1.0));
+        self.with_fresh(limiter, |m, fresh| {
+            if !fresh {
+                m.in_flight.increment(1.0);
+            }
+        });
     }
 
+    /// A permit was given back (already counted by `limiter`).
     #[inline]
     pub(crate) fn released(&self, limiter: &Limiter) {
-        self.with(limiter, |m| m.in_flight.decrement(1.0));
+        self.with_fresh(limiter, |m, fresh| {
+            if !fresh {
+                m.in_flight.decrement(1.0);
+            }
+        });
     }
 
     pub(crate) fn queued(&self, limiter: &Limiter) {

@@ -86,3 +86,57 @@ async fn rejections_by_reason_and_the_gauges_follow_the_bulkhead() {
     assert_eq!(gauge("bulwark_bulkhead_limit", "store-2"), 8.0);
     assert_eq!(gauge("bulwark_bulkhead_min_rtt_seconds", "store-2"), 0.02);
 }
+
+/// Installed after the bulkhead was built (a local recorder, on this test's thread): a queued
+/// caller's wait is recorded, the gauges show their values, and every metric has help text.
+#[tokio::test(start_paused = true)]
+async fn queue_waits_reach_a_recorder_installed_after_the_bulkhead() {
+    use bulwark_test_support::recorded::Recorded;
+
+    let slow = tower::service_fn(|()| async {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        Ok::<_, BoxError>(())
+    });
+    let svc = BulkheadLayer::builder()
+        .name("late")
+        .max_concurrent(1)
+        .queue(2, Duration::from_secs(1))
+        .build()
+        .unwrap()
+        .layer(slow);
+
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let _local = metrics::set_default_local_recorder(&recorder);
+    let holder = tokio::spawn(svc.clone().oneshot(()));
+    tokio::task::yield_now().await;
+    let waiter = tokio::spawn(svc.clone().oneshot(()));
+    tokio::task::yield_now().await;
+    holder.await.unwrap().unwrap();
+    waiter.await.unwrap().unwrap();
+
+    let seen = metrics_seen(&snapshotter);
+    let n = ("name", "late");
+    // The waiter waited for the holder's 250 ms; the holder did not queue.
+    let waits = seen.histogram("bulwark_bulkhead_queue_wait_seconds", &[n]);
+    assert_eq!(waits.len(), 1, "{waits:?}");
+    assert!((waits[0] - 0.25).abs() < 0.001, "{waits:?}");
+    assert_eq!(seen.gauge("bulwark_bulkhead_in_flight", &[n]), 0.0);
+    assert_eq!(seen.gauge("bulwark_bulkhead_queued", &[n]), 0.0);
+    assert_eq!(seen.gauge("bulwark_bulkhead_limit", &[n]), 1.0);
+    seen.assert_described("bulwark_bulkhead_");
+    for name in [
+        "bulwark_bulkhead_rejected_total",
+        "bulwark_bulkhead_queue_wait_seconds",
+        "bulwark_bulkhead_in_flight",
+        "bulwark_bulkhead_queued",
+        "bulwark_bulkhead_limit",
+        "bulwark_bulkhead_min_rtt_seconds",
+    ] {
+        assert!(seen.help(name).is_some(), "{name}: {:?}", seen.names());
+    }
+
+    fn metrics_seen(s: &metrics_util::debugging::Snapshotter) -> Recorded {
+        Recorded::take(s)
+    }
+}

@@ -74,3 +74,49 @@ async fn hedges_wins_and_refusals_are_counted() {
         Some(0)
     );
 }
+
+/// Installed after the layer was built (a local recorder, on this test's thread): each
+/// request's duration, whichever attempt answered, with help text for every metric.
+#[tokio::test(start_paused = true)]
+async fn request_durations_reach_a_recorder_installed_after_the_layer() {
+    use bulwark_test_support::recorded::Recorded;
+
+    // Each request's first attempt takes 100 ms, its hedge (sent at 20 ms) 10 ms.
+    let calls = Arc::new(AtomicU32::new(0));
+    let backend = tower::service_fn(move |x: u32| {
+        let n = calls.fetch_add(1, Ordering::SeqCst);
+        async move {
+            let wait = if n % 2 == 0 { 100 } else { 10 };
+            tokio::time::sleep(Duration::from_millis(wait)).await;
+            Ok::<_, std::io::Error>(x)
+        }
+    });
+    let mut svc = HedgeLayer::builder()
+        .name("late")
+        .delay(Duration::from_millis(20))
+        .build()
+        .unwrap()
+        .layer(backend);
+    svc.ready().await.unwrap().call(0).await.unwrap();
+
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let _local = metrics::set_default_local_recorder(&recorder);
+    svc.ready().await.unwrap().call(1).await.unwrap();
+
+    let seen = Recorded::take(&snapshotter);
+    let n = ("name", "late");
+    let took = seen.histogram("bulwark_hedge_request_duration_seconds", &[n]);
+    assert_eq!(took.len(), 1, "{took:?}");
+    assert!((took[0] - 0.03).abs() < 0.001, "{took:?}");
+    assert_eq!(seen.counter("bulwark_hedge_wins_total", &[n]), 1);
+    seen.assert_described("bulwark_hedge_");
+    for name in [
+        "bulwark_hedge_hedges_total",
+        "bulwark_hedge_wins_total",
+        "bulwark_hedge_refused_total",
+        "bulwark_hedge_request_duration_seconds",
+    ] {
+        assert!(seen.help(name).is_some(), "{name}: {:?}", seen.names());
+    }
+}
