@@ -48,9 +48,11 @@
 //! # Telemetry
 //!
 //! Every layer reports what it does three ways: `tracing` events (and a span for each attempt
-//! after the first, naming the layer, the target and the attempt), metrics through the
-//! `metrics` facade (feature `metrics`; Prometheus names, labelled `name` and `target` in
-//! every layer) and [`Event`](core::Event)s to a [`Listener`](core::Listener).
+//! after the first, naming the layer, the target and the attempt; the circuit breaker and the
+//! balancer a span around each call), metrics through the `metrics` facade (feature `metrics`;
+//! Prometheus names, labelled `name` and `target` in every layer, latency histograms in
+//! seconds, help text for each; the recorder may be installed before or after the layers are
+//! built) and [`Event`](core::Event)s to a [`Listener`](core::Listener).
 //! `TELEMETRY.md`, at the root of the repository, lists each of them.
 //!
 //! # Example

@@ -1,6 +1,6 @@
 //! `TELEMETRY.md` lists everything the layers emit, and nothing they do not: every layer runs
 //! here with a Prometheus recorder, a `Listener` and a collecting `tracing` subscriber, and what
-//! they received is checked against its tables (metric names, types and labels; `Event`
+//! they received is checked against its tables (metric names, types, labels and help text; `Event`
 //! variants; `tracing` events and spans with their levels and fields). The crates' sources are
 //! read too, so a `tracing` event or span added without its row fails here. The metric names
 //! are checked against Prometheus conventions.
@@ -462,7 +462,11 @@ struct Run {
 }
 
 fn run_every_layer() -> Run {
-    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    // Buckets, so histograms render as Prometheus histograms (not summaries).
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .set_buckets(&[0.001, 0.01, 0.1, 1.0, 10.0])
+        .unwrap()
+        .build_recorder();
     let prometheus = recorder.handle();
     let events = Events::default();
     let collect = Collect::default();
@@ -499,14 +503,26 @@ fn telemetry_md_lists_what_the_layers_emit() {
 /// Every metric family rendered is a row of the table, with its type and label keys, and
 /// every row was rendered; the names follow Prometheus conventions and the labels one scheme.
 fn metrics_are_listed_and_conventional(text: &str) {
-    // name -> (type, label keys) from the exposition text.
+    // name -> (type, label keys) from the exposition text; a histogram's `_bucket`, `_sum` and
+    // `_count` series are its family's, its `le` label the exposition's own.
     let mut rendered: BTreeMap<String, (String, BTreeSet<String>)> = BTreeMap::new();
+    let mut help: BTreeMap<String, String> = BTreeMap::new();
     for line in text.lines() {
         if let Some(rest) = line.strip_prefix("# TYPE ") {
             let (name, kind) = rest.split_once(' ').unwrap();
             rendered.entry(name.to_string()).or_default().0 = kind.to_string();
+        } else if let Some(rest) = line.strip_prefix("# HELP ") {
+            let (name, text) = rest.split_once(' ').unwrap_or((rest, ""));
+            help.insert(name.to_string(), text.to_string());
         } else if !line.starts_with('#') && !line.is_empty() {
-            let name = line.split(['{', ' ']).next().unwrap();
+            let mut name = line.split(['{', ' ']).next().unwrap();
+            for part in ["_bucket", "_sum", "_count"] {
+                if let Some(family) = name.strip_suffix(part) {
+                    if rendered.get(family).is_some_and(|(k, _)| k == "histogram") {
+                        name = family;
+                    }
+                }
+            }
             let labels = line
                 .split_once('{')
                 .map(|(_, l)| l.split_once('}').unwrap().0)
@@ -514,7 +530,8 @@ fn metrics_are_listed_and_conventional(text: &str) {
             let keys = labels
                 .split(',')
                 .filter(|l| !l.is_empty())
-                .map(|l| l.split_once('=').unwrap().0.to_string());
+                .map(|l| l.split_once('=').unwrap().0.to_string())
+                .filter(|k| k != "le");
             rendered.entry(name.to_string()).or_default().1.extend(keys);
         }
     }
@@ -566,9 +583,21 @@ fn metrics_are_listed_and_conventional(text: &str) {
         for unit in ["_ms", "_millis", "_milliseconds", "_us", "_ns"] {
             assert!(!name.contains(unit), "{name}: durations in seconds");
         }
+        // Histograms are durations in seconds (`_seconds`), or counts of attempts.
+        if kind == "histogram" {
+            assert!(
+                name.ends_with("_seconds") || name.ends_with("_attempts"),
+                "{name}: a histogram of seconds or attempts"
+            );
+        }
+        // Help text for every metric, so an exporter shows a `# HELP` line.
+        assert!(
+            help.get(name).is_some_and(|h| !h.trim().is_empty()),
+            "{name} has no # HELP line"
+        );
         // One label scheme: every series names its layer instance `name`; targets are `target`.
         assert!(labels.contains("name"), "{name} has no `name` label");
-        let scheme = set(&["name", "target", "outcome", "reason", "from", "to"]);
+        let scheme = set(&["name", "target", "outcome", "reason", "from", "to", "state"]);
         assert!(
             labels.is_subset(&scheme),
             "{name}: labels {labels:?} outside {scheme:?}"
@@ -649,6 +678,18 @@ fn tracing_is_listed(c: &Collected) {
         assert_eq!(row[1], s.level, "{s:?}");
         assert_eq!(ticked(&row[2]), fields, "{s:?}");
     }
+
+    // The breaker's and the balancer's spans were opened, naming the layer and the state it
+    // admitted the call in, or the endpoint it chose.
+    let opened = |name: &str| c.spans.iter().filter(ours).any(|s| s.what == name);
+    assert!(opened("breaker"), "no breaker span: {:?}", c.spans);
+    assert!(opened("balancer"), "no balancer span: {:?}", c.spans);
+    let breaker = c.spans.iter().find(|s| s.what == "breaker").unwrap();
+    assert_eq!(breaker.fields["breaker"], "db");
+    assert!(
+        ["closed", "half_open"].contains(&breaker.fields["state"].trim_matches('"')),
+        "{breaker:?}"
+    );
 
     // The span carries the layer (its name), the target and the attempt, and the attempt's own
     // work (the backup's call) runs inside it.

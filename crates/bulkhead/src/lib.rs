@@ -36,7 +36,7 @@
 //!   queued briefly). When the backend recovers the limit climbs back.
 //! * **Observability**: `tracing` (DEBUG when a call is turned away and when the limit moves,
 //!   INFO when it is set by hand), [`Event::BulkheadRejected`] and [`Event::LimitChanged`],
-//!   and with feature `metrics` the counters and gauges in `metrics`.
+//!   and with feature `metrics` the counters, gauges and histogram in `metrics`.
 //!
 //! # Example
 //!
@@ -85,7 +85,8 @@
 //!
 //! * `serde`: [`BulkheadConfig`] and [`AdaptiveConfig`] deserialize, durations in human form
 //!   (`"50ms"`).
-//! * `metrics`: counters and gauges through the `metrics` facade; names in `metrics`.
+//! * `metrics`: counters, gauges and a queue-wait histogram through the `metrics` facade; names
+//!   in `metrics`.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod adaptive;

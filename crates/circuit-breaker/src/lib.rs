@@ -81,8 +81,8 @@
 //! * `http`: re-exports [`HttpClassifier`](bulwark_core::HttpClassifier) support from
 //!   `bulwark-core`.
 //! * `serde`: [`CircuitBreakerConfig`] deserializes, durations in human form (`"10s"`).
-//! * `metrics`: counters and a state gauge through the `metrics` facade; names in
-//!   [`metrics`].
+//! * `metrics`: counters, a call-duration histogram and a state gauge (one series per state)
+//!   through the `metrics` facade; names in [`metrics`].
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod config;

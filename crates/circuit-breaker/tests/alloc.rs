@@ -94,3 +94,75 @@ fn the_closed_success_path_allocates_nothing() {
     let mut filling = echo_breaker(1_000_000);
     assert_eq!(allocations(|| drive(&mut filling, 10_000)), 0);
 }
+
+/// A recorder whose handles are plain atomics: whatever it allocates is ours, not its own.
+#[cfg(feature = "metrics")]
+mod counting {
+    use metrics::{
+        Counter, Gauge, Histogram, HistogramFn, Key, KeyName, Metadata, Recorder, SharedString,
+        Unit,
+    };
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+
+    /// Counts the values a histogram records.
+    #[derive(Default)]
+    pub struct Samples(pub AtomicU64);
+
+    impl HistogramFn for Samples {
+        fn record(&self, _: f64) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    #[derive(Default)]
+    pub struct Atomics {
+        pub samples: Arc<Samples>,
+        pub calls: Arc<AtomicU64>,
+    }
+
+    impl Recorder for Atomics {
+        fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
+            let success = key.labels().any(|l| l.value() == "success");
+            if key.name() == "bulwark_circuit_breaker_calls_total" && success {
+                Counter::from_arc(self.calls.clone())
+            } else {
+                Counter::from_arc(Arc::new(AtomicU64::new(0)))
+            }
+        }
+        fn register_gauge(&self, _: &Key, _: &Metadata<'_>) -> Gauge {
+            Gauge::from_arc(Arc::new(AtomicU64::new(0)))
+        }
+        fn register_histogram(&self, key: &Key, _: &Metadata<'_>) -> Histogram {
+            let success = key.labels().any(|l| l.value() == "success");
+            if success {
+                Histogram::from_arc(self.samples.clone())
+            } else {
+                Histogram::from_arc(Arc::new(Samples::default()))
+            }
+        }
+    }
+}
+
+#[cfg(feature = "metrics")]
+#[test]
+fn with_a_recorder_installed_after_the_build_the_success_path_allocates_nothing() {
+    use std::sync::atomic::Ordering;
+
+    let mut svc = echo_breaker(100);
+    drive(&mut svc, 1_000);
+    let recorder = counting::Atomics::default();
+    let _local = metrics::set_default_local_recorder(&recorder);
+    // The first call under the recorder registers the handles (allocating); then nothing.
+    drive(&mut svc, 1_000);
+    assert_eq!(allocations(|| drive(&mut svc, 10_000)), 0);
+    // Counted and timed, every call.
+    assert_eq!(recorder.calls.load(Ordering::Relaxed), 1_000 + 5 * 10_000);
+    assert_eq!(
+        recorder.samples.0.load(Ordering::Relaxed),
+        1_000 + 5 * 10_000
+    );
+}

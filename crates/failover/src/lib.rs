@@ -70,7 +70,7 @@
 //!
 //! * `http`: [`HttpFailoverPolicy`].
 //! * `serde`: [`FailoverConfig`] deserializes, durations in human form (`"5s"`).
-//! * `metrics`: per-target counters; names in [`metrics`].
+//! * `metrics`: per-target counters and attempt-duration histograms; names in [`metrics`].
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod config;

@@ -36,7 +36,7 @@
 //! * **Observability**: events [`HedgeSent`](bulwark_core::Event::HedgeSent),
 //!   [`HedgeWon`](bulwark_core::Event::HedgeWon) and
 //!   [`HedgeRefused`](bulwark_core::Event::HedgeRefused); `tracing` (DEBUG `hedging`, `not
-//!   hedging`); counters with feature `metrics` (names in [`metrics`]).
+//!   hedging`); counters and a histogram with feature `metrics` (names in [`metrics`]).
 //!
 //! # Example
 //!
@@ -89,7 +89,8 @@
 //!
 //! * `http`: [`Builder::http`].
 //! * `serde`: [`HedgeConfig`] deserializes, durations in human form (`"50ms"`).
-//! * `metrics`: counters through the `metrics` facade; names in [`metrics`].
+//! * `metrics`: counters and a request-duration histogram through the `metrics` facade; names
+//!   in [`metrics`].
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod config;

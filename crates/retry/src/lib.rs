@@ -126,7 +126,8 @@
 //! * `http`: [`HttpRetryPolicy`], [`parse_retry_after`], [`InboundDeadlineLayer`].
 //! * `grpc` (implies `http`): [`GrpcRetryPolicy`], [`parse_pushback`].
 //! * `serde`: [`RetryConfig`] deserializes, durations in human form (`"100ms"`).
-//! * `metrics`: counters through the `metrics` facade; names in [`metrics`].
+//! * `metrics`: counters and request-duration and attempts histograms through the `metrics`
+//!   facade; names in [`metrics`].
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod config;
