@@ -8,17 +8,10 @@ use metrics_util::MetricKind;
 use std::time::Duration;
 use tower::{Layer, Service, ServiceExt};
 
-#[tokio::test(start_paused = true)]
-async fn retries_and_give_ups_are_counted() {
-    let recorder = DebuggingRecorder::new();
-    let snapshotter = recorder.snapshotter();
-    recorder.install().unwrap();
-
-    let backend = tower::service_fn(|_: u32| async {
-        Err::<u32, _>(std::io::Error::from(std::io::ErrorKind::ConnectionReset))
-    });
-    let mut svc = BackoffRetryLayer::builder()
-        .name("store-1")
+/// Three attempts at most, 10 ms apart.
+fn layer(name: &str) -> BackoffRetryLayer {
+    BackoffRetryLayer::builder()
+        .name(name)
         .max_attempts(3)
         .backoff(
             ExponentialBackoff::new(
@@ -31,7 +24,18 @@ async fn retries_and_give_ups_are_counted() {
         )
         .build()
         .unwrap()
-        .layer(backend);
+}
+
+#[tokio::test(start_paused = true)]
+async fn retries_and_give_ups_are_counted() {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    recorder.install().unwrap();
+
+    let backend = tower::service_fn(|_: u32| async {
+        Err::<u32, _>(std::io::Error::from(std::io::ErrorKind::ConnectionReset))
+    });
+    let mut svc = layer("store-1").layer(backend);
     for i in 0..2 {
         let _ = svc.ready().await.unwrap().call(i).await;
     }
@@ -86,21 +90,7 @@ async fn request_durations_and_attempts_reach_a_recorder_installed_after_the_lay
             }
         }
     });
-    let mut svc = BackoffRetryLayer::builder()
-        .name("late")
-        .max_attempts(3)
-        .backoff(
-            ExponentialBackoff::new(
-                Duration::from_millis(10),
-                1.0,
-                Duration::from_millis(10),
-                Jitter::None,
-            )
-            .unwrap(),
-        )
-        .build()
-        .unwrap()
-        .layer(backend);
+    let mut svc = layer("late").layer(backend);
     // A request before any recorder of this test's.
     svc.ready().await.unwrap().call(0).await.unwrap();
 
