@@ -298,7 +298,7 @@ impl<S, C> Bulkhead<S, C> {
                 {
                     core.metrics.queued(&core.limiter);
                     self.queued_at = bulwark_core::telemetry::recording()
-                        .then(|| deadline.saturating_sub(core.queue_timeout));
+                        .then(|| deadline.saturating_sub(timeout));
                 }
                 self.wait_in_queue(cx, &slot)
             }

@@ -107,7 +107,7 @@ mod counting {
 
     /// Counts the values a histogram records.
     #[derive(Default)]
-    pub struct Samples(pub AtomicU64);
+    pub(crate) struct Samples(pub(crate) AtomicU64);
 
     impl HistogramFn for Samples {
         fn record(&self, _: f64) {
@@ -116,9 +116,9 @@ mod counting {
     }
 
     #[derive(Default)]
-    pub struct Atomics {
-        pub samples: Arc<Samples>,
-        pub calls: Arc<AtomicU64>,
+    pub(crate) struct Atomics {
+        pub(crate) samples: Arc<Samples>,
+        pub(crate) calls: Arc<AtomicU64>,
     }
 
     impl Recorder for Atomics {
