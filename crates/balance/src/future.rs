@@ -3,6 +3,7 @@
 use crate::core::{Core, EndpointState};
 use bulwark_core::local::CallRef;
 use bulwark_core::slot::LazyBox;
+#[cfg(feature = "metrics")]
 use bulwark_core::telemetry::Stopwatch;
 use bulwark_core::{BoxError, Classify, Misuse, Outcome};
 use pin_project_lite::pin_project;
@@ -19,6 +20,7 @@ pub(crate) struct InFlight<C> {
     endpoint: Arc<EndpointState>,
     started: Option<u64>,
     /// When the call was sent, for the duration histogram (read only with a recorder).
+    #[cfg(feature = "metrics")]
     watch: Stopwatch,
     /// Whether the call answered (its outcome recorded); dropped before that, it was
     /// cancelled.
@@ -44,6 +46,7 @@ impl<C> InFlight<C> {
             core,
             endpoint,
             started,
+            #[cfg(feature = "metrics")]
             watch: Stopwatch::start(),
             answered: false,
         }
