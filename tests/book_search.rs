@@ -465,9 +465,12 @@ async fn bad_input_gets_a_json_4xx() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_breaker_route_changes_thresholds_under_concurrent_reads_and_they_trip_there() {
-    let mut config = fast_config(Strategy::Balance);
-    // No ejection: only store-1's breaker takes it out of the rotation below.
-    config.ejection.consecutive_failures = 0;
+    // Ordered failover: every read asks store-1 first (it is the one that answers, so the
+    // failover sticks to it), so store-1 gets exactly one call per read, whatever latencies
+    // a balancer would have measured. A short wait when no store is ready keeps the reads
+    // below quick once the other stores' breakers open.
+    let mut config = fast_config(Strategy::Failover);
+    config.search.wait_for_healthy = Duration::from_millis(20);
     let demo = start(config).await;
     let book = format!("{}/book/Dune", demo.url());
     let breaker = format!("{}/stores/store-1/breaker", demo.url());
@@ -519,19 +522,23 @@ async fn the_breaker_route_changes_thresholds_under_concurrent_reads_and_they_tr
         "the other stores keep theirs"
     );
 
-    // store-1 fails every read sent to it (each is retried on another store): its breaker
-    // opens only once 18 of the window's 20 calls failed (at the defaults, 0.5 over at least
-    // 5 calls, 10 or fewer would have).
-    demo.stores[0]
-        .set_fault(Fault::Error { status: 503 })
-        .await
-        .unwrap();
+    // Every store fails now (so no success moves the failover off store-1): each read tries
+    // store-1 once, and its breaker opens only once 18 of the window's 20 calls failed (at
+    // the defaults, 0.5 over at least 5 calls, 10 would have): 18 reads here.
+    for store in &demo.stores {
+        store.set_fault(Fault::Error { status: 503 }).await.unwrap();
+    }
     let mut reads = 0;
     while store_view(&demo, "store-1").await["circuit"] != "open" {
         let answer = get(&book).await;
-        assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+        assert_eq!(
+            answer.status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{}",
+            answer.text
+        );
         reads += 1;
-        assert!(reads < 1000, "store-1's breaker did not open");
+        assert!(reads <= 40, "store-1's breaker did not open");
     }
     let handle = demo.outbound.stores[0].breaker.clone().unwrap();
     let m = handle.metrics();
