@@ -41,6 +41,10 @@ tokio::task_local! {
     static DEADLINE: Option<Instant>;
 }
 
+/// Whether any scope was ever opened in this process: until one is, [`current`] is one
+/// relaxed load instead of a task-local lookup on every call of a retry layer.
+static SCOPES_OPENED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// The future [`scope`] returns: `F`, run with its deadline in scope.
 pub type Scoped<F> = tokio::task::futures::TaskLocalFuture<Option<Instant>, F>;
 
@@ -51,6 +55,7 @@ pub type Scoped<F> = tokio::task::futures::TaskLocalFuture<Option<Instant>, F>;
 /// time left, never lengthen it. `None` adds no deadline of its own. A task spawned from inside
 /// does not inherit the scope.
 pub fn scope<F: Future>(at: Option<Instant>, future: F) -> Scoped<F> {
+    SCOPES_OPENED.store(true, std::sync::atomic::Ordering::Relaxed);
     let at = earlier(at, current());
     DEADLINE.scope(at, future)
 }
@@ -74,6 +79,7 @@ pub fn scope<F: Future>(at: Option<Instant>, future: F) -> Scoped<F> {
 /// # }
 /// ```
 pub fn call_in_scope<F: Future>(at: Option<Instant>, call: impl FnOnce() -> F) -> Scoped<F> {
+    SCOPES_OPENED.store(true, std::sync::atomic::Ordering::Relaxed);
     let at = earlier(at, current());
     let future = DEADLINE.sync_scope(at, call);
     DEADLINE.scope(at, future)
@@ -83,6 +89,11 @@ pub fn call_in_scope<F: Future>(at: Option<Instant>, call: impl FnOnce() -> F) -
 /// one.
 #[inline]
 pub fn current() -> Option<Instant> {
+    // The flag is set before the scope is entered, on the same thread: code inside a scope
+    // always sees it.
+    if !SCOPES_OPENED.load(std::sync::atomic::Ordering::Relaxed) {
+        return None;
+    }
     DEADLINE.try_with(|at| *at).ok().flatten()
 }
 

@@ -118,8 +118,9 @@
 //! no allocation for a `Clone` request that allocates none itself; a deadline or attempt
 //! timeout adds a clock read, and a timer allocation when an attempt has to be waited on.
 //! Telling the backend its time left (the gRPC policy, or the HTTP policy with a deadline
-//! header) writes one header value per attempt. Reading the deadline in scope is a
-//! thread-local read per call.
+//! header) writes one header value per attempt. Reading the deadline in scope is one
+//! relaxed atomic load per call until a process first opens a scope
+//! ([`InboundDeadlineLayer`]), and a task-local read after that.
 //!
 //! # Feature flags
 //!
