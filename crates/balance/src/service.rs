@@ -642,10 +642,12 @@ where
             }
         });
         // The `balancer{balancer, target}` span around the endpoint's call, made only when a
-        // subscriber wants it.
-        let span =
-            tracing::debug_span!("balancer", balancer = %core.name, target = %slot.state.name);
-        let span = (!span.is_disabled()).then_some(span);
+        // subscriber wants it (one level check on the hot path otherwise).
+        let span = if tracing::level_enabled!(tracing::Level::DEBUG) {
+            balancer_span(&core.name, &slot.state.name)
+        } else {
+            None
+        };
         self.chosen_at = 0;
         let in_flight = InFlight::new(self.core.for_call(), slot.state.clone(), started);
         let future = {
@@ -655,4 +657,13 @@ where
         self.keep(slot);
         ResponseFuture::called(future, in_flight, span)
     }
+}
+
+/// The `balancer{balancer, target}` span of a request sent to `target`, if a subscriber wants
+/// it.
+#[cold]
+#[inline(never)]
+fn balancer_span(balancer: &str, target: &str) -> Option<tracing::Span> {
+    let span = tracing::debug_span!("balancer", balancer = %balancer, target = %target);
+    (!span.is_disabled()).then_some(span)
 }

@@ -19,6 +19,20 @@ use tower_service::Service;
 /// The start of a call whose duration nobody needs (no slow-call threshold, no recorder).
 pub(crate) const NOT_TIMED: u64 = u64::MAX;
 
+/// The `breaker{breaker, state}` span of a call admitted as a probe or not, if a subscriber
+/// wants it.
+#[cold]
+#[inline(never)]
+fn breaker_span(core: &crate::state::Core, probe: bool) -> Option<tracing::Span> {
+    let state = if probe {
+        CircuitState::HalfOpen
+    } else {
+        core.current()
+    };
+    let span = tracing::debug_span!("breaker", breaker = %core.name(), state = state.as_str());
+    (!span.is_disabled()).then_some(span)
+}
+
 /// Whether a call's duration is wanted for the metrics: a recorder is installed.
 #[inline]
 fn timed() -> bool {
@@ -258,17 +272,12 @@ where
                     NOT_TIMED
                 };
                 // The `breaker{breaker, state}` span around the inner call, made only when a
-                // subscriber wants it.
-                let span = tracing::debug_span!(
-                    "breaker",
-                    breaker = %shared.core.name(),
-                    state = if probe {
-                        CircuitState::HalfOpen.as_str()
-                    } else {
-                        shared.core.current().as_str()
-                    }
-                );
-                let span = (!span.is_disabled()).then_some(span);
+                // subscriber wants it (one level check on the hot path otherwise).
+                let span = if tracing::level_enabled!(tracing::Level::DEBUG) {
+                    breaker_span(&shared.core, probe)
+                } else {
+                    None
+                };
                 let future = {
                     let _entered = span.as_ref().map(tracing::Span::enter);
                     self.inner.call(req)

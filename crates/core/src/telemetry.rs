@@ -7,11 +7,14 @@
 //! together with the identity of the recorder they were registered with (the address of the
 //! `&dyn Recorder` that [`metrics::with_recorder`] gives), and registers them again, with their
 //! help text, the first time they are used under another recorder: installed before or after
-//! the layer is built, a recorder sees its metrics.
+//! the layer is built, a recorder sees its metrics. While no recorder is installed (the
+//! facade's no-op recorder is current: a thread outside a `with_local_recorder` scope, say),
+//! the handles of the latest real recorder they met are used, so a layer built under a local
+//! recorder keeps reporting to it.
 //!
 //! Once a layer's handles are registered with the current recorder, using them costs a
-//! thread-local read and an atomic load (to find the current recorder) and a pointer compare:
-//! no allocation and no lock. Each recorder a layer meets costs one registration (a few
+//! thread-local read and an atomic load (to find the current recorder) and a pointer compare
+//! or two (one per recorder met, usually one or two): no allocation and no lock. Each recorder a layer meets costs one registration (a few
 //! allocations, off the request path's steady state); handles for the first
 //! `MAX_RECORDERS` recorders are kept, later ones are registered for each use.
 //!
