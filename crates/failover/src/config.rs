@@ -26,6 +26,7 @@ pub enum Mode {
 /// | `interval` | 0 | the next target is another server: no reason to wait |
 /// | `wait_for_ready` | 1 s | when no target is ready, a brief wait rides out a probe or a reconnect |
 /// | `deadline` | none | the whole request, every target it tries included; each attempt's time is cut to what is left |
+/// | `inherit_deadline` | true | the deadline its server received ([`bulwark_core::deadline::current`], set at the server's edge by `bulwark_retry::InboundDeadlineLayer`) ends the request too: its caller has given up by then |
 ///
 /// ```
 /// use bulwark_failover::FailoverConfig;
@@ -57,6 +58,9 @@ pub struct FailoverConfig {
     /// Time for the whole request, every target it tries included; `None` for no limit.
     #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
     pub deadline: Option<Duration>,
+    /// Also end the request by the deadline in scope where the set is called
+    /// ([`bulwark_core::deadline::current`]), whichever comes first with `deadline`.
+    pub inherit_deadline: bool,
 }
 
 impl Default for FailoverConfig {
@@ -69,6 +73,7 @@ impl Default for FailoverConfig {
             interval: Duration::ZERO,
             wait_for_ready: Duration::from_secs(1),
             deadline: None,
+            inherit_deadline: true,
         }
     }
 }

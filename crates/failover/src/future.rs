@@ -13,6 +13,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 use tokio::time::{Instant, Sleep};
 use tower_service::Service;
 use tracing::Span;
@@ -39,6 +40,8 @@ pin_project! {
         limit: Option<Instant>,
         // When the whole request must end, if a deadline is set.
         deadline: Option<Instant>,
+        // That deadline as a length of time from the call, for the error that reports it.
+        allowed: Duration,
         request: Option<Req>,
         shared: CallRef<Shared<S, P>>,
         current: usize,
@@ -89,13 +92,14 @@ where
         request: Option<Req>,
         shared: CallRef<Shared<S, P>>,
     ) -> Self {
-        let deadline = shared.deadline.map(|d| Instant::now() + d);
+        let (deadline, allowed) = shared.deadline();
         let limit = shared.attempt_limit(deadline);
         ResponseFuture {
             state: State::Calling { future },
             timer: None,
             limit,
             deadline,
+            allowed,
             request,
             shared,
             current: index,
@@ -110,6 +114,7 @@ where
             timer: None,
             limit: None,
             deadline: None,
+            allowed: Duration::ZERO,
             request: None,
             shared,
             current: 0,
@@ -256,7 +261,7 @@ where
         let attempts = this.trail.as_ref().map_or(1, |t| t.attempts);
         if let Some(e) = result
             .is_none()
-            .then(|| DeadlineExceeded::passed(*this.deadline, shared.deadline, attempts))
+            .then(|| DeadlineExceeded::passed(*this.deadline, Some(*this.allowed), attempts))
             .flatten()
         {
             // Cut by the request's deadline, not its own timeout: no target is tried after.

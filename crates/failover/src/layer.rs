@@ -70,6 +70,7 @@ impl<P: Clone> FailoverLayer<P> {
             c.mode,
             c.attempt_timeout,
             c.deadline,
+            c.inherit_deadline,
             c.interval,
             c.wait_for_ready,
             self.policy.clone(),
@@ -146,6 +147,10 @@ impl<P> Builder<P> {
         /// [`DeadlineExceeded`](bulwark_core::DeadlineExceeded). Each attempt's time is cut to
         /// what is left.
         fn deadline(deadline: Duration) { deadline = Some(deadline) }
+
+        /// Whether the deadline in scope (its server's caller's, see
+        /// [`bulwark_core::deadline`]) also ends the request (default true).
+        fn inherit_deadline(inherit: bool) { inherit_deadline = inherit }
     }
 
     /// Decide what is a failure with `policy`.

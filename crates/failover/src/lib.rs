@@ -19,6 +19,8 @@
 //! * **Deadline** (optional, `Builder::deadline`): a bound on the whole request, every
 //!   target it tries included; each attempt's time is cut to what is left, and when it passes
 //!   the call fails with [`DeadlineExceeded`] (no retry layer is needed just for a deadline).
+//!   The deadline its server received, put in scope at the server's edge
+//!   ([`bulwark_core::deadline`]), ends the request too (`Builder::inherit_deadline`).
 //! * **Failure, declared once**: [`FailOnFailure`] fails over on what the stack's classifier
 //!   says may be sent again ([`Classify::resend`](bulwark_core::Classify::resend)), the same
 //!   classifier the breakers and the balancer use; [`HttpFailoverPolicy`] (feature `http`)

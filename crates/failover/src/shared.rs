@@ -17,6 +17,7 @@ pub(crate) struct Shared<S, P> {
     pub(crate) mode: Mode,
     pub(crate) attempt_timeout: Option<Duration>,
     pub(crate) deadline: Option<Duration>,
+    pub(crate) inherit_deadline: bool,
     pub(crate) interval: Duration,
     pub(crate) wait_for_ready: Duration,
     pub(crate) policy: P,
@@ -35,6 +36,7 @@ impl<S, P> std::fmt::Debug for Shared<S, P> {
             .field("mode", &self.mode)
             .field("attempt_timeout", &self.attempt_timeout)
             .field("deadline", &self.deadline)
+            .field("inherit_deadline", &self.inherit_deadline)
             .field("interval", &self.interval)
             .field("wait_for_ready", &self.wait_for_ready)
             .field("sticky", &self.sticky.load(Ordering::Relaxed))
@@ -51,6 +53,7 @@ impl<S, P> Shared<S, P> {
         mode: Mode,
         attempt_timeout: Option<Duration>,
         deadline: Option<Duration>,
+        inherit_deadline: bool,
         interval: Duration,
         wait_for_ready: Duration,
         policy: P,
@@ -80,12 +83,33 @@ impl<S, P> Shared<S, P> {
             mode,
             attempt_timeout,
             deadline,
+            inherit_deadline,
             interval,
             wait_for_ready,
             policy,
             sticky: AtomicUsize::new(0),
             listener,
         }
+    }
+
+    /// When a request called now must end, if it must, and that as a length of time (zero
+    /// without a deadline): the set's own deadline, cut to the one in scope when inherited.
+    #[inline]
+    pub(crate) fn deadline(&self) -> (Option<Instant>, Duration) {
+        let in_scope = if self.inherit_deadline {
+            bulwark_core::deadline::current()
+        } else {
+            None
+        };
+        if self.deadline.is_none() && in_scope.is_none() {
+            return (None, Duration::ZERO);
+        }
+        let now = Instant::now();
+        let at = bulwark_core::deadline::earlier(self.deadline.map(|d| now + d), in_scope);
+        (
+            at,
+            at.map_or(Duration::ZERO, |at| at.saturating_duration_since(now)),
+        )
     }
 
     /// When the running attempt must end: its own timeout, cut to the request's deadline.

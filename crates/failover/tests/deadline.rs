@@ -87,3 +87,45 @@ fn a_zero_deadline_is_refused_naming_it() {
         .unwrap_err();
     assert_eq!(err.setting(), "deadline");
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_deadline_its_server_received_ends_the_request_unless_told_not_to() {
+    let hour = Duration::from_secs(3600);
+    for inherit in [true, false] {
+        let calls = Arc::new(AtomicU32::new(0));
+        let mut fo = FailoverLayer::builder()
+            .attempt_timeout(Duration::from_secs(1))
+            .inherit_deadline(inherit)
+            .build()
+            .unwrap()
+            .build(vec![
+                answering_after("a", hour, &calls),
+                answering_after("b", hour, &calls),
+            ])
+            .unwrap();
+        let start = Instant::now();
+        // What a server's edge (bulwark_retry::InboundDeadlineLayer) does for the handler
+        // that calls the set: the caller allows 300 ms.
+        let at = Some(start + Duration::from_millis(300));
+        let err = bulwark_core::deadline::scope(at, async {
+            fo.ready().await.unwrap().call(()).await.unwrap_err()
+        })
+        .await;
+        if inherit {
+            assert_eq!(start.elapsed(), Duration::from_millis(300));
+            let e = err
+                .downcast_ref::<DeadlineExceeded>()
+                .expect("the deadline");
+            assert_eq!(e.deadline, Duration::from_millis(300));
+            assert_eq!(
+                calls.load(Ordering::SeqCst),
+                1,
+                "no target after the deadline"
+            );
+        } else {
+            // Both targets tried for their whole attempt timeout.
+            assert_eq!(start.elapsed(), Duration::from_secs(2), "{err}");
+            assert_eq!(calls.load(Ordering::SeqCst), 2);
+        }
+    }
+}
