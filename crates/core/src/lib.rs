@@ -32,6 +32,11 @@
 //!   nothing is ready, or fail at once when waiting cannot help.
 //! * [`mode`]: [`Mode`], fail fast or not ready: what the breaker, the bulkhead and the rate
 //!   limiter do while they turn calls away.
+//! * [`telemetry`]: what every layer's `metrics` feature shares: `Handles`, metric handles
+//!   registered (with their help text) with whichever recorder is current when they are used,
+//!   so the recorder may be installed before or after the layers are built (feature
+//!   `metrics`), and [`Stopwatch`](telemetry::Stopwatch), a start time read from tokio's clock
+//!   only while a recorder is installed.
 //! * [`misuse`]: [`Misuse`], the one error every layer returns for a `call` before `poll_ready`
 //!   said ready, or a future polled after it finished.
 //!
