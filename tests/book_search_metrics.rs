@@ -317,5 +317,28 @@ async fn store_counts_match_what_the_stores_saw_under_each_fault() {
         turned_away >= requests as u64,
         "{turned_away} refusals counted for {requests} requests"
     );
+
+    // The layers' durations are Prometheus histograms (buckets), with their help text, as
+    // Grafana's histogram_quantile reads them.
+    let (_, text) = get(&client, &format!("{base}/metrics")).await;
+    for family in [
+        "bulwark_circuit_breaker_call_duration_seconds",
+        "bulwark_balance_request_duration_seconds",
+        "bulwark_retry_request_duration_seconds",
+    ] {
+        assert!(
+            text.contains(&format!("# TYPE {family} histogram")),
+            "{family} is a histogram"
+        );
+        assert!(
+            text.contains(&format!("# HELP {family} ")),
+            "{family} has help text"
+        );
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with(&format!("{family}_bucket{{")) && l.contains("le=\"0.001\"")),
+            "{family} has the demo's buckets"
+        );
+    }
     demo.shutdown().await;
 }

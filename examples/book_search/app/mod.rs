@@ -14,7 +14,7 @@ pub mod serve;
 pub mod store;
 
 use config::Config;
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use store::Store;
@@ -51,13 +51,23 @@ fn log_to_stderr(default: &str) {
         .init();
 }
 
+/// The buckets of every duration histogram (`*_seconds`), in seconds: from 1 ms to 30 s, the
+/// range of the demo's store latencies, attempt timeouts and deadlines. With buckets, the
+/// exporter renders a Prometheus histogram (what `histogram_quantile` reads), not a summary.
+const SECONDS_BUCKETS: [f64; 14] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
 /// The process's metrics recorder, installed on first use. The layers (feature `metrics`),
 /// the store clients and the search service record into it; `GET /metrics` renders it.
 pub fn metrics_handle() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
-            let recorder = PrometheusBuilder::new().build_recorder();
+            let recorder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &SECONDS_BUCKETS)
+                .expect("the bucket list is not empty")
+                .build_recorder();
             let handle = recorder.handle();
             if metrics::set_global_recorder(recorder).is_err() {
                 tracing::warn!("a metrics recorder was already installed; /metrics will be empty");
