@@ -3,6 +3,7 @@
 use crate::service::{Shared, NOT_TIMED};
 use bulwark_core::local::CallRef;
 use bulwark_core::slot::LazyBox;
+use bulwark_core::telemetry::Seen;
 use bulwark_core::{BoxError, Classify};
 use pin_project_lite::pin_project;
 use std::fmt;
@@ -16,16 +17,20 @@ pub(crate) struct Permit<C> {
     gen: u32,
     probe: bool,
     armed: bool,
+    /// The recorder current when the call started, which takes its metrics.
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    seen: Seen,
 }
 
 impl<C> Permit<C> {
     #[inline]
-    pub(crate) fn new(local: CallRef<Shared<C>>, gen: u32, probe: bool) -> Self {
+    pub(crate) fn new(local: CallRef<Shared<C>>, gen: u32, probe: bool, seen: Seen) -> Self {
         Permit {
             local,
             gen,
             probe,
             armed: true,
+            seen,
         }
     }
 
@@ -46,6 +51,7 @@ impl<C> Permit<C> {
         };
         #[cfg(feature = "metrics")]
         shared.core.metrics().record(
+            self.seen,
             outcome,
             slow,
             took.map(|t| std::time::Duration::from_nanos(t).as_secs_f64()),

@@ -18,7 +18,7 @@
 //! | `bulwark_circuit_breaker_transitions_total` | counter | `name`, `from`, `to` | state changes |
 //! | `bulwark_circuit_breaker_state` | gauge | `name`, `state` | 1 for the state the breaker is in, 0 for the five others (`closed`, `open`, `half_open`, `forced_open`, `disabled`, `metrics_only`) |
 
-use bulwark_core::telemetry::Handles;
+use bulwark_core::telemetry::{Handles, Seen};
 use bulwark_core::{CircuitState, Outcome};
 use metrics::{counter, gauge, histogram, Counter, Gauge, Histogram, Unit};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -116,24 +116,28 @@ impl Metrics {
         r
     }
 
-    /// A call the breaker let through ended: `seconds` is how long it took, if a recorder was
-    /// installed when it started.
+    /// A call the breaker let through ended: `seen` is the recorder current when it started,
+    /// `seconds` how long it took, if that recorder can record.
     #[inline]
-    pub(crate) fn record(&self, outcome: Outcome, slow: bool, seconds: Option<f64>) {
+    pub(crate) fn record(&self, seen: Seen, outcome: Outcome, slow: bool, seconds: Option<f64>) {
         let i = match outcome {
             Outcome::Success => 0,
             Outcome::Failure => 1,
             Outcome::Ignored => 2,
         };
-        self.with(|m| {
-            m.calls[i].increment(1);
-            if let Some(s) = seconds {
-                m.durations[i].record(s);
-            }
-            if slow {
-                m.slow.increment(1);
-            }
-        });
+        self.handles.with_seen(
+            seen,
+            || self.register(),
+            |m| {
+                m.calls[i].increment(1);
+                if let Some(s) = seconds {
+                    m.durations[i].record(s);
+                }
+                if slow {
+                    m.slow.increment(1);
+                }
+            },
+        );
     }
 
     pub(crate) fn not_permitted(&self) {

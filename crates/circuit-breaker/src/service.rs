@@ -8,6 +8,7 @@ use crate::state::{Admission, Core, Rejection, WaitSlot};
 use bulwark_core::clock::Clock;
 use bulwark_core::hint::{self, Hint};
 use bulwark_core::local::LocalRef;
+use bulwark_core::telemetry::Seen;
 use bulwark_core::timer::ServiceTimer;
 use bulwark_core::{BoxError, CircuitState, Classify, Misuse};
 use std::fmt;
@@ -31,15 +32,6 @@ fn breaker_span(core: &crate::state::Core, probe: bool) -> Option<tracing::Span>
     };
     let span = tracing::debug_span!("breaker", breaker = %core.name(), state = state.as_str());
     (!span.is_disabled()).then_some(span)
-}
-
-/// Whether a call's duration is wanted for the metrics: a recorder is installed.
-#[inline]
-fn timed() -> bool {
-    #[cfg(feature = "metrics")]
-    return bulwark_core::telemetry::recording();
-    #[cfg(not(feature = "metrics"))]
-    false
 }
 
 /// What every clone of one breaker shares.
@@ -264,9 +256,12 @@ where
         match std::mem::replace(&mut self.ticket, Ticket::None) {
             Ticket::Admitted { gen, probe } => {
                 let shared = self.shared();
+                // The recorder, looked up once: it says whether to time the call and takes
+                // the call's metrics when it ends.
+                let seen = Seen::now();
                 // Not timed (no threshold, no recorder): a threshold set while the call is out
                 // does not find it slow.
-                let start = if shared.core.slow_threshold().is_some() || timed() {
+                let start = if shared.core.slow_threshold().is_some() || seen.recording() {
                     shared.now()
                 } else {
                     NOT_TIMED
@@ -282,7 +277,7 @@ where
                     let _entered = span.as_ref().map(tracing::Span::enter);
                     self.inner.call(req)
                 };
-                let permit = Permit::new(self.local.for_call(), gen, probe);
+                let permit = Permit::new(self.local.for_call(), gen, probe, seen);
                 ResponseFuture::called(future, permit, start, span)
             }
             Ticket::Refused => self.refuse(),

@@ -61,6 +61,49 @@ pub fn recording() -> bool {
     current().1
 }
 
+/// The recorder current on this thread, looked up once: a layer takes it when a call starts,
+/// asks it whether to time the call, and hands it to
+/// [`Handles::with_seen`] when the call ends, one recorder lookup per call instead of two.
+/// Without feature `metrics` it is empty and never [`recording`](Seen::recording).
+///
+/// ```
+/// use bulwark_core::telemetry::Seen;
+///
+/// let seen = Seen::now();
+/// assert!(!seen.recording()); // no recorder installed
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Seen {
+    #[cfg(feature = "metrics")]
+    id: usize,
+    #[cfg(feature = "metrics")]
+    real: bool,
+}
+
+impl Seen {
+    /// The recorder current on this thread now.
+    #[inline]
+    pub fn now() -> Self {
+        #[cfg(feature = "metrics")]
+        {
+            let (id, real) = current();
+            Seen { id, real }
+        }
+        #[cfg(not(feature = "metrics"))]
+        Seen {}
+    }
+
+    /// Whether that recorder can record: it is not the facade's no-op recorder (always false
+    /// without feature `metrics`).
+    #[inline]
+    pub fn recording(&self) -> bool {
+        #[cfg(feature = "metrics")]
+        return self.real;
+        #[cfg(not(feature = "metrics"))]
+        false
+    }
+}
+
 #[cfg(feature = "metrics")]
 #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
 /// A set of metric handles, registered with each recorder they are used under. See the
@@ -122,7 +165,31 @@ impl<T> Handles<T> {
     /// to it.
     #[inline]
     pub fn with<R>(&self, register: impl FnOnce() -> T, f: impl FnOnce(&T) -> R) -> R {
-        let (id, real) = current();
+        self.with_seen(Seen::now(), register, f)
+    }
+
+    /// [`with`](Self::with) for the recorder `seen` found current earlier (when a call
+    /// started, say): a layer that looked the recorder up once for a call uses the same
+    /// lookup when the call ends, and a call's metrics go to the recorder current when it
+    /// started. Handles this recorder has not seen yet are registered with the recorder
+    /// current now.
+    ///
+    /// ```
+    /// use bulwark_core::telemetry::{Handles, Seen};
+    ///
+    /// let handles: Handles<metrics::Counter> = Handles::new();
+    /// let seen = Seen::now(); // when the call starts
+    /// // ... when it ends:
+    /// handles.with_seen(seen, || metrics::counter!("calls_total"), |c| c.increment(1));
+    /// ```
+    #[inline]
+    pub fn with_seen<R>(
+        &self,
+        seen: Seen,
+        register: impl FnOnce() -> T,
+        f: impl FnOnce(&T) -> R,
+    ) -> R {
+        let Seen { id, real } = seen;
         let mut slot = &self.first;
         // Under the no-op recorder: the latest real recorder's handles, else the no-op's.
         let mut fallback: Option<&T> = None;
@@ -138,7 +205,7 @@ impl<T> Handles<T> {
                 None => {
                     return match fallback {
                         Some(handles) => f(handles),
-                        None => register_at(slot, id, real, register, f),
+                        None => register_current(&self.first, register, f),
                     }
                 }
             }
@@ -149,6 +216,29 @@ impl<T> Handles<T> {
             None => f(&register()),
         }
     }
+}
+
+/// Registers handles with the recorder current now (which may not be the one a
+/// [`Seen`] found earlier), appended after the last entry, unless another thread (or an
+/// earlier entry) has them already.
+#[cfg(feature = "metrics")]
+#[cold]
+#[inline(never)]
+fn register_current<T, R>(
+    first: &OnceLock<Box<Entry<T>>>,
+    register: impl FnOnce() -> T,
+    f: impl FnOnce(&T) -> R,
+) -> R {
+    let Seen { id, real } = Seen::now();
+    let mut slot = first;
+    for _ in 0..MAX_RECORDERS {
+        match slot.get() {
+            Some(entry) if entry.recorder == id => return f(&entry.handles),
+            Some(entry) => slot = &entry.next,
+            None => return register_at(slot, id, real, register, f),
+        }
+    }
+    f(&register())
 }
 
 #[cfg(feature = "metrics")]
@@ -224,10 +314,7 @@ impl Stopwatch {
     /// Started now if a recorder is installed; else a stopwatch that never reads the clock.
     #[inline]
     pub fn start() -> Self {
-        #[cfg(feature = "metrics")]
-        return Stopwatch(recording().then(Instant::now));
-        #[cfg(not(feature = "metrics"))]
-        Stopwatch(None)
+        Stopwatch(Seen::now().recording().then(Instant::now))
     }
 
     /// A stopwatch that was never started: [`seconds`](Self::seconds) is `None`.
@@ -245,5 +332,69 @@ impl Stopwatch {
     #[inline]
     pub fn seconds(&self) -> Option<f64> {
         self.0.map(|start| start.elapsed().as_secs_f64())
+    }
+}
+
+#[cfg(all(test, feature = "metrics"))]
+mod tests {
+    use super::{Handles, Seen};
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
+
+    fn counted(snapshotter: &Snapshotter) -> u64 {
+        snapshotter
+            .snapshot()
+            .into_vec()
+            .into_iter()
+            .map(|(_, _, _, value)| match value {
+                DebugValue::Counter(n) => n,
+                _ => 0,
+            })
+            .sum()
+    }
+
+    fn register() -> metrics::Counter {
+        metrics::counter!("calls_total")
+    }
+
+    #[test]
+    fn a_call_seen_under_a_recorder_records_to_it_when_it_ends_elsewhere() {
+        let handles: Handles<metrics::Counter> = Handles::new();
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        let seen = metrics::with_local_recorder(&recorder, || {
+            let seen = Seen::now();
+            assert!(seen.recording());
+            // Registered while the recorder is current, as a layer does when it is built.
+            handles.with(register, |_| ());
+            seen
+        });
+        // The call ends on a thread with no recorder: it goes to the one it started under.
+        handles.with_seen(seen, register, |c| c.increment(1));
+        assert_eq!(counted(&snapshotter), 1);
+        assert_eq!(handles.registrations(), 1);
+    }
+
+    #[test]
+    fn a_recorder_not_registered_yet_is_registered_with_the_current_one() {
+        let handles: Handles<metrics::Counter> = Handles::new();
+        let first = DebuggingRecorder::new();
+        let first_snapshotter = first.snapshotter();
+        let seen = metrics::with_local_recorder(&first, Seen::now);
+        let second = DebuggingRecorder::new();
+        let second_snapshotter = second.snapshotter();
+        // Seen under `first`, which never registered the handles, ended under `second`: the
+        // handles registered now are `second`'s, so they are kept for `second`.
+        metrics::with_local_recorder(&second, || {
+            handles.with_seen(seen, register, |c| c.increment(1));
+            handles.with(register, |c| c.increment(1));
+        });
+        assert_eq!(counted(&first_snapshotter), 0);
+        assert_eq!(counted(&second_snapshotter), 2);
+        assert_eq!(handles.registrations(), 1);
+    }
+
+    #[test]
+    fn without_a_recorder_nothing_is_seen_recording() {
+        assert!(!Seen::now().recording());
     }
 }
