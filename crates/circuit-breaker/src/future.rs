@@ -105,16 +105,14 @@ impl<F, C> ResponseFuture<F, C> {
         future: F,
         permit: Permit<C>,
         start: u64,
-        span: Option<tracing::Span>,
+        span: LazyBox<tracing::Span>,
     ) -> Self {
-        let mut lazy = LazyBox::new();
-        lazy.set(span);
         ResponseFuture {
             state: State::Called {
                 future,
                 permit,
                 start,
-                span: lazy,
+                span,
             },
         }
     }

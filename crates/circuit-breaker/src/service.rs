@@ -8,6 +8,7 @@ use crate::state::{Admission, Core, Rejection, WaitSlot};
 use bulwark_core::clock::Clock;
 use bulwark_core::hint::{self, Hint};
 use bulwark_core::local::LocalRef;
+use bulwark_core::slot::LazyBox;
 use bulwark_core::telemetry::Seen;
 use bulwark_core::timer::ServiceTimer;
 use bulwark_core::{BoxError, CircuitState, Classify, Misuse};
@@ -267,14 +268,15 @@ where
                     NOT_TIMED
                 };
                 // The `breaker{breaker, state}` span around the inner call, made only when a
-                // subscriber wants it (one level check on the hot path otherwise).
+                // subscriber wants it (one level check on the hot path otherwise), boxed out
+                // of line so the call moves a pointer, not a span.
                 let span = if tracing::level_enabled!(tracing::Level::DEBUG) {
-                    breaker_span(&shared.core, probe)
+                    LazyBox::made_by(|| breaker_span(&shared.core, probe))
                 } else {
-                    None
+                    LazyBox::new()
                 };
                 let future = {
-                    let _entered = span.as_ref().map(tracing::Span::enter);
+                    let _entered = span.as_deref().map(tracing::Span::enter);
                     self.inner.call(req)
                 };
                 let permit = Permit::new(self.local.for_call(), gen, probe, seen);

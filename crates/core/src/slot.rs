@@ -30,6 +30,22 @@ impl<T> LazyBox<T> {
         LazyBox(ManuallyDrop::new(None))
     }
 
+    /// A slot holding what `make` returns, boxed, made out of line. For a value the hot path
+    /// rarely wants (a span, made only when a subscriber asks for it): the caller's code
+    /// moves one pointer, never the value, whether or not it was made.
+    ///
+    /// ```
+    /// use bulwark_core::slot::LazyBox;
+    ///
+    /// let made = LazyBox::made_by(|| Some(String::from("span")));
+    /// assert_eq!(made.as_deref().map(String::as_str), Some("span"));
+    /// ```
+    #[cold]
+    #[inline(never)]
+    pub fn made_by(make: impl FnOnce() -> Option<T>) -> Self {
+        LazyBox(ManuallyDrop::new(make().map(Box::new)))
+    }
+
     /// Puts `value` in the slot (boxed), or empties it; drops what it held out of line.
     pub fn set(&mut self, value: Option<T>) {
         let old = std::mem::replace(&mut *self.0, value.map(Box::new));
