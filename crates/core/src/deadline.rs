@@ -9,8 +9,9 @@
 //! its own caller has given up. The server edge reads the time its caller allows (gRPC's
 //! `grpc-timeout`, or an HTTP header) and runs the handler inside [`scope`]; a retry layer on
 //! the outbound side, called from that handler, reads [`current`] and ends its attempts by
-//! then, telling each backend the time left. `bulwark-retry`'s `InboundDeadlineLayer` is that
-//! server edge.
+//! then, telling each backend the time left (a failover set and a fan-out end their request by
+//! then too, and a hedge sends no attempt after it). `bulwark-retry`'s `InboundDeadlineLayer`
+//! is that server edge.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread", start_paused = true)]

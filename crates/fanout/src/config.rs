@@ -79,6 +79,12 @@ pub struct FanOutConfig {
     pub deadline: Option<Duration>,
     /// What happens to targets still running when the answer is known.
     pub stragglers: Stragglers,
+    /// Whether the deadline its server received ([`bulwark_core::deadline::current`], set at
+    /// the server's edge by `bulwark_retry::InboundDeadlineLayer`) cuts `deadline` short
+    /// (default true): the targets still running then time out, as at the fan-out's own
+    /// deadline, since the caller has given up. Stragglers let finish after the answer are not
+    /// cut by it.
+    pub inherit_deadline: bool,
 }
 
 impl Default for FanOutConfig {
@@ -90,6 +96,7 @@ impl Default for FanOutConfig {
             branch_deadline: None,
             deadline: None,
             stragglers: Stragglers::Cancel,
+            inherit_deadline: true,
         }
     }
 }

@@ -17,7 +17,8 @@
 //!   ([`Merge`]) turns it into one response: [`Collect`] (the outcomes themselves),
 //!   [`FirstSuccess`], or for HTTP `HttpMerge` (the first success with a summary header, or
 //!   [`FanOutFailed`] listing each target);
-//! * a deadline per branch and one for the whole fan-out;
+//! * a deadline per branch and one for the whole fan-out, cut short by the deadline the
+//!   server serving the request received ([`bulwark_core::deadline`]; `inherit_deadline`);
 //! * each target is polled ready by its own branch just before it is called: no target holds
 //!   a reservation for a request that has not reached it.
 //!

@@ -19,6 +19,7 @@ pub(crate) struct Shared<C, M> {
     pub(crate) policy: Policy,
     pub(crate) branch_deadline: Option<Duration>,
     pub(crate) deadline: Option<Duration>,
+    pub(crate) inherit_deadline: bool,
     pub(crate) stragglers: Stragglers,
     pub(crate) classifier: C,
     pub(crate) merge: M,
@@ -92,11 +93,17 @@ where
             // No branch: the future answers with the configuration error.
             return ResponseFuture::new(Vec::new(), self.shared.for_call(), None);
         }
+        let in_scope = if shared.inherit_deadline {
+            bulwark_core::deadline::current()
+        } else {
+            None
+        };
         let limit = match (shared.branch_deadline, shared.deadline) {
-            (None, None) => None,
+            (None, None) => in_scope,
             (a, b) => {
                 let now = Instant::now();
-                [a, b].into_iter().flatten().map(|d| now + d).min()
+                let own = [a, b].into_iter().flatten().map(|d| now + d).min();
+                bulwark_core::deadline::earlier(own, in_scope)
             }
         };
         // One allocation for the branches, each with its own clone of the target and of the
@@ -169,6 +176,7 @@ impl<C: Clone, M: Clone> FanOutLayer<C, M> {
             policy: c.policy,
             branch_deadline: c.branch_deadline,
             deadline: c.deadline,
+            inherit_deadline: c.inherit_deadline,
             stragglers: c.stragglers,
             classifier: self.classifier.clone(),
             merge: self.merge.clone(),
@@ -304,6 +312,10 @@ impl<C, M> Builder<C, M> {
 
         /// Time the whole fan-out has, from the call.
         fn deadline(deadline: Duration) { deadline = Some(deadline) }
+
+        /// Whether the deadline the server received cuts the fan-out short (default true; see
+        /// [`FanOutConfig::inherit_deadline`]).
+        fn inherit_deadline(inherit: bool) { inherit_deadline = inherit }
     }
 
     /// What counts as a target's success (a closure over the whole result: "201 only").

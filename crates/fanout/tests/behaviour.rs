@@ -243,6 +243,67 @@ async fn the_whole_deadline_bounds_everything() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn the_deadline_its_server_received_cuts_the_fanout_short() {
+    // The fan-out allows 5 s, but the server serving this request received a 300 ms deadline:
+    // the target still running then times out (and is dropped) at 300 ms.
+    let build = |inherit: bool, flag: &Arc<AtomicBool>| {
+        FanOutLayer::builder()
+            .classifier(created_only)
+            .deadline(Duration::from_secs(5))
+            .inherit_deadline(inherit)
+            .build()
+            .unwrap()
+            .build(vec![
+                slow_store(201, Duration::from_millis(1), flag),
+                slow_store(201, Duration::from_secs(1), flag),
+            ])
+            .unwrap()
+    };
+    let dropped = Arc::new(AtomicBool::new(false));
+    let mut fanout = build(true, &dropped);
+    let start = Instant::now();
+    let ready = fanout.ready().await.unwrap();
+    let at = Some(start + Duration::from_millis(300));
+    let outcomes = bulwark_core::deadline::call_in_scope(at, || ready.call("gina"))
+        .await
+        .unwrap();
+    assert_eq!(start.elapsed(), Duration::from_millis(300));
+    assert!(!outcomes.met);
+    assert!(matches!(outcomes.targets[1].result, TargetResult::TimedOut));
+    assert!(
+        dropped.load(Ordering::SeqCst),
+        "the late target's call was dropped"
+    );
+
+    // Without a fan-out deadline of its own, the one in scope still bounds it.
+    let mut fanout = FanOutLayer::builder()
+        .classifier(created_only)
+        .build()
+        .unwrap()
+        .build(vec![slow_store(201, Duration::from_secs(60), &dropped)])
+        .unwrap();
+    let start = Instant::now();
+    let ready = fanout.ready().await.unwrap();
+    let at = Some(start + Duration::from_millis(300));
+    let outcomes = bulwark_core::deadline::call_in_scope(at, || ready.call("hal"))
+        .await
+        .unwrap();
+    assert_eq!(start.elapsed(), Duration::from_millis(300));
+    assert!(matches!(outcomes.targets[0].result, TargetResult::TimedOut));
+
+    // Not inherited: every target answers, at 1 s.
+    let mut fanout = build(false, &dropped);
+    let start = Instant::now();
+    let ready = fanout.ready().await.unwrap();
+    let at = Some(start + Duration::from_millis(300));
+    let outcomes = bulwark_core::deadline::call_in_scope(at, || ready.call("ida"))
+        .await
+        .unwrap();
+    assert_eq!(start.elapsed(), Duration::from_secs(1));
+    assert!(outcomes.met);
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_branch_deadline_cuts_only_what_is_late() {
     let flag = Arc::new(AtomicBool::new(false));
     let mut fanout = FanOutLayer::builder()

@@ -13,12 +13,14 @@ fn the_config_deserializes_with_human_durations() {
         branch_deadline = "10s"
         deadline = "30s"
         stragglers = { finish = "5s" }
+        inherit_deadline = false
         "#,
     )
     .unwrap();
     assert_eq!(c.policy, Policy::Quorum(2));
     assert_eq!(c.deadline, Some(Duration::from_secs(30)));
     assert_eq!(c.stragglers, Stragglers::Finish(Duration::from_secs(5)));
+    assert!(!c.inherit_deadline);
     c.validate_for(3).unwrap();
     assert_eq!(c.validate_for(1).unwrap_err().setting(), "policy");
     let all: FanOutConfig = toml::from_str("policy = \"all\"").unwrap();

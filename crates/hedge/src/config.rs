@@ -21,6 +21,7 @@ pub const MAX_ATTEMPTS: u32 = 5;
 /// | `max_extra_load` | 0.1 | hedges are at most 10% of requests (Finagle's `maxExtraLoad`), so a slow backend never gets its load doubled |
 /// | `min_hedges_per_sec` | 1 | a caller with little traffic can still hedge now and then |
 /// | `max_pushback` | 30 s | the longest server pushback honoured; a longer one stops the hedges |
+/// | `inherit_deadline` | true | no hedge is sent once the deadline its server received ([`bulwark_core::deadline::current`], set at the server's edge by `bulwark_retry::InboundDeadlineLayer`) has passed: its caller has given up by then |
 ///
 /// ```
 /// use bulwark_hedge::HedgeConfig;
@@ -60,6 +61,11 @@ pub struct HedgeConfig {
     /// the next hedge; a longer one stops the hedges.
     #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
     pub max_pushback: Duration,
+    /// Whether the deadline in scope ([`bulwark_core::deadline::current`]) stops the hedges:
+    /// a hedge not due before it is not sent (reported as refused for `deadline`), and a
+    /// request with no attempt out answers with its last answer at that deadline rather
+    /// than wait for a hedge.
+    pub inherit_deadline: bool,
 }
 
 impl Default for HedgeConfig {
@@ -74,6 +80,7 @@ impl Default for HedgeConfig {
             max_extra_load: 0.1,
             min_hedges_per_sec: 1,
             max_pushback: Duration::from_secs(30),
+            inherit_deadline: true,
         }
     }
 }

@@ -407,10 +407,19 @@ where
                         *this.next = Next::timed(shared.delay(), now);
                     }
                     Next::At { at, after_failure } => {
-                        if poll_until(this.timer.as_mut(), at, cx).is_pending() {
+                        // The deadline in scope, if it comes first, ends the wait: the caller
+                        // has given up by then, so no hedge is sent.
+                        let deadline = shared.deadline().filter(|&d| d <= at);
+                        let fire = deadline.unwrap_or(at);
+                        if poll_until(this.timer.as_mut(), fire, cx).is_pending() {
                             break;
                         }
                         let attempt = u32::from(*this.sent) + 1;
+                        if deadline.is_some() {
+                            shared.refused(attempt, GiveUpReason::Deadline);
+                            stop!(this);
+                            break;
+                        }
                         let permit = match &shared.cap {
                             Some(cap) => match cap.try_acquire() {
                                 Some(permit) => Some(permit),

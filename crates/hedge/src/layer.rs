@@ -136,6 +136,10 @@ impl<C, A> Builder<C, A> {
 
         /// The longest server pushback honoured; a longer one stops the hedges (default 30 s).
         fn max_pushback(cap: Duration) { max_pushback = cap }
+
+        /// Whether the deadline the server received stops the hedges (default true; see
+        /// [`HedgeConfig::inherit_deadline`]).
+        fn inherit_deadline(inherit: bool) { inherit_deadline = inherit }
     }
 
     /// Hedge after a fixed `delay` (and not at a percentile; call
@@ -217,6 +221,7 @@ impl<C, A> Builder<C, A> {
                 budget,
                 cap: self.cap,
                 max_pushback: c.max_pushback,
+                inherit_deadline: c.inherit_deadline,
                 classifier: self.classifier,
                 attempts: self.attempts,
                 listener: self.common.listener().cloned(),

@@ -21,6 +21,9 @@
 //!   attempt has failed. Server pushback (`Retry-After`, `grpc-retry-pushback-ms`:
 //!   [`Decision::RetryAfter`](bulwark_core::Decision::RetryAfter)) delays the next hedge by
 //!   its wait; a pushback saying "stop" (or a wait over `max_pushback`, 30 s) stops the hedges.
+//!   So does the deadline the server serving the request received
+//!   ([`bulwark_core::deadline`]; `inherit_deadline`): no hedge is sent after it, and a
+//!   request with no attempt out answers with its last answer then.
 //! * **What**: only requests that may be sent again: with [`Builder::http`], idempotent
 //!   methods (or a request carrying an `Idempotency-Key`) whose body can be replayed
 //!   ([`HttpResend`](bulwark_core::attempts::HttpResend)); with

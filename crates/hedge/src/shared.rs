@@ -15,6 +15,7 @@ pub(crate) struct Shared<C, A> {
     pub(crate) budget: RetryBudget,
     pub(crate) cap: Option<ResendCap>,
     pub(crate) max_pushback: Duration,
+    pub(crate) inherit_deadline: bool,
     pub(crate) classifier: C,
     pub(crate) attempts: A,
     pub(crate) listener: Option<SharedListener>,
@@ -32,6 +33,7 @@ impl<C, A> std::fmt::Debug for Shared<C, A> {
             .field("budget", &self.budget)
             .field("cap", &self.cap)
             .field("max_pushback", &self.max_pushback)
+            .field("inherit_deadline", &self.inherit_deadline)
             .finish_non_exhaustive()
     }
 }
@@ -77,6 +79,16 @@ impl<C, A> Shared<C, A> {
                 name: &self.name,
                 attempt,
             });
+        }
+    }
+
+    /// The deadline in scope that stops the hedges, when inherited.
+    #[inline]
+    pub(crate) fn deadline(&self) -> Option<tokio::time::Instant> {
+        if self.inherit_deadline {
+            bulwark_core::deadline::current()
+        } else {
+            None
         }
     }
 

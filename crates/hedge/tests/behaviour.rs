@@ -545,3 +545,71 @@ async fn an_error_from_the_last_attempt_running_is_the_answer() {
     assert_eq!(err.to_string(), "attempt 0");
     assert_eq!(start.elapsed(), ms(100));
 }
+
+#[tokio::test(start_paused = true)]
+async fn no_hedge_is_sent_once_the_deadline_in_scope_has_passed() {
+    // The server received a 30 ms deadline; the hedge would go at 50 ms: it is not sent, and
+    // the first attempt (this layer does not end it; a retry or failover above would) still
+    // gives the answer.
+    let (svc, stats) = backend(|_, _| (100, 200));
+    let (log, listener) = recorder();
+    let svc = HedgeLayer::builder()
+        .delay(ms(50))
+        .listener(listener)
+        .build()
+        .unwrap()
+        .layer(svc);
+    let at = Instant::now() + ms(30);
+    let answer = bulwark_core::deadline::scope(Some(at), svc.clone().oneshot(1))
+        .await
+        .unwrap();
+    assert_eq!(answer.call, 0);
+    assert_eq!(stats.calls.load(Ordering::SeqCst), 1);
+    assert_eq!(*log.lock().unwrap(), vec!["refused 2 deadline".to_string()]);
+
+    // A hedge due before the deadline is sent as usual.
+    let at = Instant::now() + ms(80);
+    let answer = bulwark_core::deadline::scope(Some(at), svc.clone().oneshot(2))
+        .await
+        .unwrap();
+    assert_eq!(answer.call, 1, "the first attempt of this request");
+    assert_eq!(stats.calls.load(Ordering::SeqCst), 3);
+    assert_eq!(count(&log, "sent 2"), 1);
+
+    // Not inherited: the hedge goes at 50 ms whatever the deadline.
+    let (svc, stats) = backend(|_, _| (100, 200));
+    let svc = HedgeLayer::builder()
+        .delay(ms(50))
+        .inherit_deadline(false)
+        .build()
+        .unwrap()
+        .layer(svc);
+    let at = Instant::now() + ms(30);
+    bulwark_core::deadline::scope(Some(at), svc.oneshot(1))
+        .await
+        .unwrap();
+    assert_eq!(stats.calls.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn with_no_attempt_out_the_last_answer_comes_at_the_deadline_not_after_a_pushback() {
+    // The first attempt answers 429 with a 100 ms pushback at 10 ms; the deadline in scope is
+    // at 40 ms: no hedge is waited for past it, the 429 is the answer at 40 ms.
+    let (svc, stats) = backend(|n, _| if n == 0 { (10, 429) } else { (10, 200) });
+    let (log, listener) = recorder();
+    let svc = HedgeLayer::builder()
+        .delay(ms(1000))
+        .classifier(Statuses)
+        .listener(listener)
+        .build()
+        .unwrap()
+        .layer(svc);
+    let start = Instant::now();
+    let answer = bulwark_core::deadline::scope(Some(start + ms(40)), svc.oneshot(1))
+        .await
+        .unwrap();
+    assert_eq!(answer.status, 429);
+    assert_eq!(start.elapsed(), ms(40));
+    assert_eq!(stats.calls.load(Ordering::SeqCst), 1);
+    assert_eq!(*log.lock().unwrap(), vec!["refused 2 deadline".to_string()]);
+}

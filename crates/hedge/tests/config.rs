@@ -95,6 +95,7 @@ mod serde_form {
             max_extra_load = 0.05
             min_hedges_per_sec = 2
             max_pushback = "5s"
+            inherit_deadline = false
         "#;
         let config: HedgeConfig = toml::from_str(text).unwrap();
         assert_eq!(config.name, "catalogue");
@@ -106,6 +107,7 @@ mod serde_form {
         assert_eq!(config.max_extra_load, 0.05);
         assert_eq!(config.min_hedges_per_sec, 2);
         assert_eq!(config.max_pushback, Duration::from_secs(5));
+        assert!(!config.inherit_deadline);
         bulwark_hedge::Builder::from_config(config).build().unwrap();
         let empty: HedgeConfig = toml::from_str("").unwrap();
         assert_eq!(empty, HedgeConfig::default());
