@@ -98,6 +98,23 @@ pub fn current() -> Option<Instant> {
     DEADLINE.try_with(|at| *at).ok().flatten()
 }
 
+/// [`current`] for a layer whose `inherit_deadline` setting is `inherit`: `None` when it is
+/// off.
+///
+/// ```
+/// use bulwark_core::deadline;
+/// assert_eq!(deadline::inherited(false), None);
+/// assert_eq!(deadline::inherited(true), None); // no scope open
+/// ```
+#[inline]
+pub fn inherited(inherit: bool) -> Option<Instant> {
+    if inherit {
+        current()
+    } else {
+        None
+    }
+}
+
 /// `d` in whole milliseconds, rounded up (a wait or a time left told in milliseconds is never
 /// shorter than it is, and never zero unless it is zero), saturating.
 ///

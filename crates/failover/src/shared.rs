@@ -96,11 +96,7 @@ impl<S, P> Shared<S, P> {
     /// without a deadline): the set's own deadline, cut to the one in scope when inherited.
     #[inline]
     pub(crate) fn deadline(&self) -> (Option<Instant>, Duration) {
-        let in_scope = if self.inherit_deadline {
-            bulwark_core::deadline::current()
-        } else {
-            None
-        };
+        let in_scope = bulwark_core::deadline::inherited(self.inherit_deadline);
         if self.deadline.is_none() && in_scope.is_none() {
             return (None, Duration::ZERO);
         }

@@ -93,11 +93,7 @@ where
             // No branch: the future answers with the configuration error.
             return ResponseFuture::new(Vec::new(), self.shared.for_call(), None);
         }
-        let in_scope = if shared.inherit_deadline {
-            bulwark_core::deadline::current()
-        } else {
-            None
-        };
+        let in_scope = bulwark_core::deadline::inherited(shared.inherit_deadline);
         let limit = match (shared.branch_deadline, shared.deadline) {
             (None, None) => in_scope,
             (a, b) => {

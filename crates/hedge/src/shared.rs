@@ -85,11 +85,7 @@ impl<C, A> Shared<C, A> {
     /// The deadline in scope that stops the hedges, when inherited.
     #[inline]
     pub(crate) fn deadline(&self) -> Option<tokio::time::Instant> {
-        if self.inherit_deadline {
-            bulwark_core::deadline::current()
-        } else {
-            None
-        }
+        bulwark_core::deadline::inherited(self.inherit_deadline)
     }
 
     /// Reports a hedge that was due as attempt `attempt` and was not sent.
