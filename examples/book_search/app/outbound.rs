@@ -232,6 +232,8 @@ pub fn build(config: &Config, stores: &[Store], clients: &Clients) -> Result<Out
         let mut breakers = Vec::with_capacity(STORES);
         for (i, store) in stores.iter().enumerate() {
             let cb = &config.circuit_breaker;
+            // One breaker per store, built with its layer: the admin route's handle comes
+            // from the layer, before any service exists.
             let breaker = CircuitBreakerLayer::builder()
                 .name(store.name())
                 .failure_rate(cb.failure_rate)
@@ -241,7 +243,13 @@ pub fn build(config: &Config, stores: &[Store], clients: &Clients) -> Result<Out
                 .half_open_probes(cb.half_open_probes)
                 .mode(Mode::Readiness)
                 .classifier(read)
+                .shared()
                 .build()?;
+            breakers.push(
+                breaker
+                    .handle()
+                    .expect("a shared breaker layer hands out its breaker's handle"),
+            );
             let bulkhead = config
                 .bulkhead
                 .enabled
@@ -258,7 +266,6 @@ pub fn build(config: &Config, stores: &[Store], clients: &Clients) -> Result<Out
                     .attempt_timeout(config.attempt.timeout)
                     .counted_by(read),
             );
-            breakers.push(breaker.handle());
             leaves.push(
                 ServiceBuilder::new()
                     .option_layer(bulkhead)
