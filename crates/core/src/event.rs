@@ -383,9 +383,10 @@ pub enum Event<'a> {
     },
     /// A hedge was due but was not sent: the hedge budget was spent
     /// ([`GiveUpReason::Budget`]), the stack's resend cap was full
-    /// ([`GiveUpReason::ConcurrencyCap`]), or the server asked for no more
-    /// ([`GiveUpReason::Pushback`], [`GiveUpReason::RetryAfterTooLong`]). The attempts in
-    /// flight go on.
+    /// ([`GiveUpReason::ConcurrencyCap`]), the server asked for no more
+    /// ([`GiveUpReason::Pushback`], [`GiveUpReason::RetryAfterTooLong`]), or the deadline in
+    /// scope ([`crate::deadline`]) came before it ([`GiveUpReason::Deadline`]). The attempts
+    /// in flight go on.
     HedgeRefused {
         /// The hedging layer's name.
         name: &'a str,

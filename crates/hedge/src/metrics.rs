@@ -14,7 +14,7 @@
 //! | `bulwark_hedge_hedges_total` | counter | `name` | hedges sent (attempts after the first) |
 //! | `bulwark_hedge_wins_total` | counter | `name` | requests whose answer came from a hedge |
 //! | `bulwark_hedge_request_duration_seconds` | histogram | `name` | how long each request took through the hedge, whichever attempt answered (the latency hedging shortens) |
-//! | `bulwark_hedge_refused_total` | counter | `name`, `reason` | hedges due but not sent, by reason: `budget`, `concurrency_cap`, `pushback`, `retry_after_too_long` |
+//! | `bulwark_hedge_refused_total` | counter | `name`, `reason` | hedges due but not sent, by reason: `budget`, `concurrency_cap`, `pushback`, `retry_after_too_long`, `deadline` |
 
 use bulwark_core::telemetry::Handles;
 use bulwark_core::GiveUpReason;
@@ -23,7 +23,7 @@ use metrics::{counter, histogram, Counter, Histogram, Unit};
 struct Registered {
     hedges: Counter,
     wins: Counter,
-    refused: [Counter; 4],
+    refused: [Counter; 5],
     duration: Histogram,
 }
 
@@ -32,11 +32,12 @@ pub(crate) struct Metrics {
     handles: Handles<Registered>,
 }
 
-const REASONS: [GiveUpReason; 4] = [
+const REASONS: [GiveUpReason; 5] = [
     GiveUpReason::Budget,
     GiveUpReason::ConcurrencyCap,
     GiveUpReason::Pushback,
     GiveUpReason::RetryAfterTooLong,
+    GiveUpReason::Deadline,
 ];
 
 impl Metrics {

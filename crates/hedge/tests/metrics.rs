@@ -41,6 +41,13 @@ async fn hedges_wins_and_refusals_are_counted() {
     let held = cap.try_acquire().unwrap();
     svc.ready().await.unwrap().call(9).await.unwrap();
     drop(held);
+    // The deadline the server received (5 ms) comes before the hedge would (20 ms), and before
+    // the answer (10 ms): refused for it.
+    let at = tokio::time::Instant::now() + Duration::from_millis(5);
+    let ready = svc.ready().await.unwrap();
+    bulwark_core::deadline::call_in_scope(Some(at), || ready.call(10))
+        .await
+        .unwrap();
 
     let snapshot = snapshotter.snapshot().into_vec();
     let counter = |name: &str, labels: &[(&str, &str)]| {
@@ -72,6 +79,10 @@ async fn hedges_wins_and_refusals_are_counted() {
     assert_eq!(
         counter("bulwark_hedge_refused_total", &[r, ("reason", "budget")]),
         Some(0)
+    );
+    assert_eq!(
+        counter("bulwark_hedge_refused_total", &[r, ("reason", "deadline")]),
+        Some(1)
     );
 }
 
