@@ -183,6 +183,14 @@ pub trait RequestAttempts<Req> {
         let _ = request;
         true
     }
+
+    /// Called on a copy about to be sent `elapsed` after the request it was copied from went
+    /// out (a hedge): updates what tells the server its time left. Nothing by default;
+    /// [`HttpAttempts`] and [`HttpResend`] count `elapsed` off a `grpc-timeout`
+    /// ([`age_grpc_timeout`](crate::deadline::age_grpc_timeout)).
+    fn resent_after(&self, copy: &mut Req, elapsed: std::time::Duration) {
+        let _ = (copy, elapsed);
+    }
 }
 
 /// For request types that carry no attempts: nothing is recorded or avoided.
@@ -215,6 +223,10 @@ impl<B> RequestAttempts<http::Request<B>> for HttpAttempts {
         if request.extensions().get::<Attempts>().is_none() {
             request.extensions_mut().insert(Attempts::new());
         }
+    }
+
+    fn resent_after(&self, copy: &mut http::Request<B>, elapsed: std::time::Duration) {
+        crate::deadline::age_grpc_timeout(copy.headers_mut(), elapsed);
     }
 }
 
@@ -313,5 +325,9 @@ impl<B: crate::replay::CanReplay> RequestAttempts<http::Request<B>> for HttpRese
     fn may_resend(&self, request: &http::Request<B>) -> bool {
         self.method_allowed(request.method(), request.headers())
             && crate::replay::CanReplay::can_replay(request)
+    }
+
+    fn resent_after(&self, copy: &mut http::Request<B>, elapsed: std::time::Duration) {
+        HttpAttempts.resent_after(copy, elapsed);
     }
 }

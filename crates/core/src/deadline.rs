@@ -286,6 +286,39 @@ pub fn grpc_timeout(left: Duration) -> http::HeaderValue {
         .expect("digits and a letter are a valid header value")
 }
 
+/// Counts `elapsed` off the `grpc-timeout` `headers` carry, for a copy of a request sent that
+/// much later than the request it was copied from (a hedge, the next target of a failover):
+/// the server is told the time the caller has left when the copy goes, not when the original
+/// went. Headers without a `grpc-timeout` (or with one that does not parse) are left as they
+/// are; a time left that has run out is written as zero.
+///
+/// ```
+/// use bulwark_core::deadline::{age_grpc_timeout, GRPC_TIMEOUT};
+/// use http::{HeaderMap, HeaderValue};
+/// use std::time::Duration;
+///
+/// let mut headers = HeaderMap::new();
+/// headers.insert(GRPC_TIMEOUT, HeaderValue::from_static("300m"));
+/// age_grpc_timeout(&mut headers, Duration::from_millis(50));
+/// assert_eq!(headers[GRPC_TIMEOUT], "250000u");
+/// age_grpc_timeout(&mut headers, Duration::from_secs(1));
+/// assert_eq!(headers[GRPC_TIMEOUT], "0n");
+///
+/// let mut none = HeaderMap::new();
+/// age_grpc_timeout(&mut none, Duration::from_millis(50));
+/// assert!(none.is_empty());
+/// ```
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+pub fn age_grpc_timeout(headers: &mut http::HeaderMap, elapsed: Duration) {
+    if elapsed.is_zero() {
+        return;
+    }
+    if let Some(left) = headers.get(GRPC_TIMEOUT).and_then(parse_grpc_timeout) {
+        headers.insert(GRPC_TIMEOUT, grpc_timeout(left.saturating_sub(elapsed)));
+    }
+}
+
 #[cfg(all(test, feature = "http"))]
 mod tests {
     use super::*;

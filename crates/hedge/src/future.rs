@@ -465,6 +465,14 @@ where
                         }
                         let i = usize::from(*this.sent);
                         let last_hedge = i as u32 + 1 >= shared.max_attempts;
+                        let now = Instant::now();
+                        // The copy tells the server the time left now (a `grpc-timeout`), not
+                        // when the previous attempt went: the kept request is aged in turn.
+                        if let (Some(kept), Some(last)) = (this.request.as_mut(), *this.last_sent) {
+                            shared
+                                .attempts
+                                .resent_after(kept, now.saturating_duration_since(last));
+                        }
                         let copy = if last_hedge {
                             this.request.take()
                         } else {
@@ -474,7 +482,6 @@ where
                             stop!(this);
                             break;
                         };
-                        let now = Instant::now();
                         if let Some(latencies) = &shared.latencies {
                             this.started[i] = latencies.now();
                         }

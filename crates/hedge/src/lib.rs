@@ -13,6 +13,9 @@
 //! * **Where**: each hedge is a copy of the request, polled ready inside the request's
 //!   [`Attempts`](bulwark_core::attempts::Attempts) scope as the retry layer's resends are, so
 //!   a `bulwark_balance` balancer below sends it to an endpoint the request has not been to.
+//!   A hedge of an `http::Request` carrying a `grpc-timeout` (stamped by a retry above, or by
+//!   the caller) tells the server the time left when the hedge goes
+//!   ([`RequestAttempts::resent_after`](bulwark_core::attempts::RequestAttempts::resent_after)).
 //! * **Which answer**: the first that ends the request, by the stack's classifier
 //!   ([`Classify::resend`](bulwark_core::Classify::resend)): a success, or a failure not worth
 //!   sending again, is the answer, and every other attempt is cancelled (dropped). A failure

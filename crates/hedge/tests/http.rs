@@ -1,6 +1,8 @@
 //! HTTP requests: what may be hedged, and where a hedge goes with a balancer below.
 
 use bulwark_balance::{BalanceLayer, Strategy};
+use bulwark_core::attempts::HttpResend;
+use bulwark_core::deadline::{parse_grpc_timeout, GRPC_TIMEOUT};
 use bulwark_core::replay::CanReplay;
 use bulwark_hedge::HedgeLayer;
 use bulwark_test_support::ms;
@@ -169,4 +171,48 @@ async fn grpc_pushback_read_by_the_grpc_classifier_delays_or_stops_the_hedges() 
     let answer = svc.oneshot(call()).await.unwrap();
     assert_eq!(answer.headers()["grpc-status"], "5");
     assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hedge_tells_the_server_the_time_left_when_it_goes() {
+    // A gRPC call (a POST, hedged under `any_method`) carrying `grpc-timeout: 1S`, as a
+    // retry above stamps it: the hedge, sent 50 ms later, says 950 ms.
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let calls = Arc::new(AtomicUsize::new(0));
+    let backend = {
+        let seen = seen.clone();
+        tower::service_fn(move |request: Request<String>| {
+            let n = calls.fetch_add(1, Ordering::SeqCst);
+            seen.lock().unwrap().push(
+                request
+                    .headers()
+                    .get(GRPC_TIMEOUT)
+                    .and_then(parse_grpc_timeout),
+            );
+            async move {
+                tokio::time::sleep(ms(if n % 2 == 0 { 100 } else { 10 })).await;
+                Ok::<_, std::io::Error>(Response::new(n))
+            }
+        })
+    };
+    let svc = HedgeLayer::builder()
+        .delay(ms(50))
+        .attempts(HttpResend::any_method())
+        .build()
+        .unwrap()
+        .layer(backend);
+    let call = Request::post("/books.Search/Find")
+        .header(GRPC_TIMEOUT, "1S")
+        .body(String::new())
+        .unwrap();
+    assert_eq!(*svc.clone().oneshot(call).await.unwrap().body(), 1);
+    assert_eq!(*seen.lock().unwrap(), vec![Some(ms(1000)), Some(ms(950))]);
+
+    // Without the header, none is added.
+    seen.lock().unwrap().clear();
+    let call = Request::post("/books.Search/Find")
+        .body(String::new())
+        .unwrap();
+    svc.oneshot(call).await.unwrap();
+    assert_eq!(*seen.lock().unwrap(), vec![None, None]);
 }
