@@ -319,6 +319,53 @@ pub fn age_grpc_timeout(headers: &mut http::HeaderMap, elapsed: Duration) {
     }
 }
 
+/// When a request carrying a `grpc-timeout` was sent, kept in its extensions by [`note_sent`]
+/// for [`restamp`].
+#[cfg(feature = "http")]
+#[derive(Debug, Clone, Copy)]
+struct GrpcTimeoutSent(Instant);
+
+/// Notes, on a request about to be sent whose copy may be sent later (the failover's), when
+/// it went, if it carries a `grpc-timeout`: [`restamp`] on a copy then counts the time since
+/// off it. The clock is read only for a request that carries one.
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+pub fn note_sent<B>(request: &mut http::Request<B>) {
+    if request.headers().contains_key(GRPC_TIMEOUT) {
+        request
+            .extensions_mut()
+            .insert(GrpcTimeoutSent(Instant::now()));
+    }
+}
+
+/// On a copy of a request [`note_sent`] saw, about to be sent now: its `grpc-timeout` tells
+/// the time left now ([`age_grpc_timeout`] by the time since the request was sent).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// use bulwark_core::deadline::{note_sent, restamp, GRPC_TIMEOUT};
+/// use std::time::Duration;
+///
+/// let mut request = http::Request::new(());
+/// request.headers_mut().insert(GRPC_TIMEOUT, "2S".parse().unwrap());
+/// note_sent(&mut request);
+/// let mut copy = http::Request::new(());
+/// *copy.headers_mut() = request.headers().clone();
+/// *copy.extensions_mut() = request.extensions().clone();
+/// tokio::time::sleep(Duration::from_millis(500)).await; // the first attempt fails
+/// restamp(&mut copy);
+/// assert_eq!(copy.headers()[GRPC_TIMEOUT], "1500000u");
+/// # }
+/// ```
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+pub fn restamp<B>(copy: &mut http::Request<B>) {
+    if let Some(&GrpcTimeoutSent(sent)) = copy.extensions().get::<GrpcTimeoutSent>() {
+        age_grpc_timeout(copy.headers_mut(), sent.elapsed());
+    }
+}
+
 #[cfg(all(test, feature = "http"))]
 mod tests {
     use super::*;

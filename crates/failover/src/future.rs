@@ -377,10 +377,11 @@ where
     trail.attempts = trail.attempts.saturating_add(1);
     shared.failing_over(*this.current, j, trail.reason, trail.attempts);
     *this.current = j;
-    let request = match this.request.as_ref() {
+    let mut request = match this.request.as_ref() {
         Some(r) => r.clone(),
         None => return Some(Err(Box::new(Misuse::polled_after_completion("failover")))),
     };
+    shared.policy.resending(&mut request);
     trail.last = None;
     *this.limit = shared.attempt_limit(*this.deadline);
     *this.attempt_started = Stopwatch::start();

@@ -20,7 +20,9 @@
 //!   target it tries included; each attempt's time is cut to what is left, and when it passes
 //!   the call fails with [`DeadlineExceeded`] (no retry layer is needed just for a deadline).
 //!   The deadline its server received, put in scope at the server's edge
-//!   ([`bulwark_core::deadline`]), ends the request too (`Builder::inherit_deadline`).
+//!   ([`bulwark_core::deadline`]), ends the request too (`Builder::inherit_deadline`). With
+//!   [`HttpFailoverPolicy`], a request carrying a `grpc-timeout` (stamped by a retry above, or
+//!   by the caller) tells each next target the time left when it reaches it.
 //! * **Failure, declared once**: [`FailOnFailure`] fails over on what the stack's classifier
 //!   says may be sent again ([`Classify::resend`](bulwark_core::Classify::resend)), the same
 //!   classifier the breakers and the balancer use; [`HttpFailoverPolicy`] (feature `http`)

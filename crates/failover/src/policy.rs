@@ -21,9 +21,18 @@ pub trait FailoverPolicy<Req, Res, E> {
     }
 
     /// Called once, before the copy for resending is taken (the HTTP policy attaches
-    /// [`Attempts`](bulwark_core::attempts::Attempts) so balancers below tell targets apart).
+    /// [`Attempts`](bulwark_core::attempts::Attempts) so balancers below tell targets apart,
+    /// and notes when a request carrying a `grpc-timeout` went:
+    /// [`note_sent`](bulwark_core::deadline::note_sent)).
     fn prepare(&self, request: &mut Req) {
         let _ = request;
+    }
+
+    /// Called on each copy about to go to the next target (the HTTP policy counts the time
+    /// since the request first went off its `grpc-timeout`:
+    /// [`restamp`](bulwark_core::deadline::restamp)).
+    fn resending(&self, copy: &mut Req) {
+        let _ = copy;
     }
 }
 
@@ -148,6 +157,11 @@ mod http_policy {
 
         fn prepare(&self, request: &mut http::Request<B>) {
             HttpResend::any_method().ensure(request);
+            bulwark_core::deadline::note_sent(request);
+        }
+
+        fn resending(&self, copy: &mut http::Request<B>) {
+            bulwark_core::deadline::restamp(copy);
         }
     }
 }

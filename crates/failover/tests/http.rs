@@ -156,3 +156,60 @@ async fn a_replayed_body_goes_to_the_next_target_whole_and_one_over_the_cap_is_s
         assert_eq!(resp.status(), expected_status);
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_next_target_is_told_the_time_left_when_the_request_reaches_it() {
+    use bulwark_core::deadline::{parse_grpc_timeout, GRPC_TIMEOUT};
+    use std::time::Duration;
+
+    // A gRPC call carrying `grpc-timeout: 1S` (as a retry above stamps it); the first target
+    // answers 503 after 200 ms, so the second is told 800 ms.
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let target = |status: u16, wait: u64| {
+        let seen = seen.clone();
+        tower::service_fn(move |req: Request<Full<Bytes>>| {
+            seen.lock()
+                .unwrap()
+                .push(req.headers().get(GRPC_TIMEOUT).and_then(parse_grpc_timeout));
+            async move {
+                tokio::time::sleep(Duration::from_millis(wait)).await;
+                Ok::<_, BoxError>(
+                    Response::builder()
+                        .status(status)
+                        .body(String::new())
+                        .unwrap(),
+                )
+            }
+        })
+    };
+    let mut fo = FailoverLayer::builder()
+        .http()
+        .build()
+        .unwrap()
+        .build(vec![target(503, 200), target(200, 10)])
+        .unwrap();
+    let req = Request::post("/books.Search/Find")
+        .header(GRPC_TIMEOUT, "1S")
+        .body(body(0))
+        .unwrap();
+    assert_eq!(send(&mut fo, req).await.status(), 200);
+    assert_eq!(
+        *seen.lock().unwrap(),
+        vec![
+            Some(Duration::from_secs(1)),
+            Some(Duration::from_millis(800))
+        ]
+    );
+
+    // Without the header, none is added.
+    seen.lock().unwrap().clear();
+    let mut fo = FailoverLayer::builder()
+        .http()
+        .build()
+        .unwrap()
+        .build(vec![target(503, 200), target(200, 10)])
+        .unwrap();
+    let req = Request::post("/books.Search/Find").body(body(0)).unwrap();
+    assert_eq!(send(&mut fo, req).await.status(), 200);
+    assert_eq!(*seen.lock().unwrap(), vec![None, None]);
+}
