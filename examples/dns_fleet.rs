@@ -26,7 +26,6 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 use tonic::transport::{Channel, Endpoint};
 use tonic_health::pb::health_client::HealthClient;
-use tonic_health::pb::health_server::HealthServer;
 use tonic_health::pb::HealthCheckRequest;
 use tower::util::BoxCloneService;
 use tower_bulwark::balance::dns::{DnsDiscover, DnsEndpoint};
@@ -211,7 +210,7 @@ async fn follow(
 
 /// A demo server on `listener`: answers `Check` with SERVING.
 fn start_server(listener: tokio::net::TcpListener) -> tokio::task::JoinHandle<()> {
-    support::serve_on(listener, HealthServer::new(support::Broken::serving()))
+    support::serve_on(listener, support::health(support::Broken::serving()))
 }
 
 /// Four calls, half a second apart, each printed with the endpoints the balancer has.

@@ -27,7 +27,6 @@ use std::time::Duration;
 use tonic::transport::Endpoint;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
-use tonic_health::pb::health_server::HealthServer;
 use tonic_health::pb::HealthCheckRequest;
 use tower::Layer;
 use tower_bulwark::balance::{BalanceLayer, Endpoints, HealthCheck, Strategy};
@@ -37,7 +36,7 @@ use tower_bulwark::retry::{BackoffRetryLayer, GrpcRetryPolicy};
 
 #[path = "support/grpc.rs"]
 mod support;
-use support::{serve, Broken, GrpcHealthProbe};
+use support::{health, serve, Broken, GrpcHealthProbe};
 
 /// Prints what the layers report.
 fn print_event(event: &Event<'_>) {
@@ -69,10 +68,7 @@ async fn main() -> Result<(), BoxError> {
         health: Arc::new(AtomicI32::new(ServingStatus::Serving as i32)),
         work_calls: Arc::new(AtomicUsize::new(0)),
     };
-    let addrs = [
-        serve(healthy).await?,
-        serve(HealthServer::new(broken.clone())).await?,
-    ];
+    let addrs = [serve(healthy).await?, serve(health(broken.clone())).await?];
     println!("servers: healthy on {}, broken on {}", addrs[0], addrs[1]);
 
     let channels = addrs.map(|addr| {

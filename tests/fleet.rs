@@ -66,7 +66,6 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
-use tonic_health::pb::health_server::{Health, HealthServer};
 use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
 use tower::{Service, ServiceBuilder, ServiceExt};
 use tower_bulwark::balance::dns::{DnsDiscover, DnsDiscoverBuilder, DnsEndpoint};
@@ -428,8 +427,7 @@ struct Work {
     stats: Arc<Stats>,
 }
 
-#[tonic::async_trait]
-impl Health for Work {
+impl grpc_support::Check for Work {
     async fn check(
         &self,
         request: tonic::Request<HealthCheckRequest>,
@@ -441,15 +439,6 @@ impl Health for Work {
         Ok(tonic::Response::new(HealthCheckResponse {
             status: ServingStatus::Serving as i32,
         }))
-    }
-
-    type WatchStream = futures_util::stream::Empty<Result<HealthCheckResponse, tonic::Status>>;
-
-    async fn watch(
-        &self,
-        _: tonic::Request<HealthCheckRequest>,
-    ) -> Result<tonic::Response<Self::WatchStream>, tonic::Status> {
-        Err(tonic::Status::unimplemented("watch"))
     }
 }
 
@@ -480,7 +469,7 @@ impl Transport for Tonic {
                 Some((accepted, listener))
             }
         });
-        let service = HealthServer::new(Work { stats });
+        let service = grpc_support::health(Work { stats });
         tokio::spawn(async move {
             let _ = tonic::transport::Server::builder()
                 .serve_with_incoming(service, Box::pin(incoming))

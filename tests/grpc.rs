@@ -21,7 +21,6 @@ use tokio::time::Instant;
 use tonic::transport::{Channel, Endpoint};
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
-use tonic_health::pb::health_server::HealthServer;
 use tonic_health::pb::HealthCheckRequest;
 use tower::{Layer, Service, ServiceBuilder};
 use tower_bulwark::balance::{BalanceLayer, Endpoints, HealthCheck, Strategy};
@@ -33,7 +32,7 @@ use tower_bulwark::retry::{BackoffRetryLayer, GrpcRetryPolicy};
 
 #[path = "../examples/support/grpc.rs"]
 mod support;
-use support::{serve, Broken, GrpcHealthProbe};
+use support::{health, serve, Broken, GrpcHealthProbe};
 
 fn channel(addr: std::net::SocketAddr) -> Channel {
     Endpoint::from_shared(format!("http://{addr}"))
@@ -78,7 +77,7 @@ async fn breaker_retry_and_health_checked_balance_over_real_tonic_servers() {
         health: Arc::new(AtomicI32::new(ServingStatus::Serving as i32)),
         work_calls: Arc::new(AtomicUsize::new(0)),
     };
-    let bad = serve(HealthServer::new(broken.clone())).await.unwrap();
+    let bad = serve(health(broken.clone())).await.unwrap();
 
     // Per endpoint: its channel in a breaker that opens after 3 failures in a row and stays
     // open for the whole test; in readiness mode, so the balancer skips it while open.

@@ -14,7 +14,6 @@ use tokio::time::Instant;
 use tonic::transport::{Endpoint, Server};
 use tonic::Code;
 use tonic_health::pb::health_client::HealthClient;
-use tonic_health::pb::health_server::{Health, HealthServer};
 use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
 use tower::{Layer, ServiceExt};
 use tower_bulwark::core::backoff::{ExponentialBackoff, Jitter};
@@ -46,8 +45,7 @@ impl Drop for Dropped {
     }
 }
 
-#[tonic::async_trait]
-impl Health for Backend {
+impl support::Check for Backend {
     async fn check(
         &self,
         request: tonic::Request<HealthCheckRequest>,
@@ -69,15 +67,6 @@ impl Health for Backend {
             _ => Ok(tonic::Response::new(HealthCheckResponse { status: 1 })),
         }
     }
-
-    type WatchStream = futures_util::stream::Empty<Result<HealthCheckResponse, tonic::Status>>;
-
-    async fn watch(
-        &self,
-        _: tonic::Request<HealthCheckRequest>,
-    ) -> Result<tonic::Response<Self::WatchStream>, tonic::Status> {
-        Err(tonic::Status::unimplemented("watch"))
-    }
 }
 
 async fn backend() -> (
@@ -91,7 +80,7 @@ async fn backend() -> (
         calls: Arc::default(),
         slow: tx,
     };
-    let addr = support::serve(HealthServer::new(backend.clone()))
+    let addr = support::serve(support::health(backend.clone()))
         .await
         .unwrap();
     (backend, rx, addr)
@@ -205,8 +194,7 @@ async fn a_callers_deadline_crosses_a_hop_and_the_backend_stops_working_on_it() 
     struct Middle {
         client: Mutex<HealthClient<ToStatus>>,
     }
-    #[tonic::async_trait]
-    impl Health for Middle {
+    impl support::Check for Middle {
         async fn check(
             &self,
             request: tonic::Request<HealthCheckRequest>,
@@ -215,13 +203,6 @@ async fn a_callers_deadline_crosses_a_hop_and_the_backend_stops_working_on_it() 
             // A new request: nothing of the caller's is copied by hand.
             let answer = client.check(check(&request.get_ref().service)).await?;
             Ok(tonic::Response::new(answer.into_inner()))
-        }
-        type WatchStream = futures_util::stream::Empty<Result<HealthCheckResponse, tonic::Status>>;
-        async fn watch(
-            &self,
-            _: tonic::Request<HealthCheckRequest>,
-        ) -> Result<tonic::Response<Self::WatchStream>, tonic::Status> {
-            Err(tonic::Status::unimplemented("watch"))
         }
     }
     let middle = Middle {
@@ -235,7 +216,7 @@ async fn a_callers_deadline_crosses_a_hop_and_the_backend_stops_working_on_it() 
         Server::builder()
             .layer(InboundDeadlineLayer::grpc())
             .serve_with_incoming(
-                HealthServer::new(middle),
+                support::health(middle),
                 tonic::transport::server::TcpIncoming::from(listener),
             ),
     );

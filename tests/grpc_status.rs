@@ -12,7 +12,6 @@ use tonic::metadata::MetadataMap;
 use tonic::transport::Endpoint;
 use tonic::Code;
 use tonic_health::pb::health_client::HealthClient;
-use tonic_health::pb::health_server::{Health, HealthServer};
 use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
 use tower::util::BoxCloneService;
 use tower::{Service, ServiceExt};
@@ -111,23 +110,13 @@ impl Edge {
     }
 }
 
-#[tonic::async_trait]
-impl Health for Edge {
+impl support::Check for Edge {
     async fn check(
         &self,
         request: tonic::Request<HealthCheckRequest>,
     ) -> Result<tonic::Response<HealthCheckResponse>, tonic::Status> {
         let err = self.fail(&request.get_ref().service).await;
         Err(grpc::status(&err))
-    }
-
-    type WatchStream = futures_util::stream::Empty<Result<HealthCheckResponse, tonic::Status>>;
-
-    async fn watch(
-        &self,
-        _: tonic::Request<HealthCheckRequest>,
-    ) -> Result<tonic::Response<Self::WatchStream>, tonic::Status> {
-        Err(tonic::Status::unimplemented("watch"))
     }
 }
 
@@ -143,7 +132,7 @@ async fn a_typed_tonic_client_sees_our_errors_as_the_status_a_grpc_user_expects(
         .unwrap()
         .local_addr()
         .unwrap();
-    let addr = support::serve(HealthServer::new(Edge { closed }))
+    let addr = support::serve(support::health(Edge { closed }))
         .await
         .unwrap();
     let channel = Endpoint::from_shared(format!("http://{addr}"))

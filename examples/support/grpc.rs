@@ -69,8 +69,7 @@ impl Broken {
     }
 }
 
-#[tonic::async_trait]
-impl Health for Broken {
+impl Check for Broken {
     async fn check(
         &self,
         request: tonic::Request<HealthCheckRequest>,
@@ -83,6 +82,29 @@ impl Health for Broken {
             status: self.health.load(Ordering::SeqCst),
         }))
     }
+}
+
+/// What a server of these examples and tests answers to `Health/Check`; [`health`] serves
+/// it as tonic's `Health` service, with `Watch` unimplemented.
+pub(crate) trait Check: Send + Sync + 'static {
+    /// The answer to `Health/Check`.
+    fn check(
+        &self,
+        request: tonic::Request<HealthCheckRequest>,
+    ) -> impl Future<Output = Result<tonic::Response<HealthCheckResponse>, tonic::Status>> + Send;
+}
+
+/// A [`Check`] as tonic's `Health` service.
+pub(crate) struct CheckOnly<T>(T);
+
+#[tonic::async_trait]
+impl<T: Check> Health for CheckOnly<T> {
+    async fn check(
+        &self,
+        request: tonic::Request<HealthCheckRequest>,
+    ) -> Result<tonic::Response<HealthCheckResponse>, tonic::Status> {
+        self.0.check(request).await
+    }
 
     type WatchStream = futures_util::stream::Empty<Result<HealthCheckResponse, tonic::Status>>;
 
@@ -92,6 +114,11 @@ impl Health for Broken {
     ) -> Result<tonic::Response<Self::WatchStream>, tonic::Status> {
         Err(tonic::Status::unimplemented("watch"))
     }
+}
+
+/// `check` as a tonic `Health` server.
+pub(crate) fn health<T: Check>(check: T) -> HealthServer<CheckOnly<T>> {
+    HealthServer::new(CheckOnly(check))
 }
 
 /// The examples' retry backoff for calls between servers on one network: 10 ms, doubling, at
