@@ -85,7 +85,7 @@ pub use bulwark_core::Mode;
 ///
 /// | setting | default | why |
 /// | --- | --- | --- |
-/// | `initial_limit` | 20 | a start that serves a modest load at once; the controller finds the real value within seconds |
+/// | `initial_limit` | 20 | a start that serves a modest load; the controller finds the real value within seconds (the gradient controller's first window is held at `min_limit`, to learn the latency without load, as Envoy's) |
 /// | `min_limit` | 1 | never shed everything: a backend is always sent something, so its recovery is seen |
 /// | `max_limit` | 1000 | a ceiling no healthy backend of a client should need |
 /// | `window` | 100 ms | short enough to react within a second, long enough to hold a few samples at modest traffic |
@@ -108,7 +108,9 @@ pub use bulwark_core::Mode;
 pub struct AdaptiveConfig {
     /// The name reported in events, logs, metric labels and errors.
     pub name: String,
-    /// The limit before the first measurement (between `min_limit` and `max_limit`).
+    /// The starting limit (between `min_limit` and `max_limit`): from the first call with
+    /// AIMD; with the gradient controller, once its first window, held at `min_limit` to
+    /// measure the latency without load, has closed.
     pub initial_limit: u32,
     /// The limit never falls below this (at least 1).
     pub min_limit: u32,

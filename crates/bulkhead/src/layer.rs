@@ -324,7 +324,9 @@ impl AdaptiveBuilder {
 impl<C> AdaptiveBuilder<C> {
     bulwark_core::builder_methods!(name);
 
-    /// The floor, the starting limit and the ceiling (defaults 1, 20, 1000).
+    /// The floor, the starting limit and the ceiling (defaults 1, 20, 1000). The gradient
+    /// controller holds its first window at the floor (see
+    /// [`AdaptiveConfig::initial_limit`]).
     pub fn limits(mut self, min: u32, initial: u32, max: u32) -> Self {
         self.config.min_limit = min;
         self.config.initial_limit = initial;

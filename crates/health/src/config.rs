@@ -8,7 +8,8 @@ use std::time::Duration;
 #[cfg_attr(feature = "serde", derive(serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(default, deny_unknown_fields))]
 pub struct HealthCheck {
-    /// Time between two probes (at most a day).
+    /// The wait from the end of one probe (its answer, or its `timeout`) to the start of the
+    /// next, as Envoy's `interval` (at most a day): a slow probe delays the next.
     #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
     pub interval: Duration,
     /// A probe that takes longer fails (at most a day).

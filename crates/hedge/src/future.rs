@@ -446,6 +446,16 @@ where
                             stop!(this);
                             break;
                         };
+                        // Waiting for the service to take the hedge does not outlast the
+                        // deadline in scope: the timer wakes this task then, and no hedge
+                        // goes after it.
+                        if let Some(deadline) = shared.deadline() {
+                            if poll_until(this.timer.as_mut(), deadline, cx).is_ready() {
+                                shared.refused(u32::from(*this.sent) + 1, GiveUpReason::Deadline);
+                                stop!(this);
+                                break;
+                            }
+                        }
                         // The hedge goes to an endpoint this request has not been to, when a
                         // balancer below can tell.
                         let ready = match shared.attempts.attempts(request) {

@@ -160,7 +160,8 @@ impl<C, A> Builder<C, A> {
     /// Decide with `classifier` which answers end a request: what it says may be sent again
     /// ([`Classify::resend`](bulwark_core::Classify::resend)) is a non-fatal failure (the
     /// next hedge goes at once), anything else (a success, a failure not worth sending again)
-    /// is the answer. Give it the classifier the rest of the stack uses.
+    /// is the answer, except an error while another attempt is still out, which only stops
+    /// the hedges. Give it the classifier the rest of the stack uses.
     pub fn classifier<C2>(self, classifier: C2) -> Builder<C2, A> {
         Builder {
             config: self.config,

@@ -6,7 +6,9 @@
 //! Finagle's backup requests; gRPC's hedging, A6). [`Hedge`] does that:
 //!
 //! * **When**: after a fixed `delay`, or after a `percentile` (p95 by default) of the latencies
-//!   of the answers the layer saw, kept in a lock-free rolling histogram over a `window`
+//!   of the answers the layer saw (an attempt cancelled after running past the delay counts
+//!   as at least its time so far, so the percentile does not drift down under hedging), kept
+//!   in a lock-free rolling histogram over a `window`
 //!   (10 s), used once the window holds `min_samples` (100) answers (until then, the `delay` if
 //!   one is set, else no hedge). Up to `max_attempts` attempts (2 by default, at most 5 as in
 //!   A6), each after the delay from the previous one.
@@ -18,7 +20,10 @@
 //!   ([`RequestAttempts::resent_after`](bulwark_core::attempts::RequestAttempts::resent_after)).
 //! * **Which answer**: the first that ends the request, by the stack's classifier
 //!   ([`Classify::resend`](bulwark_core::Classify::resend)): a success, or a failure not worth
-//!   sending again, is the answer, and every other attempt is cancelled (dropped). A failure
+//!   sending again, is the answer, and every other attempt is cancelled (dropped); but an
+//!   error (not a response) while another attempt is still out only stops the hedges, since
+//!   that attempt may still answer (a hedge that found no endpoint does not cancel the first
+//!   attempt, which did). A failure
 //!   the classifier would send again is *non-fatal* (A6's `nonFatalStatusCodes`): the next
 //!   hedge goes at once if attempts remain, and the last such answer is returned when every
 //!   attempt has failed. Server pushback (`Retry-After`, `grpc-retry-pushback-ms`:
@@ -82,8 +87,9 @@
 //!
 //! # Cost
 //!
-//! A request that may be hedged is cloned once (the copy for the hedges) and the inner service
-//! once (the ready one moves into the future); one relaxed atomic add counts it in the budget.
+//! A request that may be hedged is cloned once (the copy kept for the hedges; each hedge but
+//! the last clones it again, the last takes it) and the inner service once (the ready one
+//! moves into the future); one relaxed atomic add counts it in the budget.
 //! An answer ready at the first poll reads no clock and arms no timer (with a percentile, its
 //! latency, zero, is counted with two relaxed atomic adds); an attempt found pending reads
 //! the clock and arms the one timer, and, with a percentile, its latency, counted from that

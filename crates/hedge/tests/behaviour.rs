@@ -613,3 +613,66 @@ async fn with_no_attempt_out_the_last_answer_comes_at_the_deadline_not_after_a_p
     assert_eq!(stats.calls.load(Ordering::SeqCst), 1);
     assert_eq!(*log.lock().unwrap(), vec!["refused 2 deadline".to_string()]);
 }
+
+/// `inner`, ready only while `open` is set (a balancer with no endpoint ready, say). Nothing
+/// wakes a caller when it opens: only a timer of the caller's can.
+#[derive(Clone)]
+struct Gate<S> {
+    inner: S,
+    open: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl<S: Service<u32>> Service<u32> for Gate<S> {
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), S::Error>> {
+        if self.open.load(Ordering::SeqCst) {
+            self.inner.poll_ready(cx)
+        } else {
+            std::task::Poll::Pending
+        }
+    }
+
+    fn call(&mut self, request: u32) -> S::Future {
+        // Closed after the first attempt: no hedge finds it ready.
+        self.open.store(false, Ordering::SeqCst);
+        self.inner.call(request)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hedge_waiting_for_the_service_to_be_ready_does_not_outlast_the_deadline() {
+    // The first attempt answers 429 (pushback 100 ms) at 10 ms; the hedge is due at 110 ms,
+    // but the service never becomes ready for it. The deadline in scope is at 150 ms: the 429
+    // is the answer then, and no hedge was sent.
+    let (svc, stats) = backend(|_, _| (10, 429));
+    let (log, listener) = recorder();
+    let gate = Gate {
+        inner: svc,
+        open: Arc::new(std::sync::atomic::AtomicBool::new(true)),
+    };
+    let svc = HedgeLayer::builder()
+        .delay(ms(1000))
+        .classifier(Statuses)
+        .listener(listener)
+        .build()
+        .unwrap()
+        .layer(gate);
+    let start = Instant::now();
+    let answer = tokio::time::timeout(
+        ms(5000),
+        bulwark_core::deadline::scope(Some(start + ms(150)), svc.oneshot(1)),
+    )
+    .await
+    .expect("answered by the deadline")
+    .unwrap();
+    assert_eq!(answer.status, 429);
+    assert_eq!(start.elapsed(), ms(150));
+    assert_eq!(stats.calls.load(Ordering::SeqCst), 1);
+    assert_eq!(*log.lock().unwrap(), vec!["refused 2 deadline".to_string()]);
+}

@@ -40,7 +40,8 @@ const MAX_TOLERANCE: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 /// old, and the tokens a clone still holds go back to the bucket when it is dropped if no one
 /// took a token since (otherwise they are lost: fewer calls admitted, never more). The price is
 /// precision: over any stretch of time `t` the limiter then admits at most
-/// `burst + 1 + rate x (t + LEASE_SLACK)` calls, rather than `burst + rate x t`.
+/// `burst + 1 + rate x (t + LEASE_SLACK) / period` calls, rather than
+/// `burst + rate x t / period`.
 ///
 /// ```
 /// use bulwark_rate_limit::{Mode, RateLimitConfig};
