@@ -151,7 +151,7 @@ impl<C, A> Builder<C, A> {
     }
 
     /// Hedges count under `cap`, shared with the other layers holding a clone (the retry's):
-    /// a hedge is not sent while it is full.
+    /// a hedge is not sent while it is full (nor any later hedge of that request).
     pub fn concurrency_cap(mut self, cap: ResendCap) -> Self {
         self.cap = Some(cap);
         self

@@ -43,7 +43,8 @@
 //!   hedge in flight holds a place under the stack's
 //!   [`ResendCap`], when given one
 //!   ([`Builder::concurrency_cap`]), shared with the retry layer: a hedge is not sent while it is
-//!   full. A hedge refused by either is not sent, and the attempts in flight go on.
+//!   full. A hedge refused by either is not sent, nor is any later hedge of that request; the
+//!   attempts in flight go on.
 //! * **Observability**: events [`HedgeSent`](bulwark_core::Event::HedgeSent),
 //!   [`HedgeWon`](bulwark_core::Event::HedgeWon) and
 //!   [`HedgeRefused`](bulwark_core::Event::HedgeRefused); `tracing` (DEBUG `hedging`, `not

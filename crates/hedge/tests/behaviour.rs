@@ -676,3 +676,34 @@ async fn a_hedge_waiting_for_the_service_to_be_ready_does_not_outlast_the_deadli
     assert_eq!(stats.calls.load(Ordering::SeqCst), 1);
     assert_eq!(*log.lock().unwrap(), vec!["refused 2 deadline".to_string()]);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_hedge_refused_by_the_cap_stops_the_later_hedges_of_that_request() {
+    // Three attempts allowed, a hedge every 10 ms; the shared cap is full (held here) when the
+    // first hedge is due, and free again before the second would be: no hedge goes at all,
+    // and the slow first attempt is the answer.
+    let cap = ResendCap::new(1);
+    let (svc, stats) = backend(|_, _| (100, 200));
+    let (log, listener) = recorder();
+    let svc = HedgeLayer::builder()
+        .max_attempts(3)
+        .delay(ms(10))
+        .concurrency_cap(cap.clone())
+        .listener(listener)
+        .build()
+        .unwrap()
+        .layer(svc);
+    let held = cap.try_acquire().unwrap();
+    let mut request = tokio_test::task::spawn(svc.oneshot(1));
+    assert!(request.poll().is_pending());
+    tokio::time::sleep(ms(15)).await;
+    assert!(request.poll().is_pending());
+    drop(held);
+    let answer = request.await.unwrap();
+    assert_eq!(answer.call, 0);
+    assert_eq!(stats.calls.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        *log.lock().unwrap(),
+        vec!["refused 2 concurrency_cap".to_string()]
+    );
+}
