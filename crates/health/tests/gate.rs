@@ -125,6 +125,39 @@ async fn the_checks_stop_with_the_last_clone() {
     assert!(handle.is_healthy(), "a handle still reads the last health");
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_probe_slower_than_the_timeout_fails_and_the_interval_runs_from_its_end() {
+    // Probes that would take 800 ms, cut at the 500 ms timeout: each fails. The next starts
+    // 1 s after the previous one ended, so at 0, 1.5 and 3 s; unhealthy after the second.
+    let start = Instant::now();
+    let starts = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let slow = {
+        let starts = starts.clone();
+        tower::service_fn(move |()| {
+            starts.lock().unwrap().push(start.elapsed());
+            async {
+                tokio::time::sleep(Duration::from_millis(800)).await;
+                Ok::<_, std::io::Error>(())
+            }
+        })
+    };
+    let gate = layer("store-1").build(store("store-1"), slow).unwrap();
+    let handle = gate.handle();
+    at(start, 1.9).await;
+    assert!(handle.is_healthy(), "one failed probe is not enough");
+    at(start, 2.1).await;
+    assert!(!handle.is_healthy(), "two timed-out probes in a row");
+    at(start, 3.2).await;
+    assert_eq!(
+        *starts.lock().unwrap(),
+        vec![
+            Duration::ZERO,
+            Duration::from_millis(1500),
+            Duration::from_millis(3000)
+        ]
+    );
+}
+
 #[tokio::test]
 async fn settings_are_validated_and_a_runtime_is_needed() {
     let zero = HealthGateLayer::builder()
