@@ -398,6 +398,23 @@ async fn stragglers_can_finish_in_the_background_within_a_bound() {
         "the straggler finished"
     );
 
+    // The deadline the server received (1 s) does not cut the straggler: the answer was
+    // given at 10 ms, and the write still lands at 30 s.
+    completed.store(0, Ordering::SeqCst);
+    let mut fanout = build(Duration::from_secs(60));
+    let ready = fanout.ready().await.unwrap();
+    let at = Some(Instant::now() + Duration::from_secs(1));
+    let outcomes = bulwark_core::deadline::call_in_scope(at, || ready.call("ida"))
+        .await
+        .unwrap();
+    assert!(outcomes.met);
+    tokio::time::sleep(Duration::from_secs(31)).await;
+    assert_eq!(
+        completed.load(Ordering::SeqCst),
+        3,
+        "not cut by the deadline"
+    );
+
     // Within 5 s: the straggler is dropped at the bound and never completes.
     completed.store(0, Ordering::SeqCst);
     let mut fanout = build(Duration::from_secs(5));
