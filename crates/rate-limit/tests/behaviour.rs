@@ -293,6 +293,12 @@ async fn a_handle_changes_rate_and_burst_at_run_time() {
     assert!(attempt(&mut svc).await.is_err());
     tokio::time::advance(Duration::from_secs(1)).await;
     assert_eq!(handle.available(), 5);
+    // Lowered: a full bucket holds the new burst at once, and admits no more than that.
+    handle.set_burst(2).unwrap();
+    assert_eq!(handle.available(), 2);
+    attempt(&mut svc).await.unwrap();
+    attempt(&mut svc).await.unwrap();
+    assert!(attempt(&mut svc).await.is_err(), "two admitted, not five");
     assert_eq!(
         handle
             .set_rate(0, Duration::from_secs(1))
