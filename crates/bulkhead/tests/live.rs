@@ -137,6 +137,45 @@ async fn a_smaller_queue_keeps_the_callers_waiting_and_turns_new_ones_away() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_new_queue_timeout_applies_to_callers_that_join_after_it() {
+    // One call at a time, a 10 s wait in the queue. A caller waits; the timeout is cut to
+    // 2 s; a second caller joins. The 100 s call in flight keeps both waiting: the second runs
+    // out at 2 s after it joined, the first keeps its 10 s.
+    let layer = BulkheadLayer::builder()
+        .name("store")
+        .max_concurrent(1)
+        .queue(4, secs(10))
+        .shared()
+        .build()
+        .unwrap();
+    let handle = layer.handle().unwrap();
+    let svc = layer.layer(slow());
+    let start = tokio::time::Instant::now();
+    let running = spawn(&svc, 100);
+    settle().await;
+    let early = spawn(&svc, 1);
+    settle().await;
+    handle
+        .set_queue(Some(Queue {
+            capacity: 4,
+            timeout: secs(2),
+        }))
+        .unwrap();
+    let late = spawn(&svc, 1);
+    settle().await;
+    assert_eq!(handle.queued(), 2);
+
+    let err = late.await.unwrap().unwrap_err();
+    assert_eq!(reason(&err), OverflowReason::QueueTimeout);
+    assert_eq!(start.elapsed(), secs(2), "the new timeout");
+    assert_eq!(handle.queued(), 1, "the earlier caller still waits");
+    let err = early.await.unwrap().unwrap_err();
+    assert_eq!(reason(&err), OverflowReason::QueueTimeout);
+    assert_eq!(start.elapsed(), secs(10), "the timeout it joined with");
+    running.abort();
+}
+
+#[tokio::test(start_paused = true)]
 async fn invalid_values_are_refused_naming_the_setting_and_change_nothing() {
     let fixed = BulkheadLayer::builder()
         .max_concurrent(4)
