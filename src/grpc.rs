@@ -13,7 +13,7 @@
 //! | [`RateLimited`](bulwark_rate_limit::RateLimited) (rate limiter) | `UNAVAILABLE` | its `retry_after` |
 //! | [`Full`](bulwark_bulkhead::Full) (bulkhead) | `UNAVAILABLE` | none |
 //! | [`DeadlineExceeded`](bulwark_core::DeadlineExceeded) (retry, failover), [`AttemptTimedOut`](bulwark_retry::AttemptTimedOut) (retry) | `DEADLINE_EXCEEDED` | none |
-//! | a refused, reset or aborted connection (`std::io::Error`) | `UNAVAILABLE` | none |
+//! | a refused, reset, aborted, not connected or broken connection (`std::io::Error`) | `UNAVAILABLE` | none |
 //! | [`AllFailed`](bulwark_failover::AllFailed) (failover) whose targets' errors decide nothing above | `UNAVAILABLE` | 1000 |
 //! | anything else ([`FanOutFailed`](bulwark_fanout::FanOutFailed) included) | `UNKNOWN` | none |
 //!

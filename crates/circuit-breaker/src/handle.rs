@@ -218,7 +218,8 @@ impl Handle {
     /// * At once, at the next outcome recorded: `failure_rate`, `min_calls`,
     ///   `consecutive_failures`, `slow_calls` (a call is timed from its start if slow calls were
     ///   tracked then), and `half_open_probes` (more probes are admitted at once in the
-    ///   half-open state; fewer: no new one until the probes out are below it).
+    ///   half-open state; fewer: no new one until the probes out are below it, and once as
+    ///   many have succeeded as are now needed, the next call closes the breaker).
     /// * From the next transition: `open` (the next trip opens for the new period; an open
     ///   period under way keeps its end) and `max_wait_in_half_open` (from the next half-open).
     /// * Refused (the setting named): `name`, `window` and `mode`, which are fixed when the

@@ -78,8 +78,8 @@
 //!
 //! # Feature flags
 //!
-//! * `http`: re-exports [`HttpClassifier`](bulwark_core::HttpClassifier) support from
-//!   `bulwark-core`.
+//! * `http`: re-exports [`HttpClassifier`] and [`StatusSet`] from `bulwark-core`, to classify
+//!   HTTP responses by status (5xx a failure by default).
 //! * `serde`: [`CircuitBreakerConfig`] deserializes, durations in human form (`"10s"`).
 //! * `metrics`: counters, a call-duration histogram and a state gauge (one series per state)
 //!   through the `metrics` facade; names in [`metrics`].
@@ -113,6 +113,9 @@ pub use service::CircuitBreaker;
 pub use bulwark_core::{
     CircuitState, Classify, DefaultClassifier, Event, Listener, Misuse, Outcome,
 };
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+pub use bulwark_core::{HttpClassifier, StatusSet};
 
 // The README's example, run as a doctest so the registry page stays true.
 #[cfg(doctest)]

@@ -305,7 +305,10 @@ impl<S, C> CircuitBreaker<S, C> {
             return called_before_ready();
         };
         let shared = self.shared();
-        if let Some(at) = rejection.wake_at {
+        // Open: the wait is what is left of the open period. Half-open, `wake_at` is when the
+        // probes' time runs out (the breaker reopens then): a slot frees as soon as a probe
+        // ends, so the wait stays zero.
+        if let (Some(at), CircuitState::Open) = (rejection.wake_at, rejection.state) {
             rejection.retry_after = Some(at.saturating_sub(shared.now()));
         }
         shared.core.reject(&rejection);

@@ -385,7 +385,15 @@ impl Core {
                             continue;
                         }
                     }
-                    if w.in_flight() + w.successes() < self.probes.load(Ordering::Relaxed) {
+                    let probes = self.probes.load(Ordering::Relaxed);
+                    if w.in_flight() == 0 && w.successes() >= probes {
+                        // Every probe needed has succeeded and none is out: `half_open_probes`
+                        // was lowered to or below the successes already in. No outcome is left
+                        // to close the breaker, so the call that finds it does.
+                        self.transition(w.gen(), HALF_OPEN, CircuitState::Closed, now(), None);
+                        continue;
+                    }
+                    if w.in_flight() + w.successes() < probes {
                         if self
                             .word
                             .compare_exchange(w.0, w.0 + 1, Ordering::AcqRel, Ordering::Acquire)

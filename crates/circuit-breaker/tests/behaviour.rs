@@ -442,6 +442,14 @@ async fn half_open_max_wait_reopens() {
     let _stuck = svc.ready().await.unwrap().call(Reply::SlowOk(secs(60)));
     tokio::time::advance(secs(4)).await;
     assert_eq!(h.state(), CircuitState::HalfOpen);
+    // A call refused while the probe is out is told to come back at once (a slot frees when
+    // the probe ends), not when the probes' time runs out.
+    let err = send(&mut svc, Reply::Ok).await.unwrap_err();
+    let open = open_of(&err).unwrap();
+    assert_eq!(
+        (open.state(), open.retry_after()),
+        (CircuitState::HalfOpen, Some(Duration::ZERO))
+    );
     tokio::time::advance(secs(1)).await;
     assert_eq!(h.state(), CircuitState::Open);
 }
@@ -518,9 +526,11 @@ async fn a_closure_classifier_decides_outcomes() {
     assert_eq!(h.state(), CircuitState::Open);
 }
 
+#[cfg(feature = "http")]
 #[tokio::test(start_paused = true)]
 async fn http_statuses_5xx_trip_and_404_does_not() {
-    use bulwark_core::HttpClassifier;
+    // Feature `http` re-exports the classifier.
+    use bulwark_circuit_breaker::HttpClassifier;
     let status = Arc::new(Mutex::new(404u16));
     let current = status.clone();
     let backend = tower::service_fn(move |_: ()| {

@@ -156,6 +156,27 @@ async fn more_half_open_probes_admit_another_at_once_and_the_probe_out_still_cou
 }
 
 #[tokio::test(start_paused = true)]
+async fn fewer_half_open_probes_than_have_succeeded_close_the_breaker_at_the_next_call() {
+    // Two probes needed; one has succeeded and none is out when the operator lowers it to
+    // one. No outcome is left to come: the next call closes the breaker and goes through.
+    let mut svc = builder()
+        .consecutive_failures(1)
+        .half_open_probes(2)
+        .build()
+        .unwrap()
+        .layer(Backend::default());
+    let handle = svc.handle();
+    let _ = send(&mut svc, Reply::Fail).await;
+    tokio::time::advance(secs(30)).await;
+    assert_eq!(send(&mut svc, Reply::Ok).await.unwrap(), "ok");
+    assert_eq!(handle.state(), CircuitState::HalfOpen, "one of two probes");
+
+    handle.update(|c| c.half_open_probes = 1).unwrap();
+    assert_eq!(send(&mut svc, Reply::Ok).await.unwrap(), "ok");
+    assert_eq!(handle.state(), CircuitState::Closed);
+}
+
+#[tokio::test(start_paused = true)]
 async fn slow_calls_turned_on_while_a_call_is_out_do_not_judge_that_call() {
     let svc = builder().build().unwrap().layer(Backend::default());
     let handle = svc.handle();

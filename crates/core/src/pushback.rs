@@ -136,8 +136,10 @@ impl AsError for std::convert::Infallible {
     }
 }
 
-/// Whether an error (or any error in its source chain) is a refused, reset or aborted
-/// connection: a failure that happened before the server could act on the request.
+/// Whether an error (or any error in its source chain) is a refused, reset, aborted, not
+/// connected or broken connection (`BrokenPipe`): a failure of the connection itself. A
+/// refused one happened before the server saw the request; the others may come after it
+/// did, which is why the retry policies resend only what is safe to send again.
 ///
 /// ```
 /// use bulwark_core::pushback::is_connection_failure;

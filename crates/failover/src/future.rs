@@ -307,7 +307,12 @@ where
         trail.reason = reason;
         let more = trail.tried < shared.targets && this.request.is_some();
         if more && !shared.interval.is_zero() {
-            let at = Instant::now() + shared.interval;
+            // The wait ends at the deadline, if that comes first (and no target is tried then).
+            let at = bulwark_core::deadline::earlier(
+                Some(Instant::now() + shared.interval),
+                *this.deadline,
+            )
+            .unwrap_or_else(Instant::now);
             // Reuse the inline timer for the interval.
             if poll_until(this.timer.as_mut(), at, cx).is_pending() {
                 this.state.set(State::Waiting);
@@ -334,6 +339,14 @@ where
     let Some(trail) = this.trail.as_mut() else {
         return Some(Err(Box::new(Misuse::polled_after_completion("failover"))));
     };
+    // No target is tried once the deadline has passed (an attempt failed at or after it, or
+    // the wait between targets reached it): the last response as it came, or the deadline.
+    if let Some(e) = DeadlineExceeded::passed(*this.deadline, Some(*this.allowed), trail.attempts) {
+        return Some(match trail.last.take() {
+            Some(response) => Ok(response),
+            None => Err(Box::new(e)),
+        });
+    }
     let resendable = this
         .request
         .as_ref()

@@ -129,3 +129,54 @@ async fn the_deadline_its_server_received_ends_the_request_unless_told_not_to() 
         }
     }
 }
+
+/// A target that fails with an error after `after`, counting its calls.
+fn failing_after(after: Duration, calls: &Arc<AtomicU32>) -> Target {
+    let calls = calls.clone();
+    BoxCloneService::new(tower::service_fn(move |()| {
+        calls.fetch_add(1, Ordering::SeqCst);
+        async move {
+            tokio::time::sleep(after).await;
+            Err(std::io::Error::from(std::io::ErrorKind::ConnectionReset))
+        }
+    }))
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_target_is_tried_after_the_deadline() {
+    // The wait between targets (5 s) reaches the deadline (1 s) first: the next target is
+    // not called, and the request ends at 1 s with the deadline.
+    let calls = Arc::new(AtomicU32::new(0));
+    let mut fo = FailoverLayer::builder()
+        .deadline(Duration::from_secs(1))
+        .interval(Duration::from_secs(5))
+        .build()
+        .unwrap()
+        .build(vec![
+            failing_after(Duration::ZERO, &calls),
+            answering_after("b", Duration::ZERO, &calls),
+        ])
+        .unwrap();
+    let start = Instant::now();
+    let err = fo.ready().await.unwrap().call(()).await.unwrap_err();
+    assert!(err.is::<DeadlineExceeded>(), "{err}");
+    assert_eq!(start.elapsed(), Duration::from_secs(1));
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+
+    // An attempt that fails as the deadline passes (a backend told the same deadline gives up
+    // then): the deadline, and no next target.
+    let calls = Arc::new(AtomicU32::new(0));
+    let mut fo = FailoverLayer::builder()
+        .no_attempt_timeout()
+        .deadline(Duration::from_secs(1))
+        .build()
+        .unwrap()
+        .build(vec![
+            failing_after(Duration::from_secs(1), &calls),
+            answering_after("b", Duration::ZERO, &calls),
+        ])
+        .unwrap();
+    let err = fo.ready().await.unwrap().call(()).await.unwrap_err();
+    assert!(err.is::<DeadlineExceeded>(), "{err}");
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}

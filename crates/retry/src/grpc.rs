@@ -14,8 +14,8 @@ use std::time::Duration;
 ///
 /// * Failures: the codes of its [`GrpcClassifier`] (UNAVAILABLE, DEADLINE_EXCEEDED,
 ///   RESOURCE_EXHAUSTED and INTERNAL by default; narrow them with
-///   [`GrpcRetryPolicy::retry_codes`]), and connection refused, reset or aborted (found
-///   anywhere in the error's source chain), as [`HttpRetryPolicy`](crate::HttpRetryPolicy)
+///   [`GrpcRetryPolicy::retry_codes`]), and a connection refused, reset, aborted, not
+///   connected or broken (found anywhere in the error's source chain), as [`HttpRetryPolicy`](crate::HttpRetryPolicy)
 ///   does. Other errors, and every other code, are returned as they are.
 /// * `grpc-retry-pushback-ms` on a retryable response: a non-negative value replaces the
 ///   backoff's delay, up to [`GrpcRetryPolicy::max_retry_after`] (default 30 s, like the

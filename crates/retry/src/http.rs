@@ -18,8 +18,8 @@ pub(crate) const DEFAULT_MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
 ///   request carries an `Idempotency-Key` header, and methods you opt in with
 ///   [`HttpRetryPolicy::retry_method`]; and only while the body can be sent again
 ///   ([`CanReplay`]: wrap streaming bodies in [`ReplayBody`](bulwark_core::replay::ReplayBody)).
-/// * Failures: connection refused, reset or aborted (found anywhere in the error's source
-///   chain), and the statuses 429, 502, 503 and 504 (configurable). Other statuses, 500
+/// * Failures: a connection refused, reset, aborted, not connected or broken (a broken pipe),
+///   found anywhere in the error's source chain, and the statuses 429, 502, 503 and 504 (configurable). Other statuses, 500
 ///   included, are answers: a 500 usually means the request itself broke the server.
 /// * `Retry-After` (seconds or an HTTP date) on a retryable response replaces the backoff's
 ///   delay, up to [`HttpRetryPolicy::max_retry_after`] (default 30 s); a longer one means no

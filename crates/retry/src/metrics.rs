@@ -11,7 +11,7 @@
 //!
 //! | name | type | labels | meaning |
 //! | --- | --- | --- | --- |
-//! | `bulwark_retry_retries_total` | counter | `name` | retries sent (attempts after the first) |
+//! | `bulwark_retry_retries_total` | counter | `name` | retries decided (attempts after the first), counted when the backoff starts: one the request never sends (dropped during the wait, or ended by its deadline first) counts too |
 //! | `bulwark_retry_request_duration_seconds` | histogram | `name` | how long each request took, from its first attempt to the answer returned (waits between attempts included) |
 //! | `bulwark_retry_attempts` | histogram | `name` | attempts each request took (1: no retry) |
 //! | `bulwark_retry_gave_up_total` | counter | `name`, `reason` | failed attempts not retried, by reason: `max_attempts`, `budget`, `deadline`, `not_resendable`, `retry_after_too_long`, `not_retryable`, `pushback` (gRPC), `concurrency_cap` |
@@ -46,7 +46,7 @@ const REASONS: [GiveUpReason; 8] = [
 fn describe() {
     metrics::describe_counter!(
         "bulwark_retry_retries_total",
-        "Retries sent (attempts after the first)"
+        "Retries decided (attempts after the first), counted when the backoff starts"
     );
     metrics::describe_counter!(
         "bulwark_retry_gave_up_total",
