@@ -887,7 +887,8 @@ impl<C> Core<C> {
     fn eject(&self, e: &EndpointState, now: u64) {
         let ejection = lock(&self.settings).ejection;
         self.sweep(now);
-        if e.ejected_until.load(Ordering::Acquire) != 0 {
+        // Already out: ejected, or failing its health checks (not counted out twice).
+        if e.ejected_until.load(Ordering::Acquire) != 0 || !e.healthy.load(Ordering::Acquire) {
             return;
         }
         // At most max_ejected of the endpoints out at once; one always may be.
@@ -1008,14 +1009,16 @@ impl<C> Core<C> {
             #[cfg(feature = "metrics")]
             e.metrics.set_healthy(healthy);
             tracing::info!(balancer = %self.name, target = %e.name, healthy, "endpoint health changed");
+            // A change of health ends an ejection. Back from unhealthy: whatever failures
+            // ejected it are older than the checks that now pass (as Envoy's
+            // `successful_active_health_check_uneject_host`, for this transition only).
+            // Unhealthy: it is out already, and counting it as ejected too would count it out
+            // twice (in the panic threshold, in the ejection cap).
+            let until = e.ejected_until.load(Ordering::Acquire);
+            if until != 0 {
+                self.return_endpoint(e, until);
+            }
             if healthy {
-                // Back from unhealthy: whatever failures ejected it are older than the checks
-                // that now pass, so it returns from ejection too (as Envoy's
-                // `successful_active_health_check_uneject_host`, for this transition only).
-                let until = e.ejected_until.load(Ordering::Acquire);
-                if until != 0 {
-                    self.return_endpoint(e, until);
-                }
                 // Back from failing its checks: it ramps up again, as a new endpoint does.
                 if let Some(s) = &self.slow_start {
                     let now = self.now();

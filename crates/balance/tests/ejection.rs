@@ -92,6 +92,41 @@ async fn panic_mode_balances_over_all_when_too_few_are_healthy() {
     assert_eq!(after, vec![10, 2, 2, 2]);
 }
 
+#[tokio::test(start_paused = true)]
+async fn an_ejected_endpoint_that_fails_its_checks_is_counted_out_once() {
+    // Ten endpoints, panic below 70% available. Two fail every call and are ejected; then
+    // their health checks fail too. Eight of ten are available: no panic, and the two dead
+    // ones are never sent a request.
+    let calls: Vec<Arc<AtomicUsize>> = (0..10).map(|_| Arc::default()).collect();
+    let endpoints: Vec<Endpoint> = calls
+        .iter()
+        .enumerate()
+        .map(|(i, c)| flaky("e", if i < 2 { 1 } else { 1_000_000 }, c))
+        .collect();
+    let mut lb = BalanceLayer::builder()
+        .strategy(Strategy::RoundRobin)
+        .panic_threshold(0.7)
+        .build()
+        .unwrap()
+        .build(endpoints)
+        .unwrap();
+    let handle = lb.handle();
+    for _ in 0..50 {
+        let _ = lb.ready().await.unwrap().call(()).await;
+    }
+    let e = handle.endpoints();
+    assert!(e[0].ejected_for.is_some() && e[1].ejected_for.is_some(), "{e:?}");
+    handle.set_healthy(0, false);
+    handle.set_healthy(1, false);
+    let before: Vec<usize> = calls.iter().map(|c| c.load(Ordering::SeqCst)).collect();
+    for _ in 0..40 {
+        lb.ready().await.unwrap().call(()).await.unwrap();
+    }
+    let after: Vec<usize> = calls.iter().map(|c| c.load(Ordering::SeqCst)).collect();
+    assert_eq!(&after[..2], &before[..2], "no request to the dead endpoints");
+    assert_eq!(after.iter().sum::<usize>() - before.iter().sum::<usize>(), 40);
+}
+
 #[test]
 fn bad_shares_are_typed_errors() {
     let err = BalanceLayer::builder()
