@@ -289,8 +289,9 @@ async fn harness(strategy: Strategy, seed: u64) {
         // Not pick for pick: each clone draws its random state and round-robin start from a
         // counter of the clones made so far (so clones used once each spread their picks),
         // which the used balancer has advanced. The same requests all answer, spread over
-        // every endpoint, about as many in the same time as on the fresh one (within a fifth:
-        // over seeds 1 to 11 the two counts, about 30, differ by up to 6).
+        // every endpoint, and nothing the dropped requests left behind slows it: at least four
+        // fifths as many in the same time as on the fresh one (over seeds 1 to 11 the used
+        // one answered 27 to 37, the fresh one 29 to 33; the most fewer was 6 of 33).
         let used = script(&f).await;
         let new = script(&fresh).await;
         for log in [&used, &new] {
@@ -303,7 +304,7 @@ async fn harness(strategy: Strategy, seed: u64) {
             }
         }
         assert!(
-            used.len().abs_diff(new.len()) <= new.len() / 5,
+            used.len() * 5 >= new.len() * 4,
             "{} answers on the used balancer, {} on a fresh one",
             used.len(),
             new.len()
