@@ -21,7 +21,11 @@ pub enum Strategy {
     #[default]
     P2cPeakEwma,
     /// The first endpoint in order that can take the request: a primary with ordered
-    /// backups.
+    /// backups. The order is the list's as given; a discovered set's members may move when
+    /// one leaves, so order backups there by priority ([`EndpointKey::priority`]). Weights
+    /// do not apply.
+    ///
+    /// [`EndpointKey::priority`]: crate::EndpointKey::priority
     FirstAvailable,
 }
 

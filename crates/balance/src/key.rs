@@ -25,7 +25,9 @@ use std::sync::Arc;
 /// ```
 pub trait EndpointKey: Hash + Eq + fmt::Display {
     /// The endpoint's share of requests relative to the others (a weight-2 endpoint gets
-    /// twice the requests of a weight-1 endpoint, all else equal). 0 is read as 1.
+    /// twice the requests of a weight-1 endpoint, all else equal). 0 is read as 1. Every
+    /// strategy but [`Strategy::FirstAvailable`](crate::Strategy::FirstAvailable), which keeps
+    /// its order, applies it.
     fn weight(&self) -> u32 {
         1
     }

@@ -331,7 +331,8 @@ impl<S: Clone, C, A> Balance<S, C, A> {
                     if !self.eligible(i, now, all) || avoid.excludes(i, &self.roster.get(i).state) {
                         continue;
                     }
-                    if !self.weight_draw(i, now, weighted) {
+                    // First-available keeps its order: weights are shares, and it has none.
+                    if rr && !self.weight_draw(i, now, weighted) {
                         // Passed over by its weight: its turn is spent, so the next endpoint
                         // takes its own turn, not the next request's (which would give it the
                         // turns of the endpoints its weight passes over, not its weight).
@@ -345,7 +346,7 @@ impl<S: Clone, C, A> Balance<S, C, A> {
                     }
                 }
                 // Weighted draws may have passed over every ready endpoint: any will do.
-                if weighted {
+                if rr && weighted {
                     for k in 0..n {
                         let i = (start + k) % n;
                         if self.eligible(i, now, all)

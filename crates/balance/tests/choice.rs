@@ -294,6 +294,32 @@ async fn weights_from_the_keys_share_the_requests() {
     assert!((70..=130).contains(&light), "light got {light} of 400");
 }
 
+/// First-available keeps its order whatever the weights: a light primary still takes every
+/// request while it can.
+#[tokio::test(start_paused = true)]
+async fn first_available_ignores_weights() {
+    let (tx, changes) = channel::<Weighted<&'static str>>();
+    let mut lb = BalanceLayer::builder()
+        .strategy(Strategy::FirstAvailable)
+        .random(SplitMix64::new(9))
+        .build()
+        .unwrap()
+        .build(Endpoints::discover(changes))
+        .unwrap();
+    for (name, weight) in [("primary", 1), ("backup", 3)] {
+        let key = Weighted {
+            key: name,
+            weight,
+            priority: 0,
+        };
+        tx.send(Change::Insert(key, answering(name, Duration::ZERO)))
+            .unwrap();
+    }
+    for _ in 0..100 {
+        assert_eq!(send(&mut lb).await, "primary");
+    }
+}
+
 /// Priorities: requests go to the most preferred priority with an endpoint that can take
 /// them; the next one only while none of the first can.
 #[tokio::test(start_paused = true)]
