@@ -34,7 +34,8 @@ pub enum Strategy {
 #[cfg_attr(feature = "serde", derive(serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(default, deny_unknown_fields))]
 pub struct Ejection {
-    /// Eject after this many failures in a row (0 turns ejection off).
+    /// Eject after this many failures in a row (0: not on a run of failures; with no
+    /// `failure_rate` either, ejection is off).
     pub consecutive_failures: u32,
     /// The first ejection lasts this long; the n-th lasts n times as long.
     #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
@@ -70,9 +71,10 @@ pub struct FailureRate {
 }
 
 impl Default for Ejection {
-    /// Envoy's outlier-detection defaults: 5 consecutive failures, 30 s times the number of
-    /// ejections, capped at 300 s, at most half the endpoints out at once; one ejection
-    /// forgotten per 30 s spent back in.
+    /// Envoy's outlier-detection defaults for the timings: 5 consecutive failures, 30 s times
+    /// the number of ejections, capped at 300 s. At most half the endpoints out at once
+    /// (Envoy's `max_ejection_percent` is 10%, which over a handful of endpoints lets only
+    /// one out); one ejection forgotten per 30 s spent back in.
     fn default() -> Self {
         Ejection {
             consecutive_failures: 5,
@@ -187,7 +189,8 @@ impl BalanceConfig {
     /// Checks the settings that do not depend on the endpoints.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let e = &self.ejection;
-        if e.consecutive_failures > 0 {
+        // The timings apply to whichever trigger ejects: a run of failures or a failure share.
+        if e.consecutive_failures > 0 || e.failure_rate.is_some() {
             config::positive_duration("ejection.base", e.base)?;
             if e.max < e.base {
                 return Err(ConfigError::Invalid {
@@ -231,6 +234,7 @@ impl BalanceConfig {
     /// Checks the settings against the number of endpoints.
     pub fn validate_for(&self, endpoints: usize) -> Result<(), ConfigError> {
         self.validate()?;
+        config::some_targets(endpoints)?;
         config::one_name_per_target("endpoint_names", &self.endpoint_names, endpoints)
     }
 }

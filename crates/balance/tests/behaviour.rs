@@ -372,6 +372,15 @@ fn bad_settings_are_typed_errors() {
         ])
         .unwrap_err();
     assert_eq!(err.setting(), "endpoint_names");
+    // An empty list has nothing to balance over (a discovered set may start empty).
+    let err = BalanceLayer::builder()
+        .build()
+        .unwrap()
+        .build(Vec::<
+            tower::util::BoxCloneService<(), &'static str, std::io::Error>,
+        >::new())
+        .unwrap_err();
+    assert_eq!(err, bulwark_core::ConfigError::NoTargets);
 }
 
 #[tokio::test(start_paused = true)]

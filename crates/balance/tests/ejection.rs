@@ -115,7 +115,10 @@ async fn an_ejected_endpoint_that_fails_its_checks_is_counted_out_once() {
         let _ = lb.ready().await.unwrap().call(()).await;
     }
     let e = handle.endpoints();
-    assert!(e[0].ejected_for.is_some() && e[1].ejected_for.is_some(), "{e:?}");
+    assert!(
+        e[0].ejected_for.is_some() && e[1].ejected_for.is_some(),
+        "{e:?}"
+    );
     handle.set_healthy(0, false);
     handle.set_healthy(1, false);
     let before: Vec<usize> = calls.iter().map(|c| c.load(Ordering::SeqCst)).collect();
@@ -123,8 +126,15 @@ async fn an_ejected_endpoint_that_fails_its_checks_is_counted_out_once() {
         lb.ready().await.unwrap().call(()).await.unwrap();
     }
     let after: Vec<usize> = calls.iter().map(|c| c.load(Ordering::SeqCst)).collect();
-    assert_eq!(&after[..2], &before[..2], "no request to the dead endpoints");
-    assert_eq!(after.iter().sum::<usize>() - before.iter().sum::<usize>(), 40);
+    assert_eq!(
+        &after[..2],
+        &before[..2],
+        "no request to the dead endpoints"
+    );
+    assert_eq!(
+        after.iter().sum::<usize>() - before.iter().sum::<usize>(),
+        40
+    );
 }
 
 #[test]
@@ -146,6 +156,21 @@ fn bad_shares_are_typed_errors() {
         .build()
         .unwrap_err();
     assert_eq!(err.setting(), "ejection.failure_rate.rate");
+    // Ejecting on the failure share alone: its timings are checked too.
+    let err = BalanceLayer::builder()
+        .ejection(Ejection {
+            consecutive_failures: 0,
+            base: Duration::ZERO,
+            failure_rate: Some(FailureRate {
+                rate: 0.5,
+                min_requests: 10,
+                window: Duration::from_secs(10),
+            }),
+            ..Ejection::default()
+        })
+        .build()
+        .unwrap_err();
+    assert_eq!(err.setting(), "ejection.base");
 }
 
 #[cfg(feature = "serde")]
