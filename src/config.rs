@@ -2,7 +2,9 @@
 //!
 //! Every layer's settings are plain data that deserialize with serde: durations in human form
 //! (`"250ms"`, `"30s"`, `"5m"`), every key optional (a missing key takes the layer's
-//! default), an unknown key refused. [`StackConfig`] puts them side by side, one table per
+//! default) except inside an optional rule, which is given whole (`ejection.failure_rate`,
+//! `circuit_breaker.slow_calls`, a bulkhead's `queue`: every key of it), an unknown key
+//! refused. [`StackConfig`] puts them side by side, one table per
 //! layer, each the layer's own configuration type (so no setting is spelled twice):
 //!
 //! | table | type | built into |
@@ -70,7 +72,9 @@
 //!
 //! The set layers' tables (`[failover]`, `[balance]`, `[fanout]`) are checked for everything
 //! that does not depend on the list of targets; a list of `target_names` (`endpoint_names`)
-//! that does not match the targets given in code is refused when the set is built.
+//! that does not match the targets given in code is refused when the set is built with the
+//! layer's `build` (as a `Layer`, which cannot fail, the targets are named by index instead,
+//! with a `tracing` warning).
 //!
 //! # The full example
 //!

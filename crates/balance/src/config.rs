@@ -152,7 +152,9 @@ pub struct BalanceConfig {
     /// How fast the peak-EWMA latency forgets: the time constant of its decay.
     #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
     pub ewma_decay: Duration,
-    /// The latency assumed for an endpoint that has not answered yet.
+    /// The latency assumed for an endpoint that has not answered yet, when it joins; it
+    /// decays from then with `ewma_decay`, as a measure would, so a new endpoint is tried
+    /// after a while even if the others stay faster.
     #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
     pub default_rtt: Duration,
     /// Active health checks (used when the balancer is built with probes).

@@ -544,9 +544,13 @@ impl<C> Core<C> {
         // moment cannot make the count move twice, or not at all; see `set_healthy`).
         if state.healthy.swap(false, Ordering::AcqRel) {
             self.healthy.fetch_sub(1, Ordering::AcqRel);
+            #[cfg(feature = "metrics")]
+            state.metrics.set_healthy(false);
         }
         if state.ejected_until.swap(0, Ordering::AcqRel) != 0 {
             self.ejected.fetch_sub(1, Ordering::AcqRel);
+            #[cfg(feature = "metrics")]
+            state.metrics.set_ejected(false);
         }
         self.priorities_changed();
         self.emit(&Event::EndpointRemoved {

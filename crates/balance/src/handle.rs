@@ -204,8 +204,8 @@ impl Handle {
     ///
     /// * At once: `ejection.consecutive_failures` (0 turns ejection on failures in a row off),
     ///   `ejection.failure_rate`'s `rate` and `min_requests` (at the next outcome),
-    ///   `panic_threshold` (at the next pick) and `wait_for_ready` (for the waits that start
-    ///   from now on).
+    ///   `panic_threshold` (at the next pick) and `wait_for_ready` (a wait under way is
+    ///   woken and measured against the new value from its start: a shorter one may end it).
     /// * From the next ejection: `ejection.base`, `ejection.max`, `ejection.forget_after` and
     ///   `ejection.max_ejected`; an ejection under way keeps its end.
     /// * Refused (the setting named), fixed when the balancer is built: `name`,

@@ -330,7 +330,9 @@ impl<C, A> Builder<C, A> {
         fn slow_start(slow_start: crate::SlowStart) { slow_start = Some(slow_start) }
 
         /// The latency assumed for an endpoint that has not answered yet, by peak EWMA (default
-        /// 30 ms): a new endpoint is compared at this latency, not sent everything first.
+        /// 30 ms) when it joins, decaying from then with `ewma_decay`: a new endpoint is compared
+        /// at this latency, not sent everything first, and is tried after a while even if the
+        /// others stay faster.
         fn default_rtt(rtt: Duration) { default_rtt = rtt }
     }
 

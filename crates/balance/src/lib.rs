@@ -31,7 +31,8 @@
 //!   retry above clones it per request) costs a few reference counts whatever the number of
 //!   endpoints.
 //! * **New endpoints do not take the whole load**: an endpoint that has not answered yet
-//!   counts at `default_rtt` (30 ms) for peak EWMA, and, with [`SlowStart`] (off by default),
+//!   counts at `default_rtt` (30 ms) for peak EWMA when it joins, decaying from then as a
+//!   measure would (so it is tried after a while even if the others stay faster), and, with [`SlowStart`] (off by default),
 //!   an endpoint that joins, or comes back from failing its health checks, gets a share that
 //!   ramps up over a window (Envoy's formula), with every strategy.
 //! * **Weights and priorities**: endpoints of a discovered set may carry a weight (their

@@ -15,8 +15,8 @@
 //! | `bulwark_balance_requests_total` | counter | `name`, `target`, `outcome` (`success`, `failure`) | requests sent to the endpoint, by classified outcome |
 //! | `bulwark_balance_request_duration_seconds` | histogram | `name`, `target`, `outcome` (`success`, `failure`) | how long each request to the endpoint took, by classified outcome (Envoy's `upstream_rq_time`) |
 //! | `bulwark_balance_ejections_total` | counter | `name`, `target` | times the endpoint was ejected |
-//! | `bulwark_balance_endpoint_healthy` | gauge | `name`, `target` | 1 while healthy, 0 while its health check says otherwise |
-//! | `bulwark_balance_endpoint_ejected` | gauge | `name`, `target` | 1 while ejected |
+//! | `bulwark_balance_endpoint_healthy` | gauge | `name`, `target` | 1 while healthy, 0 while its health check says otherwise or once it has left the set |
+//! | `bulwark_balance_endpoint_ejected` | gauge | `name`, `target` | 1 while ejected, 0 otherwise (and once it has left the set) |
 
 use bulwark_core::telemetry::Handles;
 use metrics::{counter, gauge, histogram, Counter, Gauge, Histogram, Unit};

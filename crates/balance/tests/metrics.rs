@@ -170,3 +170,50 @@ async fn request_durations_reach_a_recorder_installed_after_the_balancer() {
         assert!(seen.help(name).is_some(), "{name}: {:?}", seen.names());
     }
 }
+
+/// An endpoint that leaves the set while ejected does not stay ejected on the dashboard.
+#[tokio::test(start_paused = true)]
+async fn an_endpoint_removed_while_ejected_reads_zero() {
+    use bulwark_test_support::recorded::Recorded;
+    use std::convert::Infallible;
+    use tower::discover::Change;
+
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let _local = metrics::set_default_local_recorder(&recorder);
+    type E = BoxCloneService<(), (), std::io::Error>;
+    let ok: E = BoxCloneService::new(tower::service_fn(|_: ()| async { Ok(()) }));
+    let bad: E = BoxCloneService::new(tower::service_fn(|_: ()| async {
+        Err(std::io::Error::from(std::io::ErrorKind::ConnectionRefused))
+    }));
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Change<&'static str, E>>();
+    let changes = futures_util::stream::poll_fn(move |cx| {
+        rx.poll_recv(cx).map(|c| c.map(Ok::<_, Infallible>))
+    });
+    let mut lb = BalanceLayer::builder()
+        .name("leaving")
+        .strategy(Strategy::RoundRobin)
+        .ejection(Ejection {
+            consecutive_failures: 2,
+            ..Ejection::default()
+        })
+        .build()
+        .unwrap()
+        .build(bulwark_balance::Endpoints::discover(Box::pin(changes)))
+        .unwrap();
+    tx.send(Change::Insert("ok", ok)).unwrap();
+    tx.send(Change::Insert("bad", bad)).unwrap();
+    for _ in 0..6 {
+        let _ = lb.ready().await.unwrap().call(()).await;
+    }
+    let labels = [("name", "leaving"), ("target", "bad")];
+    let seen = Recorded::take(&snapshotter);
+    assert_eq!(seen.gauge("bulwark_balance_endpoint_ejected", &labels), 1.0);
+
+    tx.send(Change::Remove("bad")).unwrap();
+    let _ = lb.ready().await.unwrap().call(()).await;
+    assert_eq!(lb.handle().endpoints().len(), 1, "removed");
+    let seen = Recorded::take(&snapshotter);
+    assert_eq!(seen.gauge("bulwark_balance_endpoint_ejected", &labels), 0.0);
+    assert_eq!(seen.gauge("bulwark_balance_endpoint_healthy", &labels), 0.0);
+}
