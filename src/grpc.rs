@@ -50,7 +50,7 @@
 //! Trailers-Only gRPC response with the status (`tests/grpc_deadline.rs` serves one).
 
 use crate::meaning::{meaning, Meaning, DEFAULT_RETRY_AFTER, MAX_DEPTH};
-use bulwark_core::pushback::is_connection_failure;
+use bulwark_core::pushback::is_connection_error;
 use bulwark_core::BoxError;
 use pin_project_lite::pin_project;
 use std::convert::Infallible;
@@ -91,7 +91,9 @@ pub fn status_of(err: &(dyn Error + 'static)) -> Status {
             }
             Some(Meaning::FanOutFailed) => {}
             None => {
-                if is_connection_failure(e) {
+                // This error alone: a `Status` further down the chain decides before a
+                // connection failure under it does.
+                if is_connection_error(e) {
                     return unavailable(err.to_string(), None);
                 }
             }

@@ -32,8 +32,9 @@
 //! # axum
 //!
 //! With the `axum` feature, [`axum`](mod@axum) maps this project's errors to responses, so
-//! no server has to write it: an open breaker or a balancer with nothing ready is a 503 with
-//! `Retry-After`, a retry deadline a 504, any other upstream failure a 502; the body is JSON.
+//! no server has to write it: an open breaker, a balancer with nothing ready or a failover
+//! set whose every target failed is a 503 with `Retry-After`, a full bulkhead a 503, a
+//! deadline a 504, any other upstream failure a 502; the body is JSON.
 //! Use `HandleErrorLayer::new(tower_bulwark::axum::handle_error)`, or
 //! [`BulwarkError`](axum::BulwarkError) as a handler's error type; [`classify_error`](axum::classify_error)
 //! gives the decision alone, for hyper or a body of your own.

@@ -204,3 +204,31 @@ async fn a_typed_tonic_client_sees_our_errors_as_the_status_a_grpc_user_expects(
     assert_eq!(s.code(), Code::Unknown);
     assert_eq!(s.message(), "malformed reply");
 }
+
+/// An error of the caller's own wrapping a backend's `Status`, whose own source is a refused
+/// connection: the backend's status decides, as it came, not the connection under it.
+#[test]
+fn a_backend_status_under_a_wrapper_decides_before_the_connection_under_it() {
+    #[derive(Debug)]
+    struct Wrapper(tonic::Status);
+    impl std::fmt::Display for Wrapper {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("calling the catalogue")
+        }
+    }
+    impl std::error::Error for Wrapper {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+    let mut backend = tonic::Status::permission_denied("not yours");
+    backend.set_source(std::sync::Arc::new(io::Error::from(
+        io::ErrorKind::ConnectionRefused,
+    )));
+    let err: BoxError = Box::new(Wrapper(backend));
+    let status = grpc::status(&err);
+    assert_eq!(
+        (status.code(), status.message()),
+        (Code::PermissionDenied, "not yours")
+    );
+}

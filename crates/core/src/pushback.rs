@@ -150,18 +150,31 @@ impl AsError for std::convert::Infallible {
 pub fn is_connection_failure(error: &(dyn Error + 'static)) -> bool {
     let mut current = Some(error);
     while let Some(e) = current {
-        if let Some(io) = e.downcast_ref::<std::io::Error>() {
-            use std::io::ErrorKind::*;
-            if matches!(
-                io.kind(),
-                ConnectionRefused | ConnectionReset | ConnectionAborted | NotConnected | BrokenPipe
-            ) {
-                return true;
-            }
+        if is_connection_error(e) {
+            return true;
         }
         current = e.source();
     }
     false
+}
+
+/// [`is_connection_failure`] for `error` alone, not its sources: for a caller that walks the
+/// chain itself and must stop at the first error that decides (a backend's own status above
+/// a refused connection, say).
+///
+/// ```
+/// use bulwark_core::pushback::is_connection_error;
+/// let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+/// assert!(is_connection_error(&reset));
+/// ```
+pub fn is_connection_error(error: &(dyn Error + 'static)) -> bool {
+    use std::io::ErrorKind::*;
+    error.downcast_ref::<std::io::Error>().is_some_and(|io| {
+        matches!(
+            io.kind(),
+            ConnectionRefused | ConnectionReset | ConnectionAborted | NotConnected | BrokenPipe
+        )
+    })
 }
 
 #[cfg(test)]
