@@ -927,18 +927,22 @@ impl<C> Core<C> {
         let times = before.saturating_sub(forgiven).saturating_add(1);
         let duration = ejection.base.saturating_mul(times).min(ejection.max);
         let until = now.saturating_add(nanos(duration));
+        // SeqCst here and on the health flag (see `set_healthy`): each side writes one and
+        // reads the other, so one of them must see the other's write. (Not modelled in
+        // `loom_tests`: loom checks SeqCst as AcqRel, under which this store-then-load pattern
+        // is allowed to miss both writes; tokio-rs/loom#180.)
         if e.ejected_until
-            .compare_exchange(0, until, Ordering::AcqRel, Ordering::Acquire)
+            .compare_exchange(0, until, Ordering::SeqCst, Ordering::Acquire)
             .is_err()
         {
             self.ejected.fetch_sub(1, Ordering::AcqRel); // someone else ejected it meanwhile
             return;
         }
         e.ejections.store(times, Ordering::Release);
-        // Removed meanwhile? `remove` ends the ejection of the member it removes, but may have
-        // looked before this one began; then it ends here (once: whoever takes `until` out
-        // gives its place in the count back).
-        if e.removed.load(Ordering::Acquire) {
+        // Removed, or marked unhealthy, meanwhile? `remove` and a health change end the
+        // ejection of the member they mark, but may have looked before this one began; then
+        // it ends here (once: whoever takes `until` out gives its place in the count back).
+        if e.removed.load(Ordering::Acquire) || !e.healthy.load(Ordering::SeqCst) {
             if e.ejected_until
                 .compare_exchange(until, 0, Ordering::AcqRel, Ordering::Acquire)
                 .is_ok()
@@ -996,7 +1000,7 @@ impl<C> Core<C> {
         if e.removed.load(Ordering::Acquire) {
             return;
         }
-        if e.healthy.swap(healthy, Ordering::AcqRel) != healthy {
+        if e.healthy.swap(healthy, Ordering::SeqCst) != healthy {
             if healthy {
                 self.healthy.fetch_add(1, Ordering::AcqRel);
                 // Removed since the check above: `remove` may have taken its flag down before
@@ -1018,7 +1022,7 @@ impl<C> Core<C> {
             // `successful_active_health_check_uneject_host`, for this transition only).
             // Unhealthy: it is out already, and counting it as ejected too would count it out
             // twice (in the panic threshold, in the ejection cap).
-            let until = e.ejected_until.load(Ordering::Acquire);
+            let until = e.ejected_until.load(Ordering::SeqCst);
             if until != 0 {
                 self.return_endpoint(e, until);
             }

@@ -99,22 +99,25 @@ fn loom_concurrent_ejections_respect_the_cap() {
 }
 
 #[test]
-fn loom_marked_healthy_racing_the_end_of_its_ejection() {
+fn loom_a_health_change_racing_the_end_of_its_ejection() {
     model(|| {
-        // Member 0 is ejected until t = 101 and marked unhealthy. Its health check passes
-        // (which ends the ejection too) while a request at t = 200 finds the ejection over:
-        // it returns once, and the counts are right.
+        // Member 0 is ejected until t = 101. Its health check fails (which ends the ejection:
+        // it is out already) while a request at t = 200 finds the ejection over: it returns
+        // once, and the counts are right.
         let (core, members) = core(2, 1, 1.0);
         fail(&core, &members[0], 1);
-        core.set_healthy(&members[0], false);
-        assert_eq!(core.counts(), (1, 1));
+        assert_eq!(core.counts(), (2, 1));
         let (c, e) = (core.clone(), members[0].clone());
-        let t = thread::spawn(move || c.set_healthy(&e, true));
+        let t = thread::spawn(move || c.set_healthy(&e, false));
         // Eligible or not, depending on whether the health mark came first.
         let _ = core.eligible(&members[0], 200);
         t.join().unwrap();
-        assert!(core.eligible(&members[0], 200));
+        assert!(!core.eligible(&members[0], 200));
         assert_eq!(members[0].ejected_until(), None);
+        assert_eq!(core.counts(), (1, 0));
+        // Its check passes again: back in, counted once.
+        core.set_healthy(&members[0], true);
+        assert!(core.eligible(&members[0], 200));
         assert_eq!(core.counts(), (2, 0));
     });
 }
