@@ -24,6 +24,26 @@ enum Reply {
     Status(u16),
     StatusRetryAfter(u16, &'static str),
     Refused,
+    /// A reset connection under a client error of the caller's (found in the source chain).
+    WrappedReset,
+    /// An error that says nothing of the connection.
+    Other,
+}
+
+/// A client's own error over the connection's.
+#[derive(Debug)]
+struct Wrapped(std::io::Error);
+
+impl std::fmt::Display for Wrapped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("client error")
+    }
+}
+
+impl std::error::Error for Wrapped {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
+    }
 }
 
 /// Answers from a script, one reply per call, and records what each call received.
@@ -86,6 +106,10 @@ where
                 Reply::Refused => {
                     Err(std::io::Error::from(std::io::ErrorKind::ConnectionRefused).into())
                 }
+                Reply::WrappedReset => Err(Box::new(Wrapped(std::io::Error::from(
+                    std::io::ErrorKind::ConnectionReset,
+                ))) as BoxError),
+                Reply::Other => Err(std::io::Error::other("the reply could not be parsed").into()),
             }
         })
     }
@@ -195,6 +219,62 @@ async fn retry_after_over_the_cap_means_no_retry() {
         *events.lock().unwrap(),
         vec![bulwark_core::GiveUpReason::RetryAfterTooLong]
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_connection_failure_is_found_under_a_wrapper_and_other_errors_are_answers() {
+    // A reset under the client's own error is retried.
+    let script = Script::new(&[Reply::WrappedReset, Reply::Status(200)]);
+    let mut svc = layer(HttpRetryPolicy::new()).layer(script.clone());
+    assert_eq!(send(&mut svc, get()).await.unwrap().status(), 200);
+    assert_eq!(script.seen().len(), 2);
+
+    // An error that says nothing of the connection is returned as it came, not retried.
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let seen = events.clone();
+    let script = Script::new(&[Reply::Other, Reply::Status(200)]);
+    let mut svc = BackoffRetryLayer::builder()
+        .policy(HttpRetryPolicy::new())
+        .listener(move |e: &Event<'_>| {
+            if let Event::RetryGaveUp { reason, .. } = e {
+                seen.lock().unwrap().push(*reason);
+            }
+        })
+        .build()
+        .unwrap()
+        .layer(script.clone());
+    let err = send(&mut svc, get()).await.unwrap_err();
+    assert_eq!(err.to_string(), "the reply could not be parsed");
+    assert_eq!(script.seen().len(), 1);
+    assert_eq!(
+        *events.lock().unwrap(),
+        vec![bulwark_core::GiveUpReason::NotRetryable]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_default_cap_on_retry_after_is_30_seconds() {
+    // 30 s is waited; 31 s is over the default cap: the 503 is the answer at once.
+    let script = Script::new(&[Reply::StatusRetryAfter(503, "30"), Reply::Status(200)]);
+    let mut svc = BackoffRetryLayer::builder()
+        .policy(HttpRetryPolicy::new())
+        .build()
+        .unwrap()
+        .layer(script.clone());
+    let start = Instant::now();
+    assert_eq!(send(&mut svc, get()).await.unwrap().status(), 200);
+    assert_eq!(start.elapsed(), Duration::from_secs(30));
+
+    let script = Script::new(&[Reply::StatusRetryAfter(503, "31"), Reply::Status(200)]);
+    let mut svc = BackoffRetryLayer::builder()
+        .policy(HttpRetryPolicy::new())
+        .build()
+        .unwrap()
+        .layer(script.clone());
+    let start = Instant::now();
+    assert_eq!(send(&mut svc, get()).await.unwrap().status(), 503);
+    assert_eq!(start.elapsed(), Duration::ZERO);
+    assert_eq!(script.seen().len(), 1);
 }
 
 #[tokio::test(start_paused = true)]
