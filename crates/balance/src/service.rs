@@ -55,6 +55,9 @@ pub struct Balance<S, C, A = NoAttempts> {
     refusals: Refusals,
     rng: SplitMix64,
     waiting_since: Option<Instant>,
+    /// When the wait under way was last polled: one not polled for a whole `wait_for_ready`
+    /// (its own timer would have) was given up by its caller.
+    waiting_polled: Option<Instant>,
     timer: ServiceTimer,
     attempts: A,
 }
@@ -100,6 +103,7 @@ impl<S, C, A> Balance<S, C, A> {
             refusals: Refusals::new(),
             rng,
             waiting_since: None,
+            waiting_polled: None,
             timer: ServiceTimer::new(),
             attempts,
         }
@@ -538,6 +542,13 @@ impl<S: Clone, C, A> Balance<S, C, A> {
         let shared = self.core.shared().clone();
         let core = &*shared;
         core.register(cx.waker());
+        // A wait its caller dropped (a timeout above gave up on readiness) is not this one's:
+        // a wait in progress is polled by its own timer at least once per `wait_for_ready`.
+        if let Some(polled) = self.waiting_polled {
+            if Instant::now().saturating_duration_since(polled) > core.wait_for_ready() {
+                self.waiting_since = None;
+            }
+        }
         if self.waiting_since.is_none() {
             // Every endpoint failing or out: the discovery source may know better.
             core.stale();
@@ -547,6 +558,7 @@ impl<S: Clone, C, A> Balance<S, C, A> {
             let deadline = since + core.wait_for_ready();
             let now = core.now();
             let at = Instant::now();
+            self.waiting_polled = Some(at);
             if at >= deadline {
                 let reason = self.why(now);
                 let retry_after = self.retry_after(core, now);

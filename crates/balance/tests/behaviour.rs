@@ -445,3 +445,25 @@ async fn clones_used_once_each_spread_their_picks() {
         }
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_wait_its_caller_gave_up_is_not_counted_against_the_next() {
+    // Nothing healthy; a caller gives up on readiness after 100 ms (a timeout above). Five
+    // seconds later another request on the same balancer waits its whole second again.
+    let mut lb = BalanceLayer::builder()
+        .strategy(Strategy::RoundRobin)
+        .wait_for_ready(Duration::from_secs(1))
+        .build()
+        .unwrap()
+        .build(vec![answering("a", Duration::ZERO)])
+        .unwrap();
+    lb.handle().set_healthy(0, false);
+    let given_up = tokio::time::timeout(Duration::from_millis(100), lb.ready()).await;
+    assert!(given_up.is_err(), "still waiting at 100 ms");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+
+    let start = Instant::now();
+    let err = lb.ready().await.unwrap().call(()).await.unwrap_err();
+    assert!(err.is::<NoEndpointReady>(), "{err}");
+    assert_eq!(start.elapsed(), Duration::from_secs(1), "a whole wait");
+}
