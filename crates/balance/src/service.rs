@@ -55,8 +55,8 @@ pub struct Balance<S, C, A = NoAttempts> {
     refusals: Refusals,
     rng: SplitMix64,
     waiting_since: Option<Instant>,
-    /// When the wait under way was last polled: one not polled for a whole `wait_for_ready`
-    /// (its own timer would have) was given up by its caller.
+    /// When the wait under way was last polled: one not polled for twice `wait_for_ready`
+    /// (its own timer wakes it once one has passed) was given up by its caller.
     waiting_polled: Option<Instant>,
     timer: ServiceTimer,
     attempts: A,
@@ -543,9 +543,10 @@ impl<S: Clone, C, A> Balance<S, C, A> {
         let core = &*shared;
         core.register(cx.waker());
         // A wait its caller dropped (a timeout above gave up on readiness) is not this one's:
-        // a wait in progress is polled by its own timer at least once per `wait_for_ready`.
+        // a wait in progress is polled by its own timer once `wait_for_ready` has passed (a
+        // little later on a busy runtime: twice that is the margin).
         if let Some(polled) = self.waiting_polled {
-            if Instant::now().saturating_duration_since(polled) > core.wait_for_ready() {
+            if Instant::now().saturating_duration_since(polled) > core.wait_for_ready() * 2 {
                 self.waiting_since = None;
             }
         }

@@ -467,3 +467,24 @@ async fn a_wait_its_caller_gave_up_is_not_counted_against_the_next() {
     assert!(err.is::<NoEndpointReady>(), "{err}");
     assert_eq!(start.elapsed(), Duration::from_secs(1), "a whole wait");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_wait_polled_late_by_a_busy_runtime_still_ends() {
+    // Nothing healthy, a 1 s wait. Its caller is polled again only at 1.5 s (a busy runtime
+    // ran its timer's wake late): the wait is over, it is not started again.
+    let mut lb = BalanceLayer::builder()
+        .strategy(Strategy::RoundRobin)
+        .wait_for_ready(Duration::from_secs(1))
+        .build()
+        .unwrap()
+        .build(vec![answering("a", Duration::ZERO)])
+        .unwrap();
+    lb.handle().set_healthy(0, false);
+    let waker = futures_util::task::noop_waker();
+    let mut cx = Context::from_waker(&waker);
+    assert!(lb.poll_ready(&mut cx).is_pending());
+    tokio::time::advance(Duration::from_millis(1500)).await;
+    assert!(matches!(lb.poll_ready(&mut cx), Poll::Ready(Ok(()))));
+    let err = lb.call(()).await.unwrap_err();
+    assert!(err.is::<NoEndpointReady>(), "{err}");
+}
