@@ -232,3 +232,58 @@ fn a_backend_status_under_a_wrapper_decides_before_the_connection_under_it() {
         (Code::PermissionDenied, "not yours")
     );
 }
+
+/// The rows of the mapping a typed client does not reach above, from the errors themselves.
+#[test]
+fn each_of_our_errors_maps_to_its_row() {
+    use tower_bulwark::failover::{AllFailed, NoTargetReady, TargetFailure};
+    use tower_bulwark::retry::AttemptTimedOut;
+
+    let pushback = |s: &tonic::Status| {
+        s.metadata()
+            .get("grpc-retry-pushback-ms")
+            .map(|v| v.to_str().unwrap().to_string())
+    };
+    // A balancer's own time to retry goes out as the pushback.
+    let err: BoxError = Box::new(NoEndpointReady {
+        reason: Unavailable::CircuitsOpen,
+        retry_after: Some(Duration::from_millis(1500)),
+        waited: Duration::ZERO,
+    });
+    let s = grpc::status(&err);
+    assert_eq!(
+        (s.code(), pushback(&s).as_deref()),
+        (Code::Unavailable, Some("1500"))
+    );
+    // A failover set with nothing ready and no time known: UNAVAILABLE, pushback 1 s.
+    let err: BoxError = Box::new(NoTargetReady {
+        targets: 2,
+        reason: tower_bulwark::failover::Unavailable::AllFull,
+        retry_after: None,
+        waited: Duration::from_millis(100),
+    });
+    let s = grpc::status(&err);
+    assert_eq!(
+        (s.code(), pushback(&s).as_deref()),
+        (Code::Unavailable, Some("1000"))
+    );
+    // The retry's per-attempt timeout: DEADLINE_EXCEEDED, no pushback.
+    let err: BoxError = Box::new(AttemptTimedOut {
+        after: Duration::from_secs(1),
+        attempts: 3,
+    });
+    let s = grpc::status(&err);
+    assert_eq!((s.code(), pushback(&s)), (Code::DeadlineExceeded, None));
+    // Every failover target failed with errors that decide nothing: UNAVAILABLE, 1 s.
+    let err: BoxError = Box::new(AllFailed::new(vec![TargetFailure {
+        index: 0,
+        target: String::from("store-1"),
+        reason: String::from("bad reply"),
+        error: Some(Box::new(io::Error::other("bad reply"))),
+    }]));
+    let s = grpc::status(&err);
+    assert_eq!(
+        (s.code(), pushback(&s).as_deref()),
+        (Code::Unavailable, Some("1000"))
+    );
+}
