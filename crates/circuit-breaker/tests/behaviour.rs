@@ -687,3 +687,21 @@ async fn a_clone_turned_away_and_dropped_leaves_no_waker_behind() {
     // a real waker keeps), however long the breaker stays open.
     assert_eq!(Arc::strong_count(&task), 1);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_half_open_probe_counts_as_a_failed_probe() {
+    let mut svc = layer()
+        .consecutive_failures(1)
+        .slow_calls(secs(1), 0.5)
+        .build()
+        .unwrap()
+        .layer(Backend::default());
+    let h = svc.handle();
+    let _ = send(&mut svc, Reply::Fail).await;
+    assert_eq!(h.state(), CircuitState::Open);
+    tokio::time::advance(secs(60)).await;
+    assert_eq!(h.state(), CircuitState::HalfOpen);
+    // The probe answers, but after 2 s, over the 1 s threshold: the breaker opens again.
+    assert_eq!(send(&mut svc, Reply::SlowOk(secs(2))).await.unwrap(), "ok");
+    assert_eq!(h.state(), CircuitState::Open);
+}

@@ -370,3 +370,53 @@ async fn dropping_the_future_mid_failover_leaves_nothing_behind() {
     // And the set still works: the next request is reserved and sent as usual.
     assert!(fo.ready().await.is_ok());
 }
+
+/// Never ready (a full pool, say), counting the calls it should never get.
+#[derive(Clone)]
+struct NeverReady(Arc<AtomicUsize>);
+
+impl Service<u32> for NeverReady {
+    type Response = String;
+    type Error = std::io::Error;
+    type Future = std::future::Ready<Result<String, std::io::Error>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), std::io::Error>> {
+        Poll::Pending
+    }
+
+    fn call(&mut self, _: u32) -> Self::Future {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        std::future::ready(Ok(String::from("never")))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_target_not_ready_during_a_failover_is_skipped_and_listed() {
+    let (a, b, c): (Arc<AtomicUsize>, Arc<AtomicUsize>, Arc<AtomicUsize>) =
+        (Arc::default(), Arc::default(), Arc::default());
+    let mut fo = FailoverLayer::builder()
+        .mode(Mode::Priority)
+        .build()
+        .unwrap()
+        .build(vec![
+            refusing(&a),
+            BoxCloneService::new(NeverReady(b.clone())),
+            refusing(&c),
+        ])
+        .unwrap();
+    let err = fo.ready().await.unwrap().call(1).await.unwrap_err();
+    let all = err
+        .downcast_ref::<AllFailed>()
+        .expect("every target failed");
+    let reasons: Vec<&str> = all.failures().iter().map(|f| f.reason.as_str()).collect();
+    assert_eq!(reasons.len(), 3, "{reasons:?}");
+    assert_eq!(reasons[1], "not ready");
+    assert_eq!(
+        (
+            a.load(Ordering::SeqCst),
+            b.load(Ordering::SeqCst),
+            c.load(Ordering::SeqCst)
+        ),
+        (1, 0, 1)
+    );
+}
