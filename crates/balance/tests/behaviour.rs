@@ -488,3 +488,42 @@ async fn a_wait_polled_late_by_a_busy_runtime_still_ends() {
     let err = lb.call(()).await.unwrap_err();
     assert!(err.is::<NoEndpointReady>(), "{err}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn p2c_by_load_sends_to_the_endpoint_with_fewer_in_flight() {
+    // "slow" holds each request 10 s, "fast" answers at once. With two to choose from every
+    // pick compares both: once slow has one in flight, fast (none) takes every request.
+    // (Round robin would park every other request on slow.)
+    let mut lb = BalanceLayer::builder()
+        .strategy(Strategy::P2cPending)
+        .random(SplitMix64::new(3))
+        .build()
+        .unwrap()
+        .build(vec![
+            answering("slow", Duration::from_secs(10)),
+            answering("fast", Duration::ZERO),
+        ])
+        .unwrap();
+    let handle = lb.handle();
+    let mut parked = Vec::new();
+    for _ in 0..10 {
+        let call = lb.ready().await.unwrap().call(());
+        parked.push(tokio::spawn(call));
+        for _ in 0..3 {
+            tokio::task::yield_now().await;
+        }
+    }
+    assert!(
+        handle.endpoints()[0].in_flight <= 1,
+        "{:?}",
+        handle.endpoints()
+    );
+    let mut answers = Vec::new();
+    for call in parked {
+        answers.push(call.await.unwrap().unwrap());
+    }
+    assert!(
+        answers.iter().filter(|a| **a == "slow").count() <= 1,
+        "{answers:?}"
+    );
+}

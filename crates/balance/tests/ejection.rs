@@ -263,3 +263,41 @@ async fn when_none_is_healthy_no_ejection_end_is_given_as_the_time_to_retry() {
     assert_eq!(refused.reason, bulwark_balance::Unavailable::NoneHealthy);
     assert_eq!(refused.retry_after, None, "{refused:?}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_request_waiting_is_sent_when_an_ejection_ends() {
+    // The only endpoint fails five times in a row: ejected for 30 s. A request waits (up to a
+    // minute) and goes to it when the ejection ends, not at the end of its wait.
+    let failing = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let calls = Arc::new(AtomicUsize::new(0));
+    let endpoint: Endpoint = {
+        let (failing, calls) = (failing.clone(), calls.clone());
+        BoxCloneService::new(tower::service_fn(move |_: ()| {
+            calls.fetch_add(1, Ordering::SeqCst);
+            let fail = failing.load(Ordering::SeqCst);
+            async move {
+                if fail {
+                    Err(std::io::Error::from(std::io::ErrorKind::ConnectionReset))
+                } else {
+                    Ok("back")
+                }
+            }
+        }))
+    };
+    let mut lb = BalanceLayer::builder()
+        .strategy(Strategy::RoundRobin)
+        .wait_for_ready(Duration::from_secs(60))
+        .build()
+        .unwrap()
+        .build(vec![endpoint])
+        .unwrap();
+    for _ in 0..5 {
+        let _ = lb.ready().await.unwrap().call(()).await;
+    }
+    assert!(lb.handle().endpoints()[0].ejected_for.is_some());
+    failing.store(false, Ordering::SeqCst);
+    let start = tokio::time::Instant::now();
+    assert_eq!(lb.ready().await.unwrap().call(()).await.unwrap(), "back");
+    assert_eq!(start.elapsed(), Duration::from_secs(30));
+    assert_eq!(calls.load(Ordering::SeqCst), 6);
+}
