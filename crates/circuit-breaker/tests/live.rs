@@ -347,3 +347,43 @@ async fn a_readiness_caller_waiting_on_the_probe_slot_is_let_in_when_probes_rise
     probe.await.unwrap().unwrap();
     assert_eq!(handle.state(), CircuitState::Closed);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_readiness_caller_waiting_on_a_forced_open_breaker_is_let_in_by_reset() {
+    let backend = Backend::default();
+    let svc = builder()
+        .mode(Mode::Readiness)
+        .build()
+        .unwrap()
+        .layer(backend.clone());
+    let handle = svc.handle();
+    handle.force_open();
+    let mut waiting = svc.clone();
+    let call = tokio::spawn(async move { waiting.ready().await.unwrap().call(Reply::Ok).await });
+    tokio::time::sleep(secs(3600)).await;
+    assert!(
+        !call.is_finished(),
+        "forced open: only an operator releases it"
+    );
+    assert_eq!(backend.calls(), 0);
+    handle.reset();
+    assert_eq!(call.await.unwrap().unwrap(), "ok");
+    assert_eq!(backend.calls(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_run_of_failures_set_live_trips_at_the_new_count() {
+    let mut svc = builder().build().unwrap().layer(Backend::default());
+    let handle = svc.handle();
+    // min_calls 10 of a 90% rate: three failures alone do not trip it.
+    for _ in 0..3 {
+        let _ = send(&mut svc, Reply::Fail).await;
+    }
+    assert_eq!(handle.state(), CircuitState::Closed);
+    handle.update(|c| c.consecutive_failures = Some(2)).unwrap();
+    let _ = send(&mut svc, Reply::Ok).await;
+    let _ = send(&mut svc, Reply::Fail).await;
+    assert_eq!(handle.state(), CircuitState::Closed, "one in a row");
+    let _ = send(&mut svc, Reply::Fail).await;
+    assert_eq!(handle.state(), CircuitState::Open, "two in a row");
+}

@@ -213,3 +213,34 @@ async fn the_next_target_is_told_the_time_left_when_the_request_reaches_it() {
     assert_eq!(send(&mut fo, req).await.status(), 200);
     assert_eq!(*seen.lock().unwrap(), vec![None, None]);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_failure_response_then_an_error_ends_with_every_failure_listed() {
+    // The last outcome is an error: the caller gets AllFailed (which names the 503 too), not
+    // the earlier response.
+    let refusing = tower::service_fn(|_: Request<Full<Bytes>>| async {
+        Err::<Response<String>, BoxError>(Box::new(std::io::Error::from(
+            std::io::ErrorKind::ConnectionRefused,
+        )))
+    });
+    let targets: Vec<
+        tower::util::BoxCloneService<Request<Full<Bytes>>, Response<String>, BoxError>,
+    > = vec![
+        tower::util::BoxCloneService::new(store(503)),
+        tower::util::BoxCloneService::new(refusing),
+    ];
+    let mut fo = FailoverLayer::builder()
+        .http()
+        .build()
+        .unwrap()
+        .build(targets)
+        .unwrap();
+    let req = Request::get("/").body(body(0)).unwrap();
+    let err = fo.ready().await.unwrap().call(req).await.unwrap_err();
+    let all = err
+        .downcast_ref::<bulwark_failover::AllFailed>()
+        .expect("every target failed");
+    let reasons: Vec<&str> = all.failures().iter().map(|f| f.reason.as_str()).collect();
+    assert_eq!(reasons[0], "503 Service Unavailable");
+    assert_eq!(all.failures().len(), 2);
+}

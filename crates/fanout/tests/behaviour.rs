@@ -316,6 +316,32 @@ async fn a_branch_deadline_cuts_only_what_is_late() {
         .unwrap();
     let outcomes = fanout.ready().await.unwrap().call("frank").await.unwrap();
     assert!(matches!(outcomes.targets[0].result, TargetResult::TimedOut));
+
+    // Among three, only the late one is cut, at 2 s; the others' answers stand.
+    let mut fanout = FanOutLayer::builder()
+        .classifier(created_only)
+        .branch_deadline(Duration::from_secs(2))
+        .build()
+        .unwrap()
+        .build(vec![
+            slow_store(201, Duration::from_millis(10), &flag),
+            slow_store(201, Duration::from_secs(60), &flag),
+            slow_store(201, Duration::from_millis(500), &flag),
+        ])
+        .unwrap();
+    let start = Instant::now();
+    let outcomes = fanout.ready().await.unwrap().call("gus").await.unwrap();
+    assert_eq!(start.elapsed(), Duration::from_secs(2));
+    assert!(!outcomes.met, "policy all: one timed out");
+    assert!(matches!(
+        outcomes.targets[0].result,
+        TargetResult::Succeeded(201)
+    ));
+    assert!(matches!(outcomes.targets[1].result, TargetResult::TimedOut));
+    assert!(matches!(
+        outcomes.targets[2].result,
+        TargetResult::Succeeded(201)
+    ));
 }
 
 #[test]
