@@ -187,6 +187,16 @@ async fn invalid_or_fixed_settings_are_refused_naming_them_and_change_nothing() 
             Box::new(move |c| c.ejection.failure_rate = rate),
         ),
         ("default_rtt", Box::new(|c| c.default_rtt = secs(1))),
+        ("ewma_decay", Box::new(|c| c.ewma_decay = secs(1))),
+        ("health", Box::new(|c| c.health.interval = secs(7))),
+        (
+            "slow_start",
+            Box::new(|c| c.slow_start = Some(bulwark_balance::SlowStart::default())),
+        ),
+        (
+            "endpoint_names",
+            Box::new(|c| c.endpoint_names = vec!["renamed".into()]),
+        ),
     ];
     for (setting, change) in cases {
         let err = handle.update(|c| change(c)).unwrap_err();
