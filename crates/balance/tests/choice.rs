@@ -266,6 +266,43 @@ async fn slow_start_ramps_a_new_endpoints_share_up() {
     assert!((80..=120).contains(&last), "ramped up: {last} of 400");
 }
 
+/// Slow start also ramps an endpoint back up after it failed its health checks, here with
+/// p2c by load (every strategy applies it).
+#[tokio::test(start_paused = true)]
+async fn slow_start_ramps_an_endpoint_back_from_failing_its_checks() {
+    let mut lb = BalanceLayer::builder()
+        .strategy(Strategy::P2cPending)
+        .random(SplitMix64::new(1))
+        .slow_start(SlowStart {
+            window: Duration::from_secs(10),
+            aggression: 1.0,
+            min_weight: 0.1,
+        })
+        .build()
+        .unwrap()
+        .build(vec![
+            answering("a", Duration::from_millis(10)),
+            answering("b", Duration::from_millis(10)),
+        ])
+        .unwrap();
+    let handle = lb.handle();
+    handle.set_healthy(1, false);
+    handle.set_healthy(1, true);
+    // The first second: b is weighted at about a tenth of a (12 of 100 with this seed; 53
+    // without slow start).
+    let mut first = 0;
+    for _ in 0..100 {
+        first += usize::from(send(&mut lb).await == "b");
+    }
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let mut last = 0;
+    for _ in 0..400 {
+        last += usize::from(send(&mut lb).await == "b");
+    }
+    assert!(first <= 15, "ramping: {first} of 100");
+    assert!((120..=280).contains(&last), "ramped up: {last} of 400");
+}
+
 /// Weights from the keys: with round robin, a weight-3 endpoint gets three times the
 /// requests of a weight-1 endpoint.
 #[tokio::test(start_paused = true)]
