@@ -420,3 +420,25 @@ async fn a_target_not_ready_during_a_failover_is_skipped_and_listed() {
         (1, 0, 1)
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn clones_share_the_sticky_position() {
+    // The first target refuses; one clone fails over to the second. Another clone (a
+    // request's own copy, as a retry above makes) then starts at the second.
+    let (a, b): (Arc<AtomicUsize>, Arc<AtomicUsize>) = (Arc::default(), Arc::default());
+    let fo = FailoverLayer::builder()
+        .mode(Mode::Sticky)
+        .build()
+        .unwrap()
+        .build(vec![refusing(&a), answering("b", Duration::ZERO, &b)])
+        .unwrap();
+    let mut first = fo.clone();
+    assert_eq!(first.ready().await.unwrap().call(1).await.unwrap(), "b");
+    let mut second = fo.clone();
+    assert_eq!(second.ready().await.unwrap().call(2).await.unwrap(), "b");
+    assert_eq!(
+        (a.load(Ordering::SeqCst), b.load(Ordering::SeqCst)),
+        (1, 2),
+        "the second clone did not try the first target"
+    );
+}
