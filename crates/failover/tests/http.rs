@@ -182,12 +182,16 @@ async fn the_next_target_is_told_the_time_left_when_the_request_reaches_it() {
             }
         })
     };
-    let mut fo = FailoverLayer::builder()
-        .http()
-        .build()
-        .unwrap()
-        .build(vec![target(503, 200), target(200, 10)])
-        .unwrap();
+    // A fresh set per request (the set is sticky to the target that answered).
+    let failover = || {
+        FailoverLayer::builder()
+            .http()
+            .build()
+            .unwrap()
+            .build(vec![target(503, 200), target(200, 10)])
+            .unwrap()
+    };
+    let mut fo = failover();
     let req = Request::post("/books.Search/Find")
         .header(GRPC_TIMEOUT, "1S")
         .body(body(0))
@@ -203,12 +207,7 @@ async fn the_next_target_is_told_the_time_left_when_the_request_reaches_it() {
 
     // Without the header, none is added.
     seen.lock().unwrap().clear();
-    let mut fo = FailoverLayer::builder()
-        .http()
-        .build()
-        .unwrap()
-        .build(vec![target(503, 200), target(200, 10)])
-        .unwrap();
+    let mut fo = failover();
     let req = Request::post("/books.Search/Find").body(body(0)).unwrap();
     assert_eq!(send(&mut fo, req).await.status(), 200);
     assert_eq!(*seen.lock().unwrap(), vec![None, None]);
